@@ -1,0 +1,93 @@
+"""Loading, overriding and saving pipeline configs (protobuf text format)."""
+
+import os
+
+import tensorflow as tf
+from google.protobuf import text_format
+
+from fast_seg.protos import pipeline_pb2
+
+PIPELINE_CONFIG_NAME = "pipeline.config"
+
+
+class ConfigError(ValueError):
+  """A config file that cannot be used, with the file and field named."""
+
+
+def check_type(config, proto_class, field_name):
+  """Raises ValueError unless `config` is a `proto_class` message."""
+  if not isinstance(config, proto_class):
+    raise ValueError(
+        f"{field_name}: expected a {proto_class.DESCRIPTOR.full_name} proto, "
+        f"got {type(config).__name__}")
+
+
+def require_oneof(config, oneof_name, field_path):
+  """Returns the set field of a oneof, or raises a ValueError naming it.
+
+  Args:
+    config: a proto message.
+    oneof_name: name of the oneof inside `config`.
+    field_path: dotted path of `config` in the pipeline, for the message.
+  """
+  which = config.WhichOneof(oneof_name)
+  if which is None:
+    allowed = ", ".join(
+        f.name for f in config.DESCRIPTOR.oneofs_by_name[oneof_name].fields)
+    raise ValueError(
+        f"{field_path}: '{oneof_name}' is not set; set one of: {allowed}")
+  return which
+
+
+def parse_pipeline_config(text, source="<string>"):
+  """Parses text format into a PipelineConfig, naming `source` on errors."""
+  config = pipeline_pb2.PipelineConfig()
+  try:
+    text_format.Merge(text, config)
+  except text_format.ParseError as e:
+    raise ConfigError(f"{source}: {e}") from None
+  return config
+
+
+def load_pipeline_config(path, overrides=()):
+  """Reads a pipeline config file and applies text-format overrides.
+
+  Args:
+    path: a .config file in protobuf text format.
+    overrides: text-format snippets merged on top, e.g.
+      "train_config { num_steps: 10 }" (scalars replace, repeated fields append).
+
+  Returns:
+    pipeline_pb2.PipelineConfig.
+
+  Raises:
+    ConfigError: the file is missing or does not parse; the message names the
+      file, the line and the field.
+  """
+  if not path:
+    raise ConfigError("--config_path is required")
+  if not tf.io.gfile.exists(path):
+    raise ConfigError(f"config file not found: {path}")
+  with tf.io.gfile.GFile(path, "r") as f:
+    config = parse_pipeline_config(f.read(), source=path)
+  for i, override in enumerate(overrides or ()):
+    try:
+      text_format.Merge(override, config)
+    except text_format.ParseError as e:
+      raise ConfigError(f"--config_override #{i + 1} ({override!r}): {e}") from None
+  return config
+
+
+def save_pipeline_config(config, directory):
+  """Writes `config` as `directory`/pipeline.config and returns the path."""
+  tf.io.gfile.makedirs(directory)
+  path = os.path.join(directory, PIPELINE_CONFIG_NAME)
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(text_format.MessageToString(config))
+  return path
+
+
+def get_model_config(model_config):
+  """Returns the set architecture message (ICNet, PSPNet, ...) of a Model proto."""
+  which = require_oneof(model_config, "model", "model")
+  return getattr(model_config, which)
