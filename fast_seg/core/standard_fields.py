@@ -36,3 +36,15 @@ class LossFields:
   """Keys of the loss dict; per-head losses are named after their head."""
   total = "total_loss"
   regularization = "regularization_loss"
+
+
+class DatasetInfoFields:
+  """Keys of the dataset_info.json written beside a dataset's TFRecords."""
+  file_name = "dataset_info.json"
+  num_classes = "num_classes"
+  ignore_label = "ignore_label"
+  class_names = "class_names"
+  palette = "palette"  # [[r, g, b], ...], one per class id
+  num_examples = "num_examples"  # {split: count}
+  class_pixel_frequency = "class_pixel_frequency"  # {split: [fraction per class]}
+  file_patterns = "file_patterns"  # {split: glob relative to the info file}

@@ -1,0 +1,36 @@
+"""Evaluates checkpoints: mIoU, per-class IoU, pixel and mean accuracy.
+
+  python eval.py --config_path configs/X.config --train_dir runs/X --eval_dir runs/X/eval
+      [--checkpoint runs/X/ckpt-300] [--timeout 600]
+
+Without --checkpoint and --timeout the latest checkpoint in --train_dir is
+evaluated once; with --timeout every new checkpoint is evaluated until none
+arrives for that many seconds or the final step is done.
+"""
+
+from absl import flags
+
+from fast_seg.evaluation import eval_lib
+from fast_seg.utils import cli
+
+flags.DEFINE_string("config_path", None, "Pipeline config (protobuf text format).")
+flags.DEFINE_string("train_dir", None, "Training logdir with checkpoints.")
+flags.DEFINE_string("eval_dir", None, "Where metrics.json, summaries and PNGs go.")
+flags.DEFINE_string("checkpoint", None, "Evaluate only this checkpoint.")
+flags.DEFINE_float("timeout", None, "Seconds to wait for each new checkpoint.")
+flags.mark_flags_as_required(["config_path", "eval_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  config = cli.load_config(FLAGS.config_path)
+  results = eval_lib.evaluate(config, FLAGS.train_dir, FLAGS.eval_dir,
+                              checkpoint=FLAGS.checkpoint, timeout=FLAGS.timeout)
+  last = results[-1]
+  print(f"mIoU {100 * last['miou']:.2f} at step {last['step']}; "
+        f"metrics in {FLAGS.eval_dir}/{eval_lib.METRICS_FILE}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,260 @@
+"""Builds the tf.data input pipeline from an `InputReader` proto.
+
+Reads TFRecords of tf.train.Example with the DeepLab keys (see
+standard_fields.TfExampleFields), decodes them with tf.io only, checks every
+example (missing keys, label size, label values) with messages that name the
+TFRecord file and the image, applies the configured augmentations and batches.
+"""
+
+import tensorflow as tf
+
+from fast_seg.builders import preprocessor_builder
+from fast_seg.core import preprocessor
+from fast_seg.core import standard_fields
+from fast_seg.protos import input_reader_pb2
+from fast_seg.utils import config_util
+
+_TF = standard_fields.TfExampleFields
+_IN = standard_fields.InputFields
+
+# Keys the reader needs; the rest of the DeepLab keys are optional.
+_REQUIRED_KEYS = (_TF.image_encoded, _TF.label_encoded)
+
+
+def expand_input_paths(patterns, field):
+  """Expands file globs into a list of files, in order, without duplicates.
+
+  Args:
+    patterns: iterable of glob strings.
+    field: the config field they come from, for messages.
+
+  Returns:
+    List of file paths: each glob's matches sorted, globs in the given order.
+
+  Raises:
+    ValueError: no glob given, or a glob that matches nothing.
+  """
+  patterns = list(patterns)
+  if not patterns:
+    raise ValueError(
+        f"{field}: no TFRecord glob given; set e.g. "
+        f"tf_record_input_path: \"data/train-*.tfrecord\"")
+  paths = []
+  seen = set()
+  for pattern in patterns:
+    matches = sorted(tf.io.gfile.glob(pattern))
+    if not matches:
+      raise ValueError(f"{field}: glob '{pattern}' matches no file")
+    for path in matches:
+      if path not in seen:
+        seen.add(path)
+        paths.append(path)
+  return paths
+
+
+def _as_text(part):
+  """A message part as a string tensor (or a Python string)."""
+  if isinstance(part, tf.Tensor) and part.dtype != tf.string:
+    return tf.strings.as_string(part)
+  return part if isinstance(part, tf.Tensor) else str(part)
+
+
+def _assert(condition, *parts):
+  """tf.debugging.Assert with a message joined from strings and tensors.
+
+  The message surfaces in the tf.errors.InvalidArgumentError raised when the
+  iterator reaches the example. It avoids quote characters because the
+  Assert op prints them escaped.
+  """
+  message = tf.strings.join([_as_text(p) for p in parts])
+  return tf.debugging.Assert(condition, [message])
+
+
+def _size_text(shape):
+  """'HxW' of an int32 [2] tensor, for messages."""
+  return tf.strings.join(
+      [tf.strings.as_string(shape[0]), "x", tf.strings.as_string(shape[1])])
+
+
+def _decode(record, path, num_classes, ignore_label):
+  """Parses and checks one serialized example.
+
+  Returns:
+    (image float32 [H, W, 3], label int32 [H, W, 1], filename string,
+    'path: image filename' string for later messages).
+  """
+  features = tf.io.parse_single_example(record, {
+      _TF.image_encoded: tf.io.FixedLenFeature([], tf.string, ""),
+      _TF.label_encoded: tf.io.FixedLenFeature([], tf.string, ""),
+      _TF.image_filename: tf.io.FixedLenFeature([], tf.string, ""),
+  })
+  checks = [
+      _assert(tf.strings.length(features[key]) > 0, path,
+              f": record has no {key} (not a segmentation TFRecord?)")
+      for key in _REQUIRED_KEYS]
+  filename = features[_TF.image_filename]
+  filename = tf.where(tf.strings.length(filename) > 0, filename,
+                      tf.constant("<unnamed image>"))
+  where = tf.strings.join([path, ": image ", filename])
+  # Decoding an empty string fails with an unhelpful message: check first.
+  with tf.control_dependencies(checks):
+    image = tf.io.decode_image(
+        features[_TF.image_encoded], channels=3, expand_animations=False)
+    label = tf.io.decode_png(features[_TF.label_encoded], channels=1)
+  image_size = tf.shape(image)[:2]
+  label_size = tf.shape(label)[:2]
+  size_check = _assert(
+      tf.reduce_all(tf.equal(image_size, label_size)), where,
+      ": label PNG is ", _size_text(label_size), " (HxW) but the image is ",
+      _size_text(image_size), "; a label must have its image size")
+  label = tf.cast(label, tf.int32)
+  bad = tf.logical_and(label >= num_classes, label != ignore_label)
+  bad_value = tf.reduce_max(tf.where(bad, label, -1))
+  value_check = _assert(
+      tf.logical_not(tf.reduce_any(bad)), where, ": label value ", bad_value,
+      f" is neither a class id (0..{num_classes - 1}) nor the ignore label "
+      f"{ignore_label}")
+  with tf.control_dependencies([size_check, value_check]):
+    image = tf.cast(image, tf.float32)
+    label = tf.identity(label)
+  return image, label, filename, where
+
+
+def _check_positive(value, field):
+  if value < 1:
+    raise ValueError(f"{field} must be >= 1, got {value}")
+
+
+def build(input_reader_config, *, is_training, batch_size, num_classes,
+          ignore_label, augmentations=(), padded_size=None,
+          field_name="train_input_reader"):
+  """Builds a batched tf.data.Dataset of segmentation examples.
+
+  Training reads the files interleaved, shuffles (if `shuffle`), repeats
+  forever, augments and drops the last partial batch, so shapes are static.
+  Evaluation makes one pass in file order without augmentation-driven
+  shuffling (`shuffle` is not used); with `padded_size` every example is
+  padded (label with the ignore label) to that size and batched, otherwise
+  images keep their own size and the batch size must be 1.
+
+  Args:
+    input_reader_config: input_reader_pb2.InputReader.
+    is_training: training or evaluation pipeline.
+    batch_size: examples per batch (train_config.batch_size when training,
+      input_reader_config.batch_size when evaluating).
+    num_classes: label values must be < num_classes or the ignore label.
+    ignore_label: label value excluded from losses and metrics; used to pad.
+    augmentations: preprocessor_pb2.PreprocessingStep protos, applied in
+      order to every example.
+    padded_size: (height, width) for padded evaluation, or None.
+    field_name: config field of `input_reader_config`, for messages
+      ('train_input_reader' or 'eval_input_reader').
+
+  Returns:
+    tf.data.Dataset of dicts: InputFields.image float32 [N, H, W, 3] in
+    0..255, InputFields.label int32 [N, H, W, 1], InputFields.filename
+    string [N], InputFields.original_size int32 [N, 2] (height, width as
+    decoded, before augmentation and padding).
+
+  Raises:
+    ValueError: wrong proto type, no input files, an out-of-range setting,
+      or a batch that cannot be formed from the given sizes. Problems inside
+      a record raise tf.errors.InvalidArgumentError while iterating, with the
+      TFRecord file and the image named.
+  """
+  config_util.check_type(
+      input_reader_config, input_reader_pb2.InputReader, field_name)
+  config = input_reader_config
+  _check_positive(num_classes, "num_classes")
+  _check_positive(config.num_parallel_reads, f"{field_name}.num_parallel_reads")
+  if config.num_parallel_calls < 0:
+    raise ValueError(
+        f"{field_name}.num_parallel_calls must be >= 0 (0: AUTOTUNE), got "
+        f"{config.num_parallel_calls}")
+  if is_training:
+    _check_positive(batch_size, "train_config.batch_size")
+    if config.shuffle:
+      _check_positive(config.shuffle_buffer_size,
+                      f"{field_name}.shuffle_buffer_size")
+    if padded_size is not None:
+      raise ValueError("padded_size is for evaluation; training batches get "
+                       "their size from random_crop or fixed_resize")
+    if batch_size > 1 and not preprocessor_builder.ends_with_fixed_size(
+        augmentations):
+      raise ValueError(
+          f"train_config.batch_size is {batch_size} but the examples do not "
+          "all have one size: add a random_crop or fixed_resize step to "
+          "train_config.data_augmentation_options (after any random_scale), "
+          "or use batch_size 1")
+  else:
+    _check_positive(batch_size, f"{field_name}.batch_size")
+    if padded_size is None and batch_size != 1:
+      raise ValueError(
+          f"{field_name}.batch_size is {batch_size}, but whole-image "
+          "evaluation needs 1 (images differ in size); set "
+          "eval_config.padded_height/padded_width to batch padded images")
+    if padded_size is not None:
+      padded_size = tuple(int(v) for v in padded_size)
+      if len(padded_size) != 2 or min(padded_size) < 1:
+        raise ValueError(
+            "eval_config.padded_height/padded_width must both be >= 1, got "
+            f"{padded_size}")
+
+  paths = expand_input_paths(
+      config.tf_record_input_path, f"{field_name}.tf_record_input_path")
+  augment = preprocessor_builder.build_sequence(augmentations, ignore_label)
+  num_parallel_calls = config.num_parallel_calls or tf.data.AUTOTUNE
+  shuffle = is_training and config.shuffle
+
+  def read_file(path):
+    # Each record travels with its file name, for error messages.
+    return tf.data.TFRecordDataset(path).map(lambda record: (record, path))
+
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  if is_training:
+    if shuffle:
+      files = files.shuffle(len(paths), reshuffle_each_iteration=True)
+    records = files.interleave(
+        read_file, cycle_length=min(config.num_parallel_reads, len(paths)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    if shuffle:
+      records = records.shuffle(
+          config.shuffle_buffer_size, reshuffle_each_iteration=True)
+    records = records.repeat()
+  else:
+    records = files.flat_map(read_file)  # one pass, file order
+
+  def to_example(record, path):
+    image, label, filename, where = _decode(
+        record, path, num_classes, ignore_label)
+    original_size = tf.shape(image)[:2]
+    image, label = augment(image, label)
+    if padded_size is not None:
+      height, width = padded_size
+      fits = _assert(
+          tf.reduce_all(original_size <= tf.constant([height, width])), where,
+          " is ", _size_text(original_size), f" (HxW), larger than the padded "
+          f"size {height}x{width}; raise eval_config.padded_height/"
+          "padded_width")
+      with tf.control_dependencies([fits]):
+        image = tf.identity(image)
+      image, label = preprocessor.pad_to_size(
+          image, label, height, width, ignore_label)
+    return {
+        _IN.image: image,
+        _IN.label: label,
+        _IN.filename: filename,
+        _IN.original_size: original_size,
+    }
+
+  dataset = records.map(
+      to_example, num_parallel_calls=num_parallel_calls,
+      deterministic=not shuffle)
+  dataset = dataset.batch(batch_size, drop_remainder=is_training)
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  if shuffle:
+    # Order is random anyway: let tf.data hand out whichever element is ready.
+    options = tf.data.Options()
+    options.deterministic = False
+    dataset = dataset.with_options(options)
+  return dataset

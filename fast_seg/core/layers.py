@@ -1,0 +1,81 @@
+"""Small Keras layers shared by the meta-architectures.
+
+They are layers (not Lambdas) so that models serialize, export to TFLite /
+ONNX / Core ML, and can be annotated for quantization-aware training.
+"""
+
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+
+def _spatial_size(x):
+  """(height, width) as Python ints when static, else as scalar tensors."""
+  dynamic = tf.shape(x)
+  return tuple(x.shape[i] if x.shape[i] is not None else dynamic[i]
+               for i in (1, 2))
+
+
+class ResizeByFactor(keras.layers.Layer):
+  """Bilinear resize by a constant factor (0.5: half, 2.0: double).
+
+  Output sizes round up, so odd sizes keep every input pixel covered.
+  """
+
+  def __init__(self, factor, **kwargs):
+    super().__init__(**kwargs)
+    self.factor = factor
+
+  def call(self, inputs):
+    height, width = _spatial_size(inputs)
+    if isinstance(height, int) and isinstance(width, int):
+      size = (math.ceil(height * self.factor), math.ceil(width * self.factor))
+    else:
+      size = tf.cast(tf.math.ceil(
+          tf.cast(tf.stack([height, width]), tf.float32) * self.factor), tf.int32)
+    return tf.image.resize(inputs, size, method="bilinear")
+
+  def get_config(self):
+    return {**super().get_config(), "factor": self.factor}
+
+
+class ResizeLike(keras.layers.Layer):
+  """Bilinear resize of inputs[0] to the spatial size of inputs[1]."""
+
+  def call(self, inputs):
+    x, reference = inputs
+    return tf.image.resize(x, _spatial_size(reference), method="bilinear")
+
+
+class AdaptiveAveragePool(keras.layers.Layer):
+  """Average-pools a feature map to `bins` x `bins` cells.
+
+  With a static size this is one AVG_POOL (kernel ceil(size/bins), stride
+  floor(size/bins)), which every exporter supports; when the size is unknown
+  or too small for that, an area resize computes the same averages.
+  """
+
+  def __init__(self, bins, **kwargs):
+    super().__init__(**kwargs)
+    self.bins = bins
+
+  def _pool_geometry(self, size):
+    stride = size // self.bins
+    kernel = -(-size // self.bins)
+    if stride < 1 or (size - kernel) // stride + 1 != self.bins:
+      return None
+    return kernel, stride
+
+  def call(self, inputs):
+    height, width = _spatial_size(inputs)
+    if isinstance(height, int) and isinstance(width, int):
+      rows, cols = self._pool_geometry(height), self._pool_geometry(width)
+      if rows and cols:
+        return tf.nn.avg_pool2d(inputs, ksize=(rows[0], cols[0]),
+                                strides=(rows[1], cols[1]), padding="VALID")
+    pooled = tf.image.resize(inputs, (self.bins, self.bins), method="area")
+    return tf.cast(pooled, inputs.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "bins": self.bins}

@@ -1,0 +1,185 @@
+"""Evaluation behind eval.py: one checkpoint, or every new one in a train dir.
+
+Metrics come from one confusion matrix accumulated over the eval set (mIoU,
+per-class IoU, pixel and mean accuracy); results go to the console (a table
+with class names), TensorBoard, `metrics.json` and, optionally, overlay PNGs.
+"""
+
+import json
+import os
+import re
+import time
+
+from absl import logging
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from fast_seg.builders import input_reader_builder
+from fast_seg.builders import model_builder
+from fast_seg.core import metrics
+from fast_seg.core import standard_fields as fields
+from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
+from fast_seg.utils import visualization
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "metrics_history.jsonl"
+
+
+class Evaluator:
+  """Builds the model and the eval input once; evaluates checkpoints."""
+
+  def __init__(self, pipeline_config):
+    self.config = pipeline_config
+    self.eval_config = pipeline_config.eval_config
+    self.arch = config_util.get_model_config(pipeline_config.model)
+    self.model = model_builder.build(pipeline_config.model)
+    names = list(self.eval_config.class_names)
+    if names and len(names) != self.arch.num_classes:
+      raise ValueError(
+          f"eval_config.class_names has {len(names)} names; num_classes is "
+          f"{self.arch.num_classes}")
+    self.class_names = names or [f"class_{i}" for i in range(self.arch.num_classes)]
+    self.palette = visualization.default_palette(self.arch.num_classes)
+    height, width = self.eval_config.padded_height, self.eval_config.padded_width
+    if (height > 0) != (width > 0):
+      raise ValueError(
+          "eval_config.padded_height and padded_width must both be set (padded "
+          "eval) or both be 0 (whole-image eval)")
+    self.padded_size = (height, width) if height > 0 else None
+    self.num_classes = self.arch.num_classes
+    self.ignore_label = self.arch.ignore_label
+    # Build the input now so a bad glob fails before any waiting.
+    self.dataset = self._dataset()
+
+    model = self.model
+
+    @tf.function
+    def eval_step(images, labels):
+      logits = model.predict(model.preprocess(images))[
+          fields.PredictionFields.logits]
+      predicted = model.postprocess(logits, tf.shape(images)[1:3])[
+          fields.PredictionFields.labels]
+      matrix = metrics.confusion_matrix(
+          labels[..., 0], predicted, self.num_classes, self.ignore_label)
+      return matrix, predicted
+
+    self._eval_step = eval_step
+
+  def _dataset(self):
+    reader = self.config.eval_input_reader
+    return input_reader_builder.build(
+        reader, is_training=False, batch_size=reader.batch_size,
+        num_classes=self.num_classes, ignore_label=self.ignore_label,
+        padded_size=self.padded_size, field_name="eval_input_reader")
+
+  def evaluate(self, checkpoint_path, eval_dir):
+    """Evaluates one checkpoint; returns the metrics dict (also written to disk)."""
+    checkpoint_util.restore_layers(
+        [layer for layer in self.model.inference_model.layers if layer.weights],
+        checkpoint_path)
+    step = checkpoint_util.checkpoint_step(checkpoint_path)
+    limit = self.eval_config.num_examples or None
+    num_visualizations = self.eval_config.num_visualizations
+    matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+    seen = 0
+    start = time.time()
+    for batch in self.dataset:
+      if limit is not None and seen >= limit:
+        break
+      take = batch[fields.InputFields.image].shape[0]
+      if limit is not None and seen + take > limit:
+        take = limit - seen
+        batch = {k: v[:take] for k, v in batch.items()}
+      batch_matrix, predicted = self._eval_step(
+          batch[fields.InputFields.image], batch[fields.InputFields.label])
+      matrix += batch_matrix.numpy()
+      if seen < num_visualizations:
+        self._write_visualizations(batch, predicted, eval_dir, step, seen,
+                                   num_visualizations - seen)
+      seen += take
+    if seen == 0:
+      raise ValueError("eval_input_reader produced no examples")
+    result = metrics.compute_metrics(matrix)
+    result.update(checkpoint=checkpoint_path, step=step, num_examples=seen,
+                  seconds=round(time.time() - start, 2),
+                  class_names=self.class_names,
+                  confusion_matrix=matrix.tolist())
+    self._write_results(result, eval_dir)
+    print(f"\nEvaluation of {checkpoint_path} (step {step}, {seen} images)")
+    print(metrics.format_table(result, self.class_names), flush=True)
+    return result
+
+  def _write_visualizations(self, batch, predicted, eval_dir, step, offset, count):
+    out_dir = os.path.join(eval_dir, "visualizations", f"step_{step}")
+    tf.io.gfile.makedirs(out_dir)
+    for i in range(min(count, predicted.shape[0])):
+      height, width = batch[fields.InputFields.original_size][i].numpy()
+      image = batch[fields.InputFields.image][i, :height, :width].numpy()
+      truth = batch[fields.InputFields.label][i, :height, :width, 0].numpy()
+      panel = visualization.side_by_side(
+          image, truth, predicted[i, :height, :width].numpy(), self.palette)
+      name = os.path.basename(
+          batch[fields.InputFields.filename][i].numpy().decode("utf-8"))
+      name = re.sub(r"[^\w.-]", "_", os.path.splitext(name)[0]) or "image"
+      Image.fromarray(panel).save(
+          os.path.join(out_dir, f"{offset + i:04d}_{name}.png"))
+
+  def _write_results(self, result, eval_dir):
+    tf.io.gfile.makedirs(eval_dir)
+    with tf.io.gfile.GFile(os.path.join(eval_dir, METRICS_FILE), "w") as f:
+      json.dump(result, f, indent=2)
+    history = {k: v for k, v in result.items() if k != "confusion_matrix"}
+    with open(os.path.join(eval_dir, HISTORY_FILE), "a") as f:
+      f.write(json.dumps(history) + "\n")
+    writer = tf.summary.create_file_writer(eval_dir)
+    with writer.as_default():
+      step = result["step"]
+      tf.summary.scalar("metrics/miou", result["miou"], step=step)
+      tf.summary.scalar("metrics/pixel_accuracy", result["pixel_accuracy"], step=step)
+      tf.summary.scalar("metrics/mean_accuracy", result["mean_accuracy"], step=step)
+      for name, iou in zip(self.class_names, result["per_class_iou"]):
+        if not np.isnan(iou):
+          tf.summary.scalar(f"iou/{name}", iou, step=step)
+    writer.flush()
+
+
+def evaluate(pipeline_config, train_dir, eval_dir, checkpoint=None,
+             timeout=None):
+  """Runs eval.py's modes.
+
+  Args:
+    pipeline_config: pipeline_pb2.PipelineConfig.
+    train_dir: the training logdir holding checkpoints.
+    eval_dir: where metrics, summaries and visualizations go.
+    checkpoint: evaluate this checkpoint (prefix or directory) once.
+    timeout: None evaluates the latest checkpoint in train_dir once; a number
+      of seconds waits for new checkpoints, evaluating each, until none came
+      for that long or the final training step was evaluated.
+
+  Returns:
+    The list of metrics dicts, one per evaluated checkpoint.
+  """
+  config_util.save_pipeline_config(pipeline_config, eval_dir)
+  evaluator = Evaluator(pipeline_config)
+  if checkpoint:
+    return [evaluator.evaluate(checkpoint_util.resolve_checkpoint(checkpoint),
+                               eval_dir)]
+  if not train_dir:
+    raise ValueError("give --train_dir (or --checkpoint)")
+  if timeout is None:
+    return [evaluator.evaluate(checkpoint_util.resolve_checkpoint(train_dir),
+                               eval_dir)]
+  results = []
+  final_step = pipeline_config.train_config.num_steps
+  logging.info("Waiting for checkpoints in %s (timeout %ss)", train_dir, timeout)
+  for path in tf.train.checkpoints_iterator(train_dir, min_interval_secs=1,
+                                            timeout=timeout):
+    results.append(evaluator.evaluate(path, eval_dir))
+    if results[-1]["step"] >= final_step:
+      logging.info("Evaluated the final step %d; done.", final_step)
+      break
+  if not results:
+    raise ValueError(f"no checkpoint appeared in {train_dir} within {timeout}s")
+  return results

@@ -1,0 +1,248 @@
+"""Registry, width helpers and the base class shared by all backbones.
+
+A feature extractor is a backbone split into named stages. Meta-architectures
+build the stages they need with the Keras functional API, possibly in several
+calls on different inputs (ICNet runs the early stages on one resolution and
+the late stages on another), and read back the endpoints by stage name.
+"""
+
+import abc
+
+_REGISTRY = {}
+
+
+def register(name):
+  """Class decorator that makes a FeatureExtractor buildable by `name`.
+
+  Registration lives next to each backbone's definition, so adding one needs
+  no edit to a central table.
+
+  Args:
+    name: the `feature_extractor.type` string of the config.
+
+  Returns:
+    The decorator; it sets `cls.name` and returns the class unchanged.
+
+  Raises:
+    ValueError: `name` is already registered by another class.
+  """
+  def decorator(cls):
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+      raise ValueError(f"feature extractor '{name}' is registered twice")
+    cls.name = name
+    _REGISTRY[name] = cls
+    return cls
+  return decorator
+
+
+def get(name):
+  """Returns the FeatureExtractor class registered under `name`.
+
+  Args:
+    name: a `feature_extractor.type` value, e.g. 'resnet_v1_50'.
+
+  Returns:
+    The registered class.
+
+  Raises:
+    ValueError: nothing is registered under `name`; the message lists the
+      allowed names.
+  """
+  if name not in _REGISTRY:
+    allowed = ", ".join(sorted(_REGISTRY))
+    raise ValueError(
+        f"feature_extractor.type: unknown '{name}'; allowed: {allowed}")
+  return _REGISTRY[name]
+
+
+def registered_names():
+  """Sorted names of all registered feature extractors."""
+  return sorted(_REGISTRY)
+
+
+def scaled_width(depth, filter_scale):
+  """Width of a conv of nominal `depth` in a model of `filter_scale`.
+
+  Plain rounding, at least one filter: 256 -> 128 at 0.5, as filter pruning
+  keeps round(scale * filters) filters per conv.
+  """
+  return max(1, int(round(depth * filter_scale)))
+
+
+def make_divisible(value, divisor=8, min_value=None):
+  """Rounds a width to a multiple of `divisor` the way slim's MobileNets do.
+
+  The result is the nearest multiple of `divisor` (halves round up), at least
+  `min_value` (default `divisor`), and never more than 10% below `value`:
+  channel counts that are multiples of 8 run faster on phones.
+
+  Args:
+    value: the unrounded width, e.g. depth * depth_multiplier.
+    divisor: the multiple to round to.
+    min_value: the smallest width allowed; defaults to `divisor`.
+
+  Returns:
+    int, the rounded width.
+  """
+  if min_value is None:
+    min_value = divisor
+  rounded = (int(value + divisor / 2) // divisor) * divisor
+  rounded = max(min_value, rounded)
+  if rounded < 0.9 * value:
+    rounded += divisor
+  return rounded
+
+
+class StrideTracker:
+  """Turns nominal strides into (stride, dilation) pairs for an output stride.
+
+  tf-slim's rule: follow the stride of the output relative to the image; once
+  it reaches `output_stride`, each later stride becomes 1 and multiplies the
+  dilation rate instead. The layer whose stride is dropped still uses the
+  current rate; the rate grows only after it.
+  """
+
+  def __init__(self, output_stride):
+    self._output_stride = output_stride
+    self.current_stride = 1
+    self._rate = 1
+
+  def step(self, stride):
+    """Returns (layer_stride, layer_rate) for a layer of nominal `stride`."""
+    if self.current_stride == self._output_stride:
+      rate = self._rate
+      self._rate *= stride
+      return 1, rate
+    self.current_stride *= stride
+    return stride, 1
+
+
+class FeatureExtractor(abc.ABC):
+  """A backbone made of named stages that can be built piece by piece.
+
+  Subclasses set `stage_names` and `allowed_output_strides`, compute their
+  per-layer (stride, rate) schedule in `__init__` from the nominal stage
+  strides, and implement `_build_stage` and `preprocess`. Every layer is made
+  by the ConvHyperparams factories and recorded with `_track`, so restore,
+  freezing and pruning can find all of them through `layers`.
+  """
+
+  name = None  # Set by @register.
+  stage_names = ()
+  allowed_output_strides = (8, 16, 32)
+
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
+    """Stores the settings; no layer is created before `build`.
+
+    Args:
+      conv_hyperparams: a hyperparams_builder.ConvHyperparams; every conv and
+        batch norm comes from its factories.
+      filter_scale: width multiplier of every prunable conv (1.0 full model).
+      output_stride: stride of the last stage relative to the image; later
+        strides become dilations.
+
+    Raises:
+      ValueError: filter_scale is not positive or output_stride is not one of
+        `allowed_output_strides`.
+    """
+    if not filter_scale > 0:
+      raise ValueError(
+          f"feature_extractor.filter_scale must be > 0, got {filter_scale}")
+    if output_stride not in self.allowed_output_strides:
+      allowed = ", ".join(str(s) for s in self.allowed_output_strides)
+      raise ValueError(
+          f"feature_extractor.output_stride: {output_stride} is not supported "
+          f"by {self.name}; allowed: {allowed}")
+    self._hyperparams = conv_hyperparams
+    self._filter_scale = float(filter_scale)
+    self._output_stride = int(output_stride)
+    self._layers = []
+    self._built_stages = set()
+
+  @property
+  def conv_hyperparams(self):
+    return self._hyperparams
+
+  @property
+  def filter_scale(self):
+    return self._filter_scale
+
+  @property
+  def output_stride(self):
+    return self._output_stride
+
+  @property
+  def layers(self):
+    """Every Keras layer this extractor created, in creation order."""
+    return list(self._layers)
+
+  @property
+  @abc.abstractmethod
+  def stage_strides(self):
+    """Dict stage name -> nominal stride of its output relative to the image."""
+
+  def scaled_depth(self, depth):
+    """Width actually used for a conv of nominal width `depth`."""
+    return scaled_width(depth, self._filter_scale)
+
+  @abc.abstractmethod
+  def preprocess(self, images):
+    """Maps float32 RGB images in [0, 255] to what the backbone expects."""
+
+  @abc.abstractmethod
+  def _build_stage(self, stage_name, net):
+    """Creates the layers of one stage, applies them to `net`, returns output."""
+
+  def _track(self, layer):
+    """Records a newly created layer and returns it."""
+    self._layers.append(layer)
+    return layer
+
+  def _stage_index(self, stage_name, default, arg_name):
+    if stage_name is None:
+      return default
+    if stage_name not in self.stage_names:
+      raise ValueError(
+          f"{arg_name}: unknown stage '{stage_name}' of {self.name}; "
+          f"allowed: {', '.join(self.stage_names)}")
+    return self.stage_names.index(stage_name)
+
+  def build(self, inputs, first_stage=None, last_stage=None):
+    """Applies stages `first_stage`..`last_stage` (inclusive) to `inputs`.
+
+    Args:
+      inputs: a 4-D KerasTensor (or tensor) fed to `first_stage`: the
+        preprocessed image for the first stage, or an earlier stage's output
+        (possibly resized) otherwise. Strides and dilations do not depend on
+        it: they follow the nominal schedule of a full build.
+      first_stage: name of the first stage to build; None for the first.
+      last_stage: name of the last stage to build; None for the last.
+
+    Returns:
+      Dict stage name -> output tensor, for the stages built in this call.
+
+    Raises:
+      ValueError: a stage name is unknown, first_stage comes after
+        last_stage, or a stage was already built (its layers exist once).
+    """
+    first = self._stage_index(first_stage, 0, "first_stage")
+    last = self._stage_index(
+        last_stage, len(self.stage_names) - 1, "last_stage")
+    if first > last:
+      raise ValueError(
+          f"first_stage '{self.stage_names[first]}' comes after last_stage "
+          f"'{self.stage_names[last]}' in {self.name}")
+    stages = self.stage_names[first:last + 1]
+    for stage in stages:
+      if stage in self._built_stages:
+        raise ValueError(
+            f"{self.name} stage '{stage}' is already built; each stage's "
+            "layers are created once (make a second extractor to build "
+            "another copy)")
+    endpoints = {}
+    net = inputs
+    for stage in stages:
+      net = self._build_stage(stage, net)
+      self._built_stages.add(stage)
+      endpoints[stage] = net
+    return endpoints

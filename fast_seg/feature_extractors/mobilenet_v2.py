@@ -1,0 +1,123 @@
+"""MobileNetV2 in tf-slim's layout, split into stages for segmentation.
+
+The layers are those of slim's MobilenetV2 (Conv, expanded_conv,
+expanded_conv_1..16) without the final 1x1 conv to 1280 and the classifier, so
+the model-zoo checkpoint loads by a plain name map. `filter_scale` plays the
+role of slim's depth multiplier, with the same rounding to multiples of 8.
+"""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from fast_seg.feature_extractors import base
+
+# Inverted-residual groups: (expansion t, output depth c, units n, stride s)
+# of the first unit; the following units of a group have stride 1.
+_GROUPS = (
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+# Index of the last expanded_conv_i of each stage after the stem.
+_STAGE_LAST_UNIT = (("stage2", 2), ("stage3", 5), ("stage4", 12),
+                    ("stage5", 16))
+
+
+def _unit_specs():
+  """List of (unit name, expansion, depth, nominal stride) after `Conv`."""
+  specs = [("expanded_conv", 1, 16, 1)]
+  for expansion, depth, repeats, stride in _GROUPS:
+    for i in range(repeats):
+      specs.append((f"expanded_conv_{len(specs)}", expansion, depth,
+                    stride if i == 0 else 1))
+  return specs
+
+
+@base.register("mobilenet_v2")
+class MobileNetV2(base.FeatureExtractor):
+  """MobileNetV2 with stages stem (stride 2) and stage2..stage5 (4..32)."""
+
+  stage_names = ("stem", "stage2", "stage3", "stage4", "stage5")
+  allowed_output_strides = (8, 16, 32)
+
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
+    super().__init__(conv_hyperparams, filter_scale, output_stride)
+    # Fixed from the nominal strides so a stage built on its own gets the
+    # same dilations as in a full build.
+    tracker = base.StrideTracker(self.output_stride)
+    self._conv_schedule = tracker.step(2)
+    specs = _unit_specs()
+    self._stage_units = {"stem": [specs[0]]}
+    self._unit_schedule = {specs[0][0]: tracker.step(specs[0][3])}
+    self._stage_strides = {"stem": tracker.current_stride}
+    first = 1
+    for stage_name, last in _STAGE_LAST_UNIT:
+      self._stage_units[stage_name] = specs[first:last + 1]
+      for unit_name, _, _, stride in specs[first:last + 1]:
+        self._unit_schedule[unit_name] = tracker.step(stride)
+      self._stage_strides[stage_name] = tracker.current_stride
+      first = last + 1
+
+  @property
+  def stage_strides(self):
+    return dict(self._stage_strides)
+
+  def unit_schedule(self, unit_name):
+    """(stride, dilation rate) of the depthwise conv of `unit_name`."""
+    return self._unit_schedule[unit_name]
+
+  def scaled_depth(self, depth):
+    """Width for nominal `depth`: depth * filter_scale rounded as slim does."""
+    return base.make_divisible(depth * self.filter_scale, 8)
+
+  def preprocess(self, images):
+    """Maps float RGB images in [0, 255] to [-1, 1]."""
+    images = tf.cast(images, tf.float32)
+    return images / 127.5 - 1.0
+
+  def _bn_relu6(self, net, name, relu):
+    net = self._track(self.conv_hyperparams.batch_norm(name=name + "_bn"))(net)
+    if relu:
+      net = self._track(keras.layers.ReLU(max_value=6.0, name=name + "_relu"))(
+          net)
+    return net
+
+  def _conv(self, net, depth, kernel_size, name, strides=1, relu=True):
+    net = self._track(self.conv_hyperparams.conv2d(
+        depth, kernel_size, name=name, strides=strides))(net)
+    return self._bn_relu6(net, name, relu)
+
+  def _inverted_residual(self, net, name, expansion, depth, stride, rate):
+    """Expand 1x1 (if t > 1), depthwise 3x3, linear 1x1 projection."""
+    in_depth = net.shape[-1]
+    out_depth = self.scaled_depth(depth)
+    x = net
+    if expansion > 1:
+      x = self._conv(x, base.make_divisible(in_depth * expansion, 8), 1,
+                     name + "_expand")
+    x = self._track(self.conv_hyperparams.depthwise_conv2d(
+        3, name=name + "_depthwise", strides=stride, dilation_rate=rate))(x)
+    x = self._bn_relu6(x, name + "_depthwise", relu=True)
+    x = self._conv(x, out_depth, 1, name + "_project", relu=False)
+    # slim decides on the layer's actual stride, after output_stride.
+    if stride == 1 and in_depth == out_depth:
+      x = self._track(keras.layers.Add(name=name + "_add"))([net, x])
+    return x
+
+  def _build_stage(self, stage_name, net):
+    prefix = self.name
+    if stage_name == "stem":
+      conv_stride, _ = self._conv_schedule
+      net = self._conv(net, self.scaled_depth(32), 3, prefix + "_Conv",
+                       strides=conv_stride)
+    if stage_name not in self._stage_units:
+      raise ValueError(f"unknown stage '{stage_name}' of {self.name}")
+    for unit_name, expansion, depth, _ in self._stage_units[stage_name]:
+      stride, rate = self._unit_schedule[unit_name]
+      net = self._inverted_residual(net, f"{prefix}_{unit_name}", expansion,
+                                    depth, stride, rate)
+    return net

@@ -1,0 +1,113 @@
+"""ResNet-50 v1 in tf-slim's topology, split into stages for segmentation.
+
+The layout follows tf-slim's resnet_v1_50 (so its model-zoo checkpoint loads
+by a plain name map): a 7x7/2 stem conv and a 3x3/2 max-pool, then four blocks
+of bottleneck units where the stride of blocks 1-3 sits on the LAST unit of
+the block and block 4 keeps stride 1. Past `output_stride`, strides turn into
+dilations (slim's rule, see base.StrideTracker).
+"""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from fast_seg.feature_extractors import base
+
+# RGB ImageNet means that the slim model-zoo ResNets were trained with.
+_RGB_MEANS = (123.68, 116.78, 103.94)
+
+# (block name, output depth, bottleneck depth, nominal stride of each unit).
+_BLOCKS = (
+    ("block1", 256, 64, (1, 1, 2)),
+    ("block2", 512, 128, (1, 1, 1, 2)),
+    ("block3", 1024, 256, (1, 1, 1, 1, 1, 2)),
+    ("block4", 2048, 512, (1, 1, 1)),
+)
+
+
+@base.register("resnet_v1_50")
+class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
+  """ResNet-50 v1 with stages stem (stride 4) and block1..block4."""
+
+  stage_names = ("stem", "block1", "block2", "block3", "block4")
+  allowed_output_strides = (8, 16, 32)
+
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
+    super().__init__(conv_hyperparams, filter_scale, output_stride)
+    # The whole (stride, rate) schedule is fixed here from the nominal
+    # strides, so a stage built on its own gets the same dilations as in a
+    # full build.
+    tracker = base.StrideTracker(self.output_stride)
+    self._stem_schedule = (tracker.step(2), tracker.step(2))
+    self._stage_strides = {"stem": tracker.current_stride}
+    self._unit_schedule = {}
+    for block_name, _, _, strides in _BLOCKS:
+      self._unit_schedule[block_name] = tuple(tracker.step(s) for s in strides)
+      self._stage_strides[block_name] = tracker.current_stride
+
+  @property
+  def stage_strides(self):
+    return dict(self._stage_strides)
+
+  def unit_schedule(self, block_name):
+    """Tuple of (stride, dilation rate) of each unit of `block_name`."""
+    return self._unit_schedule[block_name]
+
+  def preprocess(self, images):
+    """Subtracts the ImageNet RGB means from float RGB images in [0, 255]."""
+    images = tf.cast(images, tf.float32)
+    return images - tf.constant(_RGB_MEANS, dtype=tf.float32)
+
+  def _conv_bn(self, net, depth, kernel_size, name, strides=1, rate=1,
+               relu=True):
+    """Conv (no bias) + batch norm (+ ReLU), the slim conv2d of resnet."""
+    hp = self.conv_hyperparams
+    net = self._track(hp.conv2d(
+        depth, kernel_size, name=name, strides=strides,
+        dilation_rate=rate))(net)
+    net = self._track(hp.batch_norm(name=name + "_bn"))(net)
+    if relu:
+      net = self._track(keras.layers.ReLU(name=name + "_relu"))(net)
+    return net
+
+  def _bottleneck(self, net, prefix, depth, bottleneck_depth, stride, rate):
+    """One bottleneck_v1 unit; the stride sits on the 3x3 conv as in slim."""
+    depth = self.scaled_depth(depth)
+    bottleneck_depth = self.scaled_depth(bottleneck_depth)
+    if net.shape[-1] == depth:
+      shortcut = net
+      if stride > 1:
+        # A 1x1 max-pool with stride is plain subsampling.
+        shortcut = self._track(keras.layers.MaxPool2D(
+            pool_size=1, strides=stride, padding="same",
+            name=prefix + "_shortcut_pool"))(net)
+    else:
+      shortcut = self._conv_bn(net, depth, 1, prefix + "_shortcut",
+                               strides=stride, relu=False)
+    residual = self._conv_bn(net, bottleneck_depth, 1, prefix + "_conv1")
+    residual = self._conv_bn(residual, bottleneck_depth, 3, prefix + "_conv2",
+                             strides=stride, rate=rate)
+    residual = self._conv_bn(residual, depth, 1, prefix + "_conv3",
+                             relu=False)
+    net = self._track(keras.layers.Add(name=prefix + "_add"))(
+        [shortcut, residual])
+    return self._track(keras.layers.ReLU(name=prefix + "_relu"))(net)
+
+  def _build_stage(self, stage_name, net):
+    prefix = self.name
+    if stage_name == "stem":
+      (conv_stride, conv_rate), (pool_stride, _) = self._stem_schedule
+      net = self._conv_bn(net, self.scaled_depth(64), 7, prefix + "_conv1",
+                          strides=conv_stride, rate=conv_rate)
+      return self._track(keras.layers.MaxPool2D(
+          pool_size=3, strides=pool_stride, padding="same",
+          name=prefix + "_pool1"))(net)
+    for block_name, depth, bottleneck_depth, _ in _BLOCKS:
+      if block_name != stage_name:
+        continue
+      schedule = self._unit_schedule[block_name]
+      for unit, (stride, rate) in enumerate(schedule, start=1):
+        net = self._bottleneck(
+            net, f"{prefix}_{block_name}_unit_{unit}", depth,
+            bottleneck_depth, stride, rate)
+      return net
+    raise ValueError(f"unknown stage '{stage_name}' of {self.name}")

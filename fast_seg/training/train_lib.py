@@ -1,0 +1,305 @@
+"""The training loop behind train.py.
+
+A custom tf.function step under a tf.distribute strategy (what slim's
+learning.train and model_deploy did in TF1): checkpoints every n steps with a
+CheckpointManager, resumes on the same logdir with its step counter, writes
+TensorBoard scalars and image overlays, and stops on a non-finite loss
+without overwriting the last good checkpoint.
+"""
+
+import os
+import time
+
+from absl import logging
+import tensorflow as tf
+import tf_keras as keras
+
+from fast_seg.builders import input_reader_builder
+from fast_seg.builders import model_builder
+from fast_seg.builders import optimizer_builder
+from fast_seg.builders import preprocessor_builder
+from fast_seg.core import standard_fields as fields
+from fast_seg.feature_extractors import pretrained
+from fast_seg.protos import train_pb2
+from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
+from fast_seg.utils import visualization
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
+CHECKPOINT_NAME = "ckpt"
+
+
+class TrainingDivergedError(RuntimeError):
+  """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def build_strategy(name):
+  """tf.distribute strategy for --strategy.
+
+  one_device: the first GPU, else the CPU. mirrored: all local GPUs.
+  multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG.
+  """
+  if name == "one_device":
+    device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+    return tf.distribute.OneDeviceStrategy(device)
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f"--strategy: unknown '{name}'; allowed: {', '.join(STRATEGIES)}")
+
+
+def _format_duration(seconds):
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Trainer:
+  """Owns the model, optimizer, checkpoint and step function of one run."""
+
+  def __init__(self, pipeline_config, logdir, strategy):
+    self.config = pipeline_config
+    self.logdir = logdir
+    self.strategy = strategy
+    train_config = pipeline_config.train_config
+    self.train_config = train_config
+    if train_config.num_steps < 1:
+      raise ValueError("train_config.num_steps must be >= 1")
+    if train_config.batch_size < 1:
+      raise ValueError("train_config.batch_size must be >= 1")
+    replicas = strategy.num_replicas_in_sync
+    if train_config.batch_size % replicas:
+      raise ValueError(
+          f"train_config.batch_size ({train_config.batch_size}) must be a "
+          f"multiple of the number of devices ({replicas})")
+    if pipeline_config.train_input_reader.HasField("batch_size"):
+      raise ValueError(
+          "train_input_reader.batch_size is for evaluation only; set "
+          "train_config.batch_size instead")
+    if not pipeline_config.train_config.HasField("optimizer"):
+      raise ValueError("train_config.optimizer is not set")
+
+    policy = "mixed_float16" if train_config.mixed_precision else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    with strategy.scope():
+      self.model = model_builder.build(pipeline_config.model)
+      optimizer, self.learning_rate = optimizer_builder.build(
+          train_config.optimizer, train_config.num_steps)
+      if train_config.mixed_precision:
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+      self.optimizer = optimizer
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.checkpoint = checkpoint_util.make_checkpoint(
+          self.model.keras_model, optimizer=optimizer, step=self.step)
+    keras.mixed_precision.set_global_policy("float32")
+    self.nonfinite_losses = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, logdir, max_to_keep=train_config.max_checkpoints_to_keep,
+        checkpoint_name=CHECKPOINT_NAME, step_counter=self.step)
+
+    if train_config.freeze_backbone:
+      for layer in self.model.backbone_layers:
+        layer.trainable = False
+    self.trainable_variables = self.model.keras_model.trainable_variables
+    self._train_step = self._make_train_step()
+
+  # -- initialisation -------------------------------------------------------
+
+  def restore_or_initialize(self):
+    """Resumes from the logdir, else loads ImageNet / fine-tune weights.
+
+    Returns:
+      The step training continues from.
+    """
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d", latest, int(self.step))
+      return int(self.step)
+    arch = config_util.get_model_config(self.config.model)
+    extractor_config = arch.feature_extractor
+    if extractor_config.weights_path:
+      count = pretrained.load_imagenet_weights(
+          self.model.feature_extractor, extractor_config.weights_path,
+          extractor_config.weights_format)
+      logging.info("Loaded %d ImageNet weights from %s", count,
+                   extractor_config.weights_path)
+    if self.train_config.fine_tune_checkpoint:
+      kind = self.train_config.fine_tune_checkpoint_type
+      count = checkpoint_util.restore_layers(
+          self.model.restore_layers(kind), self.train_config.fine_tune_checkpoint)
+      logging.info("Fine-tuning from %s (%s): restored %d weights",
+                   self.train_config.fine_tune_checkpoint,
+                   train_pb2.TrainConfig.FineTuneCheckpointType.Name(kind), count)
+    return 0
+
+  # -- the step -------------------------------------------------------------
+
+  def _make_train_step(self):
+    model, optimizer = self.model, self.optimizer
+    replicas = self.strategy.num_replicas_in_sync
+    mixed = self.train_config.mixed_precision
+    variables = self.trainable_variables
+
+    @tf.function(jit_compile=self.train_config.use_xla)
+    def compute_gradients(images, labels):
+      with tf.GradientTape() as tape:
+        predictions = model.predict(model.preprocess(images), training=True)
+        losses = model.loss(predictions, labels)
+        regularization = model.keras_model.losses
+        losses[fields.LossFields.regularization] = (
+            tf.add_n(regularization) if regularization else tf.constant(0.0))
+        total = tf.add_n(list(losses.values()))
+        scaled = total / replicas
+        if mixed:
+          scaled = optimizer.get_scaled_loss(scaled)
+      gradients = tape.gradient(scaled, variables)
+      if mixed:
+        gradients = optimizer.get_unscaled_gradients(gradients)
+      losses[fields.LossFields.total] = total
+      return losses, gradients
+
+    def replica_step(batch):
+      losses, gradients = compute_gradients(
+          batch[fields.InputFields.image], batch[fields.InputFields.label])
+      optimizer.apply_gradients(zip(gradients, variables))
+      return losses
+
+    @tf.function
+    def train_step(iterator):
+      per_replica = self.strategy.run(replica_step, args=(next(iterator),))
+      losses = {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
+                                           axis=None)
+                for name, value in per_replica.items()}
+      finite = tf.math.is_finite(losses[fields.LossFields.total])
+      self.nonfinite_losses.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+      self.step.assign_add(1)
+      return losses
+
+    return train_step
+
+  # -- summaries ------------------------------------------------------------
+
+  def _image_summary(self, batch, palette):
+    images = batch[fields.InputFields.image][:3]
+    labels = tf.squeeze(batch[fields.InputFields.label][:3], -1)
+    logits = self.model.predict(self.model.preprocess(images))[
+        fields.PredictionFields.logits]
+    predicted = self.model.postprocess(logits, tf.shape(images)[1:3])[
+        fields.PredictionFields.labels]
+    tf.summary.image("input", tf.cast(images, tf.uint8), step=self.step)
+    tf.summary.image("ground_truth",
+                     visualization.overlay(images, labels, palette), step=self.step)
+    tf.summary.image("prediction",
+                     visualization.overlay(images, predicted, palette),
+                     step=self.step)
+
+  # -- the loop -------------------------------------------------------------
+
+  def _save(self):
+    if int(self.nonfinite_losses):
+      return None
+    return self.manager.save(checkpoint_number=self.step)
+
+  def _check_finite(self):
+    if int(self.nonfinite_losses):
+      last = self.manager.latest_checkpoint or "none (no checkpoint was written)"
+      raise TrainingDivergedError(
+          f"the loss became NaN or Inf by step {int(self.step)}; training "
+          f"stopped. The last good checkpoint is kept: {last}. Lower the "
+          "learning rate, check the labels (train_config / input) or use "
+          "gradient-friendlier settings, then restart on the same logdir.")
+
+  def train(self, num_steps):
+    """Runs until the step counter reaches `num_steps`.
+
+    Returns:
+      dict of the last logged losses (floats) and the final step.
+    """
+    train_config = self.train_config
+    start_step = self.restore_or_initialize()
+    if start_step >= num_steps:
+      logging.info("Step %d already >= num_steps %d; nothing to train.",
+                   start_step, num_steps)
+      return {"step": start_step}
+    arch = config_util.get_model_config(self.config.model)
+    augmentations = [preprocessor_builder.build(step, arch.ignore_label)
+                     for step in train_config.data_augmentation_options]
+    dataset = input_reader_builder.build(
+        self.config.train_input_reader, is_training=True,
+        batch_size=train_config.batch_size, num_classes=arch.num_classes,
+        ignore_label=arch.ignore_label, augmentations=augmentations)
+    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+    summary_batch = (next(iter(dataset))
+                     if train_config.image_summary_every_n_steps else None)
+    palette = visualization.default_palette(arch.num_classes)
+    writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
+    log_every = max(train_config.log_every_n_steps, 1)
+    checkpoint_every = max(train_config.checkpoint_every_n_steps, 1)
+    logging.info("Training %s from step %d to %d, global batch %d on %d device(s)",
+                 self.model.name, start_step, num_steps, train_config.batch_size,
+                 self.strategy.num_replicas_in_sync)
+    last_losses = {}
+    window_start, window_step = time.time(), start_step
+    run_start = time.time()
+    try:
+      with writer.as_default():
+        step = start_step
+        while step < num_steps:
+          # The Python counter mirrors self.step without a device sync per step.
+          losses = self._train_step(iterator)
+          step += 1
+          if step % log_every == 0 or step == num_steps:
+            self._check_finite()
+            now = time.time()
+            images_per_sec = ((step - window_step) * train_config.batch_size
+                              / max(now - window_start, 1e-9))
+            window_start, window_step = now, step
+            last_losses = {k: float(v) for k, v in losses.items()}
+            lr = float(self.learning_rate(step))
+            for name, value in last_losses.items():
+              tf.summary.scalar(f"losses/{name}", value, step=step)
+            tf.summary.scalar("learning_rate", lr, step=step)
+            tf.summary.scalar("images_per_second", images_per_sec, step=step)
+            eta = ((num_steps - step) * (now - run_start)
+                   / max(step - start_step, 1))
+            heads = " ".join(f"{k.replace('_loss', '')}={v:.3f}"
+                             for k, v in last_losses.items()
+                             if k != fields.LossFields.total)
+            print(f"step {step}/{num_steps}  loss {last_losses[fields.LossFields.total]:.4f}"
+                  f" ({heads})  lr {lr:.5f}  {images_per_sec:.1f} img/s"
+                  f"  ETA {_format_duration(eta)}", flush=True)
+          if (summary_batch is not None
+              and step % train_config.image_summary_every_n_steps == 0):
+            self._image_summary(summary_batch, palette)
+          if step % checkpoint_every == 0 or step == num_steps:
+            self._check_finite()
+            self._save()
+    except KeyboardInterrupt:
+      saved = self._save()
+      logging.warning("Interrupted at step %d; %s", int(self.step),
+                      f"saved {saved}" if saved else "nothing saved")
+      raise
+    writer.flush()
+    last_losses["step"] = int(self.step)
+    return last_losses
+
+
+def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
+  """Trains (or resumes) the model of `pipeline_config` in `logdir`.
+
+  Args:
+    pipeline_config: pipeline_pb2.PipelineConfig.
+    logdir: checkpoints, TensorBoard events and the as-run pipeline.config.
+    num_steps: overrides train_config.num_steps (and is saved in the config).
+    strategy: one of STRATEGIES.
+
+  Returns:
+    dict of the last logged losses and the final step.
+  """
+  if num_steps:
+    pipeline_config.train_config.num_steps = num_steps
+  tf.io.gfile.makedirs(logdir)
+  config_util.save_pipeline_config(pipeline_config, logdir)
+  trainer = Trainer(pipeline_config, logdir, build_strategy(strategy))
+  return trainer.train(pipeline_config.train_config.num_steps)

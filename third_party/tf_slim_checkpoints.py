@@ -1,0 +1,94 @@
+"""Name maps from fast_seg backbone layers to tf-slim model-zoo checkpoints.
+
+Provenance: the variable names below are those of the ImageNet checkpoints
+published in the tf-slim model zoo (tensorflow/models, research/slim):
+`resnet_v1_50.ckpt` and `mobilenet_v2_1.0_224.ckpt` (other MobilenetV2 depth
+multipliers use the same names). Only the naming scheme is reproduced, as
+facts needed to read those files; no code or weights are copied.
+
+Each map is a function (keras_layer_name, weight_kind) -> checkpoint variable
+name, where weight_kind is one of WEIGHT_KINDS. It raises KeyError for a layer
+it does not know, so a backbone change that the map misses fails loudly.
+"""
+
+import re
+
+# Our weight kinds (Keras attribute names) -> slim variable suffixes.
+_SLIM_SUFFIX = {
+    "kernel": "weights",
+    "depthwise_kernel": "depthwise_weights",
+    "bias": "biases",
+    "gamma": "BatchNorm/gamma",
+    "beta": "BatchNorm/beta",
+    "moving_mean": "BatchNorm/moving_mean",
+    "moving_variance": "BatchNorm/moving_variance",
+}
+
+WEIGHT_KINDS = tuple(_SLIM_SUFFIX)
+
+_RESNET_STEM = re.compile(r"^resnet_v1_50_conv1(_bn)?$")
+_RESNET_UNIT = re.compile(
+    r"^resnet_v1_50_block(\d)_unit_(\d+)_(conv1|conv2|conv3|shortcut)(_bn)?$")
+_MOBILENET_STEM = re.compile(r"^mobilenet_v2_Conv(_bn)?$")
+_MOBILENET_UNIT = re.compile(
+    r"^mobilenet_v2_(expanded_conv(?:_\d+)?)_(expand|depthwise|project)(_bn)?$")
+
+
+def _suffix(kind):
+  if kind not in _SLIM_SUFFIX:
+    raise KeyError(f"unknown weight kind '{kind}'")
+  return _SLIM_SUFFIX[kind]
+
+
+def resnet_v1_50(layer_name, kind):
+  """Slim variable name for weight `kind` of our ResNetV1_50 layer.
+
+  Args:
+    layer_name: e.g. 'resnet_v1_50_block1_unit_1_conv1_bn'.
+    kind: e.g. 'gamma'.
+
+  Returns:
+    e.g. 'resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/BatchNorm/gamma'.
+
+  Raises:
+    KeyError: the layer or kind has no counterpart in the checkpoint.
+  """
+  match = _RESNET_STEM.match(layer_name)
+  if match:
+    return f"resnet_v1_50/conv1/{_suffix(kind)}"
+  match = _RESNET_UNIT.match(layer_name)
+  if match:
+    block, unit, conv, _ = match.groups()
+    return (f"resnet_v1_50/block{block}/unit_{unit}/bottleneck_v1/{conv}/"
+            f"{_suffix(kind)}")
+  raise KeyError(f"no resnet_v1_50 checkpoint name for layer '{layer_name}'")
+
+
+def mobilenet_v2(layer_name, kind):
+  """Slim variable name for weight `kind` of our MobileNetV2 layer.
+
+  Args:
+    layer_name: e.g. 'mobilenet_v2_expanded_conv_1_expand_bn'.
+    kind: e.g. 'moving_mean'.
+
+  Returns:
+    e.g. 'MobilenetV2/expanded_conv_1/expand/BatchNorm/moving_mean'.
+
+  Raises:
+    KeyError: the layer or kind has no counterpart in the checkpoint.
+  """
+  match = _MOBILENET_STEM.match(layer_name)
+  if match:
+    return f"MobilenetV2/Conv/{_suffix(kind)}"
+  match = _MOBILENET_UNIT.match(layer_name)
+  if match:
+    unit, op, _ = match.groups()
+    return f"MobilenetV2/{unit}/{op}/{_suffix(kind)}"
+  raise KeyError(f"no MobilenetV2 checkpoint name for layer '{layer_name}'")
+
+
+# Feature extractor name -> map function.
+VARIABLE_MAPS = {
+    "resnet_v1_50": resnet_v1_50,
+    "mobilenet_v2": mobilenet_v2,
+}

@@ -1,0 +1,32 @@
+"""Trains a segmentation model from a pipeline config.
+
+  python train.py --config_path configs/icnet_mobilenet_v2_synthetic_128.config \
+      --logdir runs/demo [--num_steps 300] [--strategy one_device|mirrored|multi_worker]
+
+Restarting with the same --logdir resumes from the latest checkpoint.
+"""
+
+from absl import flags
+
+from fast_seg.training import train_lib
+from fast_seg.utils import cli
+
+flags.DEFINE_string("config_path", None, "Pipeline config (protobuf text format).")
+flags.DEFINE_string("logdir", None, "Checkpoints, TensorBoard events, as-run config.")
+flags.DEFINE_integer("num_steps", None, "Overrides train_config.num_steps.")
+flags.DEFINE_enum("strategy", "one_device", list(train_lib.STRATEGIES),
+                  "tf.distribute strategy; multi_worker reads TF_CONFIG.")
+flags.mark_flags_as_required(["config_path", "logdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  config = cli.load_config(FLAGS.config_path)
+  result = train_lib.train(config, FLAGS.logdir, num_steps=FLAGS.num_steps,
+                           strategy=FLAGS.strategy)
+  print(f"Training done at step {result['step']}; checkpoints in {FLAGS.logdir}")
+
+
+if __name__ == "__main__":
+  cli.run(main, user_errors=(train_lib.TrainingDivergedError,))
