@@ -14,12 +14,18 @@ from fast_seg.utils import config_util
 class ConvHyperparams:
   """Creates Keras conv / batch-norm layers with the configured hyperparams."""
 
-  def __init__(self, initializer, regularizer, bn_decay, bn_epsilon, bn_train):
-    self.initializer = initializer
+  def __init__(self, initializer_config, regularizer, bn_decay, bn_epsilon,
+               bn_train):
+    self._initializer_config = initializer_config
     self.regularizer = regularizer
     self.bn_decay = bn_decay
     self.bn_epsilon = bn_epsilon
     self.bn_train = bn_train
+
+  def initializer(self):
+    """A new initializer per layer: tf_keras gives every call of one unseeded
+    instance the same values, which would make all same-shaped kernels equal."""
+    return _build_initializer(self._initializer_config)
 
   def conv2d(self, filters, kernel_size, name, strides=1, dilation_rate=1,
              use_bias=False, activation=None):
@@ -27,7 +33,7 @@ class ConvHyperparams:
     return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
         padding="same", use_bias=use_bias, activation=activation,
-        kernel_initializer=self.initializer,
+        kernel_initializer=self.initializer(),
         kernel_regularizer=self.regularizer, name=name)
 
   def depthwise_conv2d(self, kernel_size, name, strides=1, dilation_rate=1):
@@ -35,7 +41,7 @@ class ConvHyperparams:
     return keras.layers.DepthwiseConv2D(
         kernel_size, strides=strides, dilation_rate=dilation_rate,
         padding="same", use_bias=False,
-        depthwise_initializer=self.initializer,
+        depthwise_initializer=self.initializer(),
         depthwise_regularizer=self.regularizer, name=name)
 
   def batch_norm(self, name):
@@ -95,6 +101,6 @@ def build(config):
     raise ValueError(
         f"hyperparams.batch_norm.epsilon must be > 0, got {bn.epsilon}")
   return ConvHyperparams(
-      initializer=_build_initializer(config.initializer),
+      initializer_config=config.initializer,
       regularizer=_build_regularizer(config.regularizer),
       bn_decay=bn.decay, bn_epsilon=bn.epsilon, bn_train=bn.train)

@@ -12,6 +12,7 @@ from fast_seg.builders import preprocessor_builder
 from fast_seg.core import preprocessor
 from fast_seg.core import standard_fields
 from fast_seg.protos import input_reader_pb2
+from fast_seg.protos import preprocessor_pb2
 from fast_seg.utils import config_util
 
 _TF = standard_fields.TfExampleFields
@@ -157,6 +158,7 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
     decoded, before augmentation and padding).
 
   Raises:
+    TypeError: an augmentation that is not a PreprocessingStep proto.
     ValueError: wrong proto type, no input files, an out-of-range setting,
       or a batch that cannot be formed from the given sizes. Problems inside
       a record raise tf.errors.InvalidArgumentError while iterating, with the
@@ -165,6 +167,15 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
   config_util.check_type(
       input_reader_config, input_reader_pb2.InputReader, field_name)
   config = input_reader_config
+  augmentations = list(augmentations)
+  for step in augmentations:
+    # Protos, not built callables: the reader needs them to know whether
+    # every example ends up with one size (required to batch).
+    if not isinstance(step, preprocessor_pb2.PreprocessingStep):
+      raise TypeError(
+          "augmentations must be PreprocessingStep protos (e.g. "
+          "train_config.data_augmentation_options), got "
+          f"{type(step).__name__}")
   _check_positive(num_classes, "num_classes")
   _check_positive(config.num_parallel_reads, f"{field_name}.num_parallel_reads")
   if config.num_parallel_calls < 0:

@@ -111,7 +111,7 @@ class SegmentationModel(abc.ABC):
     self.classifier_layer_names.add(name)
     return keras.layers.Conv2D(
         self.num_classes, 1, use_bias=True, name=name,
-        kernel_initializer=self.conv_hyperparams.initializer,
+        kernel_initializer=self.conv_hyperparams.initializer(),
         kernel_regularizer=self.conv_hyperparams.regularizer)
 
   def conv_bn(self, x, filters, kernel_size, name, strides=1, dilation_rate=1,

@@ -41,11 +41,10 @@ class ICNet(model.SegmentationModel):
     return self.feature_extractor.scaled_depth(depth)
 
   def _split_stage(self):
-    """Last trunk stage at stride 8 of its input: the half-res feature."""
+    """First trunk stage at stride 8 of its input: the half-res feature."""
     extractor = self.feature_extractor
-    at_split = [name for name in extractor.stage_names
-                if extractor.stage_strides[name] == TRUNK_SPLIT_STRIDE]
-    return at_split[-1]
+    return next(name for name in extractor.stage_names
+                if extractor.stage_strides[name] == TRUNK_SPLIT_STRIDE)
 
   def _pyramid_pooling(self, x):
     """ICNet flavour: pool to each bin size, upsample, sum with the input."""

@@ -17,7 +17,6 @@ import tf_keras as keras
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
-from fast_seg.builders import preprocessor_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import pretrained
 from fast_seg.protos import train_pb2
@@ -223,12 +222,11 @@ class Trainer:
                    start_step, num_steps)
       return {"step": start_step}
     arch = config_util.get_model_config(self.config.model)
-    augmentations = [preprocessor_builder.build(step, arch.ignore_label)
-                     for step in train_config.data_augmentation_options]
     dataset = input_reader_builder.build(
         self.config.train_input_reader, is_training=True,
         batch_size=train_config.batch_size, num_classes=arch.num_classes,
-        ignore_label=arch.ignore_label, augmentations=augmentations)
+        ignore_label=arch.ignore_label,
+        augmentations=train_config.data_augmentation_options)
     iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
     summary_batch = (next(iter(dataset))
                      if train_config.image_summary_every_n_steps else None)

@@ -1,5 +1,6 @@
 """Hyperparams builder: defaults, non-defaults, errors."""
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 import tf_keras as keras
@@ -14,8 +15,15 @@ def _build(text):
 
 def test_defaults():
   hp = _build("")
-  assert isinstance(hp.initializer, keras.initializers.VarianceScaling)
-  assert hp.initializer.scale == 2.0 and hp.initializer.mode == "fan_in"
+  init = hp.initializer()
+  assert isinstance(init, keras.initializers.VarianceScaling)
+  assert init.scale == 2.0 and init.mode == "fan_in"
+  # A fresh initializer per layer, so same-shaped kernels differ.
+  a = hp.conv2d(4, 3, name="a")
+  b = hp.conv2d(4, 3, name="b")
+  a.build((None, 8, 8, 4))
+  b.build((None, 8, 8, 4))
+  assert not np.allclose(a.kernel.numpy(), b.kernel.numpy())
   assert hp.regularizer is None
   bn = hp.batch_norm("bn")
   assert bn.momentum == pytest.approx(0.997) and bn.epsilon == pytest.approx(1e-5)
@@ -28,8 +36,8 @@ def test_non_defaults():
   hp = _build("initializer { truncated_normal_initializer { stddev: 0.02 } } "
               "regularizer { l2_regularizer { weight: 0.0004 } } "
               "batch_norm { decay: 0.9 epsilon: 0.001 train: false }")
-  assert isinstance(hp.initializer, keras.initializers.TruncatedNormal)
-  assert hp.initializer.stddev == pytest.approx(0.02)
+  assert isinstance(hp.initializer(), keras.initializers.TruncatedNormal)
+  assert hp.initializer().stddev == pytest.approx(0.02)
   assert hp.regularizer.l2 == pytest.approx(0.0004)
   bn = hp.batch_norm("bn")
   assert bn.momentum == pytest.approx(0.9) and not bn.trainable
@@ -40,7 +48,8 @@ def test_non_defaults():
 def test_l1_and_variance_scaling_modes():
   hp = _build("initializer { variance_scaling_initializer { scale: 1.0 mode: FAN_AVG distribution: UNIFORM } } "
               "regularizer { l1_regularizer { weight: 0.1 } }")
-  assert hp.initializer.mode == "fan_avg" and hp.initializer.distribution == "uniform"
+  init = hp.initializer()
+  assert init.mode == "fan_avg" and init.distribution == "uniform"
   assert hp.regularizer.l1 == pytest.approx(0.1)
 
 

@@ -1,0 +1,181 @@
+"""Tests for the MobileNetV2 feature extractor."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from fast_seg import feature_extractors
+from fast_seg.builders import hyperparams_builder
+from fast_seg.feature_extractors import base
+from fast_seg.feature_extractors import mobilenet_v2
+from fast_seg.protos import hyperparams_pb2
+
+# Output depth and nominal stride of expanded_conv (index 0) and
+# expanded_conv_1..16, from the (t, c, n, s) table of the paper.
+_UNIT_DEPTHS = [16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160,
+                160, 320]
+_UNIT_STRIDES = [1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
+_RESIDUAL_UNITS = {2, 4, 5, 7, 8, 9, 11, 12, 14, 15}
+_STAGE_DEPTHS = {"stem": 16, "stage2": 24, "stage3": 32, "stage4": 96,
+                 "stage5": 320}
+
+
+def _unit(i):
+  return "expanded_conv" if i == 0 else f"expanded_conv_{i}"
+
+
+def _build(filter_scale=1.0, output_stride=8, size=64):
+  extractor = mobilenet_v2.MobileNetV2(
+      hyperparams_builder.build(hyperparams_pb2.Hyperparams()),
+      filter_scale=filter_scale, output_stride=output_stride)
+  inputs = keras.Input((size, size, 3))
+  return extractor, inputs, extractor.build(inputs)
+
+
+def _layers(extractor):
+  return {l.name: l for l in extractor.layers}
+
+
+def test_registered():
+  assert feature_extractors.get("mobilenet_v2") is mobilenet_v2.MobileNetV2
+  assert mobilenet_v2.MobileNetV2.name == "mobilenet_v2"
+  assert feature_extractors.registered_names() == ["mobilenet_v2",
+                                                   "resnet_v1_50"]
+
+
+@pytest.mark.parametrize("output_stride", [2, 4, 12])
+def test_bad_output_stride(output_stride):
+  with pytest.raises(ValueError, match=r"feature_extractor\.output_stride.*"
+                     r"allowed: 8, 16, 32"):
+    mobilenet_v2.MobileNetV2(
+        hyperparams_builder.build(hyperparams_pb2.Hyperparams()),
+        output_stride=output_stride)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (32, 32), (16, 16), (12, 16), (3.2, 8), (9, 16), (20, 24), (36, 40),
+    (44, 48), (0.5, 8), (80, 80), (1280 * 0.35, 448)])
+def test_make_divisible(value, expected):
+  assert base.make_divisible(value, 8) == expected
+
+
+@pytest.mark.parametrize("output_stride,strides", [
+    (8, {"stem": 2, "stage2": 4, "stage3": 8, "stage4": 8, "stage5": 8}),
+    (16, {"stem": 2, "stage2": 4, "stage3": 8, "stage4": 16, "stage5": 16}),
+    (32, {"stem": 2, "stage2": 4, "stage3": 8, "stage4": 16, "stage5": 32}),
+])
+def test_endpoint_shapes(output_stride, strides):
+  extractor, _, endpoints = _build(output_stride=output_stride)
+  assert list(endpoints) == list(extractor.stage_names)
+  assert extractor.stage_strides == strides
+  for stage, tensor in endpoints.items():
+    size = 64 // strides[stage]
+    assert tuple(tensor.shape) == (None, size, size, _STAGE_DEPTHS[stage])
+
+
+def test_topology_at_full_width():
+  extractor, _, _ = _build(output_stride=32)
+  layers = _layers(extractor)
+  conv = layers["mobilenet_v2_Conv"]
+  assert conv.filters == 32 and conv.strides == (2, 2)
+  assert conv.kernel_size == (3, 3)
+  assert "mobilenet_v2_expanded_conv_expand" not in layers  # t = 1.
+  in_depth = 32
+  for i in range(17):
+    prefix = "mobilenet_v2_" + _unit(i)
+    if i > 0:
+      assert layers[prefix + "_expand"].filters == 6 * in_depth
+      assert prefix + "_expand_bn" in layers
+    depthwise = layers[prefix + "_depthwise"]
+    assert isinstance(depthwise, keras.layers.DepthwiseConv2D)
+    assert depthwise.strides == (_UNIT_STRIDES[i],) * 2
+    assert prefix + "_depthwise_bn" in layers
+    assert layers[prefix + "_project"].filters == _UNIT_DEPTHS[i]
+    assert prefix + "_project_bn" in layers
+    # The projection is linear: no activation after its batch norm.
+    assert prefix + "_project_relu" not in layers
+    assert (prefix + "_add" in layers) == (i in _RESIDUAL_UNITS), i
+    in_depth = _UNIT_DEPTHS[i]
+  relus = [l for l in extractor.layers if isinstance(l, keras.layers.ReLU)]
+  assert relus and all(float(r.max_value) == 6.0 for r in relus)
+  names = [l.name for l in extractor.layers]
+  assert len(names) == len(set(names))
+  assert all(n.startswith("mobilenet_v2_") for n in names)
+
+
+def test_dilations_output_stride_8():
+  extractor, _, _ = _build(output_stride=8)
+  layers = _layers(extractor)
+  def depthwise(i):
+    layer = layers[f"mobilenet_v2_{_unit(i)}_depthwise"]
+    return layer.strides[0], layer.dilation_rate[0]
+  assert [depthwise(i) for i in (1, 3)] == [(2, 1), (2, 1)]
+  assert depthwise(6) == (1, 1)  # Stride dropped, rate grows after it.
+  for i in range(7, 13):
+    assert depthwise(i) == (1, 2), i
+  assert depthwise(13) == (1, 2)
+  for i in range(14, 17):
+    assert depthwise(i) == (1, 4), i
+
+
+def test_dilations_output_stride_16():
+  extractor, _, _ = _build(output_stride=16)
+  assert extractor.unit_schedule("expanded_conv_6") == (2, 1)
+  assert extractor.unit_schedule("expanded_conv_12") == (1, 1)
+  assert extractor.unit_schedule("expanded_conv_13") == (1, 1)
+  for i in range(14, 17):
+    assert extractor.unit_schedule(f"expanded_conv_{i}") == (1, 2)
+
+
+def test_filter_scale_half():
+  full, _, _ = _build(filter_scale=1.0)
+  half, _, endpoints = _build(filter_scale=0.5)
+  full_layers, half_layers = _layers(full), _layers(half)
+  assert set(full_layers) == set(half_layers)
+  for name, layer in full_layers.items():
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+      continue
+    if isinstance(layer, keras.layers.Conv2D):
+      expected = base.make_divisible(layer.filters * 0.5, 8)
+      if name.endswith("_expand"):
+        # t times the actual (scaled) input depth, rounded.
+        expected = base.make_divisible(
+            6 * half_layers[name].kernel.shape[2], 8)
+      assert half_layers[name].filters == expected, name
+  widths = {n: l.filters for n, l in half_layers.items()
+            if isinstance(l, keras.layers.Conv2D) and n.endswith(
+                ("_Conv", "_project"))}
+  assert widths["mobilenet_v2_Conv"] == 16
+  assert widths["mobilenet_v2_expanded_conv_project"] == 8
+  assert widths["mobilenet_v2_expanded_conv_1_project"] == 16  # 12 -> 16.
+  assert widths["mobilenet_v2_expanded_conv_16_project"] == 160
+  assert half_layers["mobilenet_v2_expanded_conv_1_expand"].filters == 48
+  assert half.scaled_depth(96) == 48
+  assert endpoints["stage5"].shape[-1] == 160
+
+
+def test_two_part_build_and_forward():
+  extractor = mobilenet_v2.MobileNetV2(
+      hyperparams_builder.build(hyperparams_pb2.Hyperparams()),
+      output_stride=8)
+  inputs = keras.Input((64, 64, 3))
+  early = extractor.build(extractor.preprocess(inputs), last_stage="stage3")
+  half = keras.layers.AveragePooling2D(2)(early["stage3"])
+  late = extractor.build(half, first_stage="stage4")
+  assert tuple(late["stage5"].shape) == (None, 4, 4, 320)
+  assert extractor.unit_schedule("expanded_conv_14") == (1, 4)
+  with pytest.raises(ValueError, match="already built"):
+    extractor.build(half, first_stage="stage5")
+  model = keras.Model(inputs, late["stage5"])
+  out = model(np.random.RandomState(0).uniform(
+      0, 255, (1, 64, 64, 3)).astype(np.float32))
+  assert out.shape == (1, 4, 4, 320)
+  assert np.all(np.isfinite(out.numpy()))
+
+
+def test_preprocess_maps_to_unit_range():
+  extractor = mobilenet_v2.MobileNetV2(
+      hyperparams_builder.build(hyperparams_pb2.Hyperparams()))
+  out = extractor.preprocess(tf.constant([[[[0.0, 127.5, 255.0]]]])).numpy()
+  np.testing.assert_allclose(out, [[[[-1.0, 0.0, 1.0]]]], atol=1e-6)
