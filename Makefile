@@ -27,8 +27,18 @@ test: build-protos
 test-all: build-protos
 	$(PY) -m pytest -q -m ""
 
+DEMO := demo_output
+DEMO_CONFIG := configs/icnet_mobilenet_v2_synthetic_128.config
 demo: build-protos
-	$(PY) -m fast_seg.tools.demo --output_dir demo_output
+	rm -rf $(DEMO)
+	$(PY) -m fast_seg.data.synthetic --output_dir $(DEMO)/data --num_sample_images 8
+	$(PY) train.py --config_path $(DEMO_CONFIG) --logdir $(DEMO)/train
+	$(PY) eval.py --config_path $(DEMO_CONFIG) --train_dir $(DEMO)/train --eval_dir $(DEMO)/eval
+	$(PY) export.py --config_path $(DEMO_CONFIG) --trained_checkpoint $(DEMO)/train \
+	    --output_dir $(DEMO)/export --input_shape 1,128,128,3
+	$(PY) -m fast_seg.tools.predict --export_dir $(DEMO)/export \
+	    --input_dir $(DEMO)/data/images --output_dir $(DEMO)/predictions
+	@echo "Demo done: metrics in $(DEMO)/eval/metrics.json, overlays in $(DEMO)/predictions"
 
 bench: build-protos
 	$(PY) -m fast_seg.tools.benchmark --output_json bench_output/benchmark.json

@@ -13,12 +13,12 @@ from absl import flags
 from fast_seg.evaluation import eval_lib
 from fast_seg.utils import cli
 
-flags.DEFINE_string("config_path", None, "Pipeline config (protobuf text format).")
+cli.define_config_flags()
 flags.DEFINE_string("train_dir", None, "Training logdir with checkpoints.")
 flags.DEFINE_string("eval_dir", None, "Where metrics.json, summaries and PNGs go.")
 flags.DEFINE_string("checkpoint", None, "Evaluate only this checkpoint.")
 flags.DEFINE_float("timeout", None, "Seconds to wait for each new checkpoint.")
-flags.mark_flags_as_required(["config_path", "eval_dir"])
+flags.mark_flags_as_required(["eval_dir"])
 FLAGS = flags.FLAGS
 
 

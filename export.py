@@ -11,7 +11,7 @@ from absl import flags
 from fast_seg.export import export_lib
 from fast_seg.utils import cli
 
-flags.DEFINE_string("config_path", None, "Pipeline config (protobuf text format).")
+cli.define_config_flags()
 flags.DEFINE_string("trained_checkpoint", None,
                     "Checkpoint prefix (runs/X/ckpt-300) or a train dir (its latest).")
 flags.DEFINE_string("output_dir", None, "Destination folder.")
@@ -19,7 +19,7 @@ flags.DEFINE_string("input_shape", None, "N,H,W,3 of the exported input.")
 flags.DEFINE_string("pad_to_shape", None,
                     "H,W the input is padded to before the network (optional).")
 flags.mark_flags_as_required(
-    ["config_path", "trained_checkpoint", "output_dir", "input_shape"])
+    ["trained_checkpoint", "output_dir", "input_shape"])
 FLAGS = flags.FLAGS
 
 

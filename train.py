@@ -11,12 +11,12 @@ from absl import flags
 from fast_seg.training import train_lib
 from fast_seg.utils import cli
 
-flags.DEFINE_string("config_path", None, "Pipeline config (protobuf text format).")
+cli.define_config_flags()
 flags.DEFINE_string("logdir", None, "Checkpoints, TensorBoard events, as-run config.")
 flags.DEFINE_integer("num_steps", None, "Overrides train_config.num_steps.")
 flags.DEFINE_enum("strategy", "one_device", list(train_lib.STRATEGIES),
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
-flags.mark_flags_as_required(["config_path", "logdir"])
+flags.mark_flags_as_required(["logdir"])
 FLAGS = flags.FLAGS
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -23,6 +22,7 @@ from PIL import ImageDraw
 
 from fast_seg.core import standard_fields
 from fast_seg.data import tf_example
+from fast_seg.utils import cli
 
 _INFO = standard_fields.DatasetInfoFields
 
@@ -254,6 +254,25 @@ def write_dataset(output_dir, num_train=300, num_val=60, size=128, seed=0,
   }
 
 
+def write_sample_images(output_dir, num_images, size=128, seed=0):
+  """Writes unlabelled PNGs (a stream of their own, not train/val images).
+
+  They are what prediction tools run on in the demo.
+
+  Returns:
+    The list of written paths.
+  """
+  tf.io.gfile.makedirs(output_dir)
+  paths = []
+  pairs = generate_split(num_images, size, (seed, len(SPLITS)))
+  for i, (image, _) in enumerate(pairs):
+    path = os.path.join(output_dir, f"sample_{i:03d}.png")
+    with tf.io.gfile.GFile(path, "wb") as f:
+      f.write(tf_example.encode_png(image))
+    paths.append(path)
+  return paths
+
+
 def _define_flags():
   # Defined only when run as a script, so importing this module never clashes
   # with another entry point's --output_dir.
@@ -263,6 +282,8 @@ def _define_flags():
   flags.DEFINE_integer("size", 128, "Image height and width.")
   flags.DEFINE_integer("seed", 0, "Random seed; equal seeds give equal files.")
   flags.DEFINE_integer("num_shards", 2, "TFRecord files per split.")
+  flags.DEFINE_integer("num_sample_images", 0,
+                       "Also write this many unlabelled PNGs to output_dir/images.")
   flags.mark_flag_as_required("output_dir")
 
 
@@ -273,10 +294,14 @@ def _main(argv):
   summary = write_dataset(f.output_dir, num_train=f.num_train,
                           num_val=f.num_val, size=f.size, seed=f.seed,
                           num_shards=f.num_shards)
+  if f.num_sample_images:
+    summary["sample_images"] = len(write_sample_images(
+        os.path.join(f.output_dir, "images"), f.num_sample_images, f.size,
+        f.seed))
   logging.info("wrote %s", json.dumps(summary))
   print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(_main)
+  cli.run(_main)

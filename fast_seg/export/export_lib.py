@@ -48,7 +48,9 @@ def build_inference_function(model, input_shape, pad_to_shape=None):
       network trained at H' x W' can serve other sizes with static shapes.
 
   Returns:
-    A tf.function with a fixed input signature named `inputs`.
+    A tf.function with a fixed input signature named `inputs`, returning
+    {'predictions': labels}; the label op is named `predictions` too, so the
+    frozen graph has `inputs:0` and `predictions:0`.
   """
   if input_shape[-1] != 3:
     raise ValueError(f"--input_shape must end in 3 channels, got {input_shape}")
@@ -68,7 +70,7 @@ def build_inference_function(model, input_shape, pad_to_shape=None):
     logits = model.predict(model.preprocess(images))[fields.PredictionFields.logits]
     labels = model.postprocess(logits, images.shape[1:3])[
         fields.PredictionFields.labels]
-    return tf.identity(labels[:, :height, :width], name=OUTPUT_NAME)
+    return {OUTPUT_NAME: tf.identity(labels[:, :height, :width], name=OUTPUT_NAME)}
 
   return serve
 

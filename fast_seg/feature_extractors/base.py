@@ -191,7 +191,7 @@ class FeatureExtractor(abc.ABC):
 
   @abc.abstractmethod
   def _build_stage(self, stage_name, net):
-    """Creates the layers of one stage, applies them to `net`, returns output."""
+    """Creates one stage's layers, applies them to `net`, returns output."""
 
   def _track(self, layer):
     """Records a newly created layer and returns it."""

@@ -112,8 +112,10 @@ class _H5Layers:
 
   def __init__(self, h5_file):
     # Whole-model files keep the weights under 'model_weights'.
-    self._root = h5_file["model_weights"] if "model_weights" in h5_file \
-        else h5_file
+    if "model_weights" in h5_file:
+      self._root = h5_file["model_weights"]
+    else:
+      self._root = h5_file
     self._cache = {}
 
   def _datasets(self, layer):

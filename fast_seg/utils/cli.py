@@ -4,27 +4,29 @@ A user error (bad config, missing file, bad data, diverged training) ends
 with one readable message and exit status 2, not a traceback.
 """
 
-import os
 import sys
 
-# Keep TensorFlow's C++ start-up chatter out of the console unless asked for.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
 
 from fast_seg.utils import config_util
 
-flags.DEFINE_multi_string(
-    "config_override", [],
-    "Text-format snippet merged over the config, e.g. "
-    "'train_config { batch_size: 4 }'. May be repeated.")
-
 FLAGS = flags.FLAGS
 
 EXIT_USER_ERROR = 2
+
+
+def define_config_flags():
+  """--config_path and --config_override, shared by the config-driven mains."""
+  flags.DEFINE_string("config_path", None,
+                      "Pipeline config (protobuf text format).")
+  flags.DEFINE_multi_string(
+      "config_override", [],
+      "Text-format snippet merged over the config, e.g. "
+      "'train_config { batch_size: 4 }'. May be repeated.")
+  flags.mark_flag_as_required("config_path")
 
 
 def load_config(path):

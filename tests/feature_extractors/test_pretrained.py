@@ -101,7 +101,8 @@ def _write_slim_checkpoint(prefix, arrays):
     saver = tf.compat.v1.train.Saver()
     with tf.compat.v1.Session() as sess:
       sess.run(tf.compat.v1.global_variables_initializer())
-      saver.save(sess, prefix, write_meta_graph=False)
+      saver.save(sess, prefix, write_meta_graph=False,
+                 write_state=True)
   return prefix
 
 
@@ -185,6 +186,13 @@ def test_slim_resnet_explicit_format_and_directory(resnet_slim):
   np.testing.assert_array_equal(
       _layer(extractor, "resnet_v1_50_conv1").kernel.numpy(),
       arrays["resnet_v1_50/conv1/weights"])
+  # A directory with a `checkpoint` state file reads its latest checkpoint.
+  extractor = _resnet(last_stage="stem")
+  assert pretrained.load_imagenet_weights(
+      extractor, os.path.dirname(prefix), WeightsFormat.TF_SLIM) == 5
+  np.testing.assert_array_equal(
+      _layer(extractor, "resnet_v1_50_conv1_bn").beta.numpy(),
+      arrays["resnet_v1_50/conv1/BatchNorm/beta"])
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +361,13 @@ def test_h5_handwritten_stem_folds_bias(tmp_path, under_model_weights):
                                 layers["conv1_bn"]["moving_variance:0"])
 
 
+def _conv_bn_model(extractor, inputs):
+  extractor.build(inputs, last_stage="stem")
+  conv = _layer(extractor, "resnet_v1_50_conv1")
+  bn = _layer(extractor, "resnet_v1_50_conv1_bn")
+  return keras.Model(inputs, bn(conv(inputs)))
+
+
 def test_h5_folded_bias_gives_the_same_output(tmp_path):
   """BN(conv(x) + b) of the file equals BN(conv(x)) of the loaded layers."""
   layers = _keras_resnet_stem(np.random.default_rng(5))
@@ -371,13 +386,6 @@ def test_h5_folded_bias_gives_the_same_output(tmp_path):
       bn["moving_variance:0"], bn["beta:0"], bn["gamma:0"], 1e-5)
   np.testing.assert_allclose(conv(x, training=False).numpy(),
                              reference.numpy(), rtol=1e-4, atol=1e-4)
-
-
-def _conv_bn_model(extractor, inputs):
-  extractor.build(inputs, last_stage="stem")
-  conv = _layer(extractor, "resnet_v1_50_conv1")
-  bn = _layer(extractor, "resnet_v1_50_conv1_bn")
-  return keras.Model(inputs, bn(conv(inputs)))
 
 
 def test_h5_missing_and_mismatch_reported(tmp_path):
@@ -459,4 +467,3 @@ def test_h5_keras_applications_mobilenet_v2_same_features(tmp_path):
   actual = ours(images, training=False).numpy()
   scale = np.abs(expected).max()
   np.testing.assert_allclose(actual / scale, expected / scale, atol=1e-4)
-  assert os.path.getsize(path) > 0
