@@ -51,9 +51,12 @@ class ResizeLike(keras.layers.Layer):
 class AdaptiveAveragePool(keras.layers.Layer):
   """Average-pools a feature map to `bins` x `bins` cells.
 
-  With a static size this is one AVG_POOL (kernel ceil(size/bins), stride
-  floor(size/bins)), which every exporter supports; when the size is unknown
-  or too small for that, an area resize computes the same averages.
+  Cell i covers rows floor(i * H / bins) .. ceil((i + 1) * H / bins), as in
+  PyTorch's adaptive pooling. With a static size whose cells are evenly spaced
+  this is one AVG_POOL (kernel ceil(H / bins), stride floor(H / bins)), which
+  every exporter supports; otherwise (unknown or small sizes) it averages the
+  row bands and then the column bands with slices, which is exact and
+  differentiable.
   """
 
   def __init__(self, bins, **kwargs):
@@ -65,7 +68,20 @@ class AdaptiveAveragePool(keras.layers.Layer):
     kernel = -(-size // self.bins)
     if stride < 1 or (size - kernel) // stride + 1 != self.bins:
       return None
+    for i in range(self.bins):  # every window must be the adaptive cell
+      if (i * stride != (i * size) // self.bins
+          or i * stride + kernel != -(-(i + 1) * size // self.bins)):
+        return None
     return kernel, stride
+
+  def _band_means(self, x, size, axis):
+    bands = []
+    for i in range(self.bins):
+      start = (i * size) // self.bins
+      end = -((-(i + 1) * size) // self.bins)
+      band = x[:, start:end] if axis == 1 else x[:, :, start:end]
+      bands.append(tf.reduce_mean(band, axis=axis, keepdims=True))
+    return tf.concat(bands, axis=axis)
 
   def call(self, inputs):
     height, width = _spatial_size(inputs)
@@ -74,8 +90,8 @@ class AdaptiveAveragePool(keras.layers.Layer):
       if rows and cols:
         return tf.nn.avg_pool2d(inputs, ksize=(rows[0], cols[0]),
                                 strides=(rows[1], cols[1]), padding="VALID")
-    pooled = tf.image.resize(inputs, (self.bins, self.bins), method="area")
-    return tf.cast(pooled, inputs.dtype)
+    pooled = self._band_means(inputs, height, axis=1)
+    return self._band_means(pooled, width, axis=2)
 
   def get_config(self):
     return {**super().get_config(), "bins": self.bins}

@@ -1,0 +1,163 @@
+"""Training: resume with the step counter, NaN stop, fine-tuning, real data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fast_seg.core import standard_fields as fields
+from fast_seg.training import train_lib
+from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
+from tests import helpers
+
+
+def _trainer(config, logdir):
+  return train_lib.Trainer(config, str(logdir), train_lib.build_strategy("one_device"))
+
+
+def _weights(model):
+  return [w.numpy() for w in model.keras_model.weights]
+
+
+def test_resume_continues_step_and_weights(tiny_dataset, tmp_path):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=4))
+  logdir = tmp_path / "run"
+  result = train_lib.train(config, str(logdir))
+  assert result["step"] == 4
+  assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-4")
+  assert (logdir / config_util.PIPELINE_CONFIG_NAME).exists()
+  assert list((logdir / "train").glob("events.out.tfevents.*"))
+
+  # A new process on the same logdir: restores step 4 and the same weights.
+  trainer = _trainer(config, logdir)
+  before = _weights(trainer.model)
+  assert trainer.restore_or_initialize() == 4
+  restored = _weights(trainer.model)
+  assert any(not np.array_equal(a, b) for a, b in zip(before, restored))
+  reference = _trainer(config, logdir)
+  reference.checkpoint.restore(str(logdir / "ckpt-4")).expect_partial()
+  for a, b in zip(restored, _weights(reference.model)):
+    np.testing.assert_array_equal(a, b)
+
+  # Continue to step 6: the counter goes on from 4, ckpt-6 is written.
+  result = train_lib.train(config, str(logdir), num_steps=6)
+  assert result["step"] == 6
+  assert checkpoint_util.checkpoint_step(tf.train.latest_checkpoint(str(logdir))) == 6
+  # Asking for fewer steps than done trains nothing.
+  assert train_lib.train(config, str(logdir), num_steps=5)["step"] == 6
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path):
+  logdir = tmp_path / "run"
+  good = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=2))
+  train_lib.train(good, str(logdir))
+  good_weights = _weights(_trainer(good, logdir).model)
+
+  # An infinite class weight makes the loss Inf from the next step on.
+  bad_model = helpers.model_text(
+      arch="icnet", extractor="mobilenet_v2", num_classes=6, filter_scale=0.25)
+  bad_model = bad_model.replace("softmax_cross_entropy {}",
+                                "softmax_cross_entropy {} " + "class_weights: inf " * 6)
+  bad = helpers.pipeline_config(
+      helpers.train_pipeline_text(tiny_dataset, num_steps=6, model=bad_model))
+  with pytest.raises(train_lib.TrainingDivergedError, match=r"NaN or Inf.*ckpt-2"):
+    train_lib.train(bad, str(logdir))
+  assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-2")
+  trainer = _trainer(good, logdir)
+  trainer.restore_or_initialize()
+  for weight in _weights(trainer.model):
+    assert np.all(np.isfinite(weight))
+  del good_weights
+
+
+def test_fine_tune_segmentation_restores_all_but_classifiers(tiny_dataset, tmp_path):
+  source = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=2))
+  train_lib.train(source, str(tmp_path / "source"))
+  source_model = _trainer(source, tmp_path / "source").model
+  checkpoint_util.restore_layers(source_model.keras_model.layers, str(tmp_path / "source"))
+
+  # Same trunk, 4 classes instead of 6.
+  target_model = helpers.model_text(arch="icnet", extractor="mobilenet_v2",
+                                    num_classes=4, filter_scale=0.25)
+  target = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, num_steps=2, model=target_model,
+      extra_train=f'fine_tune_checkpoint: "{tmp_path}/source/ckpt-2" '
+                  "fine_tune_checkpoint_type: SEGMENTATION"))
+  trainer = _trainer(target, tmp_path / "target")
+  assert trainer.restore_or_initialize() == 0
+  layer = "icnet_cff2_low_conv"
+  np.testing.assert_array_equal(
+      trainer.model.keras_model.get_layer(layer).kernel.numpy(),
+      source_model.keras_model.get_layer(layer).kernel.numpy())
+  assert trainer.model.keras_model.get_layer("icnet_classifier").kernel.shape[-1] == 4
+
+
+def test_fine_tune_mismatch_is_reported_by_name(tiny_dataset, tmp_path):
+  source = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=2))
+  train_lib.train(source, str(tmp_path / "source"))
+  wider = helpers.model_text(arch="icnet", extractor="mobilenet_v2", num_classes=6,
+                             filter_scale=0.5)
+  target = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, model=wider,
+      extra_train=f'fine_tune_checkpoint: "{tmp_path}/source"'))
+  with pytest.raises(ValueError, match=r"shape mismatch: mobilenet_v2_Conv/kernel"):
+    _trainer(target, tmp_path / "target").restore_or_initialize()
+
+
+def test_bad_train_settings_name_the_field(tiny_dataset, tmp_path):
+  text = helpers.train_pipeline_text(tiny_dataset)
+  config = helpers.pipeline_config(text)
+  config.train_input_reader.batch_size = 2
+  with pytest.raises(ValueError, match="train_input_reader.batch_size"):
+    _trainer(config, tmp_path)
+  config = helpers.pipeline_config(text)
+  config.train_config.ClearField("optimizer")
+  with pytest.raises(ValueError, match="train_config.optimizer"):
+    _trainer(config, tmp_path)
+  config = helpers.pipeline_config(text.replace(str(tiny_dataset), str(tmp_path / "nothing")))
+  with pytest.raises(ValueError, match=r"train_input_reader.tf_record_input_path"):
+    train_lib.train(config, str(tmp_path / "run"))
+
+
+def _camvid_records(tmp_path, count=8):
+  """A TFRecord of a few real CamVid frames, halved to 240x180 for speed."""
+  from PIL import Image
+  from fast_seg.data import tf_example
+  camvid = helpers.SHARED_DATA / "camvid"
+  if not (camvid / "train.txt").exists():
+    pytest.skip(f"CamVid sample not found at {camvid} (../shared/data)")
+  names = (camvid / "train.txt").read_text().split()[:count]
+  examples = []
+  for name in names:
+    image = Image.open(camvid / "images" / f"{name}.jpg").resize((240, 180), Image.BILINEAR)
+    label = Image.open(camvid / "labels" / f"{name}.png").resize((240, 180), Image.NEAREST)
+    examples.append(tf_example.make_example(
+        tf_example.encode_png(np.asarray(image)), tf_example.encode_png(np.asarray(label)),
+        f"{name}.png", 180, 240, "png"))
+  tf_example.write_sharded(examples, str(tmp_path), "train", 1)
+  return tmp_path
+
+
+def test_loss_falls_on_real_camvid_images(tmp_path):
+  data_dir = _camvid_records(tmp_path)
+  model = helpers.model_text(arch="icnet", extractor="mobilenet_v2", num_classes=11,
+                             filter_scale=0.5).replace("num_classes: 11",
+                                                       "num_classes: 11 ignore_label: 11")
+  text = helpers.train_pipeline_text(data_dir, num_steps=40, model=model, image_size=128)
+  config = helpers.pipeline_config(text)
+  trainer = _trainer(config, tmp_path / "run")
+  from fast_seg.builders import input_reader_builder
+  batch = next(iter(input_reader_builder.build(
+      config.train_input_reader, is_training=True, batch_size=4, num_classes=11,
+      ignore_label=11, augmentations=config.train_config.data_augmentation_options)))
+
+  def main_loss():
+    model = trainer.model
+    predictions = model.predict(model.preprocess(batch[fields.InputFields.image]),
+                                training=True)
+    return float(model.loss(predictions, batch[fields.InputFields.label])["logits_loss"])
+
+  before = main_loss()
+  trainer.train(40)
+  after = main_loss()
+  assert after < 0.7 * before, (before, after)
