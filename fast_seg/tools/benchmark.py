@@ -282,7 +282,7 @@ def format_table(report):
     lines.append((
         row["name"],
         f"{row['params'] / 1e6:.2f}" if row.get("params") else "-",
-        f"{row['gflops']:.1f}" if row.get("gflops") else "-",
+        f"{row['gflops']:.2f}" if row.get("gflops") else "-",
         _cell(latency, KERAS), _cell(latency, XLA), _cell(latency, FROZEN),
         f"{row['fps']:.2f}" if row.get("fps") else "-",
     ))

@@ -1,0 +1,78 @@
+"""Evaluation: metrics files, pixel accounting, padded eval, continuous mode."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fast_seg.evaluation import eval_lib
+from fast_seg.training import train_lib
+from tests import helpers
+
+VAL_PIXELS = 6 * 64 * 64  # tiny_dataset: 6 val images of 64x64, no ignore pixels
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+  logdir = tmp_path_factory.mktemp("eval_run")
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=4))
+  train_lib.train(config, str(logdir))
+  return config, str(logdir)
+
+
+@pytest.fixture
+def config(trained):
+  """A fresh copy per test, which may change it."""
+  copy = type(trained[0])()
+  copy.CopyFrom(trained[0])
+  return copy
+
+
+def test_evaluate_latest_writes_metrics(trained, config, tmp_path):
+  logdir = trained[1]
+  results = eval_lib.evaluate(config, logdir, str(tmp_path))
+  assert len(results) == 1
+  result = results[0]
+  assert result["step"] == 4 and result["num_examples"] == 6
+  assert result["num_pixels"] == VAL_PIXELS
+  matrix = np.array(result["confusion_matrix"])
+  assert matrix.shape == (6, 6) and matrix.sum() == VAL_PIXELS
+  assert 0.0 <= result["miou"] <= 1.0
+  on_disk = json.loads((tmp_path / eval_lib.METRICS_FILE).read_text())
+  assert on_disk["miou"] == pytest.approx(result["miou"])
+  assert len(list((tmp_path / "visualizations" / "step_4").glob("*.png"))) == 2
+  assert (tmp_path / "pipeline.config").exists()
+  assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_padded_eval_counts_only_real_pixels(trained, config, tmp_path):
+  logdir = trained[1]
+  config.eval_config.padded_height = 80
+  config.eval_config.padded_width = 72
+  config.eval_input_reader.batch_size = 4
+  config.eval_config.num_examples = 5
+  result = eval_lib.evaluate(config, None, str(tmp_path), checkpoint=logdir)[0]
+  assert result["num_examples"] == 5
+  assert result["num_pixels"] == 5 * 64 * 64
+
+
+def test_continuous_eval_stops_after_final_step(trained, config, tmp_path):
+  logdir = trained[1]
+  results = eval_lib.evaluate(config, logdir, str(tmp_path), timeout=5)
+  assert [r["step"] for r in results] == [4]
+  history = (tmp_path / eval_lib.HISTORY_FILE).read_text().splitlines()
+  assert len(history) == 1
+
+
+def test_eval_errors_name_the_field(trained, config, tmp_path):
+  logdir = trained[1]
+  config.eval_config.class_names.extend(["a", "b"])
+  with pytest.raises(ValueError, match="eval_config.class_names has 2 names"):
+    eval_lib.evaluate(config, logdir, str(tmp_path))
+  del config.eval_config.class_names[:]
+  config.eval_config.padded_height = 64
+  with pytest.raises(ValueError, match="padded_height and padded_width"):
+    eval_lib.evaluate(config, logdir, str(tmp_path))
+  config.eval_config.padded_height = 0
+  with pytest.raises(ValueError, match="no checkpoint found"):
+    eval_lib.evaluate(config, str(tmp_path), str(tmp_path))

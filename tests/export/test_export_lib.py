@@ -1,0 +1,96 @@
+"""Export: the frozen graph and the SavedModel give the Keras model's labels."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fast_seg.builders import model_builder
+from fast_seg.core import standard_fields as fields
+from fast_seg.export import export_lib
+from fast_seg.training import train_lib
+from fast_seg.utils import checkpoint_util
+from tests import helpers
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+  logdir = tmp_path_factory.mktemp("export_run")
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=2))
+  train_lib.train(config, str(logdir))
+  return config, str(logdir)
+
+
+def _keras_labels(config, checkpoint, images):
+  model = model_builder.build(config.model)
+  checkpoint_util.restore_layers(
+      [l for l in model.inference_model.layers if l.weights], checkpoint)
+  logits = model.predict(model.preprocess(images))[fields.PredictionFields.logits]
+  return model.postprocess(logits, images.shape[1:3])[fields.PredictionFields.labels].numpy()
+
+
+def _run_frozen_graph(path, images):
+  graph_def = tf.compat.v1.GraphDef()
+  graph_def.ParseFromString(open(path, "rb").read())
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.compat.v1.import_graph_def(graph_def, name="")
+  assert graph.get_tensor_by_name("inputs:0").dtype == tf.uint8
+  with tf.compat.v1.Session(graph=graph) as session:
+    return session.run("predictions:0", {"inputs:0": images})
+
+
+def test_frozen_graph_and_saved_model_match_keras(trained, tmp_path):
+  config, logdir = trained
+  out = tmp_path / "export"
+  info = export_lib.export(config, logdir, str(out), (2, 64, 80, 3))
+  assert (out / "pipeline.config").exists()
+  assert json.loads((out / "export_info.json").read_text())["params"] == info["params"]
+  assert info["params"] > 0 and info["flops"] > 0
+
+  images = np.random.default_rng(0).integers(0, 256, size=(2, 64, 80, 3), dtype=np.uint8)
+  expected = _keras_labels(config, logdir, tf.constant(images))
+  assert len(np.unique(expected)) > 1  # a constant map would prove nothing
+
+  frozen = _run_frozen_graph(out / export_lib.FROZEN_GRAPH_NAME, images)
+  assert frozen.dtype == np.int32 and frozen.shape == (2, 64, 80)
+  np.testing.assert_array_equal(frozen, expected)
+
+  serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+  saved = serve(inputs=tf.constant(images))["predictions"].numpy()
+  np.testing.assert_array_equal(saved, expected)
+
+  # No auxiliary heads in the exported graph.
+  graph_def = tf.compat.v1.GraphDef()
+  graph_def.ParseFromString((out / export_lib.FROZEN_GRAPH_NAME).read_bytes())
+  assert not any("aux" in node.name for node in graph_def.node)
+
+
+def test_pad_to_shape_pads_then_crops(trained, tmp_path):
+  config, logdir = trained
+  out = tmp_path / "padded"
+  export_lib.export(config, logdir, str(out), (1, 50, 60, 3), pad_to_shape=(64, 64))
+  images = np.random.default_rng(1).integers(0, 256, size=(1, 50, 60, 3), dtype=np.uint8)
+  padded = np.full((1, 64, 64, 3), export_lib.PAD_VALUE, np.float32)
+  padded[:, :50, :60] = images
+  frozen = _run_frozen_graph(out / export_lib.FROZEN_GRAPH_NAME, images)
+  assert frozen.shape == (1, 50, 60)
+  # Equal to running the mean-grey padded 64x64 image and cropping.
+  reference = _keras_labels(config, logdir, tf.constant(padded))
+  np.testing.assert_array_equal(frozen, reference[:, :50, :60])
+
+
+@pytest.mark.parametrize("text, rank, flag", [("1,2,3", 4, "--input_shape"),
+                                              ("a,b", 2, "--pad_to_shape"),
+                                              ("1,0,4,3", 4, "--input_shape")])
+def test_parse_shape_errors(text, rank, flag):
+  with pytest.raises(ValueError, match=flag):
+    export_lib.parse_shape(text, rank, flag)
+
+
+def test_pad_smaller_than_input_raises(trained):
+  config, _ = trained
+  model = model_builder.build(config.model)
+  with pytest.raises(ValueError, match="pad_to_shape"):
+    export_lib.build_inference_function(model, (1, 64, 64, 3), (32, 64))

@@ -1,0 +1,73 @@
+"""The entry points end to end (train -> eval -> export) and their user errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests import helpers
+
+ROOT = helpers.REPO_ROOT
+
+
+def _run(*args):
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_train_eval_export_predict(tiny_dataset, tmp_path):
+  config = tmp_path / "tiny.config"
+  config.write_text(helpers.train_pipeline_text(tiny_dataset, num_steps=4))
+  run = tmp_path / "run"
+  train = _run("train.py", "--config_path", config, "--logdir", run)
+  assert train.returncode == 0, train.stderr[-2000:]
+  assert "step 4/4" in train.stdout and "img/s" in train.stdout
+  evaluation = _run("eval.py", "--config_path", config, "--train_dir", run,
+                    "--eval_dir", run / "eval")
+  assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+  assert "mIoU" in evaluation.stdout and "class_5" in evaluation.stdout
+  metrics = json.loads((run / "eval" / "metrics.json").read_text())
+  assert metrics["step"] == 4 and 0.0 <= metrics["miou"] <= 1.0
+  export = _run("export.py", "--config_path", config, "--trained_checkpoint",
+                run / "ckpt-4", "--output_dir", tmp_path / "export",
+                "--input_shape", "1,64,64,3")
+  assert export.returncode == 0, export.stderr[-2000:]
+  assert "params:" in export.stdout and "FLOPs:" in export.stdout
+  assert (tmp_path / "export" / "frozen_inference_graph.pb").exists()
+  images = tmp_path / "images"
+  images.mkdir()
+  from PIL import Image
+  import numpy as np
+  Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(images / "a.png")
+  predict = _run("-m", "fast_seg.tools.predict", "--export_dir", tmp_path / "export",
+                 "--input_dir", images, "--output_dir", tmp_path / "predictions")
+  assert predict.returncode == 0, predict.stderr[-2000:]
+  labels = np.asarray(Image.open(tmp_path / "predictions" / "a_labels.png"))
+  assert labels.shape == (40, 50)
+
+
+def _user_error(result, *fragments):
+  assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+  assert "Traceback" not in result.stderr
+  for fragment in fragments:
+    assert fragment in result.stderr, result.stderr[-2000:]
+
+
+def test_user_errors_are_one_clear_line(tiny_dataset, tmp_path):
+  _user_error(_run("train.py", "--config_path", tmp_path / "missing.config",
+                   "--logdir", tmp_path / "r"),
+              "error: config file not found", "missing.config")
+  bad_field = tmp_path / "field.config"
+  bad_field.write_text("model { icnet { num_classes: 3 colour: 1 } }")
+  _user_error(_run("train.py", "--config_path", bad_field, "--logdir", tmp_path / "r"),
+              "field.config: 1:32", "colour")
+  bad_type = tmp_path / "type.config"
+  bad_type.write_text(helpers.train_pipeline_text(tiny_dataset).replace(
+      '"mobilenet_v2"', '"resnet_v9"'))
+  _user_error(_run("train.py", "--config_path", bad_type, "--logdir", tmp_path / "r"),
+              "model.icnet.feature_extractor.type: unknown 'resnet_v9'", "allowed:")
+  empty_glob = tmp_path / "glob.config"
+  empty_glob.write_text(helpers.train_pipeline_text(tmp_path / "no_data"))
+  _user_error(_run("train.py", "--config_path", empty_glob, "--logdir", tmp_path / "r"),
+              "train_input_reader.tf_record_input_path", "no_data")
