@@ -161,3 +161,43 @@ def test_loss_falls_on_real_camvid_images(tmp_path):
   trainer.train(40)
   after = main_loss()
   assert after < 0.7 * before, (before, after)
+
+
+def _event_tags(directory):
+  tags = set()
+  for path in directory.glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def test_summaries_and_frozen_backbone(tiny_dataset, tmp_path):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, num_steps=2,
+      extra_train="image_summary_every_n_steps: 2 freeze_backbone: true"))
+  trainer = _trainer(config, tmp_path)
+  backbone = {w.name: w.numpy() for layer in trainer.model.backbone_layers
+              for w in layer.weights}
+  head_before = trainer.model.keras_model.get_layer("icnet_classifier").kernel.numpy()
+  trainer.train(2)
+  for layer in trainer.model.backbone_layers:
+    for w in layer.weights:  # kernels and BN statistics alike
+      np.testing.assert_array_equal(w.numpy(), backbone[w.name])
+  head_after = trainer.model.keras_model.get_layer("icnet_classifier").kernel.numpy()
+  assert not np.array_equal(head_before, head_after)
+  tags = _event_tags(tmp_path / "train")
+  assert {"losses/total_loss", "losses/logits_loss", "losses/aux_1_8_loss",
+          "losses/regularization_loss", "learning_rate", "images_per_second",
+          "input", "ground_truth", "prediction"} <= tags
+
+
+def test_mixed_precision_and_xla_step(tiny_dataset, tmp_path):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, num_steps=2, extra_train="mixed_precision: true use_xla: true"))
+  trainer = train_lib.Trainer(config, str(tmp_path),
+                              train_lib.build_strategy("mirrored"))
+  assert trainer.model.keras_model.get_layer("icnet_cff1_low_conv").compute_dtype == "float16"
+  result = trainer.train(2)
+  assert result["step"] == 2 and np.isfinite(result[fields.LossFields.total])
+  for weight in trainer.model.keras_model.weights:
+    assert weight.dtype == tf.float32
