@@ -17,6 +17,17 @@ def _spatial_size(x):
                for i in (1, 2))
 
 
+def _resize_bilinear(images, size):
+  """Bilinear resize in float32 that returns the input dtype.
+
+  Under mixed precision, XLA rejects the float16 ResizeBilinear gradient
+  (its float32 internals meet float16 neighbours), so the resize runs in
+  float32 and only its output is cast back.
+  """
+  resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+  return tf.cast(resized, images.dtype)
+
+
 class ResizeByFactor(keras.layers.Layer):
   """Bilinear resize by a constant factor (0.5: half, 2.0: double).
 
@@ -34,7 +45,7 @@ class ResizeByFactor(keras.layers.Layer):
     else:
       size = tf.cast(tf.math.ceil(
           tf.cast(tf.stack([height, width]), tf.float32) * self.factor), tf.int32)
-    return tf.image.resize(inputs, size, method="bilinear")
+    return _resize_bilinear(inputs, size)
 
   def get_config(self):
     return {**super().get_config(), "factor": self.factor}
@@ -45,7 +56,7 @@ class ResizeLike(keras.layers.Layer):
 
   def call(self, inputs):
     x, reference = inputs
-    return tf.image.resize(x, _spatial_size(reference), method="bilinear")
+    return _resize_bilinear(x, _spatial_size(reference))
 
 
 class AdaptiveAveragePool(keras.layers.Layer):

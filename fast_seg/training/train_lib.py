@@ -113,8 +113,8 @@ class Trainer:
     latest = self.manager.latest_checkpoint
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d", latest, int(self.step))
-      return int(self.step)
+      logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
+      return int(self.step.numpy())
     arch = config_util.get_model_config(self.config.model)
     extractor_config = arch.feature_extractor
     if extractor_config.weights_path:
@@ -204,7 +204,7 @@ class Trainer:
     if int(self.nonfinite_losses):
       last = self.manager.latest_checkpoint or "none (no checkpoint was written)"
       raise TrainingDivergedError(
-          f"the loss became NaN or Inf by step {int(self.step)}; training "
+          f"the loss became NaN or Inf by step {int(self.step.numpy())}; training "
           f"stopped. The last good checkpoint is kept: {last}. Lower the "
           "learning rate, check the labels (train_config / input) or use "
           "gradient-friendlier settings, then restart on the same logdir.")
@@ -275,11 +275,11 @@ class Trainer:
             self._save()
     except KeyboardInterrupt:
       saved = self._save()
-      logging.warning("Interrupted at step %d; %s", int(self.step),
+      logging.warning("Interrupted at step %d; %s", int(self.step.numpy()),
                       f"saved {saved}" if saved else "nothing saved")
       raise
     writer.flush()
-    last_losses["step"] = int(self.step)
+    last_losses["step"] = int(self.step.numpy())
     return last_losses
 
 
