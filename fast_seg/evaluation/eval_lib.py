@@ -14,6 +14,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 import tensorflow as tf
+import tf_keras as keras
 
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
@@ -84,6 +85,7 @@ class Evaluator:
     num_visualizations = self.eval_config.num_visualizations
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
     seen = 0
+    progress = keras.utils.Progbar(limit, unit_name="image")
     start = time.time()
     for batch in self.dataset:
       if limit is not None and seen >= limit:
@@ -99,6 +101,7 @@ class Evaluator:
         self._write_visualizations(batch, predicted, eval_dir, step, seen,
                                    num_visualizations - seen)
       seen += take
+      progress.update(seen)
     if seen == 0:
       raise ValueError("eval_input_reader produced no examples")
     result = metrics.compute_metrics(matrix)
