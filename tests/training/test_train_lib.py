@@ -201,3 +201,21 @@ def test_mixed_precision_and_xla_step(tiny_dataset, tmp_path):
   assert result["step"] == 2 and np.isfinite(result[fields.LossFields.total])
   for weight in trainer.model.keras_model.weights:
     assert weight.dtype == tf.float32
+
+
+def test_imagenet_weights_from_config(tiny_dataset, tmp_path):
+  import tf_keras as keras
+  # A Keras-applications MobileNetV2 weight file (random values, no download).
+  reference = keras.applications.MobileNetV2(
+      input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)
+  h5 = tmp_path / "mobilenet_v2_0.35_no_top.h5"
+  reference.save_weights(str(h5))
+  model = helpers.model_text(arch="icnet", extractor="mobilenet_v2", num_classes=6,
+                             filter_scale=0.35)
+  model = model.replace('filter_scale: 0.35', f'filter_scale: 0.35 weights_path: "{h5}"')
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, model=model))
+  trainer = _trainer(config, tmp_path / "run")
+  assert trainer.restore_or_initialize() == 0
+  np.testing.assert_array_equal(
+      trainer.model.keras_model.get_layer("mobilenet_v2_expanded_conv_3_expand").kernel.numpy(),
+      reference.get_layer("block_3_expand").kernel.numpy())
