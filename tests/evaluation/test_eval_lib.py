@@ -6,30 +6,20 @@ import numpy as np
 import pytest
 
 from fast_seg.evaluation import eval_lib
-from fast_seg.training import train_lib
-from tests import helpers
 
 VAL_PIXELS = 6 * 64 * 64  # tiny_dataset: 6 val images of 64x64, no ignore pixels
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
-  logdir = tmp_path_factory.mktemp("eval_run")
-  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=4))
-  train_lib.train(config, str(logdir))
-  return config, str(logdir)
-
-
 @pytest.fixture
-def config(trained):
+def config(trained_run):
   """A fresh copy per test, which may change it."""
-  copy = type(trained[0])()
-  copy.CopyFrom(trained[0])
+  copy = type(trained_run[0])()
+  copy.CopyFrom(trained_run[0])
   return copy
 
 
-def test_evaluate_latest_writes_metrics(trained, config, tmp_path):
-  logdir = trained[1]
+def test_evaluate_latest_writes_metrics(trained_run, config, tmp_path):
+  logdir = trained_run[1]
   results = eval_lib.evaluate(config, logdir, str(tmp_path))
   assert len(results) == 1
   result = results[0]
@@ -45,8 +35,8 @@ def test_evaluate_latest_writes_metrics(trained, config, tmp_path):
   assert list(tmp_path.glob("events.out.tfevents.*"))
 
 
-def test_padded_eval_counts_only_real_pixels(trained, config, tmp_path):
-  logdir = trained[1]
+def test_padded_eval_counts_only_real_pixels(trained_run, config, tmp_path):
+  logdir = trained_run[1]
   config.eval_config.padded_height = 80
   config.eval_config.padded_width = 72
   config.eval_input_reader.batch_size = 4
@@ -56,16 +46,16 @@ def test_padded_eval_counts_only_real_pixels(trained, config, tmp_path):
   assert result["num_pixels"] == 5 * 64 * 64
 
 
-def test_continuous_eval_stops_after_final_step(trained, config, tmp_path):
-  logdir = trained[1]
+def test_continuous_eval_stops_after_final_step(trained_run, config, tmp_path):
+  logdir = trained_run[1]
   results = eval_lib.evaluate(config, logdir, str(tmp_path), timeout=5)
   assert [r["step"] for r in results] == [4]
   history = (tmp_path / eval_lib.HISTORY_FILE).read_text().splitlines()
   assert len(history) == 1
 
 
-def test_eval_errors_name_the_field(trained, config, tmp_path):
-  logdir = trained[1]
+def test_eval_errors_name_the_field(trained_run, config, tmp_path):
+  logdir = trained_run[1]
   config.eval_config.class_names.extend(["a", "b"])
   with pytest.raises(ValueError, match="eval_config.class_names has 2 names"):
     eval_lib.evaluate(config, logdir, str(tmp_path))

@@ -9,17 +9,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
-from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
-from tests import helpers
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
-  logdir = tmp_path_factory.mktemp("export_run")
-  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=2))
-  train_lib.train(config, str(logdir))
-  return config, str(logdir)
 
 
 def _keras_labels(config, checkpoint, images):
@@ -41,8 +31,8 @@ def _run_frozen_graph(path, images):
     return session.run("predictions:0", {"inputs:0": images})
 
 
-def test_frozen_graph_and_saved_model_match_keras(trained, tmp_path):
-  config, logdir = trained
+def test_frozen_graph_and_saved_model_match_keras(trained_run, tmp_path):
+  config, logdir = trained_run
   out = tmp_path / "export"
   info = export_lib.export(config, logdir, str(out), (2, 64, 80, 3))
   assert (out / "pipeline.config").exists()
@@ -67,8 +57,8 @@ def test_frozen_graph_and_saved_model_match_keras(trained, tmp_path):
   assert not any("aux" in node.name for node in graph_def.node)
 
 
-def test_pad_to_shape_pads_then_crops(trained, tmp_path):
-  config, logdir = trained
+def test_pad_to_shape_pads_then_crops(trained_run, tmp_path):
+  config, logdir = trained_run
   out = tmp_path / "padded"
   export_lib.export(config, logdir, str(out), (1, 50, 60, 3), pad_to_shape=(64, 64))
   images = np.random.default_rng(1).integers(0, 256, size=(1, 50, 60, 3), dtype=np.uint8)
@@ -89,8 +79,8 @@ def test_parse_shape_errors(text, rank, flag):
     export_lib.parse_shape(text, rank, flag)
 
 
-def test_pad_smaller_than_input_raises(trained):
-  config, _ = trained
+def test_pad_smaller_than_input_raises(trained_run):
+  config, _ = trained_run
   model = model_builder.build(config.model)
   with pytest.raises(ValueError, match="pad_to_shape"):
     export_lib.build_inference_function(model, (1, 64, 64, 3), (32, 64))
