@@ -51,7 +51,9 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_p
   logdir = tmp_path / "run"
   good = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=2))
   train_lib.train(good, str(logdir))
-  good_weights = _weights(_trainer(good, logdir).model)
+  before = _trainer(good, logdir)
+  before.restore_or_initialize()
+  good_weights = _weights(before.model)
 
   # An infinite class weight makes the loss Inf from the next step on.
   bad_model = helpers.model_text(
@@ -65,9 +67,9 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_p
   assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-2")
   trainer = _trainer(good, logdir)
   trainer.restore_or_initialize()
-  for weight in _weights(trainer.model):
+  for weight, good_weight in zip(_weights(trainer.model), good_weights):
     assert np.all(np.isfinite(weight))
-  del good_weights
+    np.testing.assert_array_equal(weight, good_weight)
 
 
 def test_fine_tune_segmentation_restores_all_but_classifiers(tiny_dataset, tmp_path):
