@@ -1,7 +1,13 @@
 """Small configs shared by the tests."""
 
+import io
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from fast_seg.core import standard_fields
 from fast_seg.utils import config_util
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +61,28 @@ train_input_reader {{ tf_record_input_path: "{data_dir}/train-*.tfrecord" }}
 eval_config {{ num_visualizations: 2 }}
 eval_input_reader {{ tf_record_input_path: "{data_dir}/val-*.tfrecord" }}
 """
+
+
+def read_records(pattern):
+  """Decodes every example of the TFRecords matching `pattern`.
+
+  Returns:
+    dict image/filename -> (image uint8 [H, W, 3], label uint8 [H, W]).
+  """
+  keys = standard_fields.TfExampleFields
+  files = sorted(tf.io.gfile.glob(pattern))
+  assert files, f"no files match {pattern}"
+  records = {}
+  for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
+    example = tf.train.Example.FromString(serialized)
+    feature = example.features.feature
+    name = feature[keys.image_filename].bytes_list.value[0].decode()
+    image = np.asarray(Image.open(io.BytesIO(
+        feature[keys.image_encoded].bytes_list.value[0])).convert("RGB"))
+    label = Image.open(io.BytesIO(feature[keys.label_encoded].bytes_list.value[0]))
+    assert label.mode == "L", (name, label.mode)
+    assert feature[keys.height].int64_list.value[0] == image.shape[0]
+    assert feature[keys.width].int64_list.value[0] == image.shape[1]
+    assert name not in records, f"duplicate {name}"
+    records[name] = (image, np.asarray(label))
+  return records

@@ -21,6 +21,7 @@ from PIL import Image
 from PIL import ImageDraw
 
 from fast_seg.core import standard_fields
+from fast_seg.data import dataset_info
 from fast_seg.data import tf_example
 from fast_seg.utils import cli
 
@@ -243,8 +244,7 @@ def write_dataset(output_dir, num_train=300, num_val=60, size=128, seed=0,
           for split, n in counts.items()},
       _INFO.file_patterns: {split: f"{split}-*.tfrecord" for split in SPLITS},
   }
-  with tf.io.gfile.GFile(os.path.join(output_dir, _INFO.file_name), "w") as f:
-    f.write(json.dumps(info, indent=2) + "\n")
+  dataset_info.write(output_dir, info)
   return {
       "output_dir": output_dir,
       _INFO.num_classes: NUM_CLASSES,

@@ -1,0 +1,567 @@
+"""Converts a dataset in its official layout into sharded TFRecords.
+
+    python -m fast_seg.data.convert --dataset cityscapes \
+        --input_dir ~/data/cityscapes --output_dir data/cityscapes_tfrecords
+
+Writes `{split}-0000i-of-0000N.tfrecord` per split and `dataset_info.json`
+(classes, palette, ignore label, split sizes, class pixel frequencies).
+Pairs are decoded, checked and encoded in parallel worker processes; shards
+are written under `.partial` names and renamed only when every split is
+done, so an interrupted run never leaves files that look complete.
+`--list_datasets` prints the converters and the flags each one takes.
+"""
+
+import collections
+import math
+import multiprocessing
+import os
+import sys
+import time
+
+from absl import flags
+import tensorflow as tf
+
+from fast_seg.core import standard_fields
+from fast_seg.data import convert_lib
+from fast_seg.data import dataset_info
+from fast_seg.data import tf_example
+from fast_seg.data.converters import ade20k
+from fast_seg.data.converters import camvid
+from fast_seg.data.converters import cityscapes
+from fast_seg.data.converters import folder
+from fast_seg.data.converters import hair
+from fast_seg.data.converters import kitti_road
+from fast_seg.data.converters import pascal_voc
+from fast_seg.utils import cli
+
+_INFO = standard_fields.DatasetInfoFields
+
+CONVERTERS = {c.name: c for c in (
+    cityscapes.CityscapesConverter, ade20k.ADE20KConverter,
+    pascal_voc.PascalVOCConverter, kitti_road.KittiRoadConverter,
+    hair.HairConverter, camvid.CamVidConverter, folder.FolderConverter)}
+ON_ERROR_CHOICES = ("fail", "skip")
+# Auto sharding: about this many images per shard.
+_IMAGES_PER_SHARD = 250
+_MAX_AUTO_SHARDS = 128
+PARTIAL_SUFFIX = ".partial"
+
+
+def shard_glob(split):
+  return f"{split}-?????-of-?????.tfrecord"
+
+
+# ----------------------------------------------------------------------------
+# Worker side: one converter per process, set once by the pool initializer.
+
+_worker_converter = None
+
+
+def _init_worker(converter):
+  global _worker_converter
+  _worker_converter = converter
+
+
+def _encode(sample):
+  return convert_lib.encode_pair(_worker_converter, sample)
+
+
+# ----------------------------------------------------------------------------
+# Output directory handling.
+
+
+def _existing_split_files(output_dir, split):
+  """Shards (complete or partial) of `split` already in output_dir."""
+  pattern = os.path.join(output_dir, shard_glob(split))
+  return sorted(tf.io.gfile.glob(pattern)
+                + tf.io.gfile.glob(pattern + PARTIAL_SUFFIX))
+
+
+def _same_classes(info, converter):
+  return (info.get(_INFO.class_names) == converter.class_names
+          and info.get(_INFO.ignore_label) == converter.ignore_label)
+
+
+def _check_output_dir(output_dir, converter, splits, overwrite):
+  """Refuses to mix with an earlier conversion unless --overwrite.
+
+  Shards of other splits written by the same converter (same class table)
+  are fine: converting split by split into one folder is common.
+
+  Returns:
+    The earlier dataset info to merge into, or None.
+  """
+  if not os.path.isdir(output_dir):
+    return None
+  previous = None
+  info_path = os.path.join(output_dir, _INFO.file_name)
+  if os.path.isfile(info_path):
+    try:
+      previous = dataset_info.load(info_path)
+    except ValueError:
+      previous = None
+  ours = set()
+  for split in splits:
+    ours.update(os.path.basename(p)
+                for p in _existing_split_files(output_dir, split))
+  if overwrite:
+    if previous is not None and not _same_classes(previous, converter):
+      previous = None
+    return previous
+  others = []
+  for name in sorted(os.listdir(output_dir)):
+    if name in ours:
+      continue
+    if name == _INFO.file_name and previous is not None and _same_classes(
+        previous, converter):
+      continue
+    if name.endswith(".tfrecord") and previous is not None and _same_classes(
+        previous, converter):
+      continue  # shards of another split of the same dataset
+    others.append(name)
+  clashing = sorted(ours) + others
+  if clashing:
+    shown = ", ".join(clashing[:4]) + (" ..." if len(clashing) > 4 else "")
+    raise ValueError(
+        f"--output_dir {output_dir} already holds {shown}; pass --overwrite "
+        f"to replace the {', '.join(splits)} shards (or choose an empty "
+        "directory)")
+  return previous
+
+
+# ----------------------------------------------------------------------------
+# Conversion.
+
+
+class _SplitWriter:
+  """Round-robin writer of one split's shards under partial names."""
+
+  def __init__(self, output_dir, split, num_shards):
+    self.final_paths = [tf_example.shard_path(output_dir, split, i, num_shards)
+                        for i in range(num_shards)]
+    self.partial_paths = [p + PARTIAL_SUFFIX for p in self.final_paths]
+    self.counts = [0] * num_shards
+    self._writers = [tf.io.TFRecordWriter(p) for p in self.partial_paths]
+    self._next = 0
+
+  def write(self, pair):
+    example = tf_example.make_example(
+        pair.image_bytes, pair.label_png, pair.name, pair.height, pair.width,
+        pair.image_format)
+    shard = self._next % len(self._writers)
+    self._writers[shard].write(example.SerializeToString())
+    self.counts[shard] += 1
+    self._next += 1
+
+  def close(self):
+    for writer in self._writers:
+      writer.close()
+
+  def remove_partials(self):
+    for path in self.partial_paths:
+      if os.path.exists(path):
+        os.remove(path)
+
+  def finalize(self):
+    """Renames the shards, numbering only non-empty ones; returns the paths."""
+    used = [i for i, n in enumerate(self.counts) if n] or [0]
+    if len(used) < len(self.counts):
+      for i in range(len(self.counts)):
+        if i not in used:
+          os.remove(self.partial_paths[i])
+    output_dir = os.path.dirname(self.final_paths[0])
+    split = os.path.basename(self.final_paths[0]).split("-")[0]
+    paths = []
+    for new_index, old_index in enumerate(used):
+      path = tf_example.shard_path(output_dir, split, new_index, len(used))
+      os.replace(self.partial_paths[old_index], path)
+      paths.append(path)
+    self.counts = [self.counts[i] for i in used]
+    return paths
+
+
+def _auto_num_shards(num_images):
+  return max(1, min(_MAX_AUTO_SHARDS,
+                    math.ceil(num_images / _IMAGES_PER_SHARD)))
+
+
+def list_splits(converter, splits=None, val_fraction=0.0, seed=0):
+  """Lists the pairs of each requested split.
+
+  Args:
+    converter: a Converter.
+    splits: split names, or None for every split the dataset has.
+    val_fraction: for datasets with one labelled split only: the fraction of
+      it held out as 'val' (deterministic for a seed).
+    seed: seed of that split.
+
+  Returns:
+    (dict split -> samples, dict split -> listing problems).
+  """
+  available = list(converter.splits)
+  carve_val = val_fraction > 0
+  if carve_val:
+    if "val" in available or len(available) != 1:
+      raise ValueError(
+          f"--val_fraction applies to datasets with a single labelled split; "
+          f"{converter.name} has {', '.join(available)}")
+    available.append("val")
+  splits = list(splits or available)
+  unknown = [s for s in splits if s not in available]
+  if unknown:
+    raise ValueError(f"--split {','.join(unknown)} is not a split of "
+                     f"{converter.name}; choose from {', '.join(available)}")
+  samples, problems = {}, {}
+  if carve_val:
+    source = converter.splits[0]
+    pairs, listing = converter.list_pairs(source)
+    train, val = convert_lib.split_by_fraction(pairs, val_fraction, seed)
+    carved = {source: train, "val": val}
+    for split in splits:
+      samples[split] = carved[split]
+      problems[split] = listing if split == source else []
+    if source not in splits and listing:
+      problems["val"] = listing
+    return samples, problems
+  for split in splits:
+    samples[split], problems[split] = converter.list_pairs(split)
+  return samples, problems
+
+
+def convert(converter, output_dir, splits=None, num_shards=0, workers=None,
+            on_error="fail", overwrite=False, val_fraction=0.0, seed=0,
+            progress=True, log=print):
+  """Converts the requested splits; returns a summary dict.
+
+  Args:
+    converter: a convert_lib.Converter.
+    output_dir: where shards and dataset_info.json go.
+    splits: split names, or None for all.
+    num_shards: shards per split; 0 picks about one per 250 images.
+    workers: worker processes (None: one per CPU; 1: in this process).
+    on_error: 'fail' stops at the first bad file naming it; 'skip' skips,
+      counts and lists bad files.
+    overwrite: replace the requested splits' shards if present.
+    val_fraction: see `list_splits`.
+    seed: seed of the val split.
+    progress: show a progress bar.
+    log: function called with each summary line.
+
+  Returns:
+    dict with per-split counts, shard paths, problems, and the info path.
+
+  Raises:
+    convert_lib.ConversionError: the first bad file, with on_error 'fail'.
+    ValueError: bad arguments or an output dir that holds another run.
+  """
+  if on_error not in ON_ERROR_CHOICES:
+    raise ValueError(f"--on_error must be one of {ON_ERROR_CHOICES}, got "
+                     f"'{on_error}'")
+  if num_shards < 0:
+    raise ValueError(f"--num_shards must be >= 0, got {num_shards}")
+  start = time.time()
+  samples, problems = list_splits(converter, splits, val_fraction, seed)
+  splits = list(samples)
+  if on_error == "fail":
+    for split in splits:
+      if problems[split]:
+        _raise(problems[split][0])
+  for split in splits:
+    if not samples[split] and not problems[split]:
+      raise ValueError(f"no {split} images found for {converter.name} under "
+                       f"the input directory")
+  previous = _check_output_dir(output_dir, converter, splits, overwrite)
+  os.makedirs(output_dir, exist_ok=True)
+
+  workers = workers or os.cpu_count() or 1
+  pool = None
+  if workers > 1:
+    # Fork: workers inherit the converter without re-importing anything, and
+    # never touch TensorFlow (encode_pair is numpy + PIL).
+    pool = multiprocessing.get_context("fork").Pool(
+        workers, initializer=_init_worker, initargs=(converter,))
+  else:
+    _init_worker(converter)
+  writers = {}
+  stats = {}
+  try:
+    for split in splits:
+      split_samples = samples[split]
+      shards = num_shards or _auto_num_shards(len(split_samples))
+      writer = _SplitWriter(output_dir, split, shards)
+      writers[split] = writer
+      stats[split] = _convert_split(
+          split, split_samples, writer, pool, converter, on_error, progress)
+      stats[split]["problems"] = ([str(p) for p in problems[split]]
+                                  + stats[split]["problems"])
+      stats[split]["skipped"] = len(stats[split]["problems"])
+      writer.close()
+    # Every split succeeded: replace the old shards, publish the new ones.
+    for split in splits:
+      for path in _existing_split_files(output_dir, split):
+        if path not in writers[split].partial_paths:
+          os.remove(path)
+      stats[split]["files"] = writers[split].finalize()
+      stats[split]["images_per_shard"] = writers[split].counts
+  finally:
+    if pool is not None:
+      pool.terminate()
+      pool.join()
+    for writer in writers.values():
+      writer.close()
+      writer.remove_partials()
+
+  info = _dataset_info(converter, stats, previous)
+  info_path = dataset_info.write(output_dir, info)
+  summary = {
+      "dataset": converter.name,
+      "output_dir": output_dir,
+      "dataset_info": info_path,
+      "seconds": round(time.time() - start, 2),
+      "splits": {split: {k: v for k, v in s.items() if k != "class_pixels"}
+                 for split, s in stats.items()},
+  }
+  for line in summary_lines(summary):
+    log(line)
+  return summary
+
+
+def _raise(problem):
+  raise convert_lib.ConversionError(
+      problem.path, problem.message + " (--on_error skip skips such files "
+      "and converts the rest)")
+
+
+def _convert_split(split, split_samples, writer, pool, converter, on_error,
+                   show_progress):
+  """Encodes and writes one split; returns its statistics."""
+  if show_progress:
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    bar = keras.utils.Progbar(len(split_samples), unit_name="image")
+    print(f"{converter.name} {split}: {len(split_samples)} images",
+          file=sys.stderr, flush=True)
+  results = (pool.imap(_encode, split_samples, chunksize=4) if pool
+             else map(_encode, split_samples))
+  class_pixels = 0
+  sizes = collections.Counter()
+  notes = collections.Counter()
+  problems, filtered = [], []
+  for i, result in enumerate(results):
+    if isinstance(result, convert_lib.Problem):
+      if on_error == "fail":
+        _raise(result)
+      problems.append(str(result))
+    elif isinstance(result, convert_lib.Filtered):
+      filtered.append(f"{result.name}: {result.reason}")
+    else:
+      writer.write(result)
+      class_pixels = class_pixels + result.class_pixels
+      sizes[f"{result.height}x{result.width}"] += 1
+      if result.note:
+        notes[result.note] += 1
+    if show_progress:
+      bar.update(i + 1)
+  written = sum(writer.counts)
+  return {"written": written, "skipped": len(problems),
+          "filtered": len(filtered), "problems": problems,
+          "filtered_images": filtered, "notes": dict(notes),
+          "image_sizes": dict(sizes.most_common()),
+          "class_pixels": class_pixels}
+
+
+def _dataset_info(converter, stats, previous):
+  """The dataset_info dict, merged with an earlier run's other splits."""
+  info = dict(previous or {})
+  info.update({
+      "dataset": converter.name,
+      _INFO.num_classes: converter.num_classes,
+      _INFO.ignore_label: converter.ignore_label,
+      _INFO.class_names: converter.class_names,
+      _INFO.palette: [list(map(int, c)) for c in converter.palette],
+  })
+  info.update(converter.extra_info())
+  per_split = {key: dict(info.get(key, {})) for key in (
+      _INFO.num_examples, _INFO.class_pixel_frequency, _INFO.file_patterns,
+      "ignore_pixel_fraction", "image_sizes", "skipped", "filtered")}
+  for split, s in stats.items():
+    pixels = s["class_pixels"]
+    labelled = int(pixels[:-1].sum()) if s["written"] else 0
+    total = int(pixels.sum()) if s["written"] else 0
+    per_split[_INFO.num_examples][split] = s["written"]
+    per_split[_INFO.class_pixel_frequency][split] = (
+        [round(int(c) / labelled, 6) for c in pixels[:-1]] if labelled
+        else [0.0] * converter.num_classes)
+    per_split[_INFO.file_patterns][split] = f"{split}-*.tfrecord"
+    per_split["ignore_pixel_fraction"][split] = (
+        round(int(pixels[-1]) / total, 6) if total else 0.0)
+    per_split["image_sizes"][split] = s["image_sizes"]
+    per_split["skipped"][split] = s["skipped"]
+    per_split["filtered"][split] = s["filtered"]
+  info.update(per_split)
+  return info
+
+
+def summary_lines(summary):
+  """The human summary: images per split and shard, skipped files, notes."""
+  lines = [f"{summary['dataset']} -> {summary['output_dir']} "
+           f"({summary['seconds']} s)",
+           "| split | written | skipped | filtered | shards (images each) |",
+           "|---|---|---|---|---|"]
+  for split, s in summary["splits"].items():
+    shards = s.get("images_per_shard", [])
+    lines.append(f"| {split} | {s['written']} | {s['skipped']} | "
+                 f"{s['filtered']} | {len(shards)} ({', '.join(map(str, shards))}) |")
+  for split, s in summary["splits"].items():
+    for note, count in s["notes"].items():
+      lines.append(f"{split}: {note}: {count} image(s)")
+    if s["problems"]:
+      lines.append(f"{split}: skipped {len(s['problems'])} file(s):")
+      lines.extend(f"  {p}" for p in s["problems"])
+    if s["filtered"]:
+      lines.append(f"{split}: filtered out {s['filtered']} image(s) "
+                   f"(first: {s['filtered_images'][0]})")
+  lines.append(f"wrote {summary['dataset_info']}")
+  return lines
+
+
+# ----------------------------------------------------------------------------
+# Command line.
+
+_GENERIC_FLAGS = ("dataset", "output_dir", "split", "num_shards", "workers",
+                  "on_error", "overwrite", "val_fraction", "seed",
+                  "list_datasets", "progress")
+
+
+def _define_flags():
+  """Flags of the CLI; each converter's `flag_names` says which it reads."""
+  flags.DEFINE_string("dataset", None,
+                      f"Dataset layout: {', '.join(CONVERTERS)}.")
+  flags.DEFINE_string("input_dir", None,
+                      "Root of the dataset in its official layout.")
+  flags.DEFINE_string("output_dir", None, "Directory for the TFRecords.")
+  flags.DEFINE_list("split", None,
+                    "Splits to convert (comma separated); default: all.")
+  flags.DEFINE_integer("num_shards", 0,
+                       "Shards per split; 0: about one per 250 images.")
+  flags.DEFINE_integer("workers", None,
+                       "Worker processes (default: one per CPU core).")
+  flags.DEFINE_enum("on_error", "fail", ON_ERROR_CHOICES,
+                    "fail: stop at the first bad file; skip: skip, count and "
+                    "list bad files.")
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace the shards of the converted splits if present.")
+  flags.DEFINE_float("val_fraction", 0.0,
+                     "For datasets with one labelled split (KITTI road, hair, "
+                     "folder): fraction held out as 'val'.")
+  flags.DEFINE_integer("seed", 0, "Seed of the --val_fraction split.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.DEFINE_bool("list_datasets", False,
+                    "Print the converters and their flags, then exit.")
+  # Dataset-specific flags.
+  flags.DEFINE_enum("label_source", "auto", cityscapes.LABEL_SOURCES,
+                    "cityscapes: auto uses *_labelTrainIds.png when present, "
+                    "else maps *_labelIds.png to trainIds.")
+  flags.DEFINE_bool("coarse", False,
+                    "cityscapes: use the coarse annotations (gtCoarse, "
+                    "splits train, train_extra, val).")
+  flags.DEFINE_string("whitelist", None,
+                      "ade20k: classes to keep, '|' between classes, ':' "
+                      "merges several into one, e.g. 'person|car:truck:van'.")
+  flags.DEFINE_float("whitelist_threshold", 0.0,
+                     "ade20k: fraction of the whitelisted classes an image "
+                     "must contain to be kept.")
+  flags.DEFINE_enum("unlisted", "background", ade20k.UNLISTED_CHOICES,
+                    "ade20k with --whitelist: classes not in the whitelist "
+                    "become class 0 'background' or the ignore label.")
+  flags.DEFINE_bool("list_labels", False,
+                    "ade20k: print the 150 class names and exit.")
+  flags.DEFINE_string("sbd_dir", None,
+                      "voc2012: SBD root (dataset/cls/*.mat, train.txt, "
+                      "val.txt) for the train_aug split.")
+  flags.DEFINE_bool("lane", False,
+                    "kitti_road: ego-lane ground truth (um_lane_*) instead "
+                    "of road.")
+  flags.DEFINE_enum("layout", "folder", hair.LAYOUTS,
+                    "hair: figaro (Original/ GT/), lfw (part labels) or "
+                    "folder (--images_dir/--labels_dir).")
+  flags.DEFINE_string("mask_classes", None,
+                      "hair: classes by mask colour or channel, e.g. "
+                      "'hair=255,0,0;face=0,255,0' or 'hair=channel:0'.")
+  flags.DEFINE_string("images_dir", None, "folder/hair: the images.")
+  flags.DEFINE_string("labels_dir", None, "folder/hair: the labels (masks).")
+  flags.DEFINE_string("color_map", None,
+                      "folder: JSON file {\"class name\": [r, g, b], ...} "
+                      "for RGB colour labels (order = class ids).")
+  flags.DEFINE_list("class_names", None,
+                    "folder: class names (their count is num_classes).")
+  flags.DEFINE_integer("num_classes", None,
+                       "folder: number of classes when names are not given.")
+  flags.DEFINE_integer("ignore_value", None,
+                       "folder: label value that means 'ignore' (mapped to "
+                       "255).")
+  flags.DEFINE_string("label_suffix", "",
+                      "folder: suffix of label basenames, e.g. '_mask' for "
+                      "a.jpg + a_mask.png.")
+  flags.DEFINE_bool("reduce_zero_label", False,
+                    "folder: label 0 means 'unlabelled' (-> ignore) and ids "
+                    "1..N become 0..N-1 (LoveDA, ISPRS, ADE-style labels).")
+
+
+def make_converter(name, flag_values):
+  """Builds converter `name` from the flags it declares.
+
+  Raises:
+    ValueError: unknown dataset, or a flag that does not apply to it.
+  """
+  if name not in CONVERTERS:
+    raise ValueError(f"--dataset must be one of {', '.join(CONVERTERS)}, got "
+                     f"'{name}'")
+  cls = CONVERTERS[name]
+  wrong = [n for n in _specific_flags()
+           if flag_values[n].present and n not in cls.flag_names]
+  if wrong:
+    raise ValueError(
+        f"--{', --'.join(wrong)} does not apply to --dataset {name} (its "
+        f"flags: --{', --'.join(cls.flag_names)})")
+  return cls(**{n: flag_values[n].value for n in cls.flag_names})
+
+
+def _specific_flags():
+  names = set()
+  for cls in CONVERTERS.values():
+    names.update(cls.flag_names)
+  return sorted(names)
+
+
+def list_datasets_text():
+  lines = []
+  for name, cls in CONVERTERS.items():
+    lines.append(f"{name:12s} {cls.description}")
+    lines.append(f"{'':12s} splits: {', '.join(cls.splits)}; flags: "
+                 f"--{', --'.join(cls.flag_names)}")
+  return "\n".join(lines)
+
+
+def _main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if f.list_datasets:
+    print(list_datasets_text())
+    return
+  if not f.dataset:
+    raise ValueError(f"--dataset is required; one of {', '.join(CONVERTERS)}")
+  if f.dataset == ade20k.ADE20KConverter.name and f.list_labels:
+    print(ade20k.labels_text())
+    return
+  converter = make_converter(f.dataset, f)
+  if not f.output_dir:
+    raise ValueError("--output_dir is required")
+  convert(converter, f.output_dir, splits=f.split, num_shards=f.num_shards,
+          workers=f.workers, on_error=f.on_error, overwrite=f.overwrite,
+          val_fraction=f.val_fraction, seed=f.seed, progress=f.progress)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  cli.run(_main)

@@ -1,0 +1,108 @@
+"""dataset_info.json: the class table and statistics written beside TFRecords.
+
+Converters and the synthetic dataset write it; training and eval check the
+model's num_classes / ignore_label against it and take class names and
+colours from it; prediction overlays and class weighting read it too. Plain
+JSON with the keys of `standard_fields.DatasetInfoFields`.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from fast_seg.core import standard_fields
+
+_INFO = standard_fields.DatasetInfoFields
+
+REQUIRED_KEYS = (_INFO.num_classes, _INFO.ignore_label, _INFO.class_names,
+                 _INFO.palette)
+
+
+def write(output_dir, info):
+  """Writes `info` as output_dir/dataset_info.json (atomically); returns the path."""
+  validate(info, "dataset_info")
+  path = os.path.join(output_dir, _INFO.file_name)
+  partial = path + ".partial"
+  with open(partial, "w") as f:
+    f.write(json.dumps(info, indent=2) + "\n")
+  os.replace(partial, path)
+  return path
+
+
+def validate(info, source):
+  """Raises ValueError naming `source` unless `info` has a usable class table."""
+  missing = [key for key in REQUIRED_KEYS if key not in info]
+  if missing:
+    raise ValueError(f"{source}: missing keys {missing}")
+  num_classes = info[_INFO.num_classes]
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"{source}: num_classes must be a positive int, got "
+                     f"{num_classes!r}")
+  for key in (_INFO.class_names, _INFO.palette):
+    if len(info[key]) != num_classes:
+      raise ValueError(f"{source}: {key} has {len(info[key])} entries; "
+                       f"num_classes is {num_classes}")
+  if any(len(color) != 3 or not all(0 <= c <= 255 for c in color)
+         for color in info[_INFO.palette]):
+    raise ValueError(f"{source}: palette entries must be [r, g, b] in 0..255")
+
+
+def load(path):
+  """Reads and validates a dataset_info.json file (or the one in a directory)."""
+  if os.path.isdir(path):
+    path = os.path.join(path, _INFO.file_name)
+  try:
+    with open(path) as f:
+      info = json.load(f)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"no dataset info file: {path}") from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+  validate(info, path)
+  return info
+
+
+def find(file_pattern):
+  """The dataset_info.json beside a TFRecord glob, or None.
+
+  `file_pattern` is an input reader's `tf_record_input_path` (a glob, or
+  several joined by commas); the info file is looked for in the directory of
+  the first one.
+  """
+  first = file_pattern.split(",")[0].strip()
+  if not first:
+    return None
+  path = os.path.join(os.path.dirname(first), _INFO.file_name)
+  return path if os.path.isfile(path) else None
+
+
+def palette(info):
+  """The palette as a [num_classes, 3] uint8 array."""
+  return np.asarray(info[_INFO.palette], np.uint8).reshape(-1, 3)
+
+
+def check_model(info, num_classes, ignore_label, source, field_prefix):
+  """Raises ValueError when a model config disagrees with the dataset.
+
+  Args:
+    info: a loaded dataset info dict.
+    num_classes: the model's num_classes.
+    ignore_label: the model's ignore_label.
+    source: where `info` came from, for the message.
+    field_prefix: the config field path of the model, e.g. 'model.icnet'.
+  """
+  if info[_INFO.num_classes] != num_classes:
+    raise ValueError(
+        f"{field_prefix}.num_classes is {num_classes} but {source} describes "
+        f"{info[_INFO.num_classes]} classes ({_short_names(info)})")
+  if info[_INFO.ignore_label] != ignore_label:
+    raise ValueError(
+        f"{field_prefix}.ignore_label is {ignore_label} but {source} uses "
+        f"{info[_INFO.ignore_label]}")
+
+
+def _short_names(info, limit=6):
+  names = list(info[_INFO.class_names])
+  text = ", ".join(names[:limit])
+  return text + (", ..." if len(names) > limit else "")

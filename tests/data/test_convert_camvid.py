@@ -1,0 +1,71 @@
+"""CamVid (SegNet layout) from the real samples in ../shared/data/camvid."""
+
+import json
+import shutil
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from fast_seg.data import convert
+from fast_seg.data.converters import camvid
+from tests import helpers
+
+SOURCE = helpers.SHARED_DATA / "camvid"
+pytestmark = pytest.mark.skipif(
+    not SOURCE.is_dir(), reason=f"real CamVid samples not found at {SOURCE}")
+PER_SPLIT = 3
+
+
+def _segnet_layout(root):
+  """Puts the first samples of each split into CamVid/{split,splitannot}/."""
+  names = {}
+  for split in camvid.CamVidConverter.splits:
+    names[split] = (SOURCE / f"{split}.txt").read_text().split()[:PER_SPLIT]
+    (root / "CamVid" / split).mkdir(parents=True)
+    (root / "CamVid" / f"{split}annot").mkdir()
+    for name in names[split]:
+      Image.open(SOURCE / "images" / f"{name}.jpg").save(
+          root / "CamVid" / split / f"{name}.png")
+      shutil.copy(SOURCE / "labels" / f"{name}.png",
+                  root / "CamVid" / f"{split}annot" / f"{name}.png")
+  return names
+
+
+def test_camvid_labels_keep_ids_and_void_becomes_ignore(tmp_path):
+  names = _segnet_layout(tmp_path / "src")
+  out = tmp_path / "out"
+  convert.convert(camvid.CamVidConverter(str(tmp_path / "src")), str(out),
+                  workers=2, progress=False, log=lambda line: None)
+  void_pixels = 0
+  for split, split_names in names.items():
+    records = helpers.read_records(str(out / f"{split}-*.tfrecord"))
+    assert sorted(records) == sorted(split_names)
+    for name, (image, label) in records.items():
+      source = np.asarray(Image.open(SOURCE / "labels" / f"{name}.png"))
+      expected = np.where(source == camvid.VOID_ID, 255, source)
+      np.testing.assert_array_equal(label, expected)
+      void_pixels += int((source == camvid.VOID_ID).sum())
+      np.testing.assert_array_equal(image, np.asarray(Image.open(
+          tmp_path / "src/CamVid" / split / f"{name}.png")))
+  assert void_pixels > 0  # the samples do exercise the void mapping
+  info = json.loads((out / "dataset_info.json").read_text())
+  assert info["num_classes"] == 11 and info["ignore_label"] == 255
+  assert info["class_names"][0] == "sky" and info["class_names"][10] == "bicyclist"
+  assert info["num_examples"] == {s: PER_SPLIT for s in names}
+
+
+def test_camvid_label_above_void_is_an_error(tmp_path):
+  _segnet_layout(tmp_path / "src")
+  label_dir = tmp_path / "src/CamVid/valannot"
+  first = sorted(label_dir.iterdir())[0]
+  label = np.asarray(Image.open(first)).copy()
+  label[0, :4] = 12
+  Image.fromarray(label).save(first)
+  summary = convert.convert(
+      camvid.CamVidConverter(str(tmp_path / "src")), str(tmp_path / "out"),
+      on_error="skip", workers=1, progress=False, log=lambda line: None)
+  assert summary["splits"]["val"]["skipped"] == 1
+  assert summary["splits"]["val"]["problems"] == [
+      f"{first}: label values [12] out of range (CamVid ids are 0..10 and "
+      "11 = void)"]
