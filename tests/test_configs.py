@@ -8,6 +8,12 @@ import pytest
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
 from fast_seg.builders import preprocessor_builder
+from fast_seg.data import convert
+from fast_seg.data import synthetic
+from fast_seg.data.converters import ade20k
+from fast_seg.data.converters import camvid
+from fast_seg.data.converters import cityscapes
+from fast_seg.data.converters import pascal_voc
 from fast_seg.utils import config_util
 from tests import helpers
 
@@ -21,7 +27,11 @@ def test_configs_exist():
           "icnet_resnet50_0.5_cityscapes_1024.config",
           "icnet_mobilenet_v2_1.0_cityscapes_1024.config",
           "pspnet50_1.0_cityscapes_713.config",
-          "icnet_mobilenet_v2_camvid_360.config"} <= names
+          "icnet_mobilenet_v2_camvid_360.config",
+          "icnet_mobilenet_v2_ade20k_512.config",
+          "icnet_mobilenet_v2_voc2012_513.config",
+          "icnet_mobilenet_v2_kitti_road_384.config",
+          "icnet_mobilenet_v2_hair_224.config"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda p: p.name)
@@ -38,9 +48,12 @@ def test_config_builds(path):
   assert optimizer is not None
   assert float(schedule(0)) > 0
 
+  # Class names normally come from the dataset's dataset_info.json; a config
+  # may still list them.
   names = list(config.eval_config.class_names)
-  assert len(names) == arch.num_classes
-  assert len(set(names)) == len(names)
+  if names:
+    assert len(names) == arch.num_classes
+    assert len(set(names)) == len(names)
 
   # Batches need one example size, so the augmentations must end fixed.
   steps = config.train_config.data_augmentation_options
@@ -58,3 +71,42 @@ def test_config_header_names_itself(path):
   header = text[:text.index("model {")]
   assert header.startswith("#")
   assert f"configs/{path.name}" in header
+
+
+# The class table each dataset's converter writes (hair: Figaro's two classes).
+_DATASET_CLASSES = {
+    "camvid": camvid.CLASS_NAMES,
+    "cityscapes": cityscapes.CLASS_NAMES,
+    "voc2012": pascal_voc.CLASS_NAMES,
+    "ade20k": ade20k.CLASS_NAMES,
+    "kitti_road": ("not_road", "road"),
+    "hair": ("background", "hair"),
+    "synthetic": synthetic.CLASS_NAMES,
+}
+
+
+def _dataset_of(path):
+  """The dataset a config trains on, from its input path data/<dataset>/."""
+  config = config_util.load_pipeline_config(str(path))
+  if "synthetic" in path.name:  # the demo writes demo_output/data/
+    return "synthetic", config
+  directory = config.train_input_reader.tf_record_input_path[0].split("/")[-2]
+  return directory, config
+
+
+@pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda p: p.name)
+def test_config_matches_its_converter(path):
+  """num_classes / ignore_label agree with what the converter writes."""
+  dataset, config = _dataset_of(path)
+  assert dataset in _DATASET_CLASSES, f"{path.name}: unknown dataset {dataset}"
+  arch = config_util.get_model_config(config.model)
+  assert arch.num_classes == len(_DATASET_CLASSES[dataset])
+  assert arch.ignore_label == 255
+  header = path.read_text().split("model {")[0]
+  if dataset != "synthetic":
+    assert f"--dataset {dataset}" in header
+
+
+def test_every_converter_has_a_config():
+  datasets = {_dataset_of(path)[0] for path in CONFIG_PATHS}
+  assert set(convert.CONVERTERS) - {"folder"} <= datasets
