@@ -106,3 +106,27 @@ def _short_names(info, limit=6):
   names = list(info[_INFO.class_names])
   text = ", ".join(names[:limit])
   return text + (", ..." if len(names) > limit else "")
+
+
+def load_for_reader(reader_config, model_config):
+  """The dataset_info.json beside an input reader's TFRecords, checked.
+
+  Args:
+    reader_config: an InputReader proto (its tf_record_input_path globs).
+    model_config: the pipeline's Model proto.
+
+  Returns:
+    (path, info), or (None, None) when there is no info file.
+
+  Raises:
+    ValueError: the model's num_classes or ignore_label disagree with it.
+  """
+  path = find(",".join(reader_config.tf_record_input_path))
+  if path is None:
+    return None, None
+  info = load(path)
+  meta_architecture = model_config.WhichOneof("model")
+  arch = getattr(model_config, meta_architecture)
+  check_model(info, arch.num_classes, arch.ignore_label, path,
+              f"model.{meta_architecture}")
+  return path, info

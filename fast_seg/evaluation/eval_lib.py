@@ -20,6 +20,7 @@ from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.core import metrics
 from fast_seg.core import standard_fields as fields
+from fast_seg.data import dataset_info
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from fast_seg.utils import visualization
@@ -35,14 +36,22 @@ class Evaluator:
     self.config = pipeline_config
     self.eval_config = pipeline_config.eval_config
     self.arch = config_util.get_model_config(pipeline_config.model)
+    # Checked before building the model, so a wrong num_classes fails at once.
+    self.dataset_info_path, info = dataset_info.load_for_reader(
+        pipeline_config.eval_input_reader, pipeline_config.model)
     self.model = model_builder.build(pipeline_config.model)
     names = list(self.eval_config.class_names)
     if names and len(names) != self.arch.num_classes:
       raise ValueError(
           f"eval_config.class_names has {len(names)} names; num_classes is "
           f"{self.arch.num_classes}")
-    self.class_names = names or [f"class_{i}" for i in range(self.arch.num_classes)]
-    self.palette = visualization.default_palette(self.arch.num_classes)
+    if info is not None:
+      self.class_names = names or list(info[fields.DatasetInfoFields.class_names])
+      self.palette = dataset_info.palette(info)
+    else:
+      self.class_names = names or [
+          f"class_{i}" for i in range(self.arch.num_classes)]
+      self.palette = visualization.default_palette(self.arch.num_classes)
     height, width = self.eval_config.padded_height, self.eval_config.padded_width
     if (height > 0) != (width > 0):
       raise ValueError(

@@ -14,6 +14,7 @@ from tensorflow.python.framework import convert_to_constants  # pylint: disable=
 
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
+from fast_seg.data import dataset_info
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 
@@ -92,9 +93,33 @@ def count_flops(graph_def):
   return int(profile.total_float_ops)
 
 
+def copy_dataset_info(pipeline_config, output_dir):
+  """Copies the training data's dataset_info.json into `output_dir`.
+
+  With it the export carries its class names and palette, for predict.py.
+  Looked for beside train_input_reader's glob, then eval_input_reader's.
+
+  Returns:
+    The copied path, or None when neither glob has one beside it (a copy
+    left by an earlier export to `output_dir` is then removed).
+  """
+  target = os.path.join(output_dir, fields.DatasetInfoFields.file_name)
+  for reader in (pipeline_config.train_input_reader,
+                 pipeline_config.eval_input_reader):
+    source = dataset_info.find(",".join(reader.tf_record_input_path))
+    if source:
+      tf.io.gfile.copy(source, target, overwrite=True)
+      return target
+  if tf.io.gfile.exists(target):
+    tf.io.gfile.remove(target)
+  return None
+
+
 def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
            pad_to_shape=None):
   """Writes saved_model/, frozen_inference_graph.pb and pipeline.config.
+
+  Also copies the training data's dataset_info.json, when it has one.
 
   Args:
     pipeline_config: pipeline_pb2.PipelineConfig.
@@ -126,6 +151,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   with tf.io.gfile.GFile(frozen_path, "wb") as f:
     f.write(graph_def.SerializeToString())
   config_util.save_pipeline_config(pipeline_config, output_dir)
+  info_path = copy_dataset_info(pipeline_config, output_dir)
 
   info = {
       "checkpoint": checkpoint_path,
@@ -137,6 +163,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
       "flops": count_flops(graph_def),
       "saved_model": saved_model_dir,
       "frozen_graph": frozen_path,
+      "dataset_info": info_path,
   }
   with tf.io.gfile.GFile(os.path.join(output_dir, "export_info.json"), "w") as f:
     json.dump(info, f, indent=2)

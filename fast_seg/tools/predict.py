@@ -6,6 +6,8 @@
 For each image: `<name>_labels.png` (class ids) and `<name>_overlay.png`
 (colours blended over the image). Images are resized to the exported input
 size and the labels resized back (nearest neighbour) to the image size.
+Overlay colours come from --dataset_info, else the dataset_info.json that
+export.py copied into the export dir, else a default palette.
 """
 
 import os
@@ -15,6 +17,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from fast_seg.core import standard_fields
+from fast_seg.data import dataset_info
 from fast_seg.export import export_lib
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
@@ -34,8 +38,35 @@ def list_images(input_dir):
   return paths
 
 
-def predict_folder(export_dir, input_dir, output_dir, alpha=0.5):
+def load_palette(config, export_dir, dataset_info_path=None):
+  """The overlay palette: from `dataset_info_path`, the export's copy or default.
+
+  Raises:
+    ValueError: the dataset info's classes disagree with the exported model.
+  """
+  arch = config_util.get_model_config(config.model)
+  path = dataset_info_path
+  if not path:
+    path = os.path.join(export_dir, standard_fields.DatasetInfoFields.file_name)
+    if not os.path.isfile(path):
+      return visualization.default_palette(arch.num_classes)
+  info = dataset_info.load(path)
+  dataset_info.check_model(info, arch.num_classes, arch.ignore_label, path,
+                           "model." + config.model.WhichOneof("model"))
+  return dataset_info.palette(info)
+
+
+def predict_folder(export_dir, input_dir, output_dir, alpha=0.5,
+                   dataset_info_path=None):
   """Predicts every image of `input_dir` with the SavedModel in `export_dir`.
+
+  Args:
+    export_dir: output folder of export.py.
+    input_dir: folder of images.
+    output_dir: where label maps and overlays go.
+    alpha: opacity of the class colours in the overlays.
+    dataset_info_path: dataset_info.json whose palette colours the overlays;
+      None: the one in `export_dir`, else a default palette.
 
   Returns:
     dict image path -> int32 label map at the image's size.
@@ -46,8 +77,7 @@ def predict_folder(export_dir, input_dir, output_dir, alpha=0.5):
                      "run export.py first")
   config = config_util.load_pipeline_config(
       os.path.join(export_dir, config_util.PIPELINE_CONFIG_NAME))
-  num_classes = config_util.get_model_config(config.model).num_classes
-  palette = visualization.default_palette(num_classes)
+  palette = load_palette(config, export_dir, dataset_info_path)
   serve = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
   batch, height, width, _ = serve.structured_input_signature[1][
       export_lib.INPUT_NAME].shape
@@ -78,6 +108,9 @@ flags.DEFINE_string("export_dir", None, "Output folder of export.py.")
 flags.DEFINE_string("input_dir", None, "Folder of images.")
 flags.DEFINE_string("output_dir", None, "Where label maps and overlays go.")
 flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
+flags.DEFINE_string("dataset_info", None,
+                    "dataset_info.json whose palette colours the overlays; "
+                    "default: the one in --export_dir, else a default palette.")
 FLAGS = flags.FLAGS
 
 
@@ -87,7 +120,7 @@ def main(argv):
     if not getattr(FLAGS, name):
       raise ValueError(f"--{name} is required")
   results = predict_folder(FLAGS.export_dir, FLAGS.input_dir, FLAGS.output_dir,
-                           FLAGS.alpha)
+                           FLAGS.alpha, FLAGS.dataset_info)
   print(f"Wrote {len(results)} label maps and overlays to {FLAGS.output_dir}")
 
 

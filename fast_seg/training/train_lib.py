@@ -18,6 +18,7 @@ from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
 from fast_seg.core import standard_fields as fields
+from fast_seg.data import dataset_info
 from fast_seg.feature_extractors import pretrained
 from fast_seg.protos import train_pb2
 from fast_seg.utils import checkpoint_util
@@ -77,6 +78,13 @@ class Trainer:
           "train_config.batch_size instead")
     if not pipeline_config.train_config.HasField("optimizer"):
       raise ValueError("train_config.optimizer is not set")
+    # Before any model building or step: a num_classes that disagrees with
+    # the data should fail now, not as a label-value error mid-run.
+    self.dataset_info_path, info = dataset_info.load_for_reader(
+        pipeline_config.train_input_reader, pipeline_config.model)
+    arch = config_util.get_model_config(pipeline_config.model)
+    self.palette = (dataset_info.palette(info) if info is not None
+                    else visualization.default_palette(arch.num_classes))
 
     policy = "mixed_float16" if train_config.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(policy)
@@ -230,7 +238,6 @@ class Trainer:
     iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
     summary_batch = (next(iter(dataset))
                      if train_config.image_summary_every_n_steps else None)
-    palette = visualization.default_palette(arch.num_classes)
     writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
     log_every = max(train_config.log_every_n_steps, 1)
     checkpoint_every = max(train_config.checkpoint_every_n_steps, 1)
@@ -269,7 +276,7 @@ class Trainer:
                   f"  ETA {_format_duration(eta)}", flush=True)
           if (summary_batch is not None
               and step % train_config.image_summary_every_n_steps == 0):
-            self._image_summary(summary_batch, palette)
+            self._image_summary(summary_batch, self.palette)
           if step % checkpoint_every == 0 or step == num_steps:
             self._check_finite()
             self._save()

@@ -1,11 +1,14 @@
 """Evaluation: metrics files, pixel accounting, padded eval, continuous mode."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from fast_seg.data import synthetic
 from fast_seg.evaluation import eval_lib
+from fast_seg.utils import visualization
 
 VAL_PIXELS = 6 * 64 * 64  # tiny_dataset: 6 val images of 64x64, no ignore pixels
 
@@ -66,3 +69,30 @@ def test_eval_errors_name_the_field(trained_run, config, tmp_path):
   config.eval_config.padded_height = 0
   with pytest.raises(ValueError, match="no checkpoint found"):
     eval_lib.evaluate(config, str(tmp_path), str(tmp_path))
+
+
+def test_class_names_and_palette_come_from_dataset_info(tiny_dataset, config, tmp_path):
+  evaluator = eval_lib.Evaluator(config)
+  assert evaluator.dataset_info_path == str(tiny_dataset / "dataset_info.json")
+  assert evaluator.class_names == list(synthetic.CLASS_NAMES)
+  np.testing.assert_array_equal(evaluator.palette, synthetic.PALETTE)
+  # eval_config.class_names win over the dataset's.
+  names = [f"c{i}" for i in range(6)]
+  config.eval_config.class_names.extend(names)
+  assert eval_lib.Evaluator(config).class_names == names
+  # Without a dataset_info.json: class_i and the default palette.
+  for path in tiny_dataset.glob("val-*.tfrecord"):
+    shutil.copy(path, tmp_path)
+  del config.eval_config.class_names[:]
+  config.eval_input_reader.tf_record_input_path[:] = [str(tmp_path / "val-*.tfrecord")]
+  evaluator = eval_lib.Evaluator(config)
+  assert evaluator.dataset_info_path is None
+  assert evaluator.class_names == [f"class_{i}" for i in range(6)]
+  np.testing.assert_array_equal(evaluator.palette, visualization.default_palette(6))
+
+
+def test_num_classes_disagreeing_with_dataset_info_fails(tiny_dataset, config):
+  config.model.icnet.num_classes = 5
+  with pytest.raises(ValueError, match=r"model\.icnet\.num_classes is 5") as error:
+    eval_lib.Evaluator(config)
+  assert str(tiny_dataset / "dataset_info.json") in str(error.value)

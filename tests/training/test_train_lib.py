@@ -1,10 +1,14 @@
 """Training: resume with the step counter, NaN stop, fine-tuning, real data."""
 
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fast_seg.core import standard_fields as fields
+from fast_seg.data import dataset_info
+from fast_seg.data import synthetic
 from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -78,11 +82,19 @@ def test_fine_tune_segmentation_restores_all_but_classifiers(tiny_dataset, tmp_p
   source_model = _trainer(source, tmp_path / "source").model
   checkpoint_util.restore_layers(source_model.keras_model.layers, str(tmp_path / "source"))
 
-  # Same trunk, 4 classes instead of 6.
+  # Same trunk, 4 classes instead of 6, on a dataset that has 4.
+  target_data = tmp_path / "four_classes"
+  target_data.mkdir()
+  for path in tiny_dataset.glob("train-*.tfrecord"):
+    shutil.copy(path, target_data)
+  info = dataset_info.load(str(tiny_dataset))
+  info.update(num_classes=4, class_names=info["class_names"][:4],
+              palette=info["palette"][:4])
+  dataset_info.write(str(target_data), info)
   target_model = helpers.model_text(arch="icnet", extractor="mobilenet_v2",
                                     num_classes=4, filter_scale=0.25)
   target = helpers.pipeline_config(helpers.train_pipeline_text(
-      tiny_dataset, num_steps=2, model=target_model,
+      target_data, num_steps=2, model=target_model,
       extra_train=f'fine_tune_checkpoint: "{tmp_path}/source/ckpt-2" '
                   "fine_tune_checkpoint_type: SEGMENTATION"))
   trainer = _trainer(target, tmp_path / "target")
@@ -119,6 +131,16 @@ def test_bad_train_settings_name_the_field(tiny_dataset, tmp_path):
   config = helpers.pipeline_config(text.replace(str(tiny_dataset), str(tmp_path / "nothing")))
   with pytest.raises(ValueError, match=r"train_input_reader.tf_record_input_path"):
     train_lib.train(config, str(tmp_path / "run"))
+
+
+def test_num_classes_disagreeing_with_dataset_info_fails_first(tiny_dataset, tmp_path):
+  model = helpers.model_text(arch="icnet", extractor="mobilenet_v2", num_classes=5,
+                             filter_scale=0.25)
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, model=model))
+  with pytest.raises(ValueError, match=r"model\.icnet\.num_classes is 5") as error:
+    train_lib.train(config, str(tmp_path / "run"))
+  assert str(tiny_dataset / "dataset_info.json") in str(error.value)
+  assert tf.train.latest_checkpoint(str(tmp_path / "run")) is None
 
 
 def _camvid_records(tmp_path, count=8):
@@ -178,6 +200,9 @@ def test_summaries_and_frozen_backbone(tiny_dataset, tmp_path):
       tiny_dataset, num_steps=2,
       extra_train="image_summary_every_n_steps: 2 freeze_backbone: true"))
   trainer = _trainer(config, tmp_path)
+  # Summaries colour classes with the dataset's palette.
+  assert trainer.dataset_info_path == str(tiny_dataset / "dataset_info.json")
+  np.testing.assert_array_equal(trainer.palette, synthetic.PALETTE)
   backbone = {w.name: w.numpy() for layer in trainer.model.backbone_layers
               for w in layer.weights}
   head_before = trainer.model.keras_model.get_layer("icnet_classifier").kernel.numpy()

@@ -1,0 +1,371 @@
+"""Reports what a set of segmentation TFRecords holds, before training on it.
+
+    python -m fast_seg.data.inspect --input_pattern "data/camvid/val-*.tfrecord" \
+        [--dataset_info data/camvid/dataset_info.json] \
+        [--num_previews 8 --preview_dir previews/] [--output_json report.json]
+
+Counts records per file, image sizes and formats, class pixel counts and
+frequencies by class name, ignore pixels, label values outside the classes,
+labels whose size differs from their image and records that do not decode.
+Unlike the training reader, which stops at the first bad record, this reads
+on and reports every problem, so one pass shows all that needs fixing.
+"""
+
+import io
+import json
+import os
+import re
+
+from absl import flags
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from fast_seg.builders import input_reader_builder
+from fast_seg.core import standard_fields
+from fast_seg.data import dataset_info
+from fast_seg.utils import cli
+from fast_seg.utils import visualization
+
+_TF = standard_fields.TfExampleFields
+_INFO = standard_fields.DatasetInfoFields
+
+# The model protos' default; used when no dataset_info.json says otherwise.
+DEFAULT_IGNORE_LABEL = 255
+# Problem records / file names listed per kind; the counts are always full.
+MAX_LISTED = 20
+MAX_EXAMPLE_FILENAMES = 5
+_UNNAMED = "<unnamed image>"
+# Label values a uint8 PNG can hold: the size of every histogram here.
+_NUM_VALUES = 256
+
+_FEATURES = {
+    key: tf.io.FixedLenFeature([], tf.string, "")
+    for key in (_TF.image_encoded, _TF.image_filename, _TF.image_format,
+                _TF.label_encoded)
+}
+
+
+class _Problems:
+  """A count and the first MAX_LISTED entries of one kind of problem."""
+
+  def __init__(self):
+    self.count = 0
+    self.listed = []
+
+  def add(self, entry):
+    self.count += 1
+    if len(self.listed) < MAX_LISTED:
+      self.listed.append(entry)
+
+
+def _size_text(shape):
+  return f"{shape[0]}x{shape[1]}"
+
+
+def _label_mode(png_bytes):
+  """PIL mode of a label PNG from its header ('L', 'P', 'RGB', ...)."""
+  try:
+    return Image.open(io.BytesIO(png_bytes)).mode
+  except OSError:
+    return "unreadable"
+
+
+def _first_line(error):
+  """The readable part of an error (TF op errors carry graph dumps)."""
+  message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+  lines = message.strip().splitlines()
+  return lines[0] if lines else type(error).__name__
+
+
+def _filename(record):
+  """image/filename of a record that failed to decode, if it parses at all."""
+  try:
+    name = tf.io.parse_single_example(record, _FEATURES)[_TF.image_filename]
+    return name.numpy().decode("utf-8", "replace") or _UNNAMED
+  except tf.errors.OpError:
+    return _UNNAMED
+
+
+def _decode(record):
+  """Parses and decodes one record as the training reader does.
+
+  Returns:
+    (fields dict of str, image uint8 [H, W, 3], label uint8 [H', W'], label
+    PNG mode). Raises ValueError or tf.errors.OpError on a bad record.
+  """
+  parsed = tf.io.parse_single_example(record, _FEATURES)
+  fields = {key: value.numpy() for key, value in parsed.items()}
+  for key in (_TF.image_encoded, _TF.label_encoded):
+    if not fields[key]:
+      raise ValueError(f"record has no {key}")
+  image = tf.io.decode_image(fields[_TF.image_encoded], channels=3,
+                             expand_animations=False).numpy()
+  label = tf.io.decode_png(fields[_TF.label_encoded], channels=1).numpy()[..., 0]
+  return fields, image, label, _label_mode(fields[_TF.label_encoded])
+
+
+def _preview(image, label, palette, ignore_label):
+  """image | label colours blended over it; ignore pixels solid black."""
+  blended = visualization.overlay(image, label, palette).numpy()
+  blended[label == ignore_label] = 0
+  return np.concatenate([image, blended], axis=1)
+
+
+def _preview_name(index, filename):
+  stem = os.path.splitext(os.path.basename(filename))[0]
+  stem = re.sub(r"[^\w.-]", "_", stem) or "image"
+  return f"{index:04d}_{stem}.png"
+
+
+def _class_table(info, value_counts, ignore_label):
+  """(num_classes, names, inferred?) from `info` or the label values seen."""
+  if info is not None:
+    return info[_INFO.num_classes], list(info[_INFO.class_names]), False
+  present = np.flatnonzero(value_counts)
+  present = present[present != ignore_label]
+  num_classes = int(present.max()) + 1 if present.size else 1
+  return num_classes, [f"class_{i}" for i in range(num_classes)], True
+
+
+def inspect_records(pattern, info=None, num_previews=0, preview_dir=None,
+                    max_examples=None):
+  """Reads the TFRecords of `pattern` and returns the report as a dict.
+
+  Args:
+    pattern: a TFRecord glob, or several separated by commas.
+    info: a dataset info dict, a path to a dataset_info.json, or None to use
+      the dataset_info.json beside the glob (if any). Without one, classes are
+      named class_i, num_classes is the largest label value + 1 and the ignore
+      label is 255.
+    num_previews: write this many image | label overlay PNGs.
+    preview_dir: where previews go; required when num_previews > 0.
+    max_examples: stop after this many records (None or 0: all).
+
+  Returns:
+    A JSON-serialisable dict (see the keys built at the end); frequencies
+    are fractions of the pixels that carry a class id (neither ignore nor
+    out of range), so they sum to 1.
+
+  Raises:
+    ValueError: a glob that matches nothing, or previews without a folder.
+  """
+  if num_previews and not preview_dir:
+    raise ValueError("--num_previews needs --preview_dir")
+  paths = input_reader_builder.expand_input_paths(
+      [p.strip() for p in pattern.split(",") if p.strip()], "--input_pattern")
+  info_source = None
+  if isinstance(info, str):
+    info_source, info = info, dataset_info.load(info)
+  elif info is None:
+    info_source = dataset_info.find(pattern)
+    info = dataset_info.load(info_source) if info_source else None
+  else:
+    dataset_info.validate(info, "dataset info")
+    info_source = "<given>"
+  ignore_label = (info[_INFO.ignore_label] if info is not None
+                  else DEFAULT_IGNORE_LABEL)
+  # Previews are drawn while reading, before an inferred num_classes is known;
+  # default_palette gives every id the colour it would get then anyway.
+  preview_palette = (dataset_info.palette(info) if info is not None
+                     else visualization.default_palette(_NUM_VALUES))
+  if num_previews:
+    tf.io.gfile.makedirs(preview_dir)
+
+  files = []
+  sizes, formats, label_modes = {}, {}, {}
+  value_counts = np.zeros(_NUM_VALUES, np.int64)  # pixels per label value
+  value_images = np.zeros(_NUM_VALUES, np.int64)  # images per label value
+  value_examples = {}  # label value -> first few image filenames
+  mismatches, errors = _Problems(), _Problems()
+  previews = []
+  num_records = 0
+  truncated = False
+  for path in paths:
+    if truncated:
+      break
+    in_file = 0
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        if max_examples and num_records >= max_examples:
+          truncated = True
+          break
+        num_records += 1
+        in_file += 1
+        try:
+          fields, image, label, mode = _decode(record)
+        except (ValueError, tf.errors.OpError) as e:
+          errors.add({"file": path, "filename": _filename(record),
+                      "error": _first_line(e)})
+          continue
+        filename = (fields[_TF.image_filename].decode("utf-8", "replace")
+                    or _UNNAMED)
+        size = _size_text(image.shape)
+        sizes[size] = sizes.get(size, 0) + 1
+        image_format = fields[_TF.image_format].decode("utf-8", "replace")
+        image_format = image_format or "<missing>"
+        formats[image_format] = formats.get(image_format, 0) + 1
+        label_modes[mode] = label_modes.get(mode, 0) + 1
+        if label.shape != image.shape[:2]:
+          mismatches.add({"file": path, "filename": filename, "image_size": size,
+                          "label_size": _size_text(label.shape)})
+          continue
+        counts = np.bincount(label.ravel(), minlength=_NUM_VALUES)
+        value_counts += counts
+        value_images += counts > 0
+        first_seen = np.flatnonzero(
+            (counts > 0) & (value_images <= MAX_EXAMPLE_FILENAMES))
+        for value in first_seen.tolist():  # at most 256 values, not pixels
+          value_examples.setdefault(value, []).append(filename)
+        if len(previews) < num_previews:
+          preview_path = os.path.join(
+              preview_dir, _preview_name(len(previews), filename))
+          Image.fromarray(_preview(image, label, preview_palette,
+                                   ignore_label)).save(preview_path)
+          previews.append(preview_path)
+    except tf.errors.DataLossError as e:
+      errors.add({"file": path, "filename": "<rest of the file>",
+                  "error": f"corrupt TFRecord file: {_first_line(e)}"})
+    files.append({"path": path, "records": in_file})
+
+  num_classes, names, inferred = _class_table(info, value_counts, ignore_label)
+  class_counts = value_counts[:num_classes]
+  labelled = int(class_counts.sum())
+  total = int(value_counts.sum())
+  ignored = int(value_counts[ignore_label]) if ignore_label < _NUM_VALUES else 0
+  outside = [v for v in np.flatnonzero(value_counts).tolist()
+             if v >= num_classes and v != ignore_label]
+  notes = []
+  if inferred:
+    notes.append(f"no dataset_info.json: classes are named class_i and "
+                 f"num_classes ({num_classes}) is the largest label value + 1; "
+                 f"the ignore label is taken to be {ignore_label}")
+  if truncated:
+    notes.append(f"stopped after {max_examples} records (--max_examples)")
+  odd_modes = sorted(m for m in label_modes if m != "L")
+  if odd_modes:
+    notes.append(f"label PNGs in PIL mode {', '.join(odd_modes)}, not 8-bit "
+                 "grey (L): the reader converts them to 8-bit grey levels, "
+                 "which are not class ids; convert them")
+  return {
+      "input_pattern": pattern,
+      "dataset_info": info_source,
+      "num_files": len(files),
+      "num_records": num_records,
+      "files": files,
+      "image_sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
+      "image_formats": dict(sorted(formats.items(), key=lambda kv: -kv[1])),
+      "label_png_modes": dict(sorted(label_modes.items(), key=lambda kv: -kv[1])),
+      "num_classes": int(num_classes),
+      "num_classes_inferred": inferred,
+      "ignore_label": int(ignore_label),
+      "class_names": names,
+      "num_pixels": total,
+      "class_pixel_counts": [int(c) for c in class_counts],
+      "class_pixel_frequency": [float(c) / max(labelled, 1) for c in class_counts],
+      "ignore_pixels": ignored,
+      "ignore_fraction": ignored / max(total, 1),
+      "out_of_range": [
+          {"value": v, "pixels": int(value_counts[v]),
+           "images": int(value_images[v]), "examples": value_examples[v]}
+          for v in outside],
+      "num_label_size_mismatches": mismatches.count,
+      "label_size_mismatches": mismatches.listed,
+      "num_decode_errors": errors.count,
+      "decode_errors": errors.listed,
+      "previews": previews,
+      "notes": notes,
+  }
+
+
+def _table(header, rows, align):
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return lines
+
+
+def format_report(report):
+  """The report as readable markdown-style text."""
+  lines = [f"# {report['input_pattern']}", "",
+           f"{report['num_records']} records in {report['num_files']} files; "
+           f"dataset info: {report['dataset_info'] or 'none found'}", ""]
+  lines += _table(["file", "records"],
+                  [(os.path.basename(f["path"]), f["records"])
+                   for f in report["files"]], "lr")
+  for title, key, column in (("Image sizes", "image_sizes", "size (HxW)"),
+                             ("Image formats", "image_formats", "image/format"),
+                             ("Label PNG modes", "label_png_modes", "mode")):
+    lines += ["", f"## {title}", ""]
+    lines += _table([column, "images"], report[key].items(), "lr")
+  lines += ["", f"## Classes ({report['num_classes']}, ignore label "
+            f"{report['ignore_label']})", ""]
+  rows = [(i, name, count, f"{freq:.6f}") for i, (name, count, freq) in
+          enumerate(zip(report["class_names"], report["class_pixel_counts"],
+                        report["class_pixel_frequency"]))]
+  lines += _table(["id", "name", "pixels", "frequency"], rows, "rlrr")
+  lines += ["", f"Ignore pixels: {report['ignore_pixels']} of "
+            f"{report['num_pixels']} ({100 * report['ignore_fraction']:.2f}%)"]
+  if report["out_of_range"]:
+    lines += ["", f"## Label values outside 0..{report['num_classes'] - 1} "
+              "(not the ignore label)", ""]
+    lines += _table(["value", "images", "pixels", "first images"],
+                    [(o["value"], o["images"], o["pixels"],
+                      ", ".join(o["examples"])) for o in report["out_of_range"]],
+                    "rrrl")
+  if report["num_label_size_mismatches"]:
+    lines += ["", f"## Labels of another size than their image "
+              f"({report['num_label_size_mismatches']}, left out of the class "
+              "counts)", ""]
+    lines += _table(["file", "image", "image size", "label size"],
+                    [(m["file"], m["filename"], m["image_size"], m["label_size"])
+                     for m in report["label_size_mismatches"]], "llll")
+  if report["num_decode_errors"]:
+    lines += ["", f"## Records that do not decode ({report['num_decode_errors']})",
+              ""]
+    lines += _table(["file", "image", "error"],
+                    [(e["file"], e["filename"], e["error"])
+                     for e in report["decode_errors"]], "lll")
+  if report["previews"]:
+    lines += ["", f"Wrote {len(report['previews'])} previews to "
+              f"{os.path.dirname(report['previews'][0])}"]
+  for note in report["notes"]:
+    lines += ["", f"Note: {note}"]
+  return "\n".join(lines)
+
+
+def _define_flags():
+  # Only when run as a script, so importing this module never clashes with
+  # another entry point's flags (predict's --dataset_info).
+  flags.DEFINE_string("input_pattern", None,
+                      "TFRecord glob (several separated by commas).")
+  flags.DEFINE_string("dataset_info", None,
+                      "dataset_info.json with class names and palette; "
+                      "default: the one beside the glob.")
+  flags.DEFINE_integer("num_previews", 0, "Image | label overlay PNGs to write.")
+  flags.DEFINE_string("preview_dir", None, "Folder for the previews.")
+  flags.DEFINE_string("output_json", None, "Also write the report as JSON here.")
+  flags.DEFINE_integer("max_examples", 0, "Read at most this many records; 0: all.")
+  flags.mark_flag_as_required("input_pattern")
+
+
+def _main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  report = inspect_records(f.input_pattern, info=f.dataset_info,
+                           num_previews=f.num_previews,
+                           preview_dir=f.preview_dir,
+                           max_examples=f.max_examples)
+  print(format_report(report), flush=True)
+  if f.output_json:
+    directory = os.path.dirname(f.output_json)
+    if directory:
+      tf.io.gfile.makedirs(directory)
+    with open(f.output_json, "w") as out:
+      json.dump(report, out, indent=2)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  cli.run(_main)
