@@ -77,6 +77,28 @@ def find(file_pattern):
   return path if os.path.isfile(path) else None
 
 
+def num_examples_for(info, file_patterns):
+  """The number of examples the globs read, from the info's split counts.
+
+  Args:
+    info: a loaded dataset info dict.
+    file_patterns: an input reader's globs (a list of strings).
+
+  Returns:
+    The count, or None when a glob is not exactly one split's pattern.
+  """
+  by_pattern = {pattern: split for split, pattern in
+                info.get(_INFO.file_patterns, {}).items()}
+  counts = info.get(_INFO.num_examples, {})
+  total = 0
+  for pattern in file_patterns:
+    split = by_pattern.get(os.path.basename(pattern))
+    if split is None or split not in counts:
+      return None
+    total += counts[split]
+  return total
+
+
 def palette(info):
   """The palette as a [num_classes, 3] uint8 array."""
   return np.asarray(info[_INFO.palette], np.uint8).reshape(-1, 3)

@@ -45,9 +45,13 @@ class Evaluator:
       raise ValueError(
           f"eval_config.class_names has {len(names)} names; num_classes is "
           f"{self.arch.num_classes}")
+    # How many images the eval set holds, for the progress bar's target.
+    self.expected_examples = None
     if info is not None:
       self.class_names = names or list(info[fields.DatasetInfoFields.class_names])
       self.palette = dataset_info.palette(info)
+      self.expected_examples = dataset_info.num_examples_for(
+          info, pipeline_config.eval_input_reader.tf_record_input_path)
     else:
       self.class_names = names or [
           f"class_{i}" for i in range(self.arch.num_classes)]
@@ -94,7 +98,9 @@ class Evaluator:
     num_visualizations = self.eval_config.num_visualizations
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
     seen = 0
-    progress = keras.utils.Progbar(limit, unit_name="image")
+    target = (min(limit, self.expected_examples) if limit and self.expected_examples
+              else limit or self.expected_examples)
+    progress = keras.utils.Progbar(target, unit_name="image")
     start = time.time()
     for batch in self.dataset:
       if limit is not None and seen >= limit:

@@ -1,0 +1,52 @@
+"""dataset_info.json: validation, lookup beside a glob, split counts."""
+
+import json
+
+import pytest
+
+from fast_seg.data import dataset_info
+
+
+def _info(**overrides):
+  info = {"num_classes": 2, "ignore_label": 255, "class_names": ["a", "b"],
+          "palette": [[0, 0, 0], [255, 0, 0]],
+          "num_examples": {"train": 7, "val": 3},
+          "file_patterns": {"train": "train-*.tfrecord",
+                            "val": "val-*.tfrecord"}}
+  info.update(overrides)
+  return info
+
+
+def test_write_load_and_find(tmp_path):
+  path = dataset_info.write(str(tmp_path), _info())
+  assert dataset_info.load(str(tmp_path)) == _info()
+  assert dataset_info.find(f"{tmp_path}/val-*.tfrecord") == path
+  assert dataset_info.find(f"{tmp_path}/sub/val-*.tfrecord") is None
+  assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"class_names": ["a"]}, "class_names has 1 entries; num_classes is 2"),
+    ({"palette": [[0, 0, 0], [256, 0, 0]]}, "palette entries"),
+    ({"num_classes": 0}, "positive int"),
+])
+def test_invalid_files_name_the_problem(tmp_path, overrides, message):
+  (tmp_path / "dataset_info.json").write_text(json.dumps(_info(**overrides)))
+  with pytest.raises(ValueError, match=message):
+    dataset_info.load(str(tmp_path / "dataset_info.json"))
+
+
+def test_check_model_names_the_field_and_file():
+  with pytest.raises(ValueError, match=r"model.icnet.num_classes is 3 but "
+                     r"x.json describes 2 classes \(a, b\)"):
+    dataset_info.check_model(_info(), 3, 255, "x.json", "model.icnet")
+  with pytest.raises(ValueError, match="ignore_label is 0"):
+    dataset_info.check_model(_info(), 2, 0, "x.json", "model.icnet")
+  dataset_info.check_model(_info(), 2, 255, "x.json", "model.icnet")
+
+
+def test_num_examples_for_split_globs():
+  assert dataset_info.num_examples_for(_info(), ["d/val-*.tfrecord"]) == 3
+  assert dataset_info.num_examples_for(
+      _info(), ["d/train-*.tfrecord", "d/val-*.tfrecord"]) == 10
+  assert dataset_info.num_examples_for(_info(), ["d/val-0000*.tfrecord"]) is None
