@@ -33,6 +33,8 @@ class ResizeByFactor(keras.layers.Layer):
 
   Output sizes round up, so odd sizes keep every input pixel covered.
   """
+  # Output channel c is input channel c (for the filter pruner).
+  channel_input = 0
 
   def __init__(self, factor, **kwargs):
     super().__init__(**kwargs)
@@ -53,6 +55,8 @@ class ResizeByFactor(keras.layers.Layer):
 
 class ResizeLike(keras.layers.Layer):
   """Bilinear resize of inputs[0] to the spatial size of inputs[1]."""
+  # Output channel c is inputs[0]'s channel c (for the filter pruner).
+  channel_input = 0
 
   def call(self, inputs):
     x, reference = inputs
@@ -69,6 +73,8 @@ class AdaptiveAveragePool(keras.layers.Layer):
   row bands and then the column bands with slices, which is exact and
   differentiable.
   """
+  # Output channel c is input channel c (for the filter pruner).
+  channel_input = 0
 
   def __init__(self, bins, **kwargs):
     super().__init__(**kwargs)

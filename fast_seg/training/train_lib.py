@@ -138,6 +138,15 @@ class Trainer:
       logging.info("Fine-tuning from %s (%s): restored %d weights",
                    self.train_config.fine_tune_checkpoint,
                    train_pb2.TrainConfig.FineTuneCheckpointType.Name(kind), count)
+      if kind == train_pb2.TrainConfig.SEGMENTATION:
+        # Classifiers come along when they fit (same classes: a pruned or
+        # a resumed-elsewhere model), else they start from scratch.
+        restored, skipped = checkpoint_util.restore_matching_layers(
+            [layer for layer in self.model.keras_model.layers
+             if layer.name in self.model.classifier_layer_names],
+            self.train_config.fine_tune_checkpoint)
+        logging.info("Classifiers restored: %s; initialised: %s",
+                     restored or "none", skipped or "none")
     return 0
 
   # -- the step -------------------------------------------------------------

@@ -89,3 +89,27 @@ def checkpoint_step(path):
   if reader.has_tensor(key):
     return int(reader.get_tensor(key))
   return int(path.rsplit("-", 1)[-1])
+
+
+def restore_matching_layers(layers, checkpoint_path):
+  """Restores each layer whose weights are all in the checkpoint, same shapes.
+
+  For optional layers such as classifiers: a fine-tune checkpoint of the same
+  classes (a pruned model) brings them along, one of other classes does not.
+
+  Returns:
+    (names of the restored layers, names of the layers left as they are).
+  """
+  reader = tf.train.load_checkpoint(resolve_checkpoint(checkpoint_path))
+  shapes = reader.get_variable_to_shape_map()
+  restored, skipped = [], []
+  for layer in layers:
+    keys = [weight_key(layer, w) for w in layer.weights]
+    if all(k in shapes and tuple(shapes[k]) == tuple(w.shape)
+           for k, w in zip(keys, layer.weights)):
+      for key, weight in zip(keys, layer.weights):
+        weight.assign(reader.get_tensor(key))
+      restored.append(layer.name)
+    else:
+      skipped.append(layer.name)
+  return restored, skipped

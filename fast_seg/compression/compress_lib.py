@@ -1,0 +1,337 @@
+"""compress.py's work: prune a checkpoint to a smaller filter_scale.
+
+One stage reads a checkpoint of the config's model (training checkpoints,
+aux heads included), prunes every channel group by L1 norm to the widths of
+the same config at the new `filter_scale`, and writes
+  ckpt-0              the pruned weights (loads into the new model by name),
+  pipeline.config     the config with `filter_scale` set and
+                      `fine_tune_checkpoint` pointing at ckpt-0,
+  compression_report.json / .md   channels per group and layer, params
+                      and FLOPs before and after,
+  plots/              with plot=True: sorted filter norms and the cut.
+A schedule (1.0 -> 0.75 -> 0.5) runs stages in turn, fine-tuning between
+them as the ICNet paper did.
+"""
+
+import copy
+import json
+import os
+import time
+
+from absl import logging
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+import tensorflow as tf
+
+from fast_seg.builders import model_builder
+from fast_seg.builders import preprocessor_builder
+from fast_seg.compression import filter_pruning
+from fast_seg.export import export_lib
+from fast_seg.protos import train_pb2
+from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
+
+REPORT_NAME = "compression_report"
+PLOT_DIR = "plots"
+
+
+def check_scale(scale, flag="--filter_scale"):
+  if not 0.0 < scale <= 1.0:
+    raise ValueError(f"{flag} must be in (0, 1], got {scale}")
+  return scale
+
+
+def parse_schedule(text):
+  """'1.0,0.75,0.5' -> [1.0, 0.75, 0.5], each in (0, 1], decreasing."""
+  try:
+    scales = [float(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    raise ValueError(f"--schedule must be comma-separated numbers, got "
+                     f"'{text}'") from None
+  if not scales:
+    raise ValueError("--schedule is empty")
+  for scale in scales:
+    check_scale(scale, "--schedule")
+  if any(b >= a for a, b in zip(scales, scales[1:])):
+    raise ValueError(f"--schedule must decrease, got {scales}")
+  return scales
+
+
+def current_scale(pipeline_config):
+  return config_util.get_model_config(
+      pipeline_config.model).feature_extractor.filter_scale
+
+
+def with_scale(pipeline_config, scale):
+  """A copy of the config whose model has `filter_scale` = scale."""
+  config = copy.deepcopy(pipeline_config)
+  config_util.get_model_config(config.model).feature_extractor.filter_scale = (
+      scale)
+  return config
+
+
+def default_input_shape(pipeline_config):
+  """The size FLOPs are counted at: eval's padded size, else the train crop."""
+  eval_config = pipeline_config.eval_config
+  if eval_config.padded_height and eval_config.padded_width:
+    return (1, eval_config.padded_height, eval_config.padded_width, 3)
+  size = preprocessor_builder.fixed_output_size(
+      pipeline_config.train_config.data_augmentation_options)
+  if size:
+    return (1, size[0], size[1], 3)
+  raise ValueError("cannot tell the input size for FLOPs from the config "
+                   "(no eval_config.padded_height/width, no fixed-size "
+                   "augmentation); pass --input_shape N,H,W,3")
+
+
+def count_flops(model, input_shape):
+  """FLOPs of the exported inference graph (multiply-add = 2)."""
+  serve = export_lib.build_inference_function(model, input_shape)
+  return export_lib.count_flops(export_lib.freeze(serve.get_concrete_function()))
+
+
+def _weighted_layers(model):
+  return [layer for layer in model.keras_model.layers if layer.weights]
+
+
+def load_model(pipeline_config, checkpoint):
+  """The config's model with every training layer restored from `checkpoint`.
+
+  Raises:
+    ValueError: the checkpoint does not fit the config (the message lists the
+      mismatched variables by name).
+  """
+  model = model_builder.build(pipeline_config.model)
+  checkpoint_util.restore_layers(_weighted_layers(model), checkpoint)
+  return model
+
+
+def save_checkpoint(model, output_dir):
+  """Writes output_dir/ckpt-0 (+ the `checkpoint` index file); returns it."""
+  checkpoint = checkpoint_util.make_checkpoint(model.keras_model)
+  manager = tf.train.CheckpointManager(checkpoint, output_dir, max_to_keep=1)
+  return manager.save(checkpoint_number=0)
+
+
+def prune(pipeline_config, checkpoint, output_dir, filter_scale, soft=False,
+          plot=False, input_shape=None, log=print):
+  """One pruning stage; returns the report dict.
+
+  Args:
+    pipeline_config: the config the checkpoint was trained with.
+    checkpoint: a checkpoint prefix or a train dir (its latest).
+    output_dir: where ckpt-0, pipeline.config, the report and plots go.
+    filter_scale: the new width multiplier, in (0, current].
+    soft: keep the shapes and zero the pruned filters (the written config
+      keeps the current filter_scale).
+    plot: write a PNG per channel group of its sorted filter norms.
+    input_shape: (1, H, W, 3) for the FLOPs; default from the config.
+    log: called with each report line.
+
+  Raises:
+    ValueError: a scale outside (0, current], or a checkpoint that does not
+      fit the config (naming the variables).
+  """
+  check_scale(filter_scale)
+  scale_before = current_scale(pipeline_config)
+  if filter_scale > scale_before + 1e-9:
+    raise ValueError(f"--filter_scale {filter_scale} is wider than the "
+                     f"checkpoint's model ({scale_before}); pruning only "
+                     "narrows")
+  input_shape = tuple(input_shape or default_input_shape(pipeline_config))
+  checkpoint = checkpoint_util.resolve_checkpoint(checkpoint)
+  start = time.time()
+  source = load_model(pipeline_config, checkpoint)
+  target_config = with_scale(pipeline_config, filter_scale)
+  shaped_by = model_builder.build(target_config.model)
+  graph, masks, scores = filter_pruning.plan(source.keras_model,
+                                             shaped_by.keras_model)
+  output_config = copy.deepcopy(pipeline_config) if soft else target_config
+  target = model_builder.build(output_config.model) if soft else shaped_by
+  rows = filter_pruning.apply(source.keras_model, target.keras_model, graph,
+                              masks, soft=soft)
+  os.makedirs(output_dir, exist_ok=True)
+  pruned_path = save_checkpoint(target, output_dir)
+  # Proof that it loads: a fresh model of the written config restores every
+  # weight by name, nothing missing or mismatched.
+  check = model_builder.build(output_config.model)
+  checkpoint_util.restore_layers(_weighted_layers(check), pruned_path)
+
+  train_config = output_config.train_config
+  train_config.fine_tune_checkpoint = os.path.abspath(pruned_path)
+  train_config.fine_tune_checkpoint_type = train_pb2.TrainConfig.SEGMENTATION
+  config_util.save_pipeline_config(output_config, output_dir)
+
+  report = {
+      "checkpoint": checkpoint,
+      "output_checkpoint": pruned_path,
+      "soft": soft,
+      "filter_scale_before": scale_before,
+      "filter_scale_after": current_scale(output_config),
+      "input_shape": list(input_shape),
+      "params_before": source.keras_model.count_params(),
+      "params_after": target.keras_model.count_params(),
+      "inference_params_before": source.inference_model.count_params(),
+      "inference_params_after": target.inference_model.count_params(),
+      "flops_before": count_flops(source, input_shape),
+      "flops_after": count_flops(target, input_shape),
+      "groups": filter_pruning.group_table(graph, masks),
+      "layers": rows,
+  }
+  if soft:
+    report["zeroed_channels"] = int(sum(
+        r["before"] - r["after"] for r in report["groups"]))
+  if plot:
+    report["plots"] = write_plots(graph, masks, scores,
+                                  os.path.join(output_dir, PLOT_DIR))
+  report["seconds"] = round(time.time() - start, 1)
+  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w") as f:
+    json.dump(report, f, indent=2)
+  text = report_markdown(report)
+  with open(os.path.join(output_dir, REPORT_NAME + ".md"), "w") as f:
+    f.write(text + "\n")
+  for line in text.splitlines():
+    log(line)
+  return report
+
+
+def _millions(value):
+  return f"{value / 1e6:.2f} M"
+
+
+def _giga(value):
+  return f"{value / 1e9:.2f} G"
+
+
+def report_markdown(report):
+  """The human report: totals, then one row per channel group."""
+  if report["soft"]:
+    what = (f"zeroed {report['zeroed_channels']} channels (soft, filter_scale "
+            f"stays {report['filter_scale_before']})")
+  else:
+    what = (f"filter_scale {report['filter_scale_before']} -> "
+            f"{report['filter_scale_after']}")
+  lines = [
+      f"Pruned {report['checkpoint']}: {what} -> {report['output_checkpoint']}",
+      "",
+      "| | before | after | ratio |",
+      "|---|---:|---:|---:|",
+  ]
+  for label, key, fmt in (
+      ("params (training model)", "params", _millions),
+      ("params (inference model)", "inference_params", _millions),
+      (f"FLOPs at {report['input_shape'][1]}x{report['input_shape'][2]} "
+       "(multiply-add = 2)", "flops", _giga)):
+    before, after = report[key + "_before"], report[key + "_after"]
+    lines.append(f"| {label} | {fmt(before)} | {fmt(after)} | "
+                 f"{after / max(before, 1):.3f} |")
+  lines += ["", "| channel group | convs | channels before | after |",
+            "|---|---|---:|---:|"]
+  for row in report["groups"]:
+    convs = ", ".join(row["convs"])
+    note = " (kept: " + row["fixed"] + ")" if row["fixed"] else ""
+    lines.append(f"| {row['group']} | {convs} | {row['before']} | "
+                 f"{row['after']}{note} |")
+  return "\n".join(lines)
+
+
+def write_plots(graph, masks, scores, plot_dir):
+  """A PNG per pruned group: its filter scores sorted, and the cut line."""
+  os.makedirs(plot_dir, exist_ok=True)
+  paths = []
+  for group_id, group in sorted(graph.groups.items()):
+    mask = masks[group_id]
+    if mask.all() or not group.producers:
+      continue
+    path = os.path.join(plot_dir, f"{group.name}.png")
+    _plot_sorted(np.sort(scores[group_id])[::-1], int(mask.sum()),
+                 f"{group.name}: keep {int(mask.sum())} of {mask.size}", path)
+    paths.append(path)
+  return paths
+
+
+def _plot_sorted(values, keep, title, path, width=640, height=360):
+  """Draws a bar chart of `values` with a red line after the first `keep`."""
+  image = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(image)
+  left, right, top, bottom = 50, width - 10, 30, height - 30
+  draw.text((left, 8), title, fill="black")
+  draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+  peak = float(values.max()) or 1.0
+  step = (right - left) / len(values)
+  for i, value in enumerate(values):
+    x0 = left + i * step
+    y = bottom - (bottom - top) * float(value) / peak
+    color = (70, 110, 200) if i < keep else (180, 180, 180)
+    draw.rectangle([x0, y, max(x0 + step - 1, x0), bottom], fill=color)
+  cut = left + keep * step
+  draw.line([(cut, top), (cut, bottom)], fill=(220, 0, 0), width=2)
+  draw.text((left - 45, top - 4), f"{peak:.2f}", fill="black")
+  draw.text((left - 10, bottom + 6), "0", fill="black")
+  draw.text((right - 200, bottom + 6), "filters, by L1 norm (mean = 1)",
+            fill="black")
+  image.save(path)
+
+
+def progressive(pipeline_config, checkpoint, output_dir, schedule,
+                finetune_steps, soft=False, plot=False, input_shape=None,
+                log=print, train=None):
+  """Prunes through `schedule`, fine-tuning `finetune_steps` after each stage.
+
+  Stage k (scale s) writes output_dir/stage_k_scale_s/ (the pruned ckpt-0,
+  its pipeline.config and report) and fine-tunes into its train/ folder;
+  the next stage prunes from that. output_dir/pipeline.config is the last
+  stage's config, starting from its fine-tuned (or pruned) checkpoint, with
+  the original num_steps for the full retraining.
+
+  Returns:
+    list of the stages' reports.
+  """
+  from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
+  train = train or train_lib.train
+  start_scale = current_scale(pipeline_config)
+  scales = [s for s in schedule if s < start_scale - 1e-9]
+  if schedule[0] > start_scale + 1e-9:
+    raise ValueError(f"--schedule starts at {schedule[0]} but the checkpoint's "
+                     f"model has filter_scale {start_scale}")
+  if not scales:
+    raise ValueError(f"--schedule {schedule} has no scale below the model's "
+                     f"filter_scale {start_scale}")
+  config, source = pipeline_config, checkpoint
+  reports = []
+  for k, scale in enumerate(scales, 1):
+    stage_dir = os.path.join(output_dir, f"stage_{k}_scale_{scale:g}")
+    log(f"== stage {k}/{len(scales)}: filter_scale {current_scale(config):g} "
+        f"-> {scale:g}")
+    report = prune(config, source, stage_dir, scale, soft=soft, plot=plot,
+                   input_shape=input_shape, log=log)
+    config = config_util.load_pipeline_config(
+        os.path.join(stage_dir, config_util.PIPELINE_CONFIG_NAME))
+    source = report["output_checkpoint"]
+    if finetune_steps > 0:
+      train_dir = os.path.join(stage_dir, "train")
+      tune = copy.deepcopy(config)
+      tune.train_config.num_steps = finetune_steps
+      log(f"fine-tuning {finetune_steps} steps in {train_dir}")
+      result = train(tune, train_dir)
+      source = tf.train.latest_checkpoint(train_dir)
+      report["finetune"] = {"steps": finetune_steps, "train_dir": train_dir,
+                            "checkpoint": source,
+                            "losses": {k: float(v) for k, v in result.items()
+                                       if k != "step"}}
+      config.train_config.fine_tune_checkpoint = os.path.abspath(source)
+    reports.append(report)
+  final = copy.deepcopy(config)
+  final.train_config.num_steps = pipeline_config.train_config.num_steps
+  config_util.save_pipeline_config(final, output_dir)
+  summary = {"schedule": [start_scale] + scales,
+             "stages": [{"filter_scale": r["filter_scale_after"],
+                         "params": r["params_after"], "flops": r["flops_after"],
+                         "checkpoint": r.get("finetune", {}).get(
+                             "checkpoint", r["output_checkpoint"])}
+                        for r in reports]}
+  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  logging.info("progressive pruning done: %s", summary)
+  return reports
