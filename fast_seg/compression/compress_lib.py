@@ -269,7 +269,8 @@ def _plot_sorted(values, keep, title, path, width=640, height=360):
   draw.line([(cut, top), (cut, bottom)], fill=(220, 0, 0), width=2)
   draw.text((left - 45, top - 4), f"{peak:.2f}", fill="black")
   draw.text((left - 10, bottom + 6), "0", fill="black")
-  draw.text((right - 200, bottom + 6), "filters, by L1 norm (mean = 1)",
+  draw.text((right - 330, bottom + 6),
+            "filters by L1 norm (each conv / its mean, summed)",
             fill="black")
   image.save(path)
 
