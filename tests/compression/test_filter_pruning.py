@@ -26,7 +26,7 @@ def _randomize_batch_norms(model, seed=0):
 
 @pytest.mark.parametrize("arch, extractor", [
     ("icnet", "resnet_v1_50"), ("icnet", "mobilenet_v2"),
-    ("pspnet", "resnet_v1_50")])
+    ("pspnet", "resnet_v1_50"), ("pspnet", "mobilenet_v2")])
 def test_zeroed_filters_prune_to_a_smaller_model_with_the_same_outputs(
     arch, extractor):
   full = model_builder.build(helpers.model_config(
