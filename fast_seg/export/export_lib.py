@@ -4,6 +4,12 @@ The exported function takes uint8 images `inputs` [N, H, W, 3] and returns
 int32 `predictions` [N, H, W] at the input size: preprocessing, the main head
 only (no auxiliary heads) and the upsampling + arg-max are inside, as the TF1
 project's frozen_inference_graph.pb was.
+
+A run trained with train_config.magnitude_pruning exports as a plain model
+(its checkpoints hold the pruned weights as zeros); one trained with
+quantization_aware_training exports its fake-quant graph, which the TFLite
+converter turns into an int8 model. Every export reports the conv kernels'
+sparsity and the gzip sizes (export_info.json `compression`).
 """
 
 import json
@@ -13,6 +19,7 @@ import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-direct-tensorflow-import
 
 from fast_seg.builders import model_builder
+from fast_seg.compression import tfmot_lib
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.utils import checkpoint_util
@@ -119,7 +126,8 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
            pad_to_shape=None):
   """Writes saved_model/, frozen_inference_graph.pb and pipeline.config.
 
-  Also copies the training data's dataset_info.json, when it has one.
+  Also copies the training data's dataset_info.json, when it has one, and
+  prints the compression report (tfmot_lib.format_report).
 
   Args:
     pipeline_config: pipeline_pb2.PipelineConfig.
@@ -129,19 +137,32 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     pad_to_shape: optional (H, W), see build_inference_function.
 
   Returns:
-    dict with params, flops and the written paths (also export_info.json).
+    dict with params, flops, the written paths and the compression report
+    (also export_info.json).
   """
   checkpoint_path = checkpoint_util.resolve_checkpoint(trained_checkpoint)
-  model = model_builder.build(pipeline_config.model)
-  inference_layers = [l for l in model.inference_model.layers if l.weights]
-  checkpoint_util.restore_layers(inference_layers, checkpoint_path)
+  model = float_model = model_builder.build(pipeline_config.model)
+  technique = tfmot_lib.configured_technique(pipeline_config.train_config)
+  if technique == tfmot_lib.QUANTIZATION_AWARE_TRAINING:
+    # The training model's fake-quant graph (aux heads dropped below), with
+    # the float weights and the quantizer ranges of the checkpoint.
+    tfmot_lib.check_state(checkpoint_path, technique)
+    compression = tfmot_lib.apply(model, pipeline_config.train_config)
+    compression.restore(checkpoint_path)
+    model = compression.model
+  else:
+    # Pruning wrappers are left out: the plain model, pruned weights as zeros.
+    inference_layers = [l for l in model.inference_model.layers if l.weights]
+    checkpoint_util.restore_layers(inference_layers, checkpoint_path)
   serve = build_inference_function(model, input_shape, pad_to_shape)
   concrete = serve.get_concrete_function()
 
   tf.io.gfile.makedirs(output_dir)
   saved_model_dir = os.path.join(output_dir, SAVED_MODEL_DIR)
   module = tf.Module()
-  module.model = model.inference_model
+  # The variables, not the Keras model: saving a Keras model traces every
+  # layer again (slow, and fragile with tfmot wrappers); serve is the API.
+  module.model_variables = list(model.inference_model.variables)
   module.serve = serve
   tf.saved_model.save(module, saved_model_dir,
                       signatures={"serving_default": concrete})
@@ -152,6 +173,11 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     f.write(graph_def.SerializeToString())
   config_util.save_pipeline_config(pipeline_config, output_dir)
   info_path = copy_dataset_info(pipeline_config, output_dir)
+  report = tfmot_lib.compression_report(
+      model.inference_model, technique, frozen_path,
+      tf.io.gfile.glob(os.path.join(saved_model_dir, "variables",
+                                    "variables.data-*")))
+  print(tfmot_lib.format_report(report), flush=True)
 
   info = {
       "checkpoint": checkpoint_path,
@@ -159,11 +185,13 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
       "pad_to_shape": list(pad_to_shape) if pad_to_shape else None,
       "input": f"{INPUT_NAME}:0 uint8",
       "output": f"{OUTPUT_NAME}:0 int32",
-      "params": int(model.inference_model.count_params()),
+      # The float model's: a QAT model also counts its quantizer ranges.
+      "params": int(float_model.inference_model.count_params()),
       "flops": count_flops(graph_def),
       "saved_model": saved_model_dir,
       "frozen_graph": frozen_path,
       "dataset_info": info_path,
+      "compression": report,
   }
   with tf.io.gfile.GFile(os.path.join(output_dir, "export_info.json"), "w") as f:
     json.dump(info, f, indent=2)

@@ -17,6 +17,7 @@ import tf_keras as keras
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
+from fast_seg.compression import tfmot_lib
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.feature_extractors import pretrained
@@ -78,6 +79,13 @@ class Trainer:
           "train_config.batch_size instead")
     if not pipeline_config.train_config.HasField("optimizer"):
       raise ValueError("train_config.optimizer is not set")
+    technique = tfmot_lib.validate(train_config)
+    if (technique and train_config.use_xla
+        and not isinstance(strategy, tf.distribute.OneDeviceStrategy)):
+      raise ValueError(
+          f"train_config.{technique} with use_xla needs the one_device "
+          "strategy (tfmot's cross-replica updates cannot run inside an XLA "
+          "function)")
     # Before any model building or step: a num_classes that disagrees with
     # the data should fail now, not as a label-value error mid-run.
     self.dataset_info_path, info = dataset_info.load_for_reader(
@@ -90,24 +98,46 @@ class Trainer:
     keras.mixed_precision.set_global_policy(policy)
     with strategy.scope():
       self.model = model_builder.build(pipeline_config.model)
+      # train_config.magnitude_pruning / quantization_aware_training: the step
+      # trains a tfmot-wrapped copy; self.model stays the float model that
+      # ImageNet and fine-tune weights load into.
+      self.compression = tfmot_lib.apply(self.model, train_config)
+      self.train_model = (self.compression.model if self.compression
+                          else self.model)
       optimizer, self.learning_rate = optimizer_builder.build(
           train_config.optimizer, train_config.num_steps)
       if train_config.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
       self.optimizer = optimizer
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-      self.checkpoint = checkpoint_util.make_checkpoint(
-          self.model.keras_model, optimizer=optimizer, step=self.step)
+      if self.compression:
+        # Same `model/<layer>/<weight>` keys as a dense run, plus the
+        # wrappers' state under `compression/`.
+        self.checkpoint = self.compression.make_checkpoint(
+            optimizer=optimizer, step=self.step)
+      else:
+        self.checkpoint = checkpoint_util.make_checkpoint(
+            self.model.keras_model, optimizer=optimizer, step=self.step)
     keras.mixed_precision.set_global_policy("float32")
     self.nonfinite_losses = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, logdir, max_to_keep=train_config.max_checkpoints_to_keep,
         checkpoint_name=CHECKPOINT_NAME, step_counter=self.step)
 
-    if train_config.freeze_backbone:
-      for layer in self.model.backbone_layers:
-        layer.trainable = False
-    self.trainable_variables = self.model.keras_model.trainable_variables
+    frozen = self.model.backbone_layers if train_config.freeze_backbone else []
+    frozen_ids = {id(w) for layer in frozen for w in layer.weights}
+    if self.compression:
+      # tfmot's quantize wrappers list their layer's weights as trainable
+      # even when the layer is frozen: those are filtered out below.
+      frozen_ids |= {id(w) for w in self.compression.weights_of(frozen)}
+      frozen = self.compression.counterparts(frozen)
+    for layer in frozen:
+      layer.trainable = False
+    variables = self.train_model.keras_model.trainable_variables
+    if self.compression:
+      # The optimizer keys its slots by position: keep a float run's order.
+      variables = self.compression.in_float_order(variables)
+    self.trainable_variables = [v for v in variables if id(v) not in frozen_ids]
     self._train_step = self._make_train_step()
 
   # -- initialisation -------------------------------------------------------
@@ -119,8 +149,11 @@ class Trainer:
       The step training continues from.
     """
     latest = self.manager.latest_checkpoint
-    if latest:
+    if latest and self.compression:
+      self._restore_compressed(latest)
+    elif latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
+    if latest:
       logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
       return int(self.step.numpy())
     arch = config_util.get_model_config(self.config.model)
@@ -147,17 +180,33 @@ class Trainer:
             self.train_config.fine_tune_checkpoint)
         logging.info("Classifiers restored: %s; initialised: %s",
                      restored or "none", skipped or "none")
+    if self.compression:
+      self.compression.load_float_weights()
     return 0
+
+  def _restore_compressed(self, latest):
+    """Weights, optimizer and step; then the tfmot state if it was saved.
+
+    Without it (a float run's logdir, now resumed with compression set) the
+    wrappers start fresh at the restored step: pruning's begin_step and
+    end_step count global steps, and QAT starts from the float weights.
+    """
+    checkpoint = self.compression.make_checkpoint(
+        with_state=False, optimizer=self.optimizer, step=self.step)
+    checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
+    with self.strategy.scope():
+      if not self.compression.restore_state(latest):
+        logging.info("%s has no %s state; it starts at step %d", latest,
+                     self.compression.technique, int(self.step.numpy()))
 
   # -- the step -------------------------------------------------------------
 
   def _make_train_step(self):
-    model, optimizer = self.model, self.optimizer
+    model, optimizer = self.train_model, self.optimizer
     replicas = self.strategy.num_replicas_in_sync
     mixed = self.train_config.mixed_precision
     variables = self.trainable_variables
 
-    @tf.function(jit_compile=self.train_config.use_xla)
     def compute_gradients(images, labels):
       with tf.GradientTape() as tape:
         predictions = model.predict(model.preprocess(images), training=True)
@@ -174,6 +223,11 @@ class Trainer:
         gradients = optimizer.get_unscaled_gradients(gradients)
       losses[fields.LossFields.total] = total
       return losses, gradients
+
+    if self.train_config.use_xla:
+      # XLA's unit. Outside XLA no nested tf.function: under a multi-device
+      # strategy the pruning wrappers' merge_call cannot run inside one.
+      compute_gradients = tf.function(compute_gradients, jit_compile=True)
 
     def replica_step(batch):
       losses, gradients = compute_gradients(
@@ -199,9 +253,10 @@ class Trainer:
   def _image_summary(self, batch, palette):
     images = batch[fields.InputFields.image][:3]
     labels = tf.squeeze(batch[fields.InputFields.label][:3], -1)
-    logits = self.model.predict(self.model.preprocess(images))[
+    self._apply_masks()
+    logits = self.train_model.predict(self.train_model.preprocess(images))[
         fields.PredictionFields.logits]
-    predicted = self.model.postprocess(logits, tf.shape(images)[1:3])[
+    predicted = self.train_model.postprocess(logits, tf.shape(images)[1:3])[
         fields.PredictionFields.labels]
     tf.summary.image("input", tf.cast(images, tf.uint8), step=self.step)
     tf.summary.image("ground_truth",
@@ -212,9 +267,16 @@ class Trainer:
 
   # -- the loop -------------------------------------------------------------
 
+  def _apply_masks(self):
+    """Pruning: zeroes the pruned weights, which the optimizer moved."""
+    if self.compression:
+      with self.strategy.scope():
+        self.compression.apply_masks()
+
   def _save(self):
     if int(self.nonfinite_losses):
       return None
+    self._apply_masks()
     return self.manager.save(checkpoint_number=self.step)
 
   def _check_finite(self):
@@ -234,6 +296,9 @@ class Trainer:
     """
     train_config = self.train_config
     start_step = self.restore_or_initialize()
+    if self.compression:
+      with self.strategy.scope():
+        self.compression.start(start_step)
     if start_step >= num_steps:
       logging.info("Step %d already >= num_steps %d; nothing to train.",
                    start_step, num_steps)
@@ -275,6 +340,10 @@ class Trainer:
               tf.summary.scalar(f"losses/{name}", value, step=step)
             tf.summary.scalar("learning_rate", lr, step=step)
             tf.summary.scalar("images_per_second", images_per_sec, step=step)
+            sparsity = (self.compression.mask_sparsity() if self.compression
+                        else None)
+            if sparsity is not None:
+              tf.summary.scalar("pruning/sparsity", sparsity, step=step)
             eta = ((num_steps - step) * (now - run_start)
                    / max(step - start_step, 1))
             heads = " ".join(f"{k.replace('_loss', '')}={v:.3f}"
@@ -282,7 +351,9 @@ class Trainer:
                              if k != fields.LossFields.total)
             print(f"step {step}/{num_steps}  loss {last_losses[fields.LossFields.total]:.4f}"
                   f" ({heads})  lr {lr:.5f}  {images_per_sec:.1f} img/s"
-                  f"  ETA {_format_duration(eta)}", flush=True)
+                  f"  ETA {_format_duration(eta)}"
+                  + (f"  sparsity {sparsity:.3f}" if sparsity is not None else ""),
+                  flush=True)
           if (summary_batch is not None
               and step % train_config.image_summary_every_n_steps == 0):
             self._image_summary(summary_batch, self.palette)
