@@ -36,8 +36,8 @@ demo: build-protos
 	$(PY) eval.py --config_path $(DEMO_CONFIG) --train_dir $(DEMO)/train --eval_dir $(DEMO)/eval
 	$(PY) export.py --config_path $(DEMO_CONFIG) --trained_checkpoint $(DEMO)/train \
 	    --output_dir $(DEMO)/export --input_shape 1,128,128,3
-	$(PY) -m fast_seg.tools.predict --export_dir $(DEMO)/export \
-	    --input_dir $(DEMO)/data/images --output_dir $(DEMO)/predictions
+	$(PY) predict.py --model $(DEMO)/export --input $(DEMO)/data/images \
+	    --output_dir $(DEMO)/predictions
 	@echo "Demo done: metrics in $(DEMO)/eval/metrics.json, overlays in $(DEMO)/predictions"
 
 bench: build-protos

@@ -1,9 +1,15 @@
-"""Exports a trained checkpoint as a SavedModel and a frozen inference graph.
+"""Exports a trained checkpoint for servers and phones, each format checked.
 
-  python export.py --config_path configs/X.config --trained_checkpoint runs/X/ckpt-300 \
-      --output_dir exported/X --input_shape 1,1024,2048,3 [--pad_to_shape 1025,2049]
+  python export.py --config_path configs/X.config --trained_checkpoint runs/X \
+      --output_dir exported/X --input_shape 1,1024,2048,3 \
+      [--formats saved_model,frozen_graph,tflite,coreml,onnx] \
+      [--quantize none|float16|dynamic|int8] [--output labels|probabilities|colours] \
+      [--input_type uint8|float32] [--random_weights] [--pad_to_shape 1025,2049]
 
-The graph takes uint8 `inputs` [N,H,W,3] and returns int32 `predictions` [N,H,W].
+The graph takes `inputs` [N,H,W,3] pixels (0..255) and returns `predictions`
+at the input size: preprocessing, the main head only and the resize are
+inside. Every format is run once on an eval image and compared with the TF
+function (export_report.json).
 """
 
 from absl import flags
@@ -18,24 +24,46 @@ flags.DEFINE_string("output_dir", None, "Destination folder.")
 flags.DEFINE_string("input_shape", None, "N,H,W,3 of the exported input.")
 flags.DEFINE_string("pad_to_shape", None,
                     "H,W the input is padded to before the network (optional).")
-flags.mark_flags_as_required(
-    ["trained_checkpoint", "output_dir", "input_shape"])
+flags.DEFINE_string("formats", ",".join(export_lib.DEFAULT_FORMATS),
+                    f"Comma-separated: {', '.join(export_lib.FORMATS)} "
+                    "(saved_model and frozen_graph are always written).")
+flags.DEFINE_string("quantize", "none",
+                    "TFLite: none (float32), float16, dynamic or int8.")
+flags.DEFINE_integer("num_calibration_images", 100,
+                     "Eval images that calibrate --quantize int8.")
+flags.DEFINE_enum("output", "labels", list(export_lib.OUTPUT_KINDS),
+                  "labels (int32 ids), probabilities (float32 softmax) or "
+                  "colours (uint8 RGB from the dataset palette).")
+flags.DEFINE_enum("input_type", "uint8", list(export_lib.INPUT_TYPES),
+                  "Pixel type of `inputs` (values 0..255 either way).")
+flags.DEFINE_bool("random_weights", False,
+                  "Export an untrained model of the same architecture (for "
+                  "on-device speed tests); no checkpoint needed.")
+flags.mark_flags_as_required(["output_dir", "input_shape"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
   config = cli.load_config(FLAGS.config_path)
   input_shape = export_lib.parse_shape(FLAGS.input_shape, 4, "--input_shape")
   pad_to_shape = (export_lib.parse_shape(FLAGS.pad_to_shape, 2, "--pad_to_shape")
                   if FLAGS.pad_to_shape else None)
-  info = export_lib.export(config, FLAGS.trained_checkpoint, FLAGS.output_dir,
-                           input_shape, pad_to_shape)
-  print(f"Exported {info['checkpoint']} to {FLAGS.output_dir}")
+  formats = export_lib.parse_formats(FLAGS.formats)
+  info = export_lib.export(
+      config, FLAGS.trained_checkpoint, FLAGS.output_dir, input_shape,
+      pad_to_shape, formats=formats, quantize=FLAGS.quantize,
+      output=FLAGS.output, input_type=FLAGS.input_type,
+      random_weights=FLAGS.random_weights,
+      num_calibration_images=FLAGS.num_calibration_images)
+  source = ("random weights" if info["random_weights"] else info["checkpoint"])
+  print(f"Exported {source} to {FLAGS.output_dir}")
   print(f"  params: {info['params']:,}")
   print(f"  FLOPs:  {info['flops'] / 1e9:.2f} G per run of shape "
         f"{info['input_shape']} (multiply-add = 2 FLOPs)")
-  print(f"  {info['saved_model']}\n  {info['frozen_graph']}")
+  print(f"  formats: {', '.join(info['formats'])}; see "
+        f"{FLAGS.output_dir}/{export_lib.REPORT_NAME}")
 
 
 if __name__ == "__main__":

@@ -40,11 +40,12 @@ def test_train_eval_export_predict(tiny_dataset, tmp_path):
   from PIL import Image
   import numpy as np
   Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(images / "a.png")
-  predict = _run("-m", "fast_seg.tools.predict", "--export_dir", tmp_path / "export",
-                 "--input_dir", images, "--output_dir", tmp_path / "predictions")
+  predict = _run("predict.py", "--model", tmp_path / "export", "--input", images,
+                 "--output_dir", tmp_path / "predictions")
   assert predict.returncode == 0, predict.stderr[-2000:]
   labels = np.asarray(Image.open(tmp_path / "predictions" / "a_labels.png"))
   assert labels.shape == (40, 50)
+  assert "a: " in predict.stdout and "1 images, latency mean" in predict.stdout
 
 
 def _user_error(result, *fragments):

@@ -15,8 +15,15 @@ sparsity and the gzip sizes (export_info.json `compression`).
 import json
 import os
 
+import numpy as np
+
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.grappler import tf_optimizer  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.tools import optimize_for_inference_lib  # pylint: disable=g-direct-tensorflow-import
 
 from fast_seg.builders import model_builder
 from fast_seg.compression import tfmot_lib
@@ -24,6 +31,7 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
+from fast_seg.utils import visualization
 
 INPUT_NAME = "inputs"
 OUTPUT_NAME = "predictions"
@@ -45,30 +53,52 @@ def parse_shape(text, rank, flag):
   return shape
 
 
-def build_inference_function(model, input_shape, pad_to_shape=None):
-  """The uint8 -> int32 label-map function that every export format wraps.
+OUTPUT_KINDS = ("labels", "probabilities", "colours")
+INPUT_TYPES = ("uint8", "float32")
+
+
+def build_inference_function(model, input_shape, pad_to_shape=None,
+                             output="labels", input_type="uint8",
+                             palette=None):
+  """The image -> segmentation function that every export format wraps.
+
+  Preprocessing, the main head only and the resize to the input size are
+  inside, so a device feeds raw pixels and reads the answer.
 
   Args:
     model: a SegmentationModel with weights loaded.
     input_shape: (N, H, W, 3).
     pad_to_shape: optional (H', W') >= (H, W): the image is padded with mean
-      grey to this size before the network and the labels cropped back, so a
+      grey to this size before the network and the output cropped back, so a
       network trained at H' x W' can serve other sizes with static shapes.
+    output: 'labels' (int32 [N, H, W]), 'probabilities' (float32
+      [N, H, W, C], softmax) or 'colours' (uint8 [N, H, W, 3] from `palette`).
+    input_type: 'uint8' or 'float32' pixels (0..255 either way).
+    palette: [C, 3] uint8 colours, for output 'colours'.
 
   Returns:
     A tf.function with a fixed input signature named `inputs`, returning
-    {'predictions': labels}; the label op is named `predictions` too, so the
+    {'predictions': ...}; the output op is named `predictions` too, so the
     frozen graph has `inputs:0` and `predictions:0`.
   """
-  if input_shape[-1] != 3:
-    raise ValueError(f"--input_shape must end in 3 channels, got {input_shape}")
+  if len(input_shape) != 4 or input_shape[-1] != 3:
+    raise ValueError(f"--input_shape must be N,H,W,3, got {input_shape}")
+  if output not in OUTPUT_KINDS:
+    raise ValueError(f"--output must be one of {', '.join(OUTPUT_KINDS)}, got "
+                     f"'{output}'")
+  if input_type not in INPUT_TYPES:
+    raise ValueError(f"--input_type must be one of {', '.join(INPUT_TYPES)}, "
+                     f"got '{input_type}'")
+  if output == "colours" and palette is None:
+    raise ValueError("--output colours needs a palette")
   height, width = input_shape[1:3]
   if pad_to_shape and (pad_to_shape[0] < height or pad_to_shape[1] < width):
     raise ValueError(f"--pad_to_shape {pad_to_shape} is smaller than the input "
                      f"size {(height, width)}")
+  colours = (tf.constant(palette, tf.uint8) if output == "colours" else None)
 
   @tf.function(input_signature=[
-      tf.TensorSpec(input_shape, tf.uint8, name=INPUT_NAME)])
+      tf.TensorSpec(input_shape, tf.as_dtype(input_type), name=INPUT_NAME)])
   def serve(inputs):
     images = tf.cast(inputs, tf.float32)
     if pad_to_shape:
@@ -76,9 +106,15 @@ def build_inference_function(model, input_shape, pad_to_shape=None):
                       [[0, 0], [0, pad_to_shape[0] - height],
                        [0, pad_to_shape[1] - width], [0, 0]]) + PAD_VALUE
     logits = model.predict(model.preprocess(images))[fields.PredictionFields.logits]
-    labels = model.postprocess(logits, images.shape[1:3])[
-        fields.PredictionFields.labels]
-    return {OUTPUT_NAME: tf.identity(labels[:, :height, :width], name=OUTPUT_NAME)}
+    result = model.postprocess(logits, images.shape[1:3],
+                               with_probabilities=output == "probabilities")
+    if output == "probabilities":
+      value = result[fields.PredictionFields.probabilities][:, :height, :width]
+    else:
+      value = result[fields.PredictionFields.labels][:, :height, :width]
+      if output == "colours":
+        value = tf.gather(colours, value)
+    return {OUTPUT_NAME: tf.identity(value, name=OUTPUT_NAME)}
 
   return serve
 
@@ -87,6 +123,36 @@ def freeze(concrete_function):
   """Inlines the variables of a concrete function as constants -> GraphDef."""
   frozen = convert_to_constants.convert_variables_to_constants_v2(concrete_function)
   return frozen.graph.as_graph_def()
+
+
+def _grappler(graph_def, output_names):
+  """Constant folding, arithmetic simplification and pruning (Grappler)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.graph_util.import_graph_def(graph_def, name="")
+    meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
+  fetch = meta_graph_pb2.CollectionDef()
+  fetch.node_list.value.extend(output_names)
+  meta_graph.collection_def["train_op"].CopyFrom(fetch)
+  config = config_pb2.ConfigProto()
+  rewrite = config.graph_options.rewrite_options
+  rewrite.optimizers.extend(["constfold", "arithmetic", "dependency",
+                             "pruning"])
+  rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+  return tf_optimizer.OptimizeGraph(config, meta_graph)
+
+
+def optimize_frozen_graph(graph_def):
+  """Folds batch norms into their convs and constants into constants.
+
+  Grappler first (it turns the variables' Identity reads into the Const
+  inputs the batch-norm folding looks for), then folding, then Grappler
+  again. Batch norms after a dilated conv (SpaceToBatchND / BatchToSpaceND
+  between them) stay as they are.
+  """
+  folded = optimize_for_inference_lib.fold_batch_norms(
+      _grappler(graph_def, [OUTPUT_NAME]))
+  return _grappler(folded, [OUTPUT_NAME])
 
 
 def count_flops(graph_def):
@@ -122,27 +188,34 @@ def copy_dataset_info(pipeline_config, output_dir):
   return None
 
 
-def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
-           pad_to_shape=None):
-  """Writes saved_model/, frozen_inference_graph.pb and pipeline.config.
+FORMATS = ("saved_model", "frozen_graph", "tflite", "coreml", "onnx")
+DEFAULT_FORMATS = ("saved_model", "frozen_graph")
+REPORT_NAME = "export_report.json"
+TFLITE_NAME = "model.tflite"
+ONNX_NAME = "model.onnx"
+COREML_NAMES = {"mlprogram": "model.mlpackage", "neuralnetwork": "model.mlmodel"}
 
-  Also copies the training data's dataset_info.json, when it has one, and
-  prints the compression report (tfmot_lib.format_report).
 
-  Args:
-    pipeline_config: pipeline_pb2.PipelineConfig.
-    trained_checkpoint: checkpoint prefix or a train dir (its latest).
-    output_dir: destination folder.
-    input_shape: (N, H, W, 3) of the exported input.
-    pad_to_shape: optional (H, W), see build_inference_function.
+def parse_formats(text):
+  """'saved_model,tflite' -> a tuple of FORMATS names (saved_model first)."""
+  names = [n.strip() for n in text.split(",") if n.strip()]
+  unknown = [n for n in names if n not in FORMATS]
+  if unknown or not names:
+    raise ValueError(f"--formats must be a comma-separated subset of "
+                     f"{', '.join(FORMATS)}, got '{text}'")
+  return tuple(n for n in FORMATS if n in names)
 
-  Returns:
-    dict with params, flops, the written paths and the compression report
-    (also export_info.json).
-  """
-  checkpoint_path = checkpoint_util.resolve_checkpoint(trained_checkpoint)
+
+def load_model(pipeline_config, trained_checkpoint, random_weights=False):
+  """(model to export, float model, technique, checkpoint path or None)."""
   model = float_model = model_builder.build(pipeline_config.model)
   technique = tfmot_lib.configured_technique(pipeline_config.train_config)
+  if random_weights:
+    return model, float_model, None, None
+  if not trained_checkpoint:
+    raise ValueError("--trained_checkpoint is required (or --random_weights "
+                     "for an untrained model of the same architecture)")
+  checkpoint_path = checkpoint_util.resolve_checkpoint(trained_checkpoint)
   if technique == tfmot_lib.QUANTIZATION_AWARE_TRAINING:
     # The training model's fake-quant graph (aux heads dropped below), with
     # the float weights and the quantizer ranges of the checkpoint.
@@ -154,7 +227,101 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     # Pruning wrappers are left out: the plain model, pruned weights as zeros.
     inference_layers = [l for l in model.inference_model.layers if l.weights]
     checkpoint_util.restore_layers(inference_layers, checkpoint_path)
-  serve = build_inference_function(model, input_shape, pad_to_shape)
+  return model, float_model, technique, checkpoint_path
+
+
+def eval_images(pipeline_config, input_shape, count):
+  """Up to `count` uint8 images [1, H, W, 3] from the eval TFRecords.
+
+  They calibrate int8 quantization and are the agreement check's input; an
+  empty list when the config's eval files are not there.
+  """
+  patterns = list(pipeline_config.eval_input_reader.tf_record_input_path)
+  files = [f for p in patterns for f in tf.io.gfile.glob(p)]
+  if not files or count < 1:
+    return []
+  images = []
+  feature = {fields.TfExampleFields.image_encoded:
+             tf.io.FixedLenFeature([], tf.string)}
+  for record in tf.data.TFRecordDataset(sorted(files)).take(count):
+    encoded = tf.io.parse_single_example(record, feature)[
+        fields.TfExampleFields.image_encoded]
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.resize(image, input_shape[1:3], method="bilinear")
+    images.append(tf.cast(tf.round(image), tf.uint8)[tf.newaxis].numpy())
+  return images
+
+
+def _agreement(reference, got, output):
+  """How closely an export's output matches the TF function's."""
+  got = np.asarray(got).reshape(reference.shape)
+  if output == "probabilities":
+    return {"max_abs_diff": float(np.abs(got - reference).max()),
+            "argmax_agreement": float(np.mean(
+                got.argmax(-1) == reference.argmax(-1)))}
+  equal = got == reference
+  if output == "colours":
+    equal = equal.all(axis=-1)
+  return {"pixel_agreement": float(np.mean(equal))}
+
+
+def _file_sizes(path):
+  paths = ([os.path.join(root, name) for root, _, names in os.walk(path)
+            for name in names] if os.path.isdir(path) else [path])
+  raw, packed = tfmot_lib.gzip_size(sorted(paths))
+  return {"bytes": raw, "gzip_bytes": packed}
+
+
+def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
+           pad_to_shape=None, formats=DEFAULT_FORMATS, quantize="none",
+           output="labels", input_type="uint8", random_weights=False,
+           num_calibration_images=100, log=print):
+  """Writes the requested formats, each checked by running it.
+
+  saved_model/ (the other converters start from it) and
+  frozen_inference_graph.pb (batch norms and constants folded) are always
+  written; model.tflite, model.onnx, model.mlpackage / model.mlmodel on
+  request. Also pipeline.config, dataset_info.json (when the data has one),
+  export_info.json and export_report.json (per format: size, gzip size, op
+  count, agreement with the TF function on a check image).
+
+  Args:
+    pipeline_config: pipeline_pb2.PipelineConfig.
+    trained_checkpoint: checkpoint prefix or a train dir (its latest); None
+      with random_weights.
+    output_dir: destination folder.
+    input_shape: (N, H, W, 3) of the exported input.
+    pad_to_shape: optional (H, W), see build_inference_function.
+    formats: names from FORMATS.
+    quantize: TFLite weights: none, float16, dynamic or int8.
+    output: labels, probabilities or colours.
+    input_type: uint8 or float32.
+    random_weights: export an untrained model (for on-device speed tests).
+    num_calibration_images: eval images that calibrate int8.
+    log: called with progress lines.
+
+  Returns:
+    The export_info dict (also export_info.json).
+  """
+  from fast_seg.export import tflite_format  # pylint: disable=g-import-not-at-top
+  if quantize not in tflite_format.QUANTIZE_MODES:
+    raise ValueError(f"--quantize must be one of "
+                     f"{', '.join(tflite_format.QUANTIZE_MODES)}, got "
+                     f"'{quantize}'")
+  if quantize != "none" and "tflite" not in formats:
+    raise ValueError("--quantize applies to the tflite format; add tflite to "
+                     "--formats")
+  if "coreml" in formats and (output == "colours" or pad_to_shape
+                              or input_shape[0] != 1):
+    raise ValueError("the coreml format takes batch 1, no --pad_to_shape and "
+                     "--output labels or probabilities")
+  model, float_model, technique, checkpoint_path = load_model(
+      pipeline_config, trained_checkpoint, random_weights)
+  num_classes = config_util.get_model_config(pipeline_config.model).num_classes
+  palette = _palette(pipeline_config, num_classes)
+  serve = build_inference_function(model, input_shape, pad_to_shape,
+                                   output=output, input_type=input_type,
+                                   palette=palette)
   concrete = serve.get_concrete_function()
 
   tf.io.gfile.makedirs(output_dir)
@@ -167,32 +334,145 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   tf.saved_model.save(module, saved_model_dir,
                       signatures={"serving_default": concrete})
 
-  graph_def = freeze(concrete)
+  check = eval_images(pipeline_config, input_shape,
+                      max(num_calibration_images, 1))
+  calibration = check[:num_calibration_images]
+  check_image = (np.concatenate([check[0]] * input_shape[0]) if check else
+                 np.random.default_rng(0).integers(
+                     0, 256, input_shape, dtype=np.uint8))
+  check_input = check_image.astype(input_type)
+  reference = serve(tf.constant(check_input))[OUTPUT_NAME].numpy()
+  report = {"check_input": "eval image" if check else "random pixels",
+            "output": output, "input_type": input_type, "formats": {}}
+  formats_report = report["formats"]
+  formats_report["saved_model"] = {
+      "path": saved_model_dir, **_file_sizes(saved_model_dir),
+      **_agreement(reference, _run_saved_model(saved_model_dir, check_input),
+                   output)}
+
+  plain_graph = freeze(concrete)
   frozen_path = os.path.join(output_dir, FROZEN_GRAPH_NAME)
+  optimized = optimize_frozen_graph(plain_graph)
   with tf.io.gfile.GFile(frozen_path, "wb") as f:
-    f.write(graph_def.SerializeToString())
+    f.write(optimized.SerializeToString())
+  formats_report["frozen_graph"] = {
+      "path": frozen_path, **_file_sizes(frozen_path),
+      "op_count": len(optimized.node),
+      "op_count_before_folding": len(plain_graph.node),
+      **_agreement(reference, run_frozen_graph(optimized, check_input),
+                   output)}
+  if "tflite" in formats:
+    log(f"converting to TFLite ({quantize}) ...")
+    path = os.path.join(output_dir, TFLITE_NAME)
+    # A QAT run's fake-quant graph converts to int8 without calibration.
+    qat = (technique == tfmot_lib.QUANTIZATION_AWARE_TRAINING
+           and quantize == "int8")
+    if quantize == "int8" and not qat and not calibration:
+      raise ValueError(
+          "--quantize int8 needs calibration images: the eval TFRecords of "
+          "the config (eval_input_reader) were not found; set "
+          "--num_calibration_images > 0 with eval data present")
+    result = tflite_format.convert(
+        saved_model_dir, path, quantize=quantize,
+        representative_images=(calibration if quantize == "int8" and not qat
+                               else None), qat=qat)
+    formats_report["tflite"] = {
+        **result, **_file_sizes(path),
+        **_agreement(reference, tflite_format.run(path, check_input), output)}
+  if "onnx" in formats:
+    from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
+    log("converting to ONNX ...")
+    path = os.path.join(output_dir, ONNX_NAME)
+    result = onnx_format.convert(saved_model_dir, path)
+    formats_report["onnx"] = {
+        **result, **_file_sizes(path),
+        **_agreement(reference, onnx_format.run(path, check_input), output)}
+  if "coreml" in formats:
+    from fast_seg.export import coreml_format  # pylint: disable=g-import-not-at-top
+    for kind, name in COREML_NAMES.items():
+      log(f"converting to Core ML ({kind}) ...")
+      path = os.path.join(output_dir, name)
+      result = coreml_format.convert(model, path, input_shape,
+                                     convert_to=kind, output=output)
+      formats_report[f"coreml_{kind}"] = {
+          **result, **_file_sizes(path),
+          "spec": coreml_format.inspect(path),
+          "agreement": "spec checked (Core ML runs only on Apple systems)"}
+
   config_util.save_pipeline_config(pipeline_config, output_dir)
   info_path = copy_dataset_info(pipeline_config, output_dir)
-  report = tfmot_lib.compression_report(
+  compression_report = tfmot_lib.compression_report(
       model.inference_model, technique, frozen_path,
       tf.io.gfile.glob(os.path.join(saved_model_dir, "variables",
                                     "variables.data-*")))
-  print(tfmot_lib.format_report(report), flush=True)
+  log(tfmot_lib.format_report(compression_report))
+  with tf.io.gfile.GFile(os.path.join(output_dir, REPORT_NAME), "w") as f:
+    json.dump(report, f, indent=2)
+  for line in report_lines(report):
+    log(line)
 
   info = {
       "checkpoint": checkpoint_path,
+      "random_weights": random_weights,
       "input_shape": list(input_shape),
       "pad_to_shape": list(pad_to_shape) if pad_to_shape else None,
-      "input": f"{INPUT_NAME}:0 uint8",
-      "output": f"{OUTPUT_NAME}:0 int32",
+      "input": f"{INPUT_NAME}:0 {input_type}",
+      "output": f"{OUTPUT_NAME}:0 {output}",
       # The float model's: a QAT model also counts its quantizer ranges.
       "params": int(float_model.inference_model.count_params()),
-      "flops": count_flops(graph_def),
+      "flops": count_flops(plain_graph),
       "saved_model": saved_model_dir,
       "frozen_graph": frozen_path,
+      "formats": list(formats_report),
       "dataset_info": info_path,
-      "compression": report,
+      "compression": compression_report,
   }
   with tf.io.gfile.GFile(os.path.join(output_dir, "export_info.json"), "w") as f:
     json.dump(info, f, indent=2)
   return info
+
+
+def _palette(pipeline_config, num_classes):
+  """Colours for --output colours: the dataset's, else the default ones."""
+  for reader in (pipeline_config.train_input_reader,
+                 pipeline_config.eval_input_reader):
+    path = dataset_info.find(",".join(reader.tf_record_input_path))
+    if path:
+      info = dataset_info.load(path)
+      if info[fields.DatasetInfoFields.num_classes] == num_classes:
+        return dataset_info.palette(info)
+  return visualization.default_palette(num_classes)
+
+
+def _run_saved_model(saved_model_dir, images):
+  serve = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+  return serve(**{INPUT_NAME: tf.constant(images)})[OUTPUT_NAME].numpy()
+
+
+def run_frozen_graph(graph_def, images):
+  """Runs a frozen graph's inputs:0 -> predictions:0 once."""
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.graph_util.import_graph_def(graph_def, name="")
+  with tf.compat.v1.Session(graph=graph) as session:
+    return session.run(f"{OUTPUT_NAME}:0", {f"{INPUT_NAME}:0": images})
+
+
+def report_lines(report):
+  """The export report as a table: size, gzip size, ops, agreement."""
+  lines = [f"Agreement with the TF function on one {report['check_input']} "
+           f"(output: {report['output']}):",
+           "| format | MB | gzip MB | ops | agreement |",
+           "|---|---:|---:|---:|---|"]
+  for name, entry in report["formats"].items():
+    if "max_abs_diff" in entry:
+      agreement = (f"max |diff| {entry['max_abs_diff']:.2e}, argmax "
+                   f"{100 * entry['argmax_agreement']:.2f}%")
+    elif "pixel_agreement" in entry:
+      agreement = f"{100 * entry['pixel_agreement']:.2f}% of pixels"
+    else:
+      agreement = entry.get("agreement", "")
+    lines.append(f"| {name} | {entry['bytes'] / 1e6:.2f} | "
+                 f"{entry['gzip_bytes'] / 1e6:.2f} | "
+                 f"{entry.get('op_count', '')} | {agreement} |")
+  return lines

@@ -1,18 +1,19 @@
-"""Runs an exported model on a folder of images and writes label maps and overlays.
+"""Runs an exported model on images or a video; writes label maps and overlays.
 
-  python -m fast_seg.tools.predict --export_dir exported/X --input_dir photos/ \
-      --output_dir predictions/
+Behind predict.py. The model is an export dir, a SavedModel, a frozen graph
+(.pb), a .tflite or an .onnx file: one small Predictor class per runtime, all
+fed by the same pre- and post-processing here, so the runtimes differ only in
+how they run a batch.
 
-For each image: `<name>_labels.png` (class ids) and `<name>_overlay.png`
-(colours blended over the image). Images are resized to the exported input
-size and the labels resized back (nearest neighbour) to the image size.
-Overlay colours come from --dataset_info, else the dataset_info.json that
-export.py copied into the export dir, else a default palette.
+For each image or frame: `<name>_labels.png` (class ids, the image's size,
+cropped rows 255) and `<name>_overlay.png` (colours blended over the image).
 """
 
+import glob
 import os
+import statistics
+import time
 
-from absl import flags
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -20,109 +21,367 @@ import tensorflow as tf
 from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
 from fast_seg.export import export_lib
-from fast_seg.utils import cli
 from fast_seg.utils import config_util
 from fast_seg.utils import visualization
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
+                    ".mpeg")
+IGNORE_LABEL = 255
+MODEL_SUFFIXES = (".pb", ".tflite", ".onnx")
 
 
-def list_images(input_dir):
-  """Sorted image paths in `input_dir` (not recursive)."""
-  if not os.path.isdir(input_dir):
-    raise ValueError(f"--input_dir is not a directory: {input_dir}")
-  paths = sorted(os.path.join(input_dir, name) for name in os.listdir(input_dir)
-                 if name.lower().endswith(IMAGE_EXTENSIONS))
+# ----------------------------------------------------------------------------
+# Predictors: input_shape (N, H, W, 3; None where dynamic), input_dtype (numpy)
+# and run(batch) -> the model's `predictions` as a numpy array.
+
+
+class SavedModelPredictor:
+  """The serving_default signature of a SavedModel."""
+
+  def __init__(self, path):
+    self._serve = tf.saved_model.load(path).signatures["serving_default"]
+    spec = self._serve.structured_input_signature[1][export_lib.INPUT_NAME]
+    self.input_shape = tuple(spec.shape)
+    self.input_dtype = spec.dtype.as_numpy_dtype
+
+  def run(self, batch):
+    outputs = self._serve(**{export_lib.INPUT_NAME: tf.constant(batch)})
+    return outputs[export_lib.OUTPUT_NAME].numpy()
+
+
+class FrozenGraphPredictor:
+  """frozen_inference_graph.pb, `inputs:0` -> `predictions:0`, in TF2."""
+
+  def __init__(self, path):
+    with open(path, "rb") as f:
+      graph_def = tf.compat.v1.GraphDef.FromString(f.read())
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    try:
+      inputs = wrapped.graph.get_tensor_by_name(f"{export_lib.INPUT_NAME}:0")
+      outputs = wrapped.graph.get_tensor_by_name(f"{export_lib.OUTPUT_NAME}:0")
+    except KeyError:
+      raise ValueError(f"{path}: no {export_lib.INPUT_NAME}:0 / "
+                       f"{export_lib.OUTPUT_NAME}:0 tensors") from None
+    self._run = wrapped.prune(inputs, outputs)
+    self.input_shape = tuple(inputs.shape)
+    self.input_dtype = inputs.dtype.as_numpy_dtype
+
+  def run(self, batch):
+    return self._run(tf.constant(batch)).numpy()
+
+
+class TFLitePredictor:
+  """A .tflite model in the LiteRT interpreter (XNNPACK on CPU by default)."""
+
+  def __init__(self, path, num_threads=2):
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+    self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    self._interpreter.allocate_tensors()
+    self._input = self._interpreter.get_input_details()[0]
+    outputs = self._interpreter.get_output_details()
+    self._output = next((o for o in outputs
+                         if export_lib.OUTPUT_NAME in o["name"]), outputs[0])
+    self.input_shape = tuple(int(v) for v in self._input["shape"])
+    self.input_dtype = self._input["dtype"]
+
+  def run(self, batch):
+    self._interpreter.set_tensor(self._input["index"], batch)
+    self._interpreter.invoke()
+    return self._interpreter.get_tensor(self._output["index"])
+
+
+class OnnxPredictor:
+  """An .onnx model in onnxruntime on the CPU."""
+
+  def __init__(self, path, num_threads=2):
+    import onnxruntime  # pylint: disable=g-import-not-at-top
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    self._session = onnxruntime.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"])
+    spec = self._session.get_inputs()[0]
+    self._input_name = spec.name
+    # Symbolic dims ('unk__12') are dynamic.
+    self.input_shape = tuple(v if isinstance(v, int) else None
+                             for v in spec.shape)
+    self.input_dtype = {"tensor(uint8)": np.uint8,
+                        "tensor(float)": np.float32}[spec.type]
+
+  def run(self, batch):
+    return self._session.run(None, {self._input_name: batch})[0]
+
+
+def open_predictor(path, num_threads=2):
+  """The Predictor for an export dir, SavedModel dir, .pb, .tflite or .onnx."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"--model not found: {path}")
+  if os.path.isdir(path):
+    nested = os.path.join(path, export_lib.SAVED_MODEL_DIR)
+    if os.path.isdir(nested):
+      return SavedModelPredictor(nested)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+      return SavedModelPredictor(path)
+    raise ValueError(f"--model {path}: neither an export dir (with "
+                     f"{export_lib.SAVED_MODEL_DIR}/) nor a SavedModel")
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix == ".pb":
+    return FrozenGraphPredictor(path)
+  if suffix == ".tflite":
+    return TFLitePredictor(path, num_threads)
+  if suffix == ".onnx":
+    return OnnxPredictor(path, num_threads)
+  raise ValueError(f"--model {path}: expected a directory or a file ending in "
+                   f"{', '.join(MODEL_SUFFIXES)}")
+
+
+def model_home(path):
+  """The folder whose dataset_info.json / pipeline.config go with a model."""
+  path = os.path.abspath(path)
+  if os.path.isdir(os.path.join(path, export_lib.SAVED_MODEL_DIR)):
+    return path
+  return os.path.dirname(path)
+
+
+# ----------------------------------------------------------------------------
+# Inputs.
+
+
+def _read_image(path):
+  try:
+    return np.asarray(Image.open(path).convert("RGB"))
+  except OSError as e:
+    raise ValueError(f"{path}: not a readable image ({e})") from None
+
+
+def _read_video(path):
+  """(name, RGB frame) of every frame of a video, via OpenCV."""
+  try:
+    import cv2  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError(f"reading the video {path} needs OpenCV: "
+                     "pip install opencv-python") from None
+  capture = cv2.VideoCapture(path)
+  if not capture.isOpened():
+    raise ValueError(f"{path}: OpenCV cannot open this video")
+  stem = os.path.splitext(os.path.basename(path))[0]
+
+  def frames():
+    index = 0
+    try:
+      while True:
+        ok, frame = capture.read()
+        if not ok:
+          return
+        yield f"{stem}_{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        index += 1
+    finally:
+      capture.release()
+
+  return frames()
+
+
+def list_inputs(spec):
+  """('video', path) or ('images', sorted paths) for a dir, glob or video."""
+  if os.path.isdir(spec):
+    paths = sorted(os.path.join(spec, name) for name in os.listdir(spec)
+                   if name.lower().endswith(IMAGE_EXTENSIONS))
+  elif spec.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(spec):
+    return "video", spec
+  else:
+    paths = sorted(p for p in glob.glob(spec)
+                   if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
   if not paths:
-    raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
-  return paths
+    raise ValueError(f"--input {spec}: no images ({', '.join(IMAGE_EXTENSIONS)})"
+                     " in this directory or glob, and not a video file")
+  return "images", paths
 
 
-def load_palette(config, export_dir, dataset_info_path=None):
-  """The overlay palette: from `dataset_info_path`, the export's copy or default.
+def read_inputs(spec):
+  """(name, RGB uint8 image) of every image or frame of `spec`, lazily.
+
+  The listing and the video reader are checked now, before any model loads.
+  """
+  kind, source = list_inputs(spec)
+  if kind == "video":
+    return _read_video(source)
+  return ((os.path.splitext(os.path.basename(path))[0], _read_image(path))
+          for path in source)
+
+
+# ----------------------------------------------------------------------------
+# Pre- and post-processing, shared by every runtime.
+
+
+def crop_rows(image, crop):
+  """Removes crop = (top, bottom) rows, as the KITTI road models were fed."""
+  top, bottom = crop or (0, 0)
+  if top + bottom >= image.shape[0]:
+    raise ValueError(f"--crop {top},{bottom} removes all {image.shape[0]} rows")
+  return image[top:image.shape[0] - bottom]
+
+
+def model_size(input_shape, resize=None):
+  """The (H, W) to resize to: the model's, or --resize for a dynamic one."""
+  fixed = tuple(input_shape[1:3])
+  if None not in fixed:
+    if resize and tuple(resize) != fixed:
+      raise ValueError(f"--resize {resize[0]},{resize[1]} does not match the "
+                       f"model's fixed input size {fixed[0]},{fixed[1]}")
+    return fixed
+  return tuple(resize) if resize else None
+
+
+def preprocess(image, size, batch_size, dtype):
+  """The model's input batch: the image resized (bilinear), repeated N times."""
+  if size and tuple(image.shape[:2]) != tuple(size):
+    image = np.asarray(Image.fromarray(image).resize(
+        (size[1], size[0]), Image.BILINEAR))
+  return np.repeat(image[None], batch_size or 1, axis=0).astype(dtype)
+
+
+def _resize_nearest(array, size):
+  """Nearest-neighbour resize of [H, W] ids or [H, W, 3] colours to size."""
+  if tuple(array.shape[:2]) == tuple(size):
+    return array
+  return np.asarray(Image.fromarray(array).resize(
+      (size[1], size[0]), Image.NEAREST))
+
+
+def postprocess(prediction, image_shape, crop=None):
+  """One image's output at the original image size.
+
+  Args:
+    prediction: the model's output for one image: int labels [h, w],
+      float probabilities [h, w, C] (arg-maxed here) or uint8 colours
+      [h, w, 3].
+    image_shape: (H, W) of the original, uncropped image.
+    crop: (top, bottom) rows removed before the model.
+
+  Returns:
+    (labels uint8 [H, W] with cropped rows IGNORE_LABEL, or None for a
+    colours model; colours uint8 [H, W, 3] or None).
+  """
+  top, bottom = crop or (0, 0)
+  size = (image_shape[0] - top - bottom, image_shape[1])
+  padding = ((top, bottom), (0, 0))
+  if prediction.ndim == 3 and prediction.dtype == np.uint8:
+    colours = _resize_nearest(prediction, size)
+    return None, np.pad(colours, padding + ((0, 0),))
+  if prediction.ndim == 3:
+    prediction = np.argmax(prediction, axis=-1)
+  if prediction.max(initial=0) > 255 or prediction.min(initial=0) < 0:
+    raise ValueError("label ids outside 0..255 do not fit a label PNG")
+  labels = _resize_nearest(prediction.astype(np.uint8), size)
+  return np.pad(labels, padding, constant_values=IGNORE_LABEL), None
+
+
+def load_palette(home, dataset_info_path=None, num_classes=None):
+  """The overlay palette from --palette or `home`'s dataset_info.json, or None.
+
+  None means the default palette. When `home` has the export's
+  pipeline.config (or the model reports num_classes), the dataset info is
+  checked against it.
 
   Raises:
-    ValueError: the dataset info's classes disagree with the exported model.
+    ValueError: the dataset info's classes disagree with the model.
   """
-  arch = config_util.get_model_config(config.model)
   path = dataset_info_path
   if not path:
-    path = os.path.join(export_dir, standard_fields.DatasetInfoFields.file_name)
+    path = os.path.join(home, standard_fields.DatasetInfoFields.file_name)
     if not os.path.isfile(path):
-      return visualization.default_palette(arch.num_classes)
+      return None
   info = dataset_info.load(path)
-  dataset_info.check_model(info, arch.num_classes, arch.ignore_label, path,
-                           "model." + config.model.WhichOneof("model"))
+  config_path = os.path.join(home, config_util.PIPELINE_CONFIG_NAME)
+  if os.path.isfile(config_path):
+    config = config_util.load_pipeline_config(config_path)
+    arch = config_util.get_model_config(config.model)
+    dataset_info.check_model(info, arch.num_classes, arch.ignore_label, path,
+                             "model." + config.model.WhichOneof("model"))
+  elif num_classes and num_classes != info[
+      standard_fields.DatasetInfoFields.num_classes]:
+    raise ValueError(f"the model has {num_classes} classes but {path} "
+                     f"describes "
+                     f"{info[standard_fields.DatasetInfoFields.num_classes]}")
   return dataset_info.palette(info)
 
 
-def predict_folder(export_dir, input_dir, output_dir, alpha=0.5,
-                   dataset_info_path=None):
-  """Predicts every image of `input_dir` with the SavedModel in `export_dir`.
+def overlay(image, labels, colours, palette, alpha, crop=None):
+  """Class colours blended over `image`; ignored (cropped) pixels as they are.
 
   Args:
-    export_dir: output folder of export.py.
-    input_dir: folder of images.
-    output_dir: where label maps and overlays go.
+    image: RGB uint8 [H, W, 3], the original image.
+    labels: uint8 [H, W] from postprocess, or None for a colours model.
+    colours: uint8 [H, W, 3] from postprocess, or None for a labels model.
+    palette: [C, 3] uint8, or None for the default palette.
+    alpha: opacity of the colours.
+    crop: (top, bottom) rows that were not predicted.
+  """
+  if colours is None:
+    ignored = labels == IGNORE_LABEL
+    if palette is None:
+      palette = visualization.default_palette(
+          int(labels[~ignored].max(initial=0)) + 1)
+    colours = visualization.colorize(labels, palette).numpy()
+  else:
+    top, bottom = crop or (0, 0)
+    ignored = np.zeros(image.shape[:2], bool)
+    ignored[:top] = ignored[image.shape[0] - bottom:] = True
+  blended = (1.0 - alpha) * image + alpha * colours.astype(np.float32)
+  blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+  return np.where(ignored[..., None], image, blended)
+
+
+# ----------------------------------------------------------------------------
+
+
+def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
+            palette_path=None, num_threads=2, log=print):
+  """Predicts every image or frame of `inputs` with `model`; writes PNGs.
+
+  Args:
+    model: export dir, SavedModel dir, frozen .pb, .tflite or .onnx.
+    inputs: a directory of images, a glob or a video file.
+    output_dir: where `<name>_labels.png` and `<name>_overlay.png` go.
+    crop: (top, bottom) rows removed before the model; their labels are 255.
+    resize: (H, W) for a model without a fixed input size.
     alpha: opacity of the class colours in the overlays.
-    dataset_info_path: dataset_info.json whose palette colours the overlays;
-      None: the one in `export_dir`, else a default palette.
+    palette_path: dataset_info.json whose palette colours the overlays;
+      None: the one beside the model, else a default palette.
+    num_threads: CPU threads of the TFLite and ONNX runtimes.
+    log: where the per-image and summary lines go.
 
   Returns:
-    dict image path -> int32 label map at the image's size.
+    dict: names (in order), latencies_ms (model run only), summary (a line).
   """
-  saved_model_dir = os.path.join(export_dir, export_lib.SAVED_MODEL_DIR)
-  if not os.path.isdir(saved_model_dir):
-    raise ValueError(f"no {export_lib.SAVED_MODEL_DIR}/ in {export_dir}; "
-                     "run export.py first")
-  config = config_util.load_pipeline_config(
-      os.path.join(export_dir, config_util.PIPELINE_CONFIG_NAME))
-  palette = load_palette(config, export_dir, dataset_info_path)
-  serve = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
-  batch, height, width, _ = serve.structured_input_signature[1][
-      export_lib.INPUT_NAME].shape
+  images = read_inputs(inputs)
+  predictor = open_predictor(model, num_threads)
+  size = model_size(predictor.input_shape, resize)
   os.makedirs(output_dir, exist_ok=True)
-  results = {}
-  for path in list_images(input_dir):
-    try:
-      image = Image.open(path).convert("RGB")
-    except OSError as e:
-      raise ValueError(f"{path}: not a readable image ({e})") from None
-    resized = np.asarray(image.resize((width, height), Image.BILINEAR))
-    inputs = np.repeat(resized[None], batch, axis=0)
-    labels = serve(**{export_lib.INPUT_NAME: tf.constant(inputs)})[
-        export_lib.OUTPUT_NAME][0].numpy()
-    labels = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(
-        image.size, Image.NEAREST), np.int32)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    Image.fromarray(labels.astype(np.uint8)).save(
-        os.path.join(output_dir, f"{stem}_labels.png"))
-    blended = visualization.overlay(np.asarray(image), labels, palette, alpha)
-    Image.fromarray(blended.numpy()).save(
-        os.path.join(output_dir, f"{stem}_overlay.png"))
-    results[path] = labels
-  return results
-
-
-flags.DEFINE_string("export_dir", None, "Output folder of export.py.")
-flags.DEFINE_string("input_dir", None, "Folder of images.")
-flags.DEFINE_string("output_dir", None, "Where label maps and overlays go.")
-flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
-flags.DEFINE_string("dataset_info", None,
-                    "dataset_info.json whose palette colours the overlays; "
-                    "default: the one in --export_dir, else a default palette.")
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  del argv
-  for name in ("export_dir", "input_dir", "output_dir"):
-    if not getattr(FLAGS, name):
-      raise ValueError(f"--{name} is required")
-  results = predict_folder(FLAGS.export_dir, FLAGS.input_dir, FLAGS.output_dir,
-                           FLAGS.alpha, FLAGS.dataset_info)
-  print(f"Wrote {len(results)} label maps and overlays to {FLAGS.output_dir}")
-
-
-if __name__ == "__main__":
-  cli.run(main)
+  names, latencies = [], []
+  for name, image in images:
+    batch = preprocess(crop_rows(image, crop), size, predictor.input_shape[0],
+                       predictor.input_dtype)
+    if not latencies:
+      predictor.run(batch)  # Warm-up: tracing and allocation are not latency.
+    start = time.perf_counter()
+    prediction = predictor.run(batch)[0]
+    latencies.append((time.perf_counter() - start) * 1000.0)
+    if not names:  # Probabilities tell the number of classes to check.
+      num_classes = prediction.shape[-1] if prediction.dtype.kind == "f" else None
+      palette = load_palette(model_home(model), palette_path, num_classes)
+    labels, colours = postprocess(prediction, image.shape[:2], crop)
+    if labels is not None:
+      Image.fromarray(labels).save(os.path.join(output_dir, f"{name}_labels.png"))
+    blended = overlay(image, labels, colours, palette, alpha, crop)
+    Image.fromarray(blended).save(os.path.join(output_dir, f"{name}_overlay.png"))
+    names.append(name)
+    log(f"{name}: {latencies[-1]:.1f} ms")
+  if not names:
+    raise ValueError(f"--input {inputs}: the video has no frames")
+  mean = statistics.mean(latencies)
+  summary = (f"{len(names)} images, latency mean {mean:.1f} ms, median "
+             f"{statistics.median(latencies):.1f} ms, {1000.0 / mean:.1f} fps")
+  log(summary)
+  return {"names": names, "latencies_ms": latencies, "summary": summary}

@@ -1,0 +1,92 @@
+"""ONNX export of an exported SavedModel, with tf2onnx, and an ONNX Runtime run.
+
+The ONNX graph is the SavedModel's `serving_default` signature unchanged:
+input `inputs`, output `predictions`, the same dtypes and static shapes, so
+code written against the SavedModel feeds the ONNX model the same arrays.
+"""
+
+import collections
+import os
+
+import numpy as np
+
+from fast_seg.export import export_lib
+
+# Opset 17: tf2onnx 1.17 knows opsets up to 18 and ONNX Runtime 1.31 runs far
+# newer; 17 is the widest-deployed opset that has everything this graph needs
+# (Resize with half_pixel coordinates, Softmax on the last axis, ArgMax).
+DEFAULT_OPSET = 17
+SIGNATURE = "serving_default"
+
+_NUMPY_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
+
+
+def convert(saved_model_dir, output_path, opset=None):
+  """Converts the SavedModel's serving signature to an ONNX file.
+
+  Args:
+    saved_model_dir: a SavedModel written by export_lib (signature
+      `serving_default`: `inputs` -> `predictions`).
+    output_path: the .onnx file to write.
+    opset: ONNX opset; DEFAULT_OPSET when None.
+
+  Returns:
+    dict with path, bytes, opset, op_count and ops ({op type: count}).
+
+  Raises:
+    ValueError: the converted graph does not have exactly the input `inputs`
+      and the output `predictions`.
+  """
+  # Imported here: tf2onnx is heavy and only this export needs it.
+  import onnx  # pylint: disable=g-import-not-at-top
+  from tf2onnx import convert as tf2onnx_convert  # pylint: disable=g-import-not-at-top
+  from tf2onnx import tf_loader  # pylint: disable=g-import-not-at-top
+
+  opset = opset or DEFAULT_OPSET
+  # tf2onnx's Python API has no SavedModel entry point; this is the path its
+  # command line takes. The rename map gives the graph the signature's names
+  # (inputs, predictions) instead of the frozen graph's (inputs:0, Identity:0).
+  graph_def, input_names, output_names, renames = tf_loader.from_saved_model(
+      saved_model_dir, None, None, tag=["serve"], signatures=[SIGNATURE],
+      return_tensors_to_rename=True)
+  parent = os.path.dirname(output_path)
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  model_proto, _ = tf2onnx_convert.from_graph_def(
+      graph_def, name="fast_seg", input_names=input_names,
+      output_names=output_names, opset=opset, tensors_to_rename=renames,
+      output_path=output_path)
+  onnx.checker.check_model(model_proto)
+  inputs = [i.name for i in model_proto.graph.input]
+  outputs = [o.name for o in model_proto.graph.output]
+  if (inputs != [export_lib.INPUT_NAME] or
+      outputs != [export_lib.OUTPUT_NAME]):
+    raise ValueError(
+        f"{saved_model_dir} converted to ONNX inputs {inputs} and outputs "
+        f"{outputs}; expected ['{export_lib.INPUT_NAME}'] and "
+        f"['{export_lib.OUTPUT_NAME}']")
+  ops = collections.Counter(node.op_type for node in model_proto.graph.node)
+  return {
+      "path": output_path,
+      "bytes": os.path.getsize(output_path),
+      "opset": opset,
+      "op_count": sum(ops.values()),
+      "ops": dict(sorted(ops.items())),
+  }
+
+
+def run(path, images):
+  """Runs the ONNX model on CPU; images are cast to its input dtype.
+
+  Returns:
+    The `predictions` array.
+  """
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+  session = onnxruntime.InferenceSession(
+      path, providers=["CPUExecutionProvider"])
+  (model_input,) = session.get_inputs()
+  if model_input.type not in _NUMPY_TYPES:
+    raise ValueError(f"{path}: unsupported input type {model_input.type}")
+  feed = {model_input.name: np.asarray(images).astype(
+      _NUMPY_TYPES[model_input.type], copy=False)}
+  return session.run([export_lib.OUTPUT_NAME], feed)[0]

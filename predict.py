@@ -1,0 +1,61 @@
+"""Runs an exported model on images or a video: label PNGs, overlays, latency.
+
+  python predict.py --model exported/X --input 'photos/*.jpg' --output_dir predictions/ \
+      [--crop 0,0] [--resize H,W] [--overlay_alpha 0.5] [--palette dataset_info.json] \
+      [--num_threads 2]
+
+--model is an export dir, a SavedModel dir, a frozen .pb, a .tflite or an
+.onnx file; --input a directory, a glob or a video (needs opencv-python).
+"""
+
+from absl import flags
+
+from fast_seg.export import export_lib
+from fast_seg.tools import predict
+from fast_seg.utils import cli
+
+flags.DEFINE_string("model", None,
+                    "Export dir, SavedModel dir, frozen .pb, .tflite or .onnx.")
+flags.DEFINE_string("input", None, "Directory of images, a glob or a video file.")
+flags.DEFINE_string("output_dir", None, "Where label maps and overlays go.")
+flags.DEFINE_string("crop", None,
+                    "top,bottom: image rows removed before the model (labelled "
+                    "255 in the output).")
+flags.DEFINE_string("resize", None,
+                    "H,W the model is fed; only for a model without a fixed size.")
+flags.DEFINE_float("overlay_alpha", 0.5, "Opacity of the colours in the overlays.")
+flags.DEFINE_string("palette", None,
+                    "dataset_info.json whose palette colours the overlays; default: "
+                    "the one beside the model, else a default palette.")
+flags.DEFINE_integer("num_threads", 2, "CPU threads of the TFLite / ONNX runtimes.")
+flags.mark_flags_as_required(["model", "input", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def _parse_crop(text):
+  """'top,bottom' -> (top, bottom), two non-negative ints."""
+  try:
+    crop = tuple(int(v) for v in text.split(","))
+  except ValueError:
+    crop = ()
+  if len(crop) != 2 or min(crop) < 0:
+    raise ValueError(f"--crop must be top,bottom (two non-negative integers), "
+                     f"got {text!r}")
+  return crop
+
+
+def main(argv):
+  del argv
+  crop = _parse_crop(FLAGS.crop) if FLAGS.crop else None
+  resize = (export_lib.parse_shape(FLAGS.resize, 2, "--resize")
+            if FLAGS.resize else None)
+  if not 0.0 <= FLAGS.overlay_alpha <= 1.0:
+    raise ValueError(f"--overlay_alpha must be in 0..1, got {FLAGS.overlay_alpha}")
+  predict.predict(FLAGS.model, FLAGS.input, FLAGS.output_dir, crop=crop,
+                  resize=resize, alpha=FLAGS.overlay_alpha,
+                  palette_path=FLAGS.palette, num_threads=FLAGS.num_threads)
+  print(f"Wrote label maps and overlays to {FLAGS.output_dir}")
+
+
+if __name__ == "__main__":
+  cli.run(main)
