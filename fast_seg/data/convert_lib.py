@@ -90,13 +90,18 @@ class Converter:
   flag_names = ()
   description = ""
 
+  # A fixed class table (names, RGB colours in id order); converters whose
+  # classes depend on their options override the two properties instead.
+  fixed_class_names = ()
+  fixed_palette = ()
+
   @property
   def class_names(self):
-    raise NotImplementedError
+    return list(self.fixed_class_names)
 
   @property
   def palette(self):
-    raise NotImplementedError
+    return [list(color) for color in self.fixed_palette]
 
   @property
   def num_classes(self):

@@ -27,19 +27,13 @@ class CamVidConverter(convert_lib.Converter):
   splits = ("train", "val", "test")
   description = "CamVid, SegNet layout (train/ trainannot/ ...), 11 classes"
   flag_names = ("input_dir",)
+  fixed_class_names = CLASS_NAMES
+  fixed_palette = PALETTE
 
   def __init__(self, input_dir):
     self.root = convert_lib.find_root(input_dir, "CamVid")
     self._table = convert_lib.lookup_table(
         {i: i for i in range(len(CLASS_NAMES))}, ignore_sources=(VOID_ID,))
-
-  @property
-  def class_names(self):
-    return list(CLASS_NAMES)
-
-  @property
-  def palette(self):
-    return [list(c) for c in PALETTE]
 
   def list_pairs(self, split):
     image_dir = os.path.join(self.root, split)

@@ -74,6 +74,8 @@ class CityscapesConverter(convert_lib.Converter):
   description = ("Cityscapes, official layout (leftImg8bit/, gtFine/ or "
                  "gtCoarse/), 19 classes")
   flag_names = ("input_dir", "label_source", "coarse")
+  fixed_class_names = CLASS_NAMES
+  fixed_palette = PALETTE
 
   def __init__(self, input_dir, label_source="auto", coarse=False):
     if label_source not in LABEL_SOURCES:
@@ -100,14 +102,6 @@ class CityscapesConverter(convert_lib.Converter):
                                      ignore_sources=(convert_lib.IGNORE_LABEL,)),
             "labelTrainIds are 0..18 and 255"),
     }
-
-  @property
-  def class_names(self):
-    return list(CLASS_NAMES)
-
-  @property
-  def palette(self):
-    return [list(c) for c in PALETTE]
 
   def extra_info(self):
     # Predictions go back to labelIds for the official evaluation server.

@@ -44,6 +44,8 @@ class PascalVOCConverter(convert_lib.Converter):
   description = ("PASCAL VOC 2012 (VOCdevkit/VOC2012), 21 classes; "
                  "train_aug with --sbd_dir")
   flag_names = ("input_dir", "sbd_dir")
+  fixed_class_names = CLASS_NAMES
+  fixed_palette = PALETTE
 
   def __init__(self, input_dir, sbd_dir=None):
     root = convert_lib.find_root(
@@ -70,14 +72,6 @@ class PascalVOCConverter(convert_lib.Converter):
         ignore_sources=(convert_lib.IGNORE_LABEL,))
     self._color_to_id = {c: i for i, c in enumerate(PALETTE)}
     self._color_to_id[BOUNDARY_COLOR] = convert_lib.IGNORE_LABEL
-
-  @property
-  def class_names(self):
-    return list(CLASS_NAMES)
-
-  @property
-  def palette(self):
-    return [list(c) for c in PALETTE]
 
   def _list(self, split):
     path = os.path.join(self.root, "ImageSets", "Segmentation", split + ".txt")
