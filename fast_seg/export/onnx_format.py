@@ -75,18 +75,37 @@ def convert(saved_model_dir, output_path, opset=None):
   }
 
 
-def run(path, images):
-  """Runs the ONNX model on CPU; images are cast to its input dtype.
+class Model:
+  """A loaded ONNX model in onnxruntime on the CPU: load once, run often."""
 
-  Returns:
-    The `predictions` array.
-  """
-  import onnxruntime  # pylint: disable=g-import-not-at-top
-  session = onnxruntime.InferenceSession(
-      path, providers=["CPUExecutionProvider"])
-  (model_input,) = session.get_inputs()
-  if model_input.type not in _NUMPY_TYPES:
-    raise ValueError(f"{path}: unsupported input type {model_input.type}")
-  feed = {model_input.name: np.asarray(images).astype(
-      _NUMPY_TYPES[model_input.type], copy=False)}
-  return session.run([export_lib.OUTPUT_NAME], feed)[0]
+  def __init__(self, path, num_threads=None):
+    import onnxruntime  # pylint: disable=g-import-not-at-top
+    options = onnxruntime.SessionOptions()
+    if num_threads:
+      options.intra_op_num_threads = num_threads
+    self._session = onnxruntime.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"])
+    (model_input,) = self._session.get_inputs()
+    if model_input.type not in _NUMPY_TYPES:
+      raise ValueError(f"{path}: unsupported input type {model_input.type}")
+    self._input_name = model_input.name
+    self.input_dtype = np.dtype(_NUMPY_TYPES[model_input.type])
+    # Symbolic dimensions ('unk__12') are dynamic: None.
+    self.input_shape = tuple(v if isinstance(v, int) else None
+                             for v in model_input.shape)
+    # `predictions` (our converter's name), else the only output (files
+    # converted elsewhere may call it `predictions:0`).
+    names = [o.name for o in self._session.get_outputs()]
+    self._output_name = (export_lib.OUTPUT_NAME
+                         if export_lib.OUTPUT_NAME in names else names[0])
+
+  def __call__(self, images):
+    """Runs on `images` cast to the input dtype; returns `predictions`."""
+    feed = {self._input_name: np.asarray(images).astype(self.input_dtype,
+                                                        copy=False)}
+    return self._session.run([self._output_name], feed)[0]
+
+
+def run(path, images):
+  """Loads an ONNX model and runs it once on `images` (see Model)."""
+  return Model(path)(images)

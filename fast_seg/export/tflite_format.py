@@ -197,32 +197,40 @@ def weight_types(path):
   return dict(counts)
 
 
-def run(path, images, num_threads=2):
-  """Runs a .tflite model on `images`; returns its 'predictions'.
+class Model:
+  """A loaded .tflite model: load once, run many times (predict.py does).
 
   LiteRT's default CPU op resolver applies the XNNPACK delegate to every op
   it supports (float32, float16 weights and int8 alike); the rest run on the
   builtin kernels. `num_threads` is used by both.
-
-  Args:
-    path: .tflite file from convert().
-    images: numpy array of exactly the model's input shape and dtype; nothing
-      is resized (a model is converted for one static shape).
-    num_threads: CPU threads.
-
-  Returns:
-    numpy array: int32 labels [N, H, W] or float32 probabilities [N, H, W, C],
-    as the SavedModel returned.
   """
-  interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
-  runner = interpreter.get_signature_runner(SIGNATURE_KEY)
-  spec = runner.get_input_details()[INPUT_NAME]
-  images = np.asarray(images)
-  if tuple(images.shape) != tuple(spec["shape"]):
-    raise ValueError(f"{path} takes {INPUT_NAME} of shape "
-                     f"{tuple(spec['shape'])}, got {images.shape}: resize or "
-                     "crop the images, or convert an export of that shape")
-  if images.dtype != spec["dtype"]:
-    raise ValueError(f"{path} takes {np.dtype(spec['dtype']).name} "
-                     f"{INPUT_NAME}, got {images.dtype}")
-  return runner(**{INPUT_NAME: images})[OUTPUT_NAME]
+
+  def __init__(self, path, num_threads=2):
+    self.path = path
+    interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
+    self._runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+    spec = self._runner.get_input_details()[INPUT_NAME]
+    self.input_shape = tuple(int(v) for v in spec["shape"])
+    self.input_dtype = np.dtype(spec["dtype"])
+
+  def __call__(self, images):
+    """Runs on `images` of exactly the input shape and dtype (no resizing).
+
+    Returns:
+      numpy array: int32 labels [N, H, W] or float32 probabilities
+      [N, H, W, C], as the SavedModel returned.
+    """
+    images = np.asarray(images)
+    if tuple(images.shape) != self.input_shape:
+      raise ValueError(f"{self.path} takes {INPUT_NAME} of shape "
+                       f"{self.input_shape}, got {images.shape}: resize or "
+                       "crop the images, or convert an export of that shape")
+    if images.dtype != self.input_dtype:
+      raise ValueError(f"{self.path} takes {self.input_dtype.name} "
+                       f"{INPUT_NAME}, got {images.dtype}")
+    return self._runner(**{INPUT_NAME: images})[OUTPUT_NAME]
+
+
+def run(path, images, num_threads=2):
+  """Loads a .tflite model and runs it once on `images` (see Model)."""
+  return Model(path, num_threads)(images)

@@ -76,41 +76,26 @@ class TFLitePredictor:
   """A .tflite model in the LiteRT interpreter (XNNPACK on CPU by default)."""
 
   def __init__(self, path, num_threads=2):
-    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-    self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
-    self._interpreter.allocate_tensors()
-    self._input = self._interpreter.get_input_details()[0]
-    outputs = self._interpreter.get_output_details()
-    self._output = next((o for o in outputs
-                         if export_lib.OUTPUT_NAME in o["name"]), outputs[0])
-    self.input_shape = tuple(int(v) for v in self._input["shape"])
-    self.input_dtype = self._input["dtype"]
+    from fast_seg.export import tflite_format  # pylint: disable=g-import-not-at-top
+    self._model = tflite_format.Model(path, num_threads)
+    self.input_shape = self._model.input_shape
+    self.input_dtype = self._model.input_dtype
 
   def run(self, batch):
-    self._interpreter.set_tensor(self._input["index"], batch)
-    self._interpreter.invoke()
-    return self._interpreter.get_tensor(self._output["index"])
+    return self._model(batch)
 
 
 class OnnxPredictor:
   """An .onnx model in onnxruntime on the CPU."""
 
   def __init__(self, path, num_threads=2):
-    import onnxruntime  # pylint: disable=g-import-not-at-top
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = num_threads
-    self._session = onnxruntime.InferenceSession(
-        path, options, providers=["CPUExecutionProvider"])
-    spec = self._session.get_inputs()[0]
-    self._input_name = spec.name
-    # Symbolic dims ('unk__12') are dynamic.
-    self.input_shape = tuple(v if isinstance(v, int) else None
-                             for v in spec.shape)
-    self.input_dtype = {"tensor(uint8)": np.uint8,
-                        "tensor(float)": np.float32}[spec.type]
+    from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
+    self._model = onnx_format.Model(path, num_threads)
+    self.input_shape = self._model.input_shape
+    self.input_dtype = self._model.input_dtype
 
   def run(self, batch):
-    return self._session.run(None, {self._input_name: batch})[0]
+    return self._model(batch)
 
 
 def open_predictor(path, num_threads=2):
