@@ -28,6 +28,9 @@ flags.DEFINE_string("palette", None,
                     "dataset_info.json whose palette colours the overlays; default: "
                     "the one beside the model, else a default palette.")
 flags.DEFINE_integer("num_threads", 2, "CPU threads of the TFLite / ONNX runtimes.")
+flags.DEFINE_float("threshold", 0.5,
+                   "Foreground probability of a binary model exported with "
+                   "--output probabilities.")
 flags.mark_flags_as_required(["model", "input", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -51,9 +54,12 @@ def main(argv):
             if FLAGS.resize else None)
   if not 0.0 <= FLAGS.overlay_alpha <= 1.0:
     raise ValueError(f"--overlay_alpha must be in 0..1, got {FLAGS.overlay_alpha}")
+  if not 0.0 < FLAGS.threshold < 1.0:
+    raise ValueError(f"--threshold must be in (0, 1), got {FLAGS.threshold}")
   predict.predict(FLAGS.model, FLAGS.input, FLAGS.output_dir, crop=crop,
                   resize=resize, alpha=FLAGS.overlay_alpha,
-                  palette_path=FLAGS.palette, num_threads=FLAGS.num_threads)
+                  palette_path=FLAGS.palette, num_threads=FLAGS.num_threads,
+                  threshold=FLAGS.threshold)
   print(f"Wrote label maps and overlays to {FLAGS.output_dir}")
 
 

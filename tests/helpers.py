@@ -15,15 +15,19 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def model_text(arch="icnet", extractor="mobilenet_v2", num_classes=5,
-               filter_scale=1.0, output_stride=8, extra=""):
-  """A `model { ... }` block with fast, test-sized settings."""
+               filter_scale=1.0, output_stride=8, extra="",
+               loss="softmax_cross_entropy {}"):
+  """A `model { ... }` block with fast, test-sized settings.
+
+  `loss` is the inside of the loss message; `extra` adds fields of the
+  architecture message (e.g. 'binary_output {}')."""
   return f"""
 model {{
   {arch} {{
     num_classes: {num_classes}
     feature_extractor {{ type: "{extractor}" filter_scale: {filter_scale}
                          output_stride: {output_stride} }}
-    loss {{ softmax_cross_entropy {{}} }}
+    loss {{ {loss} }}
     {extra}
   }}
 }}"""

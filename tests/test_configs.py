@@ -3,6 +3,8 @@
 A config that only fails when someone starts a 30k-step run is caught here.
 """
 
+import re
+
 import pytest
 
 from fast_seg.builders import model_builder
@@ -31,7 +33,11 @@ def test_configs_exist():
           "icnet_mobilenet_v2_ade20k_512.config",
           "icnet_mobilenet_v2_voc2012_513.config",
           "icnet_mobilenet_v2_kitti_road_384.config",
-          "icnet_mobilenet_v2_hair_224.config"} <= names
+          "icnet_mobilenet_v2_hair_224.config",
+          "icnet_mobilenet_v2_ade20k_whitelist_768.config",
+          "mobile_unet_mobilenet_v1_hair_128.config",
+          "dilated_fcn_mobilenet_v1_kitti_road_half.config",
+          "deeplab_v3_plus_mobilenet_v2_os8_voc2012_513.config"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda p: p.name)
@@ -62,6 +68,14 @@ def test_config_builds(path):
     assert preprocessor_builder.ends_with_fixed_size(steps)
   assert config.train_input_reader.tf_record_input_path
   assert config.eval_input_reader.tf_record_input_path
+  # Eval preprocessing must be deterministic; batched eval needs one size.
+  eval_steps = config.eval_config.preprocessing
+  preprocessor_builder.build_deterministic_sequence(eval_steps, arch.ignore_label)
+  if config.eval_input_reader.batch_size > 1:
+    assert (preprocessor_builder.ends_with_fixed_size(eval_steps)
+            or config.eval_config.padded_height > 0)
+  if config.eval_config.binary_thresholds:
+    assert arch.HasField("binary_output")
 
 
 @pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda p: p.name)
@@ -91,7 +105,19 @@ def _dataset_of(path):
   if "synthetic" in path.name:  # the demo writes demo_output/data/
     return "synthetic", config
   directory = config.train_input_reader.tf_record_input_path[0].split("/")[-2]
+  if directory == "ade20k_whitelist":
+    return "ade20k", config
   return directory, config
+
+
+def _expected_classes(dataset, header):
+  """The converter's class names for the command in the config's header."""
+  whitelist = re.search(r"--whitelist '([^']+)'", header)
+  if dataset == "ade20k" and whitelist:
+    groups = ade20k.parse_whitelist(whitelist.group(1))
+    background = "--unlisted ignore" not in header
+    return [None] * (len(groups) + int(background))
+  return _DATASET_CLASSES[dataset]
 
 
 @pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda p: p.name)
@@ -100,9 +126,9 @@ def test_config_matches_its_converter(path):
   dataset, config = _dataset_of(path)
   assert dataset in _DATASET_CLASSES, f"{path.name}: unknown dataset {dataset}"
   arch = config_util.get_model_config(config.model)
-  assert arch.num_classes == len(_DATASET_CLASSES[dataset])
-  assert arch.ignore_label == 255
   header = path.read_text().split("model {")[0]
+  assert arch.num_classes == len(_expected_classes(dataset, header))
+  assert arch.ignore_label == 255
   if dataset != "synthetic":
     assert f"--dataset {dataset}" in header
 

@@ -2,9 +2,10 @@
 
 Provenance: the variable names below are those of the ImageNet checkpoints
 published in the tf-slim model zoo (tensorflow/models, research/slim):
-`resnet_v1_50.ckpt` and `mobilenet_v2_1.0_224.ckpt` (other MobilenetV2 depth
-multipliers use the same names). Only the naming scheme is reproduced, as
-facts needed to read those files; no code or weights are copied.
+`resnet_v1_50.ckpt`, `mobilenet_v1_1.0_224.ckpt` and
+`mobilenet_v2_1.0_224.ckpt` (other depth multipliers use the same names). Only
+the naming scheme is reproduced, as facts needed to read those files; no code
+or weights are copied.
 
 Each map is a function (keras_layer_name, weight_kind) -> checkpoint variable
 name, where weight_kind is one of WEIGHT_KINDS. It raises KeyError for a layer
@@ -29,6 +30,8 @@ WEIGHT_KINDS = tuple(_SLIM_SUFFIX)
 _RESNET_STEM = re.compile(r"^resnet_v1_50_conv1(_bn)?$")
 _RESNET_UNIT = re.compile(
     r"^resnet_v1_50_block(\d)_unit_(\d+)_(conv1|conv2|conv3|shortcut)(_bn)?$")
+_MOBILENET_V1 = re.compile(
+    r"^mobilenet_v1_(Conv2d_0|Conv2d_\d+_(?:depthwise|pointwise))(_bn)?$")
 _MOBILENET_STEM = re.compile(r"^mobilenet_v2_Conv(_bn)?$")
 _MOBILENET_UNIT = re.compile(
     r"^mobilenet_v2_(expanded_conv(?:_\d+)?)_(expand|depthwise|project)(_bn)?$")
@@ -87,8 +90,32 @@ def mobilenet_v2(layer_name, kind):
   raise KeyError(f"no MobilenetV2 checkpoint name for layer '{layer_name}'")
 
 
+def mobilenet_v1(layer_name, kind):
+  """Slim variable name for weight `kind` of our MobileNetV1 layer.
+
+  slim's MobilenetV1 scopes are Conv2d_0 and Conv2d_<i>_depthwise /
+  Conv2d_<i>_pointwise; the depthwise kernel is `depthwise_weights`.
+
+  Args:
+    layer_name: e.g. 'mobilenet_v1_Conv2d_3_depthwise_bn'.
+    kind: e.g. 'beta'.
+
+  Returns:
+    e.g. 'MobilenetV1/Conv2d_3_depthwise/BatchNorm/beta'.
+
+  Raises:
+    KeyError: the layer or kind has no counterpart in the checkpoint.
+  """
+  match = _MOBILENET_V1.match(layer_name)
+  if match:
+    scope, _ = match.groups()
+    return f"MobilenetV1/{scope}/{_suffix(kind)}"
+  raise KeyError(f"no MobilenetV1 checkpoint name for layer '{layer_name}'")
+
+
 # Feature extractor name -> map function.
 VARIABLE_MAPS = {
     "resnet_v1_50": resnet_v1_50,
+    "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
 }

@@ -199,11 +199,13 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
           "or use batch_size 1")
   else:
     _check_positive(batch_size, f"{field_name}.batch_size")
-    if padded_size is None and batch_size != 1:
+    if (padded_size is None and batch_size != 1
+        and not preprocessor_builder.ends_with_fixed_size(augmentations)):
       raise ValueError(
           f"{field_name}.batch_size is {batch_size}, but whole-image "
           "evaluation needs 1 (images differ in size); set "
-          "eval_config.padded_height/padded_width to batch padded images")
+          "eval_config.padded_height/padded_width to batch padded images, or "
+          "resize them to one size with eval_config.preprocessing")
     if padded_size is not None:
       padded_size = tuple(int(v) for v in padded_size)
       if len(padded_size) != 2 or min(padded_size) < 1:
@@ -240,6 +242,10 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
         record, path, num_classes, ignore_label)
     original_size = tf.shape(image)[:2]
     image, label = augment(image, label)
+    if not is_training:
+      # Eval preprocessing is deterministic: the size it gives is what the
+      # metrics and overlays crop back to from the padding.
+      original_size = tf.shape(image)[:2]
     if padded_size is not None:
       height, width = padded_size
       fits = _assert(

@@ -1,78 +1,215 @@
 """Builds the weighted multi-head segmentation loss from a `Loss` proto."""
 
+import functools
+
+from absl import logging
+
 from fast_seg.core import losses
+from fast_seg.core import model
 from fast_seg.protos import losses_pb2
 from fast_seg.utils import config_util
 
+AUX_TARGET = model.AUX_TARGET
+
+_MULTI_CLASS_LOSSES = ("softmax_cross_entropy", "focal_loss",
+                       "ohem_cross_entropy", "bootstrapped_cross_entropy",
+                       "dice_loss")
+_BINARY_LOSSES = ("binary_cross_entropy", "focal_loss", "ohem_cross_entropy",
+                  "bootstrapped_cross_entropy", "dice_loss")
+
 
 class SegmentationLoss:
-  """Weighted sum over heads of a pixel-wise classification loss.
+  """Weighted sum over heads of a pixel loss, plus an optional aux target.
 
   Attributes:
-    head_weights: dict head name -> weight, main head first.
+    head_weights: dict head name -> weight, main head first; the auxiliary
+      target head (if any) last.
+    binary: whether the heads have one sigmoid channel.
+    class_weights: per-class weights or None; set_class_weights replaces them
+      (train.py does for MEDIAN_FREQUENCY).
+    class_weighting: the ClassWeighting enum value of the config.
   """
 
-  def __init__(self, ignore_label, class_weights, upsample_logits, head_weights):
+  def __init__(self, pixel_loss, ignore_label, head_weights, binary=False,
+               foreground_class_ids=(), dice_weight=0.0, dice_smooth=1.0,
+               aux_target_class_ids=None, class_weights=None,
+               class_weighting=losses_pb2.UNIFORM, upsample_logits=False):
+    self._pixel_loss = pixel_loss
     self.ignore_label = ignore_label
-    self.class_weights = class_weights
-    self.upsample_logits = upsample_logits
     self.head_weights = head_weights
+    self.binary = binary
+    self.foreground_class_ids = tuple(foreground_class_ids)
+    self.dice_weight = dice_weight
+    self.dice_smooth = dice_smooth
+    self.aux_target_class_ids = aux_target_class_ids
+    self.class_weights = class_weights
+    self.class_weighting = class_weighting
+    self.upsample_logits = upsample_logits
+
+  @property
+  def has_aux_target(self):
+    return self.aux_target_class_ids is not None
+
+  def set_class_weights(self, class_weights):
+    """Replaces the class weights (before the training step is traced)."""
+    self.class_weights = [float(w) for w in class_weights]
+
+  def targets(self, labels):
+    """Labels as the heads see them: 0 / 1 / ignore for a binary model."""
+    if not self.binary:
+      return labels
+    return losses.binary_targets(labels, self.foreground_class_ids,
+                                 self.ignore_label)
+
+  def _head_loss(self, logits, labels, class_weights, pixel_loss):
+    loss = pixel_loss(logits, labels, self.ignore_label,
+                      class_weights=class_weights,
+                      upsample_logits=self.upsample_logits)
+    if self.dice_weight > 0:
+      loss += self.dice_weight * losses.dice_loss(
+          logits, labels, self.ignore_label, smooth=self.dice_smooth,
+          class_weights=class_weights, upsample_logits=self.upsample_logits)
+    return loss
 
   def __call__(self, prediction_dict, labels):
     """Returns {'<head>_loss': weight * loss} for every head in head_weights.
 
     Args:
-      prediction_dict: head name -> logits [N, h, w, C].
-      labels: int32 [N, H, W, 1].
+      prediction_dict: head name -> logits [N, h, w, C] (1 channel if binary).
+      labels: int32 [N, H, W, 1] dataset class ids.
     """
-    return {
-        f"{head}_loss": weight * losses.softmax_cross_entropy(
-            prediction_dict[head], labels, self.ignore_label,
-            self.class_weights, self.upsample_logits)
-        for head, weight in self.head_weights.items()
-    }
+    targets = self.targets(labels)
+    result = {}
+    for head, weight in self.head_weights.items():
+      if head == AUX_TARGET:
+        mask = losses.binary_targets(labels, self.aux_target_class_ids,
+                                     self.ignore_label)
+        loss = self._head_loss(prediction_dict[head], mask, None,
+                               losses.binary_cross_entropy)
+      else:
+        loss = self._head_loss(prediction_dict[head], targets,
+                               self.class_weights, self._pixel_loss)
+      result[f"{head}_loss"] = weight * loss
+    return result
+
+
+def _pixel_loss(config, field_path, binary):
+  """The oneof's loss function with its parameters bound, after checks."""
+  which = config_util.require_oneof(config, "classification_loss", field_path)
+  allowed = _BINARY_LOSSES if binary else _MULTI_CLASS_LOSSES
+  if which not in allowed:
+    kind = "binary (binary_output is set)" if binary else "multi-class"
+    raise ValueError(
+        f"{field_path}.{which} does not apply to a {kind} model; allowed: "
+        f"{', '.join(allowed)}")
+  params = getattr(config, which)
+  path = f"{field_path}.{which}"
+  if which in ("softmax_cross_entropy", "binary_cross_entropy"):
+    return losses.softmax_cross_entropy
+  if which == "focal_loss":
+    if params.gamma < 0:
+      raise ValueError(f"{path}.gamma must be >= 0, got {params.gamma}")
+    if not 0.0 <= params.alpha < 1.0:
+      raise ValueError(f"{path}.alpha must be in [0, 1), got {params.alpha}")
+    if params.alpha > 0 and not binary:
+      raise ValueError(f"{path}.alpha applies to binary models only; use "
+                       f"{field_path}.class_weights for a multi-class model")
+    return functools.partial(losses.focal_loss, gamma=params.gamma,
+                             alpha=params.alpha)
+  if which == "ohem_cross_entropy":
+    if not 0.0 < params.threshold <= 1.0:
+      raise ValueError(
+          f"{path}.threshold must be in (0, 1], got {params.threshold}")
+    if params.min_kept < 0:
+      raise ValueError(f"{path}.min_kept must be >= 0, got {params.min_kept}")
+    return functools.partial(losses.ohem_cross_entropy,
+                             threshold=params.threshold,
+                             min_kept=params.min_kept)
+  if which == "bootstrapped_cross_entropy":
+    if not 0.0 < params.top_k_fraction <= 1.0:
+      raise ValueError(f"{path}.top_k_fraction must be in (0, 1], got "
+                       f"{params.top_k_fraction}")
+    return functools.partial(losses.bootstrapped_cross_entropy,
+                             top_k_fraction=params.top_k_fraction)
+  if params.smooth < 0:
+    raise ValueError(f"{path}.smooth must be >= 0, got {params.smooth}")
+  return functools.partial(losses.dice_loss, smooth=params.smooth)
 
 
 def build(config, num_classes, ignore_label, main_head, default_aux_weights,
-          field_path="model.loss"):
+          field_path="model.loss", binary_output=None):
   """Builds a SegmentationLoss.
 
   Args:
     config: losses_pb2.Loss.
-    num_classes: number of classes (class_weights must match it).
+    num_classes: number of dataset classes.
     ignore_label: label excluded from the loss.
     main_head: name of the main head in the prediction dict.
     default_aux_weights: dict aux head name -> weight, in the order that
       `aux_weights` lists them; used when `aux_weights` is empty.
     field_path: where `config` sits in the pipeline, for error messages.
+    binary_output: model_pb2.BinaryOutput of a binary model, else None.
 
   Returns:
     SegmentationLoss whose head_weights hold only heads with weight > 0.
 
   Raises:
-    ValueError: empty oneof, or a class_weights / aux_weights list of the wrong
-      length, naming the field.
+    ValueError: empty oneof, a loss that does not fit the model, or a bad
+      value, naming the field.
   """
   config_util.check_type(config, losses_pb2.Loss, field_path)
-  config_util.require_oneof(config, "classification_loss", field_path)
+  binary = binary_output is not None
+  pixel_loss = _pixel_loss(config, field_path, binary)
   class_weights = list(config.class_weights)
-  if class_weights and len(class_weights) != num_classes:
+  num_weights = 2 if binary else num_classes
+  if class_weights and len(class_weights) != num_weights:
+    what = ("a binary model takes [background, foreground]" if binary
+            else f"num_classes is {num_classes}")
     raise ValueError(
-        f"{field_path}.class_weights has {len(class_weights)} values; "
-        f"num_classes is {num_classes}")
+        f"{field_path}.class_weights has {len(class_weights)} values; {what}")
   if any(w < 0 for w in class_weights):
     raise ValueError(f"{field_path}.class_weights must be >= 0")
+  if class_weights and config.class_weighting != losses_pb2.UNIFORM:
+    logging.info("%s.class_weights given: class_weighting %s is not computed",
+                 field_path, losses_pb2.ClassWeighting.Name(
+                     config.class_weighting))
   aux_names = list(default_aux_weights)
   aux_weights = list(config.aux_weights) or list(default_aux_weights.values())
   if len(aux_weights) != len(aux_names):
+    heads = ", ".join(aux_names) or "none"
     raise ValueError(
         f"{field_path}.aux_weights has {len(aux_weights)} values; this model "
-        f"has {len(aux_names)} auxiliary heads ({', '.join(aux_names)})")
+        f"has {len(aux_names)} auxiliary heads ({heads})")
   if config.main_weight <= 0 or any(w < 0 for w in aux_weights):
     raise ValueError(
         f"{field_path}: main_weight must be > 0 and aux_weights >= 0")
+  if config.dice_weight < 0:
+    raise ValueError(
+        f"{field_path}.dice_weight must be >= 0, got {config.dice_weight}")
   head_weights = {main_head: config.main_weight}
   head_weights.update(
       (name, w) for name, w in zip(aux_names, aux_weights) if w > 0)
-  return SegmentationLoss(ignore_label, class_weights or None,
-                          config.upsample_logits, head_weights)
+  aux_target_ids = None
+  if config.HasField("auxiliary_target"):
+    target = config.auxiliary_target
+    path = f"{field_path}.auxiliary_target"
+    aux_target_ids = tuple(target.class_ids)
+    if not aux_target_ids:
+      raise ValueError(f"{path}.class_ids must list at least one class id")
+    bad = [i for i in aux_target_ids if not 0 <= i < num_classes]
+    if bad:
+      raise ValueError(f"{path}.class_ids {bad} are not class ids "
+                       f"(0..{num_classes - 1})")
+    if target.weight <= 0:
+      raise ValueError(f"{path}.weight must be > 0, got {target.weight}")
+    head_weights[AUX_TARGET] = target.weight
+  foreground = tuple(binary_output.foreground_class_ids) if binary else ()
+  dice_smooth = (config.dice_loss.smooth if config.HasField("dice_loss")
+                 else losses_pb2.DiceLoss().smooth)
+  return SegmentationLoss(
+      pixel_loss, ignore_label, head_weights, binary=binary,
+      foreground_class_ids=foreground, dice_weight=config.dice_weight,
+      dice_smooth=dice_smooth, aux_target_class_ids=aux_target_ids,
+      class_weights=class_weights or None,
+      class_weighting=config.class_weighting,
+      upsample_logits=config.upsample_logits)

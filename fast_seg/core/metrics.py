@@ -1,4 +1,8 @@
-"""Confusion-matrix metrics: mIoU, per-class IoU, pixel and mean accuracy."""
+"""Confusion-matrix metrics: IoU, dice, precision, recall, pixel accuracy.
+
+One confusion matrix serves multi-class and binary models alike (binary:
+2 x 2, background and foreground).
+"""
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +40,9 @@ def compute_metrics(matrix):
 
   Returns:
     dict with miou, per_class_iou (list, NaN for absent classes),
-    pixel_accuracy, mean_accuracy, per_class_accuracy and num_pixels.
+    pixel_accuracy, mean_accuracy, per_class_accuracy (= recall),
+    mean_dice, per_class_dice (F1), per_class_precision, per_class_recall
+    and num_pixels.
   """
   matrix = np.asarray(matrix, dtype=np.float64)
   true_positive = np.diag(matrix)
@@ -46,6 +52,10 @@ def compute_metrics(matrix):
   with np.errstate(invalid="ignore", divide="ignore"):
     iou = np.where(union > 0, true_positive / union, np.nan)
     accuracy = np.where(gt_count > 0, true_positive / gt_count, np.nan)
+    precision = np.where(pred_count > 0, true_positive / pred_count, np.nan)
+    dice_denominator = gt_count + pred_count
+    dice = np.where(dice_denominator > 0,
+                    2 * true_positive / dice_denominator, np.nan)
   total = matrix.sum()
 
   def nanmean(values):
@@ -57,8 +67,45 @@ def compute_metrics(matrix):
       "pixel_accuracy": float(true_positive.sum() / total) if total else float("nan"),
       "mean_accuracy": nanmean(accuracy),
       "per_class_accuracy": [float(v) for v in accuracy],
+      "mean_dice": nanmean(dice),
+      "per_class_dice": [float(v) for v in dice],
+      "per_class_precision": [float(v) for v in precision],
+      "per_class_recall": [float(v) for v in accuracy],
       "num_pixels": int(total),
   }
+
+
+def binary_threshold_metrics(matrices, thresholds):
+  """Foreground IoU, dice, precision and recall at each threshold.
+
+  Args:
+    matrices: one 2 x 2 confusion matrix per threshold (rows ground truth).
+    thresholds: the sigmoid thresholds, same order.
+
+  Returns:
+    list of dicts {threshold, iou, dice, precision, recall} (foreground).
+  """
+  rows = []
+  for threshold, matrix in zip(thresholds, matrices):
+    result = compute_metrics(matrix)
+    rows.append({"threshold": float(threshold),
+                 "iou": result["per_class_iou"][1],
+                 "dice": result["per_class_dice"][1],
+                 "precision": result["per_class_precision"][1],
+                 "recall": result["per_class_recall"][1]})
+  return rows
+
+
+def format_threshold_table(rows):
+  """Renders binary_threshold_metrics as text."""
+  fmt = lambda v: "   -   " if np.isnan(v) else f"{100 * v:7.2f}"
+  lines = [f"{'threshold':<11}{'IoU':>8}{'Dice':>8}{'Prec':>8}{'Recall':>8}",
+           "-" * 43]
+  for row in rows:
+    lines.append(f"{row['threshold']:<11.2f}{fmt(row['iou']):>8}"
+                 f"{fmt(row['dice']):>8}{fmt(row['precision']):>8}"
+                 f"{fmt(row['recall']):>8}")
+  return "\n".join(lines)
 
 
 def format_table(metrics, class_names=None):
@@ -67,13 +114,19 @@ def format_table(metrics, class_names=None):
   names = list(class_names or [])
   names += [f"class_{i}" for i in range(len(names), num_classes)]
   width = max(12, max(len(n) for n in names) + 2)
-  lines = [f"{'class':<{width}}{'IoU':>8}{'Acc':>8}", "-" * (width + 16)]
-  for name, iou, acc in zip(names, metrics["per_class_iou"],
-                            metrics["per_class_accuracy"]):
-    fmt = lambda v: "   -   " if np.isnan(v) else f"{100 * v:7.2f}"
-    lines.append(f"{name:<{width}}{fmt(iou):>8}{fmt(acc):>8}")
-  lines.append("-" * (width + 16))
+  columns = (("IoU", "per_class_iou"), ("Dice", "per_class_dice"),
+             ("Prec", "per_class_precision"), ("Recall", "per_class_recall"))
+  columns = tuple((title, key) for title, key in columns if key in metrics)
+  rule = "-" * (width + 8 * len(columns))
+  lines = [f"{'class':<{width}}" + "".join(f"{t:>8}" for t, _ in columns), rule]
+  fmt = lambda v: "   -   " if np.isnan(v) else f"{100 * v:7.2f}"
+  for i, name in enumerate(names):
+    lines.append(f"{name:<{width}}" + "".join(
+        f"{fmt(metrics[key][i]):>8}" for _, key in columns))
+  lines.append(rule)
   lines.append(f"{'mIoU':<{width}}{100 * metrics['miou']:8.2f}")
+  if "mean_dice" in metrics:
+    lines.append(f"{'mean dice':<{width}}{100 * metrics['mean_dice']:8.2f}")
   lines.append(f"{'pixel acc':<{width}}{100 * metrics['pixel_accuracy']:8.2f}")
   lines.append(f"{'mean acc':<{width}}{100 * metrics['mean_accuracy']:8.2f}")
   return "\n".join(lines)

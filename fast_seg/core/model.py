@@ -9,24 +9,39 @@ plus the layer lists that fine-tuning restores and freezing uses.
 """
 
 import abc
+import collections
+import math
 
 import tensorflow as tf
 import tf_keras as keras
 
+from fast_seg.core import losses
 from fast_seg.core import standard_fields as fields
 from fast_seg.protos import train_pb2
+
+# Head name of the auxiliary binary target (Loss.auxiliary_target).
+AUX_TARGET = "aux_target"
+
+BinaryOutput = collections.namedtuple(
+    "BinaryOutput", ["foreground_class_ids", "threshold"])
+BinaryOutput.__doc__ = """A single sigmoid channel: foreground vs background.
+
+foreground_class_ids: dataset ids that are foreground (empty: every id >= 1).
+threshold: sigmoid probability above which a pixel is foreground.
+"""
 
 
 class SegmentationModel(abc.ABC):
   """Base class: builds a tf_keras functional model once and wraps it.
 
   Subclasses implement `_build_heads(preprocessed_images)` returning the
-  dict of logits by head name (main head under `fields.PredictionFields.logits`)
-  and set `classifier_layer_names` (layers whose width is num_classes).
+  dict of logits by head name; the main head's logits come from
+  `self.main_head(features, name)` and aux heads' from `self.classifier(name)`,
+  so binary outputs and the auxiliary target work for every architecture.
   """
 
   def __init__(self, num_classes, ignore_label, feature_extractor, conv_hyperparams,
-               loss, name):
+               loss, name, binary_output=None):
     if num_classes is None or num_classes < 1:
       raise ValueError(f"model.{name}.num_classes must be >= 1, got {num_classes}")
     if 0 <= ignore_label < num_classes:
@@ -35,13 +50,22 @@ class SegmentationModel(abc.ABC):
           f"(num_classes is {num_classes}); use a value outside 0..{num_classes - 1}")
     self.num_classes = num_classes
     self.ignore_label = ignore_label
+    self.binary_output = binary_output
     self.feature_extractor = feature_extractor
     self.conv_hyperparams = conv_hyperparams
     self.loss_fn = loss
     self.name = name
     self.classifier_layer_names = set()
+    self._main_features = None
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_inputs")
     outputs = self._build_heads(inputs)
+    if self._main_features is None:
+      raise NotImplementedError(
+          f"{type(self).__name__}._build_heads must make its main logits with "
+          "self.main_head(features, name)")
+    if AUX_TARGET in loss.head_weights:
+      outputs[AUX_TARGET] = self._classifier(
+          f"{name}_aux_target_classifier", 1)(self._main_features)
     outputs = {head: keras.layers.Activation("linear", dtype="float32",
                                              name=f"{head}_float32")(t)
                for head, t in outputs.items()}
@@ -70,19 +94,57 @@ class SegmentationModel(abc.ABC):
     """Returns {'<head>_loss': weighted loss} for every trained head."""
     return self.loss_fn(prediction_dict, labels)
 
-  def postprocess(self, logits, output_size, with_probabilities=False):
-    """Upsamples logits to `output_size` and takes the arg-max.
+  @property
+  def is_binary(self):
+    return self.binary_output is not None
+
+  @property
+  def output_num_classes(self):
+    """Classes of the model's output and metrics: 2 if binary, else num_classes."""
+    return 2 if self.is_binary else self.num_classes
+
+  def metric_labels(self, labels):
+    """Dataset labels as the output classes: 0 / 1 / ignore for binary models."""
+    if not self.is_binary:
+      return labels
+    return losses.binary_targets(labels, self.binary_output.foreground_class_ids,
+                                 self.ignore_label)
+
+  def output_class_names(self, class_names):
+    """Names of the output classes given the dataset's class names."""
+    if not self.is_binary or (self.num_classes == 2 and list(
+        self.binary_output.foreground_class_ids) in ([], [1])):
+      return list(class_names)
+    ids = (self.binary_output.foreground_class_ids
+           or range(1, self.num_classes))
+    foreground = "+".join(class_names[i] for i in ids)
+    return [f"not {foreground}", foreground]
+
+  def postprocess(self, logits, output_size, with_probabilities=False,
+                  threshold=None):
+    """Upsamples logits to `output_size` and takes the arg-max (or threshold).
 
     Args:
-      logits: float [N, h, w, C] of the main head.
+      logits: float [N, h, w, C] of the main head (C = 1 if binary).
       output_size: (height, width) of the input images.
-      with_probabilities: also return softmax probabilities.
+      with_probabilities: also return the probabilities.
+      threshold: binary models: overrides the configured threshold.
 
     Returns:
-      dict with labels int32 [N, H, W] (and probabilities float32 [N, H, W, C]).
+      dict with labels int32 [N, H, W] (and probabilities float32
+      [N, H, W, C]: softmax, or the sigmoid map [N, H, W, 1] if binary).
     """
     logits = tf.image.resize(tf.cast(logits, tf.float32), output_size,
                              method="bilinear")
+    if self.is_binary:
+      threshold = self.binary_output.threshold if threshold is None else threshold
+      # sigmoid(x) > t  <=>  x > log(t / (1 - t)): no sigmoid for the labels.
+      logit_threshold = math.log(threshold / (1.0 - threshold))
+      result = {fields.PredictionFields.labels:
+                tf.cast(logits[..., 0] > logit_threshold, tf.int32)}
+      if with_probabilities:
+        result[fields.PredictionFields.probabilities] = tf.sigmoid(logits)
+      return result
     result = {fields.PredictionFields.labels:
               tf.argmax(logits, axis=-1, output_type=tf.int32)}
     if with_probabilities:
@@ -106,13 +168,21 @@ class SegmentationModel(abc.ABC):
                     if layer.name not in self.classifier_layer_names]
     return [layer for layer in candidates if layer.weights]
 
-  def classifier(self, name):
-    """A 1x1 conv with bias producing num_classes logits."""
+  def _classifier(self, name, width):
     self.classifier_layer_names.add(name)
     return keras.layers.Conv2D(
-        self.num_classes, 1, use_bias=True, name=name,
+        width, 1, use_bias=True, name=name,
         kernel_initializer=self.conv_hyperparams.initializer(),
         kernel_regularizer=self.conv_hyperparams.regularizer)
+
+  def classifier(self, name):
+    """A 1x1 conv with bias: num_classes logits, or 1 if the model is binary."""
+    return self._classifier(name, 1 if self.is_binary else self.num_classes)
+
+  def main_head(self, features, name):
+    """The main head's logits on `features`; the aux target head reads them too."""
+    self._main_features = features
+    return self.classifier(name)(features)
 
   def conv_bn(self, x, filters, kernel_size, name, strides=1, dilation_rate=1,
               relu=True):

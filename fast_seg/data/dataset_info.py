@@ -99,6 +99,47 @@ def num_examples_for(info, file_patterns):
   return total
 
 
+def _splits_for(info, file_patterns):
+  """The split names whose file patterns the globs are, or None."""
+  by_pattern = {pattern: split for split, pattern in
+                info.get(_INFO.file_patterns, {}).items()}
+  splits = [by_pattern.get(os.path.basename(p)) for p in file_patterns]
+  return None if None in splits or not splits else splits
+
+
+def class_frequencies_for(info, file_patterns, source="dataset_info.json"):
+  """Per-class pixel fractions of the splits the globs read.
+
+  Several splits are combined weighted by their example counts.
+
+  Args:
+    info: a loaded dataset info dict.
+    file_patterns: an input reader's globs.
+    source: the info file's path, for messages.
+
+  Returns:
+    list of floats, one per class id.
+
+  Raises:
+    ValueError: a glob is not one split's pattern, or the info has no
+      class_pixel_frequency for it.
+  """
+  splits = _splits_for(info, file_patterns)
+  frequencies = info.get(_INFO.class_pixel_frequency, {})
+  if splits is None or any(s not in frequencies for s in splits):
+    known = ", ".join(f"{s}: {p}" for s, p in
+                      info.get(_INFO.file_patterns, {}).items()) or "none"
+    raise ValueError(
+        f"{source} has no class_pixel_frequency for {list(file_patterns)}; "
+        f"the globs must be one of its splits' patterns ({known})")
+  counts = info.get(_INFO.num_examples, {})
+  weights = [max(counts.get(s, 1), 1) for s in splits]
+  total = np.zeros(info[_INFO.num_classes], np.float64)
+  for split, weight in zip(splits, weights):
+    total += weight * np.asarray(frequencies[split], np.float64)
+  return list(total / sum(weights))
+
+
 def palette(info):
   """The palette as a [num_classes, 3] uint8 array."""
   return np.asarray(info[_INFO.palette], np.uint8).reshape(-1, 3)

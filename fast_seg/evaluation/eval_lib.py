@@ -1,8 +1,10 @@
 """Evaluation behind eval.py: one checkpoint, or every new one in a train dir.
 
 Metrics come from one confusion matrix accumulated over the eval set (mIoU,
-per-class IoU, pixel and mean accuracy); results go to the console (a table
-with class names), TensorBoard, `metrics.json` and, optionally, overlay PNGs.
+per-class IoU, dice, precision, recall, pixel and mean accuracy); binary
+models also get one 2 x 2 matrix per extra threshold. Results go to the
+console (a table with class names), TensorBoard, `metrics.json` and,
+optionally, overlay PNGs.
 """
 
 import json
@@ -18,6 +20,7 @@ import tf_keras as keras
 
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
+from fast_seg.builders import preprocessor_builder
 from fast_seg.core import metrics
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
@@ -48,36 +51,57 @@ class Evaluator:
     # How many images the eval set holds, for the progress bar's target.
     self.expected_examples = None
     if info is not None:
-      self.class_names = names or list(info[fields.DatasetInfoFields.class_names])
+      dataset_names = names or list(info[fields.DatasetInfoFields.class_names])
       self.palette = dataset_info.palette(info)
       self.expected_examples = dataset_info.num_examples_for(
           info, pipeline_config.eval_input_reader.tf_record_input_path)
     else:
-      self.class_names = names or [
+      dataset_names = names or [
           f"class_{i}" for i in range(self.arch.num_classes)]
       self.palette = visualization.default_palette(self.arch.num_classes)
+    # Names of what the metrics count: the output classes (2 if binary).
+    self.class_names = self.model.output_class_names(dataset_names)
+    # Proto floats are float32: 0.3 reads back as 0.30000001.
+    self.thresholds = [round(t, 6) for t in self.eval_config.binary_thresholds]
+    if self.thresholds and not self.model.is_binary:
+      raise ValueError("eval_config.binary_thresholds is for binary models "
+                       "(binary_output set in the model)")
+    if any(not 0.0 < t < 1.0 for t in self.thresholds):
+      raise ValueError(f"eval_config.binary_thresholds must be in (0, 1), got "
+                       f"{self.thresholds}")
+    self.preprocessing = list(self.eval_config.preprocessing)
+    # Checked here so a random step is refused before any waiting.
+    preprocessor_builder.build_deterministic_sequence(
+        self.preprocessing, self.arch.ignore_label, "eval_config.preprocessing")
     height, width = self.eval_config.padded_height, self.eval_config.padded_width
     if (height > 0) != (width > 0):
       raise ValueError(
           "eval_config.padded_height and padded_width must both be set (padded "
           "eval) or both be 0 (whole-image eval)")
     self.padded_size = (height, width) if height > 0 else None
-    self.num_classes = self.arch.num_classes
+    self.num_classes = self.model.output_num_classes
     self.ignore_label = self.arch.ignore_label
     # Build the input now so a bad glob fails before any waiting.
     self.dataset = self._dataset()
 
     model = self.model
+    thresholds = self.thresholds
 
     @tf.function
     def eval_step(images, labels):
       logits = model.predict(model.preprocess(images))[
           fields.PredictionFields.logits]
-      predicted = model.postprocess(logits, tf.shape(images)[1:3])[
-          fields.PredictionFields.labels]
+      output = model.postprocess(logits, tf.shape(images)[1:3],
+                                 with_probabilities=bool(thresholds))
+      predicted = output[fields.PredictionFields.labels]
+      labels = model.metric_labels(labels[..., 0])
       matrix = metrics.confusion_matrix(
-          labels[..., 0], predicted, self.num_classes, self.ignore_label)
-      return matrix, predicted
+          labels, predicted, self.num_classes, self.ignore_label)
+      extra = [metrics.confusion_matrix(
+          labels, tf.cast(output[fields.PredictionFields.probabilities][..., 0]
+                          > threshold, tf.int32), 2, self.ignore_label)
+               for threshold in thresholds]
+      return matrix, predicted, extra
 
     self._eval_step = eval_step
 
@@ -85,8 +109,9 @@ class Evaluator:
     reader = self.config.eval_input_reader
     return input_reader_builder.build(
         reader, is_training=False, batch_size=reader.batch_size,
-        num_classes=self.num_classes, ignore_label=self.ignore_label,
-        padded_size=self.padded_size, field_name="eval_input_reader")
+        num_classes=self.arch.num_classes, ignore_label=self.ignore_label,
+        augmentations=self.preprocessing, padded_size=self.padded_size,
+        field_name="eval_input_reader")
 
   def evaluate(self, checkpoint_path, eval_dir):
     """Evaluates one checkpoint; returns the metrics dict (also written to disk)."""
@@ -97,6 +122,7 @@ class Evaluator:
     limit = self.eval_config.num_examples or None
     num_visualizations = self.eval_config.num_visualizations
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+    threshold_matrices = [np.zeros((2, 2), np.int64) for _ in self.thresholds]
     seen = 0
     target = (min(limit, self.expected_examples) if limit and self.expected_examples
               else limit or self.expected_examples)
@@ -109,9 +135,11 @@ class Evaluator:
       if limit is not None and seen + take > limit:
         take = limit - seen
         batch = {k: v[:take] for k, v in batch.items()}
-      batch_matrix, predicted = self._eval_step(
+      batch_matrix, predicted, extra = self._eval_step(
           batch[fields.InputFields.image], batch[fields.InputFields.label])
       matrix += batch_matrix.numpy()
+      for total, batch_extra in zip(threshold_matrices, extra):
+        total += batch_extra.numpy()
       if seen < num_visualizations:
         self._write_visualizations(batch, predicted, eval_dir, step, seen,
                                    num_visualizations - seen)
@@ -124,13 +152,24 @@ class Evaluator:
                   seconds=round(time.time() - start, 2),
                   class_names=self.class_names,
                   confusion_matrix=matrix.tolist())
+    if self.model.is_binary:
+      result["threshold"] = self.model.binary_output.threshold
+      result["thresholds"] = metrics.binary_threshold_metrics(
+          threshold_matrices, self.thresholds)
     self._write_results(result, eval_dir)
     print(f"\nEvaluation of {checkpoint_path} (step {step}, {seen} images)")
     print(metrics.format_table(result, self.class_names), flush=True)
+    if result.get("thresholds"):
+      print(f"\n{self.class_names[1]} at other thresholds:")
+      print(metrics.format_threshold_table(result["thresholds"]), flush=True)
     return result
 
   def _write_visualizations(self, batch, predicted, eval_dir, step, offset, count):
     out_dir = os.path.join(eval_dir, "visualizations", f"step_{step}")
+    if self.model.is_binary:
+      # Foreground drawn in the colour of the (first) foreground class.
+      ids = self.model.binary_output.foreground_class_ids or (1,)
+      predicted = predicted * ids[0]
     tf.io.gfile.makedirs(out_dir)
     for i in range(min(count, predicted.shape[0])):
       height, width = batch[fields.InputFields.original_size][i].numpy()
@@ -157,6 +196,10 @@ class Evaluator:
       tf.summary.scalar("metrics/miou", result["miou"], step=step)
       tf.summary.scalar("metrics/pixel_accuracy", result["pixel_accuracy"], step=step)
       tf.summary.scalar("metrics/mean_accuracy", result["mean_accuracy"], step=step)
+      tf.summary.scalar("metrics/mean_dice", result["mean_dice"], step=step)
+      for row in result.get("thresholds", []):
+        tf.summary.scalar(f"threshold_{row['threshold']:g}/iou", row["iou"],
+                          step=step)
       for name, iou in zip(self.class_names, result["per_class_iou"]):
         if not np.isnan(iou):
           tf.summary.scalar(f"iou/{name}", iou, step=step)

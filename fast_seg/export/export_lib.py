@@ -72,7 +72,8 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
       grey to this size before the network and the output cropped back, so a
       network trained at H' x W' can serve other sizes with static shapes.
     output: 'labels' (int32 [N, H, W]), 'probabilities' (float32
-      [N, H, W, C], softmax) or 'colours' (uint8 [N, H, W, 3] from `palette`).
+      [N, H, W, C], softmax; binary models: the sigmoid map [N, H, W, 1]) or
+      'colours' (uint8 [N, H, W, 3] from `palette`).
     input_type: 'uint8' or 'float32' pixels (0..255 either way).
     palette: [C, 3] uint8 colours, for output 'colours'.
 
@@ -256,9 +257,12 @@ def _agreement(reference, got, output):
   """How closely an export's output matches the TF function's."""
   got = np.asarray(got).reshape(reference.shape)
   if output == "probabilities":
+    if reference.shape[-1] == 1:  # A binary model's sigmoid map.
+      labels = lambda p: p[..., 0] > 0.5
+    else:
+      labels = lambda p: p.argmax(-1)
     return {"max_abs_diff": float(np.abs(got - reference).max()),
-            "argmax_agreement": float(np.mean(
-                got.argmax(-1) == reference.argmax(-1)))}
+            "label_agreement": float(np.mean(labels(got) == labels(reference)))}
   equal = got == reference
   if output == "colours":
     equal = equal.all(axis=-1)
@@ -319,6 +323,10 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
       pipeline_config, trained_checkpoint, random_weights)
   num_classes = config_util.get_model_config(pipeline_config.model).num_classes
   palette = _palette(pipeline_config, num_classes)
+  if model.is_binary:
+    # Output ids 0 / 1: background and the (first) foreground class colour.
+    foreground = (model.binary_output.foreground_class_ids or (1,))[0]
+    palette = np.asarray(palette)[[0, foreground]]
   serve = build_inference_function(model, input_shape, pad_to_shape,
                                    output=output, input_type=input_type,
                                    palette=palette)
@@ -466,8 +474,8 @@ def report_lines(report):
            "|---|---:|---:|---:|---|"]
   for name, entry in report["formats"].items():
     if "max_abs_diff" in entry:
-      agreement = (f"max |diff| {entry['max_abs_diff']:.2e}, argmax "
-                   f"{100 * entry['argmax_agreement']:.2f}%")
+      agreement = (f"max |diff| {entry['max_abs_diff']:.2e}, labels "
+                   f"{100 * entry['label_agreement']:.2f}%")
     elif "pixel_agreement" in entry:
       agreement = f"{100 * entry['pixel_agreement']:.2f}% of pixels"
     else:

@@ -1,13 +1,17 @@
 """Loads ImageNet weights into a built feature extractor from a local file.
 
 Two formats are read, by the name maps in third_party/: tf-slim model-zoo
-checkpoints (`resnet_v1_50.ckpt`, `mobilenet_v2_1.0_224.ckpt`) and
-Keras-applications `.h5` weight files. Nothing is ever downloaded: the path
-comes from `feature_extractor.weights_path`.
+checkpoints (`resnet_v1_50.ckpt`, `mobilenet_v1_1.0_224.ckpt`,
+`mobilenet_v2_1.0_224.ckpt`) and Keras-applications `.h5` weight files.
+Nothing is ever downloaded: the path comes from
+`feature_extractor.weights_path`.
 
 Loading is all or nothing: every weight of every extractor layer is looked
 up first, and all problems (missing names, shape mismatches) are reported in
-one error before any variable is touched.
+one error before any variable is touched. One absence is not a problem: a
+slim batch norm built with scale=False has a beta but no gamma, which means
+gamma = 1 (slim's MobilenetV1 arg scope sets scale=True, so its model-zoo
+checkpoints do carry gamma; checkpoints trained with other arg scopes may not).
 """
 
 import os
@@ -83,7 +87,7 @@ def _read_slim(extractor, path, targets):
   except (tf.errors.OpError, ValueError) as e:
     raise ValueError(f"{path}: not a readable TF checkpoint ({e})") from None
   shapes = reader.get_variable_to_shape_map()
-  assignments, problems = [], []
+  assignments, problems, scale_free = [], [], []
   for layer_name, kind, var in targets:
     try:
       name = name_map(layer_name, kind)
@@ -91,6 +95,11 @@ def _read_slim(extractor, path, targets):
       problems.append(str(e.args[0]))
       continue
     if name not in shapes:
+      if kind == "gamma" and _has_beta(name_map, layer_name, shapes):
+        # slim's batch_norm(scale=False) stores no gamma: it is 1.
+        scale_free.append(layer_name)
+        assignments.append((var, np.ones(var.shape.as_list(), np.float32)))
+        continue
       problems.append(f"missing: {name}")
       continue
     problem = _shape_problem(name, shapes[name], var)
@@ -98,7 +107,19 @@ def _read_slim(extractor, path, targets):
       problems.append(problem)
       continue
     assignments.append((var, reader.get_tensor(name)))
+  if scale_free:
+    logging.info("%s has no BatchNorm/gamma for %d batch norms (slim's "
+                 "scale=False); their gamma is set to 1", path,
+                 len(scale_free))
   return assignments, problems
+
+
+def _has_beta(name_map, layer_name, shapes):
+  """Whether the checkpoint has the beta of a batch norm (so it exists)."""
+  try:
+    return name_map(layer_name, "beta") in shapes
+  except KeyError:
+    return False
 
 
 def _strip_index(weight_name):

@@ -32,10 +32,12 @@ class ICNet(model.SegmentationModel):
   """Image cascade network on a ResNet or MobileNet trunk."""
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
-               conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS):
+               conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
+               binary_output=None):
     self.pyramid_bins = tuple(pyramid_bins)
     super().__init__(num_classes, ignore_label, feature_extractor,
-                     conv_hyperparams, loss, name="icnet")
+                     conv_hyperparams, loss, name="icnet",
+                     binary_output=binary_output)
 
   def _width(self, depth):
     return self.feature_extractor.scaled_depth(depth)
@@ -86,7 +88,7 @@ class ICNet(model.SegmentationModel):
     quarter_res = layers.ResizeByFactor(2.0, name="icnet_final_upsample")(cff2)
     return {
         fields.PredictionFields.logits:
-            self.classifier("icnet_classifier")(quarter_res),
+            self.main_head(quarter_res, "icnet_classifier"),
         AUX_1_16: self.classifier("icnet_aux_1_16_classifier")(psp_up),
         AUX_1_8: self.classifier("icnet_aux_1_8_classifier")(cff1_up),
     }

@@ -20,10 +20,12 @@ class PSPNet(model.SegmentationModel):
   """Pyramid scene parsing network."""
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
-               conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS):
+               conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
+               binary_output=None):
     self.pyramid_bins = tuple(pyramid_bins)
     super().__init__(num_classes, ignore_label, feature_extractor,
-                     conv_hyperparams, loss, name="pspnet")
+                     conv_hyperparams, loss, name="pspnet",
+                     binary_output=binary_output)
 
   def _build_heads(self, images):
     extractor = self.feature_extractor
@@ -40,6 +42,6 @@ class PSPNet(model.SegmentationModel):
     x = keras.layers.Concatenate(name="pspnet_concat")(branches)
     x = self.conv_bn(x, width, 3, name="pspnet_fuse_conv")
     return {
-        fields.PredictionFields.logits: self.classifier("pspnet_classifier")(x),
+        fields.PredictionFields.logits: self.main_head(x, "pspnet_classifier"),
         AUX: self.classifier("pspnet_aux_classifier")(middle),
     }

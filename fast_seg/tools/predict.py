@@ -234,15 +234,16 @@ def _resize_nearest(array, size):
       (size[1], size[0]), Image.NEAREST))
 
 
-def postprocess(prediction, image_shape, crop=None):
+def postprocess(prediction, image_shape, crop=None, threshold=0.5):
   """One image's output at the original image size.
 
   Args:
     prediction: the model's output for one image: int labels [h, w],
-      float probabilities [h, w, C] (arg-maxed here) or uint8 colours
-      [h, w, 3].
+      float probabilities [h, w, C] (arg-maxed here; a binary model's
+      [h, w, 1] sigmoid map is thresholded) or uint8 colours [h, w, 3].
     image_shape: (H, W) of the original, uncropped image.
     crop: (top, bottom) rows removed before the model.
+    threshold: foreground probability of a binary probability map.
 
   Returns:
     (labels uint8 [H, W] with cropped rows IGNORE_LABEL, or None for a
@@ -254,7 +255,9 @@ def postprocess(prediction, image_shape, crop=None):
   if prediction.ndim == 3 and prediction.dtype == np.uint8:
     colours = _resize_nearest(prediction, size)
     return None, np.pad(colours, padding + ((0, 0),))
-  if prediction.ndim == 3:
+  if prediction.ndim == 3 and prediction.shape[-1] == 1:
+    prediction = (prediction[..., 0] > threshold).astype(np.uint8)
+  elif prediction.ndim == 3:
     prediction = np.argmax(prediction, axis=-1)
   if prediction.max(initial=0) > 255 or prediction.min(initial=0) < 0:
     raise ValueError("label ids outside 0..255 do not fit a label PNG")
@@ -284,7 +287,11 @@ def load_palette(home, dataset_info_path=None, num_classes=None):
     arch = config_util.get_model_config(config.model)
     dataset_info.check_model(info, arch.num_classes, arch.ignore_label, path,
                              "model." + config.model.WhichOneof("model"))
-  elif num_classes and num_classes != info[
+    if arch.HasField("binary_output"):
+      # Output ids 0 / 1: background and the (first) foreground colour.
+      foreground = (list(arch.binary_output.foreground_class_ids) or [1])[0]
+      return dataset_info.palette(info)[[0, foreground]]
+  elif num_classes and num_classes > 1 and num_classes != info[
       standard_fields.DatasetInfoFields.num_classes]:
     raise ValueError(f"the model has {num_classes} classes but {path} "
                      f"describes "
@@ -322,7 +329,7 @@ def overlay(image, labels, colours, palette, alpha, crop=None):
 
 
 def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
-            palette_path=None, num_threads=2, log=print):
+            palette_path=None, num_threads=2, threshold=0.5, log=print):
   """Predicts every image or frame of `inputs` with `model`; writes PNGs.
 
   Args:
@@ -335,6 +342,8 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     palette_path: dataset_info.json whose palette colours the overlays;
       None: the one beside the model, else a default palette.
     num_threads: CPU threads of the TFLite and ONNX runtimes.
+    threshold: foreground probability for a binary model exported with
+      --output probabilities.
     log: where the per-image and summary lines go.
 
   Returns:
@@ -356,7 +365,8 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     if not names:  # Probabilities tell the number of classes to check.
       num_classes = prediction.shape[-1] if prediction.dtype.kind == "f" else None
       palette = load_palette(model_home(model), palette_path, num_classes)
-    labels, colours = postprocess(prediction, image.shape[:2], crop)
+    labels, colours = postprocess(prediction, image.shape[:2], crop,
+                                   threshold)
     if labels is not None:
       Image.fromarray(labels).save(os.path.join(output_dir, f"{name}_labels.png"))
     blended = overlay(image, labels, colours, palette, alpha, crop)

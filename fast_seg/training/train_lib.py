@@ -18,9 +18,11 @@ from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
 from fast_seg.compression import tfmot_lib
+from fast_seg.core import losses as core_losses
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.feature_extractors import pretrained
+from fast_seg.protos import losses_pb2
 from fast_seg.protos import train_pb2
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -93,6 +95,14 @@ class Trainer:
     arch = config_util.get_model_config(pipeline_config.model)
     self.palette = (dataset_info.palette(info) if info is not None
                     else visualization.default_palette(arch.num_classes))
+    if (arch.loss.class_weighting == losses_pb2.MEDIAN_FREQUENCY
+        and not arch.loss.class_weights):
+      # Written into the config, so the saved pipeline.config, a resumed run
+      # and eval see the weights this run trains with.
+      arch.loss.class_weights[:] = median_frequency_class_weights(
+          pipeline_config, info, self.dataset_info_path)
+      logging.info("Median-frequency class weights: %s",
+                   ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
 
     policy = "mixed_float16" if train_config.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(policy)
@@ -370,6 +380,42 @@ class Trainer:
     return last_losses
 
 
+def median_frequency_class_weights(pipeline_config, info, info_path):
+  """Loss.class_weighting MEDIAN_FREQUENCY from the training split's info.
+
+  Args:
+    pipeline_config: the pipeline; its model and train_input_reader are read.
+    info: the dataset_info dict beside the training TFRecords, or None.
+    info_path: its path, for messages.
+
+  Returns:
+    list of weights: one per class, or [background, foreground] for a binary
+    model (frequencies summed over the foreground ids first).
+
+  Raises:
+    ValueError: there is no dataset_info.json or it has no frequencies for
+      the training globs.
+  """
+  which = pipeline_config.model.WhichOneof("model")
+  arch = getattr(pipeline_config.model, which)
+  reader = pipeline_config.train_input_reader
+  if info is None:
+    raise ValueError(
+        f"model.{which}.loss.class_weighting MEDIAN_FREQUENCY needs the "
+        "dataset_info.json that the converters write beside the TFRecords of "
+        f"train_input_reader ({', '.join(reader.tf_record_input_path)}); none "
+        "found: convert with python -m fast_seg.data.convert or give "
+        "class_weights")
+  frequencies = dataset_info.class_frequencies_for(
+      info, list(reader.tf_record_input_path), info_path)
+  if arch.HasField("binary_output"):
+    ids = set(arch.binary_output.foreground_class_ids) or set(
+        range(1, arch.num_classes))
+    foreground = sum(f for i, f in enumerate(frequencies) if i in ids)
+    frequencies = [1.0 - foreground, foreground]
+  return core_losses.median_frequency_weights(frequencies)
+
+
 def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   """Trains (or resumes) the model of `pipeline_config` in `logdir`.
 
@@ -387,4 +433,6 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   tf.io.gfile.makedirs(logdir)
   config_util.save_pipeline_config(pipeline_config, logdir)
   trainer = Trainer(pipeline_config, logdir, build_strategy(strategy))
+  # Again: the trainer may have filled in computed class weights.
+  config_util.save_pipeline_config(pipeline_config, logdir)
   return trainer.train(pipeline_config.train_config.num_steps)

@@ -140,3 +140,35 @@ def test_groups_with_different_target_widths_are_refused():
 def test_widening_is_refused():
   with pytest.raises(ValueError, match="widens a from 6 to 8"):
     filter_pruning.plan(_toy((6, 4)), _toy((8, 4)))
+
+
+def _transposed_toy(widths):
+  """conv a -> 2x2 transposed conv t -> BN -> concat with a -> conv d."""
+  inputs = keras.Input((4, 4, 3))
+  a = _L.Conv2D(widths[0], 1, name="a")(inputs)
+  t = _L.Conv2DTranspose(widths[1], 2, strides=2, use_bias=False, name="t")(a)
+  t = _L.BatchNormalization(name="t_bn")(t)
+  small = _L.AveragePooling2D(2, name="pool")(t)
+  merged = _L.Concatenate(name="concat")([small, a])
+  return keras.Model(inputs, _L.Conv2D(2, 1, name="d")(merged))
+
+
+def test_transposed_conv_kernels_are_sliced_on_their_own_axes():
+  """Conv2DTranspose kernels are (h, w, out, in): output on axis 2."""
+  source, target = _transposed_toy((6, 4)), _transposed_toy((3, 2))
+  graph, masks, _ = filter_pruning.plan(source, target)
+  a_mask = masks[graph.layer_outputs["a"][0]]
+  t_mask = masks[graph.layer_outputs["t"][0]]
+  assert graph.group(graph.layer_outputs["t"][0]).producers[0].name == "t"
+  filter_pruning.apply(source, target, graph, masks)
+  kernel = source.get_layer("t").get_weights()[0]
+  assert kernel.shape == (2, 2, 4, 6)
+  np.testing.assert_array_equal(target.get_layer("t").get_weights()[0],
+                                kernel[:, :, t_mask][..., a_mask])
+  np.testing.assert_array_equal(
+      filter_pruning.filter_norms(source.get_layer("t")),
+      np.abs(kernel).sum(axis=(0, 1, 3)))
+  # Soft pruning zeroes the same output channels.
+  zeroed = filter_pruning.zeroed_weights(source.get_layer("t"), t_mask)[0]
+  assert not zeroed[:, :, ~t_mask].any()
+  np.testing.assert_array_equal(zeroed[:, :, t_mask], kernel[:, :, t_mask])

@@ -71,3 +71,138 @@ def test_labels_downsampled_with_nearest_neighbour():
   np.testing.assert_array_equal(small.numpy()[0, ..., 0], [[0, 1], [2, 255]])
   up, same = losses.match_sizes(logits, tf.constant(labels), upsample_logits=True)
   assert up.shape == (1, 4, 4, 3) and same.shape == (1, 4, 4, 1)
+
+
+def _labels(values):
+  return np.array(values, np.int32)[None, ..., None]
+
+
+def test_binary_cross_entropy_by_hand():
+  # sigmoid(0) = 0.5 -> ln 2 for either label; logit ln 3 (p = 0.75) with
+  # label 1 -> ln(4/3); ignored pixel excluded.
+  logits = np.array([[[[0.0], [np.log(3.0)], [9.0]]]], np.float32)
+  labels = _labels([[0, 1, 255]])
+  got = losses.binary_cross_entropy(logits, labels, 255).numpy()
+  assert got == pytest.approx((np.log(2.0) + np.log(4.0 / 3.0)) / 2, rel=1e-6)
+
+
+def test_focal_with_gamma_zero_equals_cross_entropy():
+  rng = np.random.default_rng(3)
+  logits = rng.normal(size=(2, 5, 5, 4)).astype(np.float32)
+  labels = rng.integers(0, 4, size=(2, 5, 5, 1)).astype(np.int32)
+  labels[0, 0] = 255
+  weights = [1.0, 2.0, 0.5, 1.5]
+  ce = losses.softmax_cross_entropy(logits, labels, 255, weights).numpy()
+  focal = losses.focal_loss(logits, labels, 255, gamma=0.0,
+                            class_weights=weights).numpy()
+  assert focal == pytest.approx(ce, rel=1e-6)
+  binary_logits = logits[..., :1]
+  binary_labels = np.where(labels == 255, 255, labels % 2)
+  assert losses.focal_loss(binary_logits, binary_labels, 255, gamma=0.0).numpy() \
+      == pytest.approx(losses.binary_cross_entropy(
+          binary_logits, binary_labels, 255).numpy(), rel=1e-6)
+
+
+def test_focal_by_hand():
+  # p_true = 0.75 -> (0.25)^2 * ln(4/3); p_true = 0.5 -> 0.25 * ln 2.
+  logits = np.array([[[[np.log(3.0), 0.0], [0.0, 0.0]]]], np.float32)
+  labels = _labels([[0, 1]])
+  expected = (0.0625 * np.log(4 / 3) + 0.25 * np.log(2.0)) / 2
+  got = losses.focal_loss(logits, labels, 255, gamma=2.0).numpy()
+  assert got == pytest.approx(expected, rel=1e-5)
+  # Binary alpha: foreground pixels weighted 0.25, background 0.75.
+  logits = np.array([[[[0.0], [0.0]]]], np.float32)
+  got = losses.focal_loss(logits, _labels([[1, 0]]), 255, gamma=0.0,
+                          alpha=0.25).numpy()
+  assert got == pytest.approx((0.25 + 0.75) * np.log(2.0) / 2, rel=1e-6)
+
+
+def test_dice_perfect_is_zero_and_disjoint_is_one():
+  labels = _labels([[0, 1, 1], [2, 2, 255]])
+  perfect = np.full((1, 2, 3, 3), -50.0, np.float32)
+  for (y, x), label in np.ndenumerate(labels[0, ..., 0]):
+    if label != 255:
+      perfect[0, y, x, label] = 50.0
+  assert losses.dice_loss(perfect, labels, 255, smooth=0.0).numpy() \
+      == pytest.approx(0.0, abs=1e-6)
+  # Every pixel predicted as a wrong class: no overlap anywhere.
+  disjoint = np.roll(perfect, 1, axis=-1)
+  assert losses.dice_loss(disjoint, labels, 255, smooth=0.0).numpy() \
+      == pytest.approx(1.0, abs=1e-6)
+  # Binary: foreground mask vs its complement.
+  binary_labels = _labels([[0, 1, 1, 0]])
+  good = np.where(binary_labels == 1, 50.0, -50.0).astype(np.float32)
+  assert losses.dice_loss(good, binary_labels, 255, smooth=0.0).numpy() \
+      == pytest.approx(0.0, abs=1e-6)
+  assert losses.dice_loss(-good, binary_labels, 255, smooth=0.0).numpy() \
+      == pytest.approx(1.0, abs=1e-6)
+
+
+def test_dice_by_hand_with_smoothing():
+  # p = 0.5 everywhere, foreground 1 of 2 pixels: 2*0.5 / (1 + 1) -> 0.5;
+  # with smooth 1: (1 + 1) / (2 + 1).
+  logits = np.zeros((1, 1, 2, 1), np.float32)
+  labels = _labels([[1, 0]])
+  assert losses.dice_loss(logits, labels, 255, smooth=0.0).numpy() \
+      == pytest.approx(0.5)
+  assert losses.dice_loss(logits, labels, 255, smooth=1.0).numpy() \
+      == pytest.approx(1 - 2 / 3)
+
+
+def _pixel_ce(logits, labels):
+  shifted = logits - logits.max(-1, keepdims=True)
+  log_prob = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+  return -np.take_along_axis(log_prob, labels, axis=-1)[..., 0]
+
+
+def test_ohem_keeps_hard_pixels_or_at_least_min_kept():
+  rng = np.random.default_rng(4)
+  logits = rng.normal(size=(1, 4, 4, 3)).astype(np.float32) * 3
+  labels = rng.integers(0, 3, size=(1, 4, 4, 1)).astype(np.int32)
+  pixel = _pixel_ce(logits.astype(np.float64), labels)
+  probability = np.exp(-pixel)
+  # Threshold rule: pixels with p_true < 0.6 (min_kept small).
+  hard = probability < 0.6
+  assert 0 < hard.sum() < 16
+  got = losses.ohem_cross_entropy(logits, labels, 255, threshold=0.6,
+                                  min_kept=1).numpy()
+  assert got == pytest.approx(pixel[hard].mean(), rel=1e-5)
+  # min_kept above the hard count: the 12 lowest probabilities count.
+  got = losses.ohem_cross_entropy(logits, labels, 255, threshold=0.01,
+                                  min_kept=12).numpy()
+  assert got == pytest.approx(np.sort(pixel.ravel())[-12:].mean(), rel=1e-5)
+
+
+def test_bootstrapped_is_the_mean_of_the_hardest_fraction():
+  rng = np.random.default_rng(5)
+  logits = rng.normal(size=(1, 4, 5, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, size=(1, 4, 5, 1)).astype(np.int32)
+  labels[0, 0, :] = 255  # 15 counted pixels -> ceil(0.2 * 15) = 3 kept
+  pixel = _pixel_ce(logits.astype(np.float64), np.where(labels == 255, 0, labels))
+  counted = pixel[labels[..., 0] != 255]
+  got = losses.bootstrapped_cross_entropy(logits, labels, 255,
+                                          top_k_fraction=0.2).numpy()
+  assert got == pytest.approx(np.sort(counted)[-3:].mean(), rel=1e-5)
+  full = losses.bootstrapped_cross_entropy(logits, labels, 255,
+                                           top_k_fraction=1.0).numpy()
+  assert full == pytest.approx(
+      losses.softmax_cross_entropy(logits, labels, 255).numpy(), rel=1e-5)
+
+
+def test_binary_targets():
+  labels = np.array([0, 1, 2, 3, 255])
+  np.testing.assert_array_equal(
+      losses.binary_targets(labels, (), 255).numpy(), [0, 1, 1, 1, 255])
+  np.testing.assert_array_equal(
+      losses.binary_targets(labels, (2,), 255).numpy(), [0, 0, 1, 0, 255])
+  np.testing.assert_array_equal(
+      losses.binary_targets(labels, (1, 3), 255).numpy(), [0, 1, 0, 1, 255])
+
+
+def test_median_frequency_weights():
+  # median of (0.1, 0.2, 0.6) is 0.2; the absent class gets 0.
+  weights = losses.median_frequency_weights([0.1, 0.6, 0.0, 0.2])
+  assert weights == pytest.approx([2.0, 1 / 3, 0.0, 1.0])
+  assert losses.median_frequency_weights([0.25, 0.75]) == pytest.approx([2.0, 2 / 3])
+  with pytest.raises(ValueError, match="every frequency is 0"):
+    losses.median_frequency_weights([0.0, 0.0])

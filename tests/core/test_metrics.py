@@ -39,3 +39,39 @@ def test_table_names_classes():
   table = metrics.format_table(result, ["road", "car"])
   assert "road" in table and "car" in table and "mIoU" in table
   assert "58.33" in table  # mean of 2/3 and 1/2
+
+
+def test_dice_precision_recall_by_hand():
+  matrix = np.array([[1, 1, 0], [1, 2, 0], [0, 0, 1]])
+  result = metrics.compute_metrics(matrix)
+  # c0: tp 1, gt 2, pred 2; c1: tp 2, gt 3, pred 3; c2: tp 1, gt 1, pred 1.
+  assert result["per_class_dice"] == pytest.approx([2 / 4, 4 / 6, 1.0])
+  assert result["mean_dice"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+  assert result["per_class_precision"] == pytest.approx([1 / 2, 2 / 3, 1.0])
+  assert result["per_class_recall"] == pytest.approx([1 / 2, 2 / 3, 1.0])
+  # Precision and recall differ when a class is over-predicted.
+  skewed = metrics.compute_metrics(np.array([[2, 2], [0, 4]]))
+  assert skewed["per_class_precision"] == pytest.approx([1.0, 4 / 6])
+  assert skewed["per_class_recall"] == pytest.approx([2 / 4, 1.0])
+  assert skewed["per_class_dice"] == pytest.approx([4 / 6, 8 / 10])
+
+
+def test_binary_threshold_metrics_by_hand():
+  labels = np.array([0, 0, 1, 1, 1, 255])
+  probabilities = np.array([0.1, 0.6, 0.4, 0.7, 0.9, 0.9])
+  thresholds = [0.3, 0.5, 0.8]
+  matrices = [metrics.confusion_matrix(labels, (probabilities > t).astype(int),
+                                       2, 255).numpy() for t in thresholds]
+  rows = metrics.binary_threshold_metrics(matrices, thresholds)
+  # t=0.3: fg predicted at 0.6, 0.4, 0.7, 0.9 -> tp 3, fp 1, fn 0.
+  assert rows[0]["iou"] == pytest.approx(3 / 4)
+  assert rows[0]["precision"] == pytest.approx(3 / 4)
+  assert rows[0]["recall"] == pytest.approx(1.0)
+  # t=0.5: 0.6, 0.7, 0.9 -> tp 2, fp 1, fn 1.
+  assert rows[1]["iou"] == pytest.approx(2 / 4)
+  assert rows[1]["dice"] == pytest.approx(4 / 6)
+  # t=0.8: 0.9 -> tp 1, fp 0, fn 2.
+  assert rows[2]["precision"] == pytest.approx(1.0)
+  assert rows[2]["recall"] == pytest.approx(1 / 3)
+  table = metrics.format_threshold_table(rows)
+  assert "0.50" in table and "50.00" in table

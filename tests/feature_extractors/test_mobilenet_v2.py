@@ -40,8 +40,8 @@ def _layers(extractor):
 def test_registered():
   assert feature_extractors.get("mobilenet_v2") is mobilenet_v2.MobileNetV2
   assert mobilenet_v2.MobileNetV2.name == "mobilenet_v2"
-  assert feature_extractors.registered_names() == ["mobilenet_v2",
-                                                   "resnet_v1_50"]
+  assert feature_extractors.registered_names() == [
+      "mobilenet_v1", "mobilenet_v2", "resnet_v1_50"]
 
 
 @pytest.mark.parametrize("output_stride", [2, 4, 12])

@@ -14,6 +14,7 @@ import tf_keras as keras
 from google.protobuf import text_format
 
 from fast_seg.builders import hyperparams_builder
+from fast_seg.feature_extractors import mobilenet_v1
 from fast_seg.feature_extractors import mobilenet_v2
 from fast_seg.feature_extractors import pretrained
 from fast_seg.feature_extractors import resnet_v1
@@ -27,6 +28,9 @@ _RESNET_BLOCKS = ((256, 64, 3), (512, 128, 4), (1024, 256, 6), (2048, 512, 3))
 # (expansion, depth, repeats) of MobilenetV2 after `Conv`.
 _MOBILENET_GROUPS = ((1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4),
                      (6, 96, 3), (6, 160, 3), (6, 320, 1))
+# Pointwise depths of MobilenetV1's Conv2d_1..13.
+_MOBILENET_V1_DEPTHS = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512,
+                        1024, 1024)
 
 
 def _hyperparams(text=""):
@@ -84,6 +88,20 @@ def _mobilenet_slim_shapes():
                     kernel="depthwise_weights")
       _slim_conv_bn(shapes, scope + "/project", (1, 1, inner, depth))
       in_depth, index = depth, index + 1
+  return shapes
+
+
+def _mobilenet_v1_slim_shapes():
+  """Variable name -> shape of mobilenet_v1_1.0_224.ckpt (no Logits)."""
+  shapes = {}
+  _slim_conv_bn(shapes, "MobilenetV1/Conv2d_0", (3, 3, 3, 32))
+  in_depth = 32
+  for i, depth in enumerate(_MOBILENET_V1_DEPTHS, start=1):
+    _slim_conv_bn(shapes, f"MobilenetV1/Conv2d_{i}_depthwise",
+                  (3, 3, in_depth, 1), kernel="depthwise_weights")
+    _slim_conv_bn(shapes, f"MobilenetV1/Conv2d_{i}_pointwise",
+                  (1, 1, in_depth, depth))
+    in_depth = depth
   return shapes
 
 
@@ -273,6 +291,91 @@ def test_slim_mobilenet_full_map(tmp_path):
   used = {by_digest[_digest(v.numpy())]
           for l in extractor.layers for v in l.weights}
   assert used == set(arrays)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v1_slim(tmp_path_factory):
+  """A full-size fake mobilenet_v1_1.0_224.ckpt with ignored extras."""
+  arrays = _random_arrays(_mobilenet_v1_slim_shapes(), seed=11)
+  extras = {
+      "MobilenetV1/Logits/Conv2d_1c_1x1/weights": np.ones((1, 1, 1024, 3),
+                                                          np.float32),
+      "MobilenetV1/Logits/Conv2d_1c_1x1/biases": np.ones((3,), np.float32),
+      "global_step": np.array(1, np.int64),
+  }
+  prefix = str(tmp_path_factory.mktemp("v1") / "mobilenet_v1_1.0_224.ckpt")
+  _write_slim_checkpoint(prefix, {**arrays, **extras})
+  return prefix, arrays
+
+
+def _mobilenet_v1(output_stride=32):
+  extractor = mobilenet_v1.MobileNetV1(_hyperparams(),
+                                       output_stride=output_stride)
+  extractor.build(keras.Input((32, 32, 3)))
+  return extractor
+
+
+def test_slim_mobilenet_v1_full_map(mobilenet_v1_slim):
+  prefix, arrays = mobilenet_v1_slim
+  extractor = _mobilenet_v1()
+  count = pretrained.load_imagenet_weights(extractor, prefix)
+  # Conv2d_0: 1 + 4; each of 13 units: 2 x (1 + 4).
+  assert count == len(arrays) == 135
+  checks = {
+      ("mobilenet_v1_Conv2d_0", "kernel"): "MobilenetV1/Conv2d_0/weights",
+      ("mobilenet_v1_Conv2d_0_bn", "gamma"):
+          "MobilenetV1/Conv2d_0/BatchNorm/gamma",
+      ("mobilenet_v1_Conv2d_0_bn", "moving_variance"):
+          "MobilenetV1/Conv2d_0/BatchNorm/moving_variance",
+      ("mobilenet_v1_Conv2d_1_depthwise", "depthwise_kernel"):
+          "MobilenetV1/Conv2d_1_depthwise/depthwise_weights",
+      ("mobilenet_v1_Conv2d_1_depthwise_bn", "beta"):
+          "MobilenetV1/Conv2d_1_depthwise/BatchNorm/beta",
+      ("mobilenet_v1_Conv2d_7_pointwise", "kernel"):
+          "MobilenetV1/Conv2d_7_pointwise/weights",
+      ("mobilenet_v1_Conv2d_13_pointwise_bn", "moving_mean"):
+          "MobilenetV1/Conv2d_13_pointwise/BatchNorm/moving_mean",
+  }
+  for (layer_name, kind), name in checks.items():
+    value = getattr(_layer(extractor, layer_name), kind).numpy()
+    np.testing.assert_array_equal(value, arrays[name])
+  # Every weight got its own array of the file.
+  by_digest = {_digest(v): k for k, v in arrays.items()}
+  used = [by_digest[_digest(v.numpy())]
+          for l in extractor.layers for v in l.weights]
+  assert sorted(used) == sorted(arrays)
+
+
+def test_slim_mobilenet_v1_dilated_loads_the_same_weights(mobilenet_v1_slim):
+  """Output stride changes dilations only, never a weight's name or shape."""
+  prefix, arrays = mobilenet_v1_slim
+  extractor = _mobilenet_v1(output_stride=8)
+  assert pretrained.load_imagenet_weights(extractor, prefix) == 135
+  np.testing.assert_array_equal(
+      _layer(extractor, "mobilenet_v1_Conv2d_12_depthwise").depthwise_kernel,
+      arrays["MobilenetV1/Conv2d_12_depthwise/depthwise_weights"])
+
+
+def test_slim_batch_norm_without_gamma_loads_as_one(tmp_path):
+  """slim's batch_norm(scale=False) saves no gamma: it is loaded as 1."""
+  arrays = {k: v for k, v in _random_arrays(
+      _mobilenet_v1_slim_shapes(), seed=12).items()
+            if not k.endswith("/gamma")}
+  prefix = _write_slim_checkpoint(str(tmp_path / "no_scale.ckpt"), arrays)
+  extractor = _mobilenet_v1()
+  assert pretrained.load_imagenet_weights(extractor, prefix) == 135
+  bn = _layer(extractor, "mobilenet_v1_Conv2d_5_pointwise_bn")
+  np.testing.assert_array_equal(bn.gamma.numpy(), np.ones(256, np.float32))
+  np.testing.assert_array_equal(
+      bn.beta.numpy(), arrays["MobilenetV1/Conv2d_5_pointwise/BatchNorm/beta"])
+  # Without the beta too, the batch norm is missing: reported, not invented.
+  del arrays["MobilenetV1/Conv2d_0/BatchNorm/beta"]
+  prefix = _write_slim_checkpoint(str(tmp_path / "no_bn.ckpt"), arrays)
+  with pytest.raises(ValueError) as e:
+    pretrained.load_imagenet_weights(_mobilenet_v1(), prefix)
+  assert "missing: MobilenetV1/Conv2d_0/BatchNorm/gamma" in str(e.value)
+  assert "missing: MobilenetV1/Conv2d_0/BatchNorm/beta" in str(e.value)
+  assert "2 problem(s)" in str(e.value)
 
 
 def test_missing_file(tmp_path):

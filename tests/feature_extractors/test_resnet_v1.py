@@ -46,7 +46,7 @@ def test_unknown_type_lists_allowed():
   with pytest.raises(ValueError) as e:
     feature_extractors.get("xyz")
   assert str(e.value) == ("feature_extractor.type: unknown 'xyz'; allowed: "
-                          "mobilenet_v2, resnet_v1_50")
+                          "mobilenet_v1, mobilenet_v2, resnet_v1_50")
 
 
 @pytest.mark.parametrize("output_stride", [4, 7, 64])

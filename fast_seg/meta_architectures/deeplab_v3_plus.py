@@ -1,0 +1,188 @@
+"""DeepLabV3+ (Chen et al., "Encoder-Decoder with Atrous Separable Convolution
+for Semantic Image Segmentation", 2018).
+
+  I ─ trunk (output stride 8 or 16) ─ encoder head ─ dropout ─┐
+       └─ stride-4 stage ─ 1x1 (low_level_depth) ─────────────┴ concat
+          ─ two 3x3 separable convs (decoder_depth) ─ classifier (1/4)
+
+The encoder head is ASPP (a 1x1 conv, one 3x3 atrous conv per rate and
+image-level pooling, concatenated and projected) or a dense prediction cell
+(Chen et al. 2018, "Searching for Efficient Multi-Scale Architectures for
+Dense Image Prediction"): a list of separable convs, each reading the trunk
+output or an earlier op's output. decoder_depth 0 drops the decoder (plain
+DeepLabV3: the classifier reads the encoder output).
+
+Every head width is scaled by the extractor's filter_scale, so a model
+pruned by compress.py loads into the same config built at the smaller scale.
+"""
+
+import tf_keras as keras
+
+from fast_seg.core import layers
+from fast_seg.core import model
+from fast_seg.core import standard_fields as fields
+from fast_seg.feature_extractors import base
+
+DEFAULT_AUX_WEIGHTS = {}
+
+# The published Cityscapes cell, DeepLab's
+# core/dense_prediction_cell_branch5_top1_cityscapes.json:
+# (kernel size, (rate height, rate width), input index; -1 = trunk output).
+# DeepLab searched it at output stride 16 (and multiplies the rates by
+# 16 // output_stride); fast_seg uses the rates as given.
+DEFAULT_CELL_OPS = (
+    (3, (1, 6), -1),
+    (3, (18, 15), 0),
+    (3, (6, 3), 1),
+    (3, (1, 1), 0),
+    (3, (6, 21), 0),
+)
+
+# The low-level feature of the decoder comes from the trunk stage at this
+# stride of the image.
+LOW_LEVEL_STRIDE = 4
+
+_PREFIX = "deeplab"
+
+
+def default_atrous_rates(output_stride):
+  """ASPP rates of the paper: 6, 12, 18 at output stride 16, doubled at 8.
+
+  Args:
+    output_stride: 8 or 16.
+
+  Returns:
+    List of three atrous rates.
+  """
+  return [rate * 16 // output_stride for rate in (6, 12, 18)]
+
+
+class DeepLabV3Plus(model.SegmentationModel):
+  """DeepLabV3+ with an ASPP or dense-prediction-cell encoder head."""
+
+  def __init__(self, num_classes, ignore_label, feature_extractor,
+               conv_hyperparams, loss, binary_output=None, low_level_depth=48,
+               decoder_depth=256, dropout_rate=0.1, encoder="aspp",
+               encoder_depth=256, atrous_rates=None, image_pooling=True,
+               separable_conv=True, cell_ops=DEFAULT_CELL_OPS):
+    """Stores the head settings and builds the Keras models.
+
+    Args:
+      num_classes, ignore_label, feature_extractor, conv_hyperparams, loss,
+        binary_output: as for every SegmentationModel.
+      low_level_depth: nominal width of the stride-4 projection.
+      decoder_depth: nominal width of the decoder convs; 0: no decoder.
+      dropout_rate: dropout after the encoder projection (training only).
+      encoder: "aspp" or "dense_prediction_cell".
+      encoder_depth: nominal width of every encoder branch and projection.
+      atrous_rates: ASPP rates; None: default_atrous_rates(output_stride).
+      image_pooling: ASPP image-level pooling branch.
+      separable_conv: ASPP atrous convs as depthwise + pointwise convs.
+      cell_ops: dense prediction cell ops, (kernel_size, (rate_h, rate_w),
+        input_index) each.
+
+    Raises:
+      ValueError: an unknown encoder, or the trunk has no stride-4 stage.
+    """
+    if encoder not in ("aspp", "dense_prediction_cell"):
+      raise ValueError(f"model.deeplab_v3_plus: unknown encoder '{encoder}'; "
+                       "allowed: aspp, dense_prediction_cell")
+    strides = feature_extractor.stage_strides
+    low_level = [name for name in feature_extractor.stage_names
+                 if strides[name] == LOW_LEVEL_STRIDE]
+    if decoder_depth > 0 and not low_level:
+      raise ValueError(
+          f"model.deeplab_v3_plus.feature_extractor: {feature_extractor.name} "
+          f"has no stage at stride {LOW_LEVEL_STRIDE} for the decoder")
+    self.low_level_stage = low_level[-1] if low_level else None
+    self.low_level_depth = low_level_depth
+    self.decoder_depth = decoder_depth
+    self.dropout_rate = dropout_rate
+    self.encoder = encoder
+    self.encoder_depth = encoder_depth
+    self.atrous_rates = tuple(
+        atrous_rates if atrous_rates is not None
+        else default_atrous_rates(feature_extractor.output_stride))
+    self.image_pooling = image_pooling
+    self.separable_conv = separable_conv
+    self.cell_ops = tuple((kernel, tuple(rate), index)
+                          for kernel, rate, index in cell_ops)
+    super().__init__(num_classes, ignore_label, feature_extractor,
+                     conv_hyperparams, loss, name="deeplab_v3_plus",
+                     binary_output=binary_output)
+
+  def _width(self, depth):
+    # Plain rounding (not MobileNet's multiples of 8), so that 0.5 halves
+    # every head width as filter pruning does.
+    return base.scaled_width(depth, self.feature_extractor.filter_scale)
+
+  def _separable_conv(self, x, filters, name, dilation_rate=1):
+    """DeepLab's split separable conv: depthwise 3x3 + BN + ReLU, then 1x1."""
+    hp = self.conv_hyperparams
+    x = hp.depthwise_conv2d(3, name=f"{name}_depthwise",
+                            dilation_rate=dilation_rate)(x)
+    x = hp.batch_norm(name=f"{name}_depthwise_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
+    return self.conv_bn(x, filters, 1, name=f"{name}_pointwise")
+
+  def _aspp(self, x):
+    depth = self._width(self.encoder_depth)
+    name = f"{_PREFIX}_aspp"
+    branches = [self.conv_bn(x, depth, 1, name=f"{name}_conv1x1")]
+    for i, rate in enumerate(self.atrous_rates):
+      branch = f"{name}_atrous{i}"
+      if self.separable_conv:
+        branches.append(self._separable_conv(x, depth, branch, rate))
+      else:
+        branches.append(self.conv_bn(x, depth, 3, name=branch,
+                                     dilation_rate=rate))
+    if self.image_pooling:
+      pooled = layers.AdaptiveAveragePool(1, name=f"{name}_pool")(x)
+      pooled = self.conv_bn(pooled, depth, 1, name=f"{name}_pool_conv")
+      branches.append(layers.ResizeLike(name=f"{name}_pool_upsample")(
+          [pooled, x]))
+    x = keras.layers.Concatenate(name=f"{name}_concat")(branches)
+    return self.conv_bn(x, depth, 1, name=f"{name}_projection")
+
+  def _dense_prediction_cell(self, x):
+    depth = self._width(self.encoder_depth)
+    name = f"{_PREFIX}_dpc"
+    outputs = []
+    for i, (kernel, rate, index) in enumerate(self.cell_ops):
+      op_input = x if index < 0 else outputs[index]
+      op_name = f"{name}_op{i}"
+      if kernel == 1:
+        outputs.append(self.conv_bn(op_input, depth, 1, name=op_name))
+      else:
+        outputs.append(self._separable_conv(op_input, depth, op_name, rate))
+    if len(outputs) > 1:
+      x = keras.layers.Concatenate(name=f"{name}_concat")(outputs)
+    else:
+      x = outputs[0]
+    return self.conv_bn(x, depth, 1, name=f"{name}_projection")
+
+  def _decoder(self, x, low_level):
+    name = f"{_PREFIX}_decoder"
+    low_level = self.conv_bn(low_level, self._width(self.low_level_depth), 1,
+                             name=f"{name}_low_level")
+    x = layers.ResizeLike(name=f"{name}_upsample")([x, low_level])
+    x = keras.layers.Concatenate(name=f"{name}_concat")([x, low_level])
+    depth = self._width(self.decoder_depth)
+    x = self._separable_conv(x, depth, f"{name}_conv0")
+    return self._separable_conv(x, depth, f"{name}_conv1")
+
+  def _build_heads(self, images):
+    extractor = self.feature_extractor
+    endpoints = extractor.build(images)
+    x = endpoints[extractor.stage_names[-1]]
+    if self.encoder == "aspp":
+      x = self._aspp(x)
+    else:
+      x = self._dense_prediction_cell(x)
+    if self.dropout_rate > 0:
+      x = keras.layers.Dropout(self.dropout_rate,
+                               name=f"{_PREFIX}_encoder_dropout")(x)
+    if self.decoder_depth > 0:
+      x = self._decoder(x, endpoints[self.low_level_stage])
+    return {fields.PredictionFields.logits:
+            self.main_head(x, "deeplab_v3_plus_classifier")}

@@ -1,0 +1,133 @@
+"""MobileUNet: a MobileNet encoder and a light U-Net decoder (the hair model).
+
+The encoder runs to stride 32; the decoder goes back up one octave at a time,
+concatenating the encoder's stage output of the same stride (16, 8, 4, 2) and
+mixing with a depthwise-separable block, then makes a last x2 step to the
+input resolution, where the classifier runs. Upsampling is a 2x2 transposed
+conv or a bilinear resize followed by a 1x1 conv.
+
+Decoder widths scale with the encoder's filter_scale as well as with their
+own multiplier, so a model that compress.py prunes to filter_scale 0.5 is
+the same config built with 0.5.
+"""
+
+import tf_keras as keras
+
+from fast_seg.core import layers
+from fast_seg.core import model
+from fast_seg.core import standard_fields as fields
+from fast_seg.feature_extractors import base
+
+DEFAULT_AUX_WEIGHTS = {}
+UPSAMPLINGS = ("transposed_conv", "bilinear")
+
+# (skip stride, nominal width) of the decoder steps, deepest first.
+_DECODER_STEPS = ((16, 512), (8, 256), (4, 128), (2, 64))
+# Nominal width of the last step, at the input resolution.
+_FINAL_WIDTH = 32
+_ENCODER_STRIDE = 32
+
+
+def decoder_width(nominal, decoder_width_multiplier, filter_scale):
+  """Width of a decoder conv: scaled by both multipliers, at least 1.
+
+  Args:
+    nominal: the width of the full model (512, 256, 128, 64 or 32).
+    decoder_width_multiplier: the decoder's own multiplier.
+    filter_scale: the feature extractor's filter_scale, so pruning the model
+      to a filter_scale narrows the decoder too.
+
+  Returns:
+    int, max(1, round(nominal * decoder_width_multiplier * filter_scale)).
+  """
+  return base.scaled_width(nominal * decoder_width_multiplier, filter_scale)
+
+
+def skip_stages(extractor):
+  """Stage name of the extractor's output at each stride 2, 4, ..., 32.
+
+  Args:
+    extractor: a FeatureExtractor with output_stride 32.
+
+  Returns:
+    dict stride -> stage name (the last stage of that stride).
+
+  Raises:
+    ValueError: some stride has no stage (output_stride below 32).
+  """
+  by_stride = {}
+  for stage in extractor.stage_names:
+    by_stride[extractor.stage_strides[stage]] = stage
+  missing = [s for s in (2, 4, 8, 16, _ENCODER_STRIDE) if s not in by_stride]
+  if missing:
+    raise ValueError(
+        f"MobileUNet needs {extractor.name} stages at strides 2..32 "
+        f"(feature_extractor.output_stride 32, got "
+        f"{extractor.output_stride}); none at {missing}")
+  return by_stride
+
+
+class MobileUNet(model.SegmentationModel):
+  """MobileNet encoder to stride 32, U-Net decoder to the input resolution."""
+
+  def __init__(self, num_classes, ignore_label, feature_extractor,
+               conv_hyperparams, loss, binary_output=None,
+               decoder_width_multiplier=1.0, upsampling="transposed_conv"):
+    if upsampling not in UPSAMPLINGS:
+      raise ValueError(f"model.mobile_unet.upsampling: unknown '{upsampling}'; "
+                       f"allowed: {', '.join(UPSAMPLINGS)}")
+    if not decoder_width_multiplier > 0:
+      raise ValueError("model.mobile_unet.decoder_width_multiplier must be "
+                       f"> 0, got {decoder_width_multiplier}")
+    self.decoder_width_multiplier = float(decoder_width_multiplier)
+    self.upsampling = upsampling
+    super().__init__(num_classes, ignore_label, feature_extractor,
+                     conv_hyperparams, loss, name="mobile_unet",
+                     binary_output=binary_output)
+
+  def decoder_width(self, nominal):
+    """This model's width for a decoder conv of nominal width `nominal`."""
+    return decoder_width(nominal, self.decoder_width_multiplier,
+                         self.feature_extractor.filter_scale)
+
+  def _upsample(self, x, reference, width, name):
+    """x2 to `reference`'s size: transposed conv or bilinear + 1x1 conv."""
+    if self.upsampling == "bilinear":
+      x = layers.ResizeLike(name=f"{name}_resize")([x, reference])
+      return self.conv_bn(x, width, 1, name=f"{name}_upsample")
+    hyperparams = self.conv_hyperparams
+    x = keras.layers.Conv2DTranspose(
+        width, 2, strides=2, padding="same", use_bias=False,
+        kernel_initializer=hyperparams.initializer(),
+        kernel_regularizer=hyperparams.regularizer,
+        name=f"{name}_upsample")(x)
+    x = hyperparams.batch_norm(name=f"{name}_upsample_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_upsample_relu")(x)
+    # Exactly 2x; the reference is one pixel smaller where its input was odd.
+    # Sizes are dynamic, so the resize is always there (identity when equal).
+    return layers.ResizeLike(name=f"{name}_resize")([x, reference])
+
+  def _separable_block(self, x, width, name):
+    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 to `width` + BN + ReLU."""
+    x = self.conv_hyperparams.depthwise_conv2d(3, name=f"{name}_depthwise")(x)
+    x = self.conv_hyperparams.batch_norm(name=f"{name}_depthwise_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
+    return self.conv_bn(x, width, 1, name=f"{name}_pointwise")
+
+  def _build_heads(self, images):
+    extractor = self.feature_extractor
+    stages = skip_stages(extractor)
+    endpoints = extractor.build(images)
+    x = endpoints[stages[_ENCODER_STRIDE]]
+    for stride, nominal in _DECODER_STEPS:
+      name = f"mobile_unet_up{stride}"
+      skip = endpoints[stages[stride]]
+      width = self.decoder_width(nominal)
+      x = self._upsample(x, skip, width, name)
+      x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
+      x = self._separable_block(x, width, name)
+    width = self.decoder_width(_FINAL_WIDTH)
+    x = self._upsample(x, images, width, "mobile_unet_up1")
+    x = self._separable_block(x, width, "mobile_unet_up1")
+    return {fields.PredictionFields.logits:
+            self.main_head(x, "mobile_unet_classifier")}
