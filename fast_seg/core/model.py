@@ -184,6 +184,15 @@ class SegmentationModel(abc.ABC):
     self._main_features = features
     return self.classifier(name)(features)
 
+  def separable_conv_bn(self, x, filters, name, dilation_rate=1):
+    """Depthwise 3x3 (dilated) + BN + ReLU, then 1x1 conv to `filters` + BN +
+    ReLU: the mobile models' cheap 3x3 conv, split so each half is prunable."""
+    x = self.conv_hyperparams.depthwise_conv2d(
+        3, name=f"{name}_depthwise", dilation_rate=dilation_rate)(x)
+    x = self.conv_hyperparams.batch_norm(name=f"{name}_depthwise_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
+    return self.conv_bn(x, filters, 1, name=f"{name}_pointwise")
+
   def conv_bn(self, x, filters, kernel_size, name, strides=1, dilation_rate=1,
               relu=True):
     """conv -> batch norm (-> ReLU) with the model's hyperparams."""

@@ -116,15 +116,6 @@ class DeepLabV3Plus(model.SegmentationModel):
     # every head width as filter pruning does.
     return base.scaled_width(depth, self.feature_extractor.filter_scale)
 
-  def _separable_conv(self, x, filters, name, dilation_rate=1):
-    """DeepLab's split separable conv: depthwise 3x3 + BN + ReLU, then 1x1."""
-    hp = self.conv_hyperparams
-    x = hp.depthwise_conv2d(3, name=f"{name}_depthwise",
-                            dilation_rate=dilation_rate)(x)
-    x = hp.batch_norm(name=f"{name}_depthwise_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
-    return self.conv_bn(x, filters, 1, name=f"{name}_pointwise")
-
   def _aspp(self, x):
     depth = self._width(self.encoder_depth)
     name = f"{_PREFIX}_aspp"
@@ -132,7 +123,7 @@ class DeepLabV3Plus(model.SegmentationModel):
     for i, rate in enumerate(self.atrous_rates):
       branch = f"{name}_atrous{i}"
       if self.separable_conv:
-        branches.append(self._separable_conv(x, depth, branch, rate))
+        branches.append(self.separable_conv_bn(x, depth, branch, rate))
       else:
         branches.append(self.conv_bn(x, depth, 3, name=branch,
                                      dilation_rate=rate))
@@ -154,7 +145,7 @@ class DeepLabV3Plus(model.SegmentationModel):
       if kernel == 1:
         outputs.append(self.conv_bn(op_input, depth, 1, name=op_name))
       else:
-        outputs.append(self._separable_conv(op_input, depth, op_name, rate))
+        outputs.append(self.separable_conv_bn(op_input, depth, op_name, rate))
     if len(outputs) > 1:
       x = keras.layers.Concatenate(name=f"{name}_concat")(outputs)
     else:
@@ -168,8 +159,8 @@ class DeepLabV3Plus(model.SegmentationModel):
     x = layers.ResizeLike(name=f"{name}_upsample")([x, low_level])
     x = keras.layers.Concatenate(name=f"{name}_concat")([x, low_level])
     depth = self._width(self.decoder_depth)
-    x = self._separable_conv(x, depth, f"{name}_conv0")
-    return self._separable_conv(x, depth, f"{name}_conv1")
+    x = self.separable_conv_bn(x, depth, f"{name}_conv0")
+    return self.separable_conv_bn(x, depth, f"{name}_conv1")
 
   def _build_heads(self, images):
     extractor = self.feature_extractor

@@ -58,14 +58,6 @@ class DilatedFCN(model.SegmentationModel):
                      conv_hyperparams, loss, name="dilated_fcn",
                      binary_output=binary_output)
 
-  def _separable_block(self, x, width, name, dilation_rate=1):
-    """Depthwise 3x3 (dilated) + BN + ReLU, pointwise 1x1 + BN + ReLU."""
-    x = self.conv_hyperparams.depthwise_conv2d(
-        3, name=f"{name}_depthwise", dilation_rate=dilation_rate)(x)
-    x = self.conv_hyperparams.batch_norm(name=f"{name}_depthwise_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
-    return self.conv_bn(x, width, 1, name=f"{name}_pointwise")
-
   def _build_heads(self, images):
     extractor = self.feature_extractor
     stage4, stage8 = trunk_stages(extractor)
@@ -76,8 +68,8 @@ class DilatedFCN(model.SegmentationModel):
     width = extractor.scaled_depth(self.decoder_depth)
     x = skip8
     for i, rate in enumerate(self.dilation_rates, start=1):
-      x = self._separable_block(x, context_width, f"dilated_fcn_context_{i}",
-                                dilation_rate=rate)
+      x = self.separable_conv_bn(x, context_width,
+                                 f"dilated_fcn_context_{i}", dilation_rate=rate)
     x = keras.layers.Add(name="dilated_fcn_fuse8_add")([
         self.conv_bn(x, width, 1, name="dilated_fcn_context_proj",
                      relu=False),
@@ -89,6 +81,6 @@ class DilatedFCN(model.SegmentationModel):
         x, self.conv_bn(skip4, width, 1, name="dilated_fcn_skip4_proj",
                         relu=False)])
     x = keras.layers.ReLU(name="dilated_fcn_fuse4_relu")(x)
-    x = self._separable_block(x, width, "dilated_fcn_decoder")
+    x = self.separable_conv_bn(x, width, "dilated_fcn_decoder")
     return {fields.PredictionFields.logits:
             self.main_head(x, "dilated_fcn_classifier")}

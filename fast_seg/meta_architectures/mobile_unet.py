@@ -107,13 +107,6 @@ class MobileUNet(model.SegmentationModel):
     # Sizes are dynamic, so the resize is always there (identity when equal).
     return layers.ResizeLike(name=f"{name}_resize")([x, reference])
 
-  def _separable_block(self, x, width, name):
-    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 to `width` + BN + ReLU."""
-    x = self.conv_hyperparams.depthwise_conv2d(3, name=f"{name}_depthwise")(x)
-    x = self.conv_hyperparams.batch_norm(name=f"{name}_depthwise_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
-    return self.conv_bn(x, width, 1, name=f"{name}_pointwise")
-
   def _build_heads(self, images):
     extractor = self.feature_extractor
     stages = skip_stages(extractor)
@@ -125,9 +118,9 @@ class MobileUNet(model.SegmentationModel):
       width = self.decoder_width(nominal)
       x = self._upsample(x, skip, width, name)
       x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
-      x = self._separable_block(x, width, name)
+      x = self.separable_conv_bn(x, width, name)
     width = self.decoder_width(_FINAL_WIDTH)
     x = self._upsample(x, images, width, "mobile_unet_up1")
-    x = self._separable_block(x, width, "mobile_unet_up1")
+    x = self.separable_conv_bn(x, width, "mobile_unet_up1")
     return {fields.PredictionFields.logits:
             self.main_head(x, "mobile_unet_classifier")}
