@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 import tensorflow as tf
+import tf_keras as keras
 
 from fast_seg.core import standard_fields
 from fast_seg.utils import config_util
@@ -90,3 +91,43 @@ def read_records(pattern):
     assert name not in records, f"duplicate {name}"
     records[name] = (image, np.asarray(label))
   return records
+
+
+def randomize_batch_norms(model, seed=0):
+  """Non-trivial BN statistics, so zeroing only gamma and beta is tested."""
+  rng = np.random.default_rng(seed)
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      shape = layer.gamma.shape
+      layer.set_weights([rng.uniform(0.5, 1.5, shape).astype(np.float32),
+                         rng.normal(0, 0.1, shape).astype(np.float32),
+                         rng.normal(0, 0.1, shape).astype(np.float32),
+                         rng.uniform(0.5, 1.5, shape).astype(np.float32)])
+
+
+def check_pruning_keeps_outputs(full, half, image_shape, max_param_ratio):
+  """Soft-prunes `full` to `half`'s widths, hard-prunes it into `half`, and
+  asserts both give the same outputs (so pruning removed exactly the zeroed
+  filters) and that `half` has at most `max_param_ratio` of the params.
+
+  Returns:
+    The channel graph of the hard pruning, for further checks.
+  """
+  from fast_seg.compression import filter_pruning  # pylint: disable=g-import-not-at-top
+  randomize_batch_norms(full.keras_model)
+  graph, masks, _ = filter_pruning.plan(full.keras_model, half.keras_model)
+  assert any(not mask.all() for mask in masks.values())
+  filter_pruning.apply(full.keras_model, full.keras_model, graph, masks,
+                       soft=True)
+  graph, masks, _ = filter_pruning.plan(full.keras_model, half.keras_model)
+  filter_pruning.apply(full.keras_model, half.keras_model, graph, masks)
+  ratio = half.keras_model.count_params() / full.keras_model.count_params()
+  assert ratio < max_param_ratio, ratio
+  images = tf.constant(np.random.default_rng(1).uniform(
+      -1.0, 1.0, image_shape), tf.float32)
+  expected = full.inference_model(images, training=False).numpy()
+  got = half.inference_model(images, training=False).numpy()
+  assert np.abs(expected).max() > 1e-3  # not a dead network
+  np.testing.assert_allclose(got, expected, rtol=1e-4,
+                             atol=1e-4 * np.abs(expected).max())
+  return graph

@@ -103,6 +103,12 @@ def random_crop(image, label, crop_height, crop_width, ignore_label):
   return image, label
 
 
+def _flip(axis):
+  """A transform reversing image and label along `axis` (0 rows, 1 columns)."""
+  return lambda image, label: (tf.reverse(image, axis=[axis]),
+                               tf.reverse(label, axis=[axis]))
+
+
 def random_horizontal_flip(image, label, probability=0.5):
   """Mirrors image and label left-right together with `probability`.
 
@@ -114,11 +120,7 @@ def random_horizontal_flip(image, label, probability=0.5):
   Returns:
     (image, label), both flipped or both unchanged.
   """
-  flip = tf.random.uniform([], dtype=tf.float32) < probability
-  return tf.cond(
-      flip,
-      lambda: (tf.reverse(image, axis=[1]), tf.reverse(label, axis=[1])),
-      lambda: (image, label))
+  return _apply_with_probability(probability, _flip(1), image, label)
 
 
 def fixed_resize(image, label, height, width):
@@ -430,11 +432,7 @@ def random_vertical_flip(image, label, probability=0.5):
   Returns:
     (image, label), both flipped or both unchanged.
   """
-  flip = tf.random.uniform([], dtype=tf.float32) < probability
-  return tf.cond(
-      flip,
-      lambda: (tf.reverse(image, axis=[0]), tf.reverse(label, axis=[0])),
-      lambda: (image, label))
+  return _apply_with_probability(probability, _flip(0), image, label)
 
 
 def _symmetric_indices(size, radius):

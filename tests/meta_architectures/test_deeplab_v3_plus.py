@@ -7,7 +7,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.builders import model_builder
-from fast_seg.compression import filter_pruning
 from fast_seg.core import layers as core_layers
 from fast_seg.core import standard_fields as fields
 from fast_seg.meta_architectures import deeplab_v3_plus
@@ -229,17 +228,6 @@ def test_resnet_low_level_feature_is_its_stride_4_stage():
   assert _logits(model, 64, 96).shape == (1, 16, 24, 5)
 
 
-def _randomize_batch_norms(model, seed=0):
-  """Non-trivial BN statistics, so zeroing only gamma and beta is tested."""
-  rng = np.random.default_rng(seed)
-  for layer in model.layers:
-    if isinstance(layer, _L.BatchNormalization):
-      gamma, beta, mean, variance = layer.get_weights()
-      layer.set_weights([
-          rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
-          rng.normal(0, 0.1, beta.shape).astype(np.float32),
-          rng.normal(0, 0.1, mean.shape).astype(np.float32),
-          rng.uniform(0.5, 1.5, variance.shape).astype(np.float32)])
 
 
 def _head_widths(model):
@@ -255,23 +243,8 @@ def test_pruning_full_to_half_keeps_the_outputs(extra):
   full_widths, half_widths = _head_widths(full), _head_widths(half)
   assert full_widths.keys() == half_widths.keys()
   assert all(half_widths[n] == w // 2 for n, w in full_widths.items())
-  _randomize_batch_norms(full.keras_model)
-  # Soft pruning zeroes exactly the filters that hard pruning removes.
-  graph, masks, _ = filter_pruning.plan(full.keras_model, half.keras_model)
-  filter_pruning.apply(full.keras_model, full.keras_model, graph, masks,
-                       soft=True)
-  graph, masks, _ = filter_pruning.plan(full.keras_model, half.keras_model)
+  graph = helpers.check_pruning_keeps_outputs(full, half, (1, 96, 96, 3), 0.35)
   # Dropout passes the projection's channels through.
   projection = "deeplab_dpc_projection" if extra else "deeplab_aspp_projection"
   assert graph.layer_outputs["deeplab_encoder_dropout"] == (
       graph.layer_outputs[projection])
-  filter_pruning.apply(full.keras_model, half.keras_model, graph, masks)
-  ratio = half.keras_model.count_params() / full.keras_model.count_params()
-  assert ratio < 0.35, ratio
-  images = tf.constant(np.random.default_rng(1).uniform(
-      -1.0, 1.0, (1, 96, 96, 3)), tf.float32)
-  expected = full.inference_model(images, training=False).numpy()
-  got = half.inference_model(images, training=False).numpy()
-  assert np.abs(expected).max() > 1e-3  # not a dead network
-  np.testing.assert_allclose(got, expected, rtol=1e-4,
-                             atol=1e-4 * np.abs(expected).max())
