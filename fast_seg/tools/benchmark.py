@@ -1,16 +1,22 @@
-"""Parameters, FLOPs and latency of models built from pipeline configs.
+"""Params, FLOPs, sizes and latency of models built from pipeline configs.
 
   python -m fast_seg.tools.benchmark [--configs a.config,b.config] \
-      [--input_shape 1,1024,2048,3] [--num_classes 19] [--runs 3] [--warmup 1] \
-      --output_json bench_output/benchmark.json
+      [--input_shape 1,1024,2048,3] [--batch_sizes 1,2] [--num_classes 19] \
+      [--paths keras,keras_xla,frozen,tflite,tflite_int8,onnx] [--num_threads 2] \
+      [--precisions float16,bfloat16] [--runs 5] [--warmup 1] \
+      [--train_configs c.config] --output_json bench_output/benchmark.json
 
 Models get random weights (nothing is loaded or downloaded): speed and size do
-not depend on the weights. Each model is measured as it is served, on uint8
-images in and labels out (export_lib.build_inference_function), three ways:
-the tf.function (the SavedModel path), the same function compiled with XLA,
-and the frozen graph (frozen_inference_graph.pb) in a TF1-style Session. A
-model that fails gives a row with its error, so one bad config does not hide
-the others' numbers.
+not depend on them. Each model is measured as it is served, uint8 images in
+and labels out (export_lib.build_inference_function), on every path: the
+tf.function (SavedModel path), the same compiled with XLA, the frozen graph in
+a TF1 Session, TFLite float32 and int8 (LiteRT with XNNPACK, `num_threads`
+threads) and ONNX Runtime (same thread count). The same run measures the
+machine's own ceiling (dense matmul and 3x3 conv throughput) and each model's
+achieved FLOP/s as a fraction of the conv ceiling; FLOPs count one
+multiply-add as 2. `--train_configs` adds training throughput and peak memory
+(fast_seg.tools.train_benchmark). A path or model that fails gives its error
+in the row, so one failure never hides the other numbers.
 """
 
 import datetime
@@ -18,7 +24,9 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 
 from absl import flags
@@ -33,17 +41,25 @@ from fast_seg.utils import config_util
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-# The published Cityscapes setups, the ones the model zoo table compares.
+# The zoo's models: the Cityscapes setups and the seed use cases.
 DEFAULT_CONFIGS = tuple(
     os.path.join("configs", name) for name in (
         "icnet_resnet50_1.0_cityscapes_1024.config",
         "icnet_resnet50_0.5_cityscapes_1024.config",
         "icnet_mobilenet_v2_1.0_cityscapes_1024.config",
         "pspnet50_1.0_cityscapes_713.config",
+        "deeplab_v3_plus_mobilenet_v2_os8_voc2012_513.config",
+        "mobile_unet_mobilenet_v1_hair_128.config",
+        "dilated_fcn_mobilenet_v1_kitti_road_half.config",
     ))
 DEFAULT_INPUT_SHAPE = (1, 1024, 2048, 3)
 # Latency paths, in table order.
 KERAS, XLA, FROZEN = "keras", "keras_xla", "frozen"
+TFLITE, TFLITE_INT8, ONNX = "tflite", "tflite_int8", "onnx"
+PATHS = (KERAS, XLA, FROZEN, TFLITE, TFLITE_INT8, ONNX)
+# Reduced-precision variants of the Keras paths (GPU: fp16 / bf16).
+PRECISIONS = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+FLOPS_CONVENTION = "one multiply-add = 2 FLOPs, counted on the inference graph"
 _ERROR_CHARS = 500
 
 
@@ -75,7 +91,7 @@ def device_description():
           break
   except OSError:
     pass
-  return f"CPU: {cpu} ({os.cpu_count()} cores)"
+  return f"CPU: {cpu} ({len(os.sched_getaffinity(0))} cores)"
 
 
 def environment():
@@ -84,6 +100,7 @@ def environment():
       "device": device_description(),
       "tensorflow": tf.__version__,
       "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+      "flops": FLOPS_CONVENTION,
   }
 
 
@@ -125,6 +142,32 @@ def time_function(function, runs, warmup):
   }
 
 
+def measure_ceiling(runs=5):
+  """The machine's own dense throughput, in GFLOP/s (best of `runs`).
+
+  Two kernels every model here is made of: a float32 matmul (2048^3) and a
+  3x3 conv of 256 -> 256 channels on a 128 x 256 map (ResNet's block-3
+  shape), both in a tf.function on the default device.
+  """
+  def best_gflops(function, flops):
+    function()  # trace and warm up
+    best = min(time_function(function, runs, 0)["runs"])
+    return flops / (best / 1000.0) / 1e9
+
+  rng = np.random.default_rng(0)
+  a = tf.constant(rng.standard_normal((2048, 2048)), tf.float32)
+  matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+  images = tf.constant(rng.standard_normal((1, 128, 256, 256)), tf.float32)
+  kernel = tf.constant(rng.standard_normal((3, 3, 256, 256)) * 0.01, tf.float32)
+  conv = tf.function(lambda: tf.reduce_sum(
+      tf.nn.conv2d(images, kernel, 1, "SAME")))
+  return {
+      "matmul_gflops": best_gflops(lambda: matmul().numpy(), 2 * 2048 ** 3),
+      "conv3x3_gflops": best_gflops(lambda: conv().numpy(),
+                                    2 * 9 * 256 * 256 * 128 * 256),
+  }
+
+
 def _frozen_runner(graph_def, images):
   """A callable that runs the frozen graph in a Session, and the Session."""
   graph = tf.Graph()
@@ -145,33 +188,156 @@ def _override_num_classes(config, num_classes):
   arch = config_util.get_model_config(config.model)
   arch.num_classes = num_classes
   arch.loss.ClearField("class_weights")
+  arch.loss.ClearField("auxiliary_target")
+  if arch.HasField("binary_output"):
+    arch.binary_output.ClearField("foreground_class_ids")
   if 0 <= arch.ignore_label < num_classes:
     arch.ignore_label = 255
 
 
+def _dir_bytes(path):
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(path) for name in names)
+
+
+class _PathTimer:
+  """Times one path into `latency`, keeping a failure as that path's error."""
+
+  def __init__(self, latency, runs, warmup):
+    self.latency, self.runs, self.warmup = latency, runs, warmup
+
+  def __call__(self, path, make_function):
+    try:
+      self.latency[path] = time_function(make_function(), self.runs,
+                                         self.warmup)
+    except Exception as e:  # pylint: disable=broad-except
+      self.latency[path] = {"error": _short_error(e)}
+
+
+def _time_batch(model, shape, paths, runs, warmup, num_threads,
+                workdir, sizes, cleanup):
+  """Latency of every requested path at one input shape."""
+  # Imported here: the converters are heavy and only these paths need them.
+  from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
+  from fast_seg.export import tflite_format  # pylint: disable=g-import-not-at-top
+  latency = {}
+  timer = _PathTimer(latency, runs, warmup)
+  images = np.random.default_rng(0).integers(0, 256, size=shape,
+                                             dtype=np.uint8)
+  inputs = tf.constant(images)
+  serve = export_lib.build_inference_function(model, tuple(shape))
+  concrete = serve.get_concrete_function()
+  graph_def = export_lib.optimize_frozen_graph(export_lib.freeze(concrete))
+  if KERAS in paths:
+    timer(KERAS, lambda: lambda: serve(inputs)[export_lib.OUTPUT_NAME].numpy())
+  if XLA in paths:
+    def make_xla():
+      compiled = tf.function(serve.python_function,
+                             input_signature=serve.input_signature,
+                             jit_compile=True)
+      return lambda: compiled(inputs)[export_lib.OUTPUT_NAME].numpy()
+    timer(XLA, make_xla)
+  if FROZEN in paths:
+    def make_frozen():
+      run, session = _frozen_runner(graph_def, images)
+      cleanup.append(session.close)
+      return run
+    timer(FROZEN, make_frozen)
+  sizes[f"frozen_graph_b{shape[0]}"] = graph_def.ByteSize()
+  if not {TFLITE, TFLITE_INT8, ONNX} & set(paths):
+    return latency
+  saved_model_dir = os.path.join(workdir, f"saved_model_b{shape[0]}")
+  module = tf.Module()
+  module.model_variables = list(model.inference_model.variables)
+  module.serve = serve
+  tf.saved_model.save(module, saved_model_dir,
+                      signatures={"serving_default": concrete})
+  sizes[f"saved_model_b{shape[0]}"] = _dir_bytes(saved_model_dir)
+  for path, quantize in ((TFLITE, "none"), (TFLITE_INT8, "int8")):
+    if path not in paths:
+      continue
+    def make_tflite(quantize=quantize, path=path):
+      output = os.path.join(workdir, f"{path}_b{shape[0]}.tflite")
+      # Random pixels calibrate int8 well enough for timing.
+      calibration = [images[:1], images[:1][:, ::-1]]
+      info = tflite_format.convert(
+          saved_model_dir, output, quantize=quantize,
+          representative_images=calibration if quantize == "int8" else None)
+      sizes[f"{path}_b{shape[0]}"] = info["bytes"]
+      run = tflite_format.Model(output, num_threads=num_threads)
+      return lambda: run(images)
+    timer(path, make_tflite)
+  if ONNX in paths:
+    def make_onnx():
+      output = os.path.join(workdir, f"model_b{shape[0]}.onnx")
+      sizes[f"onnx_b{shape[0]}"] = onnx_format.convert(
+          saved_model_dir, output)["bytes"]
+      run = onnx_format.Model(output, num_threads=num_threads)
+      return lambda: run(images)
+    timer(ONNX, make_onnx)
+  return latency
+
+
+def _time_precision(config, precision, shape, runs, warmup):
+  """Keras and XLA latency of the model built under a mixed policy."""
+  latency = {}
+  timer = _PathTimer(latency, runs, warmup)
+  keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+  try:
+    model = model_builder.build(config.model)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  images = tf.constant(np.random.default_rng(0).integers(
+      0, 256, size=shape, dtype=np.uint8))
+  serve = export_lib.build_inference_function(model, tuple(shape))
+  timer(f"{KERAS}_{precision}",
+        lambda: lambda: serve(images)[export_lib.OUTPUT_NAME].numpy())
+  def make_xla():
+    compiled = tf.function(serve.python_function,
+                           input_signature=serve.input_signature,
+                           jit_compile=True)
+    return lambda: compiled(images)[export_lib.OUTPUT_NAME].numpy()
+  timer(f"{XLA}_{precision}", make_xla)
+  return latency
+
+
 def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
-                     num_classes=None, runs=3, warmup=1, xla=True):
+                     num_classes=None, runs=3, warmup=1, paths=PATHS,
+                     batch_sizes=None, num_threads=2, precisions=(),
+                     ceiling=None):
   """Measures one config; never raises for a model that fails.
 
   Args:
     config_path: a pipeline config.
-    input_shape: (N, H, W, 3) of the uint8 input.
+    input_shape: (N, H, W, 3) of the uint8 input; N is the first batch size.
     num_classes: overrides the config's num_classes; None keeps it.
     runs: timed runs per path.
     warmup: untimed runs before them (the first also traces/compiles).
-    xla: also time the function compiled with XLA (jit_compile=True).
+    paths: names from PATHS.
+    batch_sizes: batch sizes to time; None: input_shape's N only.
+    num_threads: threads of the TFLite and ONNX runtimes.
+    precisions: keys of PRECISIONS: also time Keras / XLA in that precision.
+    ceiling: measure_ceiling()'s dict, for the achieved fractions.
 
   Returns:
-    A row dict: config, name, architecture, params, flops, gflops,
-    latency_ms {path: {median, min, max, runs, first_call} or {error}}, fps
-    (from the keras path's median), input_shape, and `error` when the model
-    could not be built or measured (the fields measured before stay).
+    A row dict: config, name, architecture, params, flops (batch 1), gflops,
+    sizes {format_bN: bytes}, latency_ms {batch: {path: {median, min, max,
+    runs, first_call} or {error}}}, fps {batch: {path: images/s}},
+    achieved_fraction {path: FLOP/s / conv ceiling} (batch 1), and `error`
+    when the model could not be built (the fields measured before stay).
   """
+  unknown = set(paths) - set(PATHS)
+  if unknown:
+    raise ValueError(f"--paths: unknown {sorted(unknown)}; allowed: "
+                     f"{', '.join(PATHS)}")
   name = os.path.splitext(os.path.basename(config_path))[0]
-  row = {"config": config_path, "name": name, "input_shape": list(input_shape),
-         "params": None, "flops": None, "gflops": None, "latency_ms": {},
-         "fps": None, "error": None}
-  sessions = []
+  shape = tuple(input_shape)
+  batch_sizes = list(batch_sizes or [shape[0]])
+  row = {"config": config_path, "name": name, "input_shape": list(shape),
+         "params": None, "flops": None, "gflops": None, "sizes": {},
+         "latency_ms": {}, "fps": {}, "achieved_fraction": {}, "error": None}
+  workdir = tempfile.mkdtemp(prefix="fast_seg_bench_")
+  cleanup = []
   try:
     config = config_util.load_pipeline_config(config_path)
     if num_classes is not None:
@@ -183,38 +349,35 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
                num_classes=arch.num_classes)
     model = model_builder.build(config.model)
     row["params"] = int(model.inference_model.count_params())
-    serve = export_lib.build_inference_function(model, tuple(input_shape))
-    concrete = serve.get_concrete_function()
-    graph_def = export_lib.freeze(concrete)
-    row["flops"] = export_lib.count_flops(graph_def)
+    single = export_lib.build_inference_function(model, (1,) + shape[1:])
+    row["flops"] = export_lib.count_flops(
+        export_lib.freeze(single.get_concrete_function()))
     row["gflops"] = row["flops"] / 1e9
-
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=input_shape, dtype=np.uint8)
-    inputs = tf.constant(images)
-    latency = row["latency_ms"]
-    latency[KERAS] = time_function(
-        lambda: serve(inputs)[export_lib.OUTPUT_NAME].numpy(), runs, warmup)
-    row["fps"] = 1000.0 * input_shape[0] / latency[KERAS]["median"]
-    if xla:
-      # XLA support differs by device and op; its failure is a result too.
-      try:
-        compiled = tf.function(serve.python_function,
-                               input_signature=serve.input_signature,
-                               jit_compile=True)
-        latency[XLA] = time_function(
-            lambda: compiled(inputs)[export_lib.OUTPUT_NAME].numpy(), runs,
-            warmup)
-      except Exception as e:  # pylint: disable=broad-except
-        latency[XLA] = {"error": _short_error(e)}
-    run_frozen, session = _frozen_runner(graph_def, images)
-    sessions.append(session)
-    latency[FROZEN] = time_function(run_frozen, runs, warmup)
+    for batch in batch_sizes:
+      batch_shape = (batch,) + shape[1:]
+      latency = _time_batch(model, batch_shape, paths, runs, warmup,
+                            num_threads, workdir, row["sizes"], cleanup)
+      if batch == batch_sizes[0]:
+        for precision in precisions:
+          latency.update(_time_precision(config, precision, batch_shape, runs,
+                                         warmup))
+      row["latency_ms"][str(batch)] = latency
+      row["fps"][str(batch)] = {
+          path: 1000.0 * batch / entry["median"]
+          for path, entry in latency.items() if "median" in entry}
+    first = row["latency_ms"].get(str(batch_sizes[0]), {})
+    if ceiling:
+      for path, entry in first.items():
+        if "median" in entry:
+          achieved = (row["flops"] * batch_sizes[0]
+                      / (entry["median"] / 1000.0) / 1e9)
+          row["achieved_fraction"][path] = achieved / ceiling["conv3x3_gflops"]
   except Exception as e:  # pylint: disable=broad-except
     row["error"] = _short_error(e)
   finally:
-    for session in sessions:
-      session.close()
+    for close in cleanup:
+      close()
+    shutil.rmtree(workdir, ignore_errors=True)
     # Drop this model before the next one is built (memory, layer names).
     keras.backend.clear_session()
     gc.collect()
@@ -222,35 +385,58 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
 
 
 def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
-                  num_classes=None, runs=3, warmup=1, xla=True,
+                  num_classes=None, runs=3, warmup=1, paths=PATHS,
+                  batch_sizes=None, num_threads=2, precisions=(),
+                  train_configs=(), train_steps=10, train_input_path=None,
                   output_json=None, log=print):
-  """Benchmarks each config in turn and writes the JSON report.
+  """Measures the machine, then each config, and writes the JSON report.
 
   Args:
     config_paths: pipeline configs; None: DEFAULT_CONFIGS.
-    input_shape: (N, H, W, 3).
-    num_classes: overrides every config's num_classes; None keeps them.
-    runs: timed runs per path.
-    warmup: untimed runs first.
-    xla: also time the XLA-compiled function.
+    input_shape, num_classes, runs, warmup, paths, batch_sizes, num_threads,
+      precisions: as in benchmark_config.
+    train_configs: configs whose training throughput and memory are measured
+      (fast_seg.tools.train_benchmark); empty: none.
+    train_steps: timed training steps per measurement.
+    train_input_path: training TFRecord glob for every train config instead
+      of its own (None: the config's).
     output_json: where the report goes; None: not written.
-    log: called with a progress line per config (None: silent).
+    log: called with a progress line per step (None: silent).
 
   Returns:
-    The report: environment fields, settings and `rows` (benchmark_config's).
+    The report: environment fields, settings, `ceiling`, `rows` and
+    `training` (a list of train_benchmark results).
   """
   config_paths = list(config_paths or default_config_paths())
+  log = log or (lambda line: None)
   report = dict(environment(), input_shape=list(input_shape), runs=runs,
-                warmup=warmup, num_classes=num_classes, rows=[])
+                warmup=warmup, num_classes=num_classes, paths=list(paths),
+                batch_sizes=list(batch_sizes or [input_shape[0]]),
+                num_threads=num_threads, precisions=list(precisions),
+                rows=[], training=[])
+  log("measuring the machine's matmul and conv throughput ...")
+  report["ceiling"] = measure_ceiling()
+
+  def save():  # After every model, so a killed run keeps what it measured.
+    if output_json:
+      write_report(report, output_json)
+  save()
   for path in config_paths:
-    if log:
-      log(f"benchmarking {path} at {'x'.join(map(str, input_shape))} ...")
+    log(f"benchmarking {path} at {'x'.join(map(str, input_shape[1:3]))} ...")
     start = time.perf_counter()
-    row = benchmark_config(path, input_shape, num_classes, runs, warmup, xla)
+    row = benchmark_config(path, input_shape, num_classes, runs, warmup, paths,
+                           batch_sizes, num_threads, precisions,
+                           report["ceiling"])
     row["wall_s"] = time.perf_counter() - start
     report["rows"].append(row)
-    if output_json:  # Written after every model, so a killed run keeps some.
-      write_report(report, output_json)
+    save()
+  if train_configs:
+    from fast_seg.tools import train_benchmark  # pylint: disable=g-import-not-at-top
+    for path in train_configs:
+      log(f"training throughput and memory of {path} ...")
+      report["training"].append(train_benchmark.measure_all(
+          path, steps=train_steps, input_path=train_input_path))
+      save()
   return report
 
 
@@ -263,8 +449,14 @@ def write_report(report, path):
     json.dump(report, f, indent=2)
 
 
-def _cell(latency, path):
-  entry = latency.get(path)
+def _markdown(header, lines):
+  out = ["| " + " | ".join(header) + " |",
+         "|" + "|".join("---" if i == 0 else "---:"
+                        for i in range(len(header))) + "|"]
+  return out + ["| " + " | ".join(line) + " |" for line in lines]
+
+
+def _latency_cell(entry):
   if entry is None:
     return "-"
   if "error" in entry:
@@ -273,36 +465,81 @@ def _cell(latency, path):
 
 
 def format_table(report):
-  """Plain-text table of the report's rows, with the device and TF version."""
-  header = ("config", "params M", "GFLOPs", "keras ms", "xla ms", "frozen ms",
-            "fps")
-  lines = []
-  for row in report["rows"]:
-    latency = row.get("latency_ms") or {}
-    lines.append((
-        row["name"],
-        f"{row['params'] / 1e6:.2f}" if row.get("params") else "-",
-        f"{row['gflops']:.2f}" if row.get("gflops") else "-",
-        _cell(latency, KERAS), _cell(latency, XLA), _cell(latency, FROZEN),
-        f"{row['fps']:.2f}" if row.get("fps") else "-",
-    ))
-  widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
-
-  def fmt(cells):
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                     for i, (c, w) in enumerate(zip(cells, widths)))
-
+  """Markdown tables of the report: machine, models, latency, training."""
+  ceiling = report.get("ceiling") or {}
   out = [f"{report['device']}, TensorFlow {report['tensorflow']}, "
-         f"{report['date']}, input {'x'.join(map(str, report['input_shape']))}, "
-         f"median of {report['runs']} runs (fps from keras ms)",
-         fmt(header), fmt(["-" * w for w in widths])]
-  out += [fmt(line) for line in lines]
-  for row in report["rows"]:
+         f"{report['date']}; input {'x'.join(map(str, report['input_shape'][1:3]))}; "
+         f"median of {report['runs']} runs after {report['warmup']} warm-up; "
+         f"TFLite (XNNPACK) and ONNX Runtime on {report['num_threads']} "
+         f"threads; {report['flops']}."]
+  if ceiling:
+    out.append(f"Machine ceiling: matmul {ceiling['matmul_gflops']:.1f} "
+               f"GFLOP/s, 3x3 conv {ceiling['conv3x3_gflops']:.1f} GFLOP/s.")
+  rows = report["rows"]
+  paths = []
+  for row in rows:
+    for latency in row.get("latency_ms", {}).values():
+      paths += [p for p in latency if p not in paths]
+  for batch in report["batch_sizes"]:
+    header = ["config", "params M", "GFLOPs"] + [f"{p} ms" for p in paths]
+    lines = []
+    for row in rows:
+      latency = row.get("latency_ms", {}).get(str(batch), {})
+      lines.append([row["name"],
+                    f"{row['params'] / 1e6:.2f}" if row.get("params") else "-",
+                    f"{row['gflops']:.2f}" if row.get("gflops") else "-"]
+                   + [_latency_cell(latency.get(p)) for p in paths])
+    out += ["", f"Latency, batch {batch}:"] + _markdown(header, lines)
+  first = str(report["batch_sizes"][0])
+  lines = []
+  for row in rows:
+    fps = row.get("fps", {}).get(first, {})
+    if not fps:
+      continue
+    best = max(fps, key=fps.get)
+    fraction = row.get("achieved_fraction", {})
+    lines.append([row["name"], f"{fps[best]:.2f} ({best})",
+                  f"{100 * fraction[KERAS]:.1f}%" if KERAS in fraction else "-",
+                  f"{100 * max(fraction.values()):.1f}%" if fraction else "-",
+                  ", ".join(f"{k} {v / 1e6:.1f}" for k, v in
+                            sorted(row.get("sizes", {}).items())
+                            if k.endswith(f"_b{first}"))])
+  if lines:
+    out += ["", f"Throughput at batch {first} (achieved = FLOP/s / 3x3-conv "
+            "ceiling; sizes in MB):"]
+    out += _markdown(["config", "best fps", "achieved keras", "achieved best",
+                      "sizes MB"], lines)
+  training = report.get("training") or []
+  if training:
+    lines = []
+    for entry in training:
+      for result in entry["results"]:
+        lines.append([entry["name"], result["mode"],
+                      f"{result['images_per_second']:.2f}"
+                      if "images_per_second" in result else "error",
+                      f"{result['peak_memory_mb']:.0f}"
+                      if "peak_memory_mb" in result else "-"])
+    out += ["", "Training (the config's global batch; peak memory = process "
+            "peak RSS on a CPU, allocator peak on a GPU):"]
+    out += _markdown(["config", "mode", "images/s", "peak MB"], lines)
+    for entry in training:
+      if "pipeline_overhead" in entry:
+        out.append(f"{entry['name']}: the pipeline costs "
+                   f"{100 * entry['pipeline_overhead']:.1f}% of synthetic "
+                   "images/s")
+      if "memory_saving_ratio" in entry:
+        out.append(f"{entry['name']}: memory saving peak x"
+                   f"{entry['memory_saving_ratio']:.2f}")
+      for result in entry["results"]:
+        if "error" in result:
+          out.append(f"{entry['name']} {result['mode']}: {result['error']}")
+  for row in rows:
     if row.get("error"):
       out.append(f"{row['name']}: error: {row['error']}")
-    xla_entry = (row.get("latency_ms") or {}).get(XLA) or {}
-    if "error" in xla_entry:
-      out.append(f"{row['name']}: XLA error: {xla_entry['error']}")
+    for batch, latency in row.get("latency_ms", {}).items():
+      for path, entry in latency.items():
+        if "error" in entry:
+          out.append(f"{row['name']} batch {batch} {path}: {entry['error']}")
   return "\n".join(out)
 
 
@@ -311,12 +548,26 @@ flags.DEFINE_list("configs", [],
                   + ", ".join(DEFAULT_CONFIGS))
 flags.DEFINE_string("input_shape", ",".join(map(str, DEFAULT_INPUT_SHAPE)),
                     "N,H,W,3 of the uint8 input.")
+flags.DEFINE_list("batch_sizes", [],
+                  "Batch sizes to time; default: N of --input_shape.")
 flags.DEFINE_integer("num_classes", None,
                      "Overrides each config's num_classes; default: keep it.")
+flags.DEFINE_list("paths", list(PATHS), "Latency paths: " + ", ".join(PATHS))
+flags.DEFINE_integer("num_threads", 2,
+                     "Threads of the TFLite (XNNPACK) and ONNX runtimes.")
+flags.DEFINE_list("precisions", [],
+                  "Also time Keras / XLA in these precisions: float16, "
+                  "bfloat16 (default: both on a GPU, none on a CPU).")
 flags.DEFINE_integer("runs", 3, "Timed runs per model and path.")
 flags.DEFINE_integer("warmup", 1,
                      "Untimed runs first (the first traces / compiles).")
-flags.DEFINE_bool("xla", True, "Also time the XLA-compiled (jit) function.")
+flags.DEFINE_list("train_configs", [],
+                  "Configs whose training images/s (synthetic batches, "
+                  "tf.data alone, both) and peak memory are measured.")
+flags.DEFINE_integer("train_steps", 10, "Timed training steps per mode.")
+flags.DEFINE_string("train_input_path", None,
+                    "Training TFRecord glob for the train configs instead of "
+                    "their own.")
 flags.DEFINE_string("output_json", "bench_output/benchmark.json",
                     "Where the JSON report goes.")
 FLAGS = flags.FLAGS
@@ -329,12 +580,32 @@ def main(argv):
     raise ValueError(f"--num_classes must be >= 1, got {FLAGS.num_classes}")
   if FLAGS.runs < 1 or FLAGS.warmup < 0:
     raise ValueError("--runs must be >= 1 and --warmup >= 0")
-  for path in FLAGS.configs:
+  try:
+    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+  except ValueError:
+    batch_sizes = [0]
+  if any(b < 1 for b in batch_sizes):
+    raise ValueError(f"--batch_sizes must be positive integers, got "
+                     f"{','.join(FLAGS.batch_sizes)}")
+  unknown = set(FLAGS.paths) - set(PATHS)
+  if unknown:
+    raise ValueError(f"--paths: unknown {sorted(unknown)}; allowed: "
+                     f"{', '.join(PATHS)}")
+  precisions = FLAGS.precisions
+  if not precisions and tf.config.list_physical_devices("GPU"):
+    precisions = list(PRECISIONS)
+  unknown = set(precisions) - set(PRECISIONS)
+  if unknown:
+    raise ValueError(f"--precisions: unknown {sorted(unknown)}; allowed: "
+                     f"{', '.join(PRECISIONS)}")
+  for path in list(FLAGS.configs) + list(FLAGS.train_configs):
     if not os.path.exists(path):
       raise FileNotFoundError(f"config file not found: {path}")
-  report = run_benchmark(FLAGS.configs or None, input_shape, FLAGS.num_classes,
-                         FLAGS.runs, FLAGS.warmup, FLAGS.xla,
-                         FLAGS.output_json)
+  report = run_benchmark(
+      FLAGS.configs or None, input_shape, FLAGS.num_classes, FLAGS.runs,
+      FLAGS.warmup, FLAGS.paths, batch_sizes or None, FLAGS.num_threads,
+      precisions, FLAGS.train_configs, FLAGS.train_steps,
+      FLAGS.train_input_path, FLAGS.output_json)
   print(format_table(report))
   print(f"Wrote {FLAGS.output_json}")
 

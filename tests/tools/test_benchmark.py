@@ -5,56 +5,93 @@ Timings are machine-dependent: only their consistency is checked.
 
 import json
 
+import pytest
+
 from fast_seg.tools import benchmark
 from tests import helpers
 
 DEMO_CONFIG = str(helpers.REPO_ROOT / "configs" /
                   "icnet_mobilenet_v2_synthetic_128.config")
+# Every path but XLA, whose compile is slow on a CPU (timed in a test below).
+_PATHS = tuple(p for p in benchmark.PATHS if p != benchmark.XLA)
 
 
-def _check_latency(entry):
+def _check_latency(entry, runs):
   assert entry["min"] > 0
   assert entry["min"] <= entry["median"] <= entry["max"]
-  assert len(entry["runs"]) == 2
+  assert len(entry["runs"]) == runs
   assert entry["first_call"] > 0
 
 
-def test_benchmark_writes_rows(tmp_path):
-  output = tmp_path / "out" / "benchmark.json"
-  broken = tmp_path / "broken.config"
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+  output = tmp_path_factory.mktemp("bench") / "out" / "benchmark.json"
+  broken = tmp_path_factory.mktemp("broken") / "broken.config"
   broken.write_text("model { icnet { num_classes: 3 } }")
-  report = benchmark.run_benchmark(
+  result = benchmark.run_benchmark(
       [DEMO_CONFIG, str(broken)], input_shape=(1, 64, 64, 3), runs=2,
-      warmup=1, output_json=str(output), log=None)
+      warmup=1, paths=_PATHS, batch_sizes=[1],
+      output_json=str(output), log=None)
+  assert json.loads(output.read_text()) == result
+  return result
 
-  assert json.loads(output.read_text()) == report
-  for key in ("device", "tensorflow", "date"):
+
+def test_every_path_with_sizes(report):
+  for key in ("device", "tensorflow", "date", "flops"):
     assert report[key]
-  good, bad = report["rows"]
-
+  assert "multiply-add = 2" in report["flops"]
+  good = report["rows"][0]
   assert good["error"] is None
   assert good["name"] == "icnet_mobilenet_v2_synthetic_128"
-  assert good["num_classes"] == 6
-  assert good["params"] > 0
-  assert good["flops"] > 0 and good["gflops"] > 0
-  assert good["fps"] > 0
-  latency = good["latency_ms"]
-  _check_latency(latency[benchmark.KERAS])
-  _check_latency(latency[benchmark.FROZEN])
-  # XLA either ran or left its error; it never sinks the row.
-  xla = latency[benchmark.XLA]
-  if "error" in xla:
-    assert xla["error"]
-  else:
-    _check_latency(xla)
+  assert good["num_classes"] == 6 and good["params"] > 0
+  assert good["flops"] > 0 and good["gflops"] == good["flops"] / 1e9
+  latency = good["latency_ms"]["1"]
+  assert set(latency) == set(_PATHS)
+  for path, entry in latency.items():
+    _check_latency(entry, 2)
+    assert good["fps"]["1"][path] == pytest.approx(1000.0 / entry["median"])
+  sizes = good["sizes"]
+  for name in ("frozen_graph_b1", "saved_model_b1", "tflite_b1",
+               "tflite_int8_b1", "onnx_b1"):
+    assert sizes[name] > 0, name
+  # int8 weights: about a quarter of the float32 file.
+  assert sizes["tflite_int8_b1"] < 0.5 * sizes["tflite_b1"]
 
-  # A config that cannot be built is a row with the error, not a crash.
+
+def test_xla_and_a_larger_batch():
+  row = benchmark.benchmark_config(
+      DEMO_CONFIG, input_shape=(1, 32, 32, 3), runs=1, warmup=1,
+      paths=(benchmark.KERAS, benchmark.XLA), batch_sizes=[1, 3])
+  assert row["error"] is None and set(row["latency_ms"]) == {"1", "3"}
+  for batch in ("1", "3"):
+    for path in (benchmark.KERAS, benchmark.XLA):
+      entry = row["latency_ms"][batch][path]
+      if "error" in entry:  # XLA may be unavailable; it never sinks the row
+        assert path == benchmark.XLA and entry["error"]
+      else:
+        _check_latency(entry, 1)
+  fps = row["fps"]["3"][benchmark.KERAS]
+  assert fps == pytest.approx(3000.0 / row["latency_ms"]["3"]["keras"]["median"])
+
+
+def test_ceiling_and_achieved_fraction(report):
+  ceiling = report["ceiling"]
+  assert ceiling["matmul_gflops"] > 0 and ceiling["conv3x3_gflops"] > 0
+  good = report["rows"][0]
+  keras_ms = good["latency_ms"]["1"][benchmark.KERAS]["median"]
+  expected = good["flops"] / (keras_ms / 1000.0) / 1e9 / ceiling["conv3x3_gflops"]
+  assert good["achieved_fraction"][benchmark.KERAS] == pytest.approx(expected)
+
+
+def test_broken_config_is_a_row_and_tables_render(report):
+  bad = report["rows"][1]
   assert "feature_extractor" in bad["error"]
   assert bad["params"] is None and bad["latency_ms"] == {}
-
   table = benchmark.format_table(report)
   assert "icnet_mobilenet_v2_synthetic_128" in table
   assert "broken: error:" in table
+  assert "Latency, batch 1:" in table and "| config | params M |" in table
+  assert "Machine ceiling" in table
 
 
 def test_num_classes_override_keeps_config_valid():
@@ -62,8 +99,14 @@ def test_num_classes_override_keeps_config_valid():
   camvid = str(helpers.REPO_ROOT / "configs" /
                "icnet_mobilenet_v2_camvid_360.config")
   row = benchmark.benchmark_config(camvid, input_shape=(1, 32, 32, 3),
-                                   num_classes=19, runs=1, warmup=0, xla=False)
+                                   num_classes=19, runs=1, warmup=0,
+                                   paths=(benchmark.KERAS,))
   assert row["error"] is None
   assert row["num_classes"] == 19
-  assert benchmark.XLA not in row["latency_ms"]
-  assert row["latency_ms"][benchmark.KERAS]["first_call"] is None
+  assert set(row["latency_ms"]["1"]) == {benchmark.KERAS}
+  assert row["latency_ms"]["1"][benchmark.KERAS]["first_call"] is None
+
+
+def test_unknown_path_is_refused():
+  with pytest.raises(ValueError, match="--paths: unknown"):
+    benchmark.benchmark_config(DEMO_CONFIG, paths=("tensorrt",))

@@ -1,0 +1,202 @@
+"""Training throughput and peak memory of a config, one mode per process.
+
+  python -m fast_seg.tools.train_benchmark --config_path C [--steps 10] \
+      [--input_path 'data/x/train-*.tfrecord'] [--modes synthetic,pipeline,...]
+
+Modes (each in a fresh process, so its peak memory is its own):
+  synthetic             the train step on one batch held in memory (no input
+                        pipeline): what the model alone can do;
+  pipeline              the tf.data input pipeline alone (read, decode,
+                        augment, batch): what it can feed;
+  together              the train step fed by the pipeline, as train.py runs;
+  synthetic_memory_saving  synthetic with train_config.memory_saving.
+Peak memory is the process's peak RSS on a CPU, the allocator's peak on a GPU.
+The pipeline is not the bottleneck when `together` is close to `synthetic`.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import flags
+import tensorflow as tf
+
+from fast_seg.core import standard_fields as fields
+from fast_seg.utils import cli
+from fast_seg.utils import config_util
+
+SYNTHETIC, PIPELINE, TOGETHER = "synthetic", "pipeline", "together"
+SYNTHETIC_MEMORY_SAVING = "synthetic_memory_saving"
+MODES = (SYNTHETIC, PIPELINE, TOGETHER, SYNTHETIC_MEMORY_SAVING)
+_RESULT_PREFIX = "TRAIN_BENCHMARK_RESULT "
+
+
+def _peak_memory_mb():
+  """GPU allocator peak if a GPU ran the step, else this process's peak RSS."""
+  if tf.config.list_logical_devices("GPU"):
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_config(config_path, input_path=None, memory_saving=False):
+  """The config with an optional training-data glob and memory saving."""
+  config = config_util.load_pipeline_config(config_path)
+  if input_path:
+    reader = config.train_input_reader
+    del reader.tf_record_input_path[:]
+    reader.tf_record_input_path.append(input_path)
+  if memory_saving:
+    config.train_config.memory_saving = True
+  return config
+
+
+def measure(config, mode, steps, warmup_calls=2):
+  """Images per second of one mode in this process.
+
+  Args:
+    config: a pipeline config whose training data exists.
+    mode: one of MODES.
+    steps: timed training steps (rounded up to whole calls of
+      train_config.steps_per_call) or pipeline batches.
+    warmup_calls: untimed calls first (tracing, allocation).
+
+  Returns:
+    dict: mode, images_per_second, seconds, steps, batch_size, peak_memory_mb.
+  """
+  # Imported here: building the trainer pulls in the whole framework.
+  from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
+  if mode not in MODES:
+    raise ValueError(f"--modes: unknown '{mode}'; allowed: {', '.join(MODES)}")
+  batch_size = config.train_config.batch_size
+  logdir = tempfile.mkdtemp(prefix="fast_seg_train_bench_")
+  trainer = train_lib.Trainer(config, logdir,
+                              train_lib.build_strategy("one_device"))
+  dataset = trainer.build_dataset()
+  if mode == PIPELINE:
+    iterator = iter(dataset)
+    for _ in range(warmup_calls):
+      next(iterator)
+    start = time.perf_counter()
+    for _ in range(steps):
+      batch = next(iterator)
+    batch[fields.InputFields.image].numpy()
+    seconds = time.perf_counter() - start
+    done = steps
+  else:
+    if mode in (SYNTHETIC, SYNTHETIC_MEMORY_SAVING):
+      # One batch, held in memory: no decode, no augmentation.
+      batch = next(iter(dataset))
+      dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    iterator = trainer.distribute(dataset)
+    per_call = max(config.train_config.steps_per_call, 1)
+    for _ in range(warmup_calls):
+      losses = trainer.train_function(iterator)
+    float(losses[fields.LossFields.total])
+    calls = -(-steps // per_call)
+    start = time.perf_counter()
+    for _ in range(calls):
+      losses = trainer.train_function(iterator)
+    float(losses[fields.LossFields.total])  # waits for the last step
+    seconds = time.perf_counter() - start
+    done = calls * per_call
+  return {"mode": mode, "images_per_second": done * batch_size / seconds,
+          "seconds": seconds, "steps": done, "batch_size": batch_size,
+          "peak_memory_mb": _peak_memory_mb()}
+
+
+def measure_in_subprocess(config_path, mode, steps, input_path=None,
+                          timeout=1800):
+  """`measure` in a fresh Python process (its own peak memory); never raises.
+
+  Returns:
+    measure's dict, or {'mode', 'error'} when the process failed.
+  """
+  command = [sys.executable, "-m", "fast_seg.tools.train_benchmark",
+             "--config_path", config_path, "--modes", mode,
+             "--steps", str(steps), "--emit_result"]
+  if input_path:
+    command += ["--input_path", input_path]
+  try:
+    done = subprocess.run(command, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+  except subprocess.TimeoutExpired:
+    return {"mode": mode, "error": f"timed out after {timeout} s"}
+  for line in done.stdout.splitlines():
+    if line.startswith(_RESULT_PREFIX):
+      return json.loads(line[len(_RESULT_PREFIX):])
+  tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+  return {"mode": mode, "error": " ".join(tail)[-500:] or f"exit {done.returncode}"}
+
+
+def measure_all(config_path, steps=10, input_path=None, modes=MODES):
+  """Every mode of one config, each in its own process.
+
+  Returns:
+    dict: config, name, results (one per mode) and, when both ran,
+    pipeline_overhead (1 - together / synthetic images/s) and
+    memory_saving_ratio (peak with / peak without).
+  """
+  results = [measure_in_subprocess(config_path, mode, steps, input_path)
+             for mode in modes]
+  by_mode = {r["mode"]: r for r in results if "error" not in r}
+  entry = {"config": config_path,
+           "name": os.path.splitext(os.path.basename(config_path))[0],
+           "steps": steps, "results": results}
+  if SYNTHETIC in by_mode and TOGETHER in by_mode:
+    entry["pipeline_overhead"] = 1.0 - (
+        by_mode[TOGETHER]["images_per_second"]
+        / by_mode[SYNTHETIC]["images_per_second"])
+  if SYNTHETIC in by_mode and SYNTHETIC_MEMORY_SAVING in by_mode:
+    entry["memory_saving_ratio"] = (
+        by_mode[SYNTHETIC_MEMORY_SAVING]["peak_memory_mb"]
+        / by_mode[SYNTHETIC]["peak_memory_mb"])
+  return entry
+
+
+flags.DEFINE_string("config_path", None, "Pipeline config to train.")
+flags.DEFINE_string("input_path", None,
+                    "Training TFRecord glob instead of the config's.")
+flags.DEFINE_list("modes", list(MODES), "Modes: " + ", ".join(MODES))
+flags.DEFINE_integer("steps", 10, "Timed steps (or pipeline batches) per mode.")
+flags.DEFINE_bool("emit_result", False,
+                  "Measure the one mode in this process and print its JSON "
+                  "(what measure_in_subprocess runs).")
+flags.mark_flag_as_required("config_path")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if FLAGS.steps < 1:
+    raise ValueError(f"--steps must be >= 1, got {FLAGS.steps}")
+  unknown = set(FLAGS.modes) - set(MODES)
+  if unknown:
+    raise ValueError(f"--modes: unknown {sorted(unknown)}; allowed: "
+                     f"{', '.join(MODES)}")
+  if FLAGS.emit_result:
+    (mode,) = FLAGS.modes
+    config = load_config(FLAGS.config_path, FLAGS.input_path,
+                         memory_saving=mode == SYNTHETIC_MEMORY_SAVING)
+    print(_RESULT_PREFIX + json.dumps(measure(config, mode, FLAGS.steps)),
+          flush=True)
+    return
+  entry = measure_all(FLAGS.config_path, FLAGS.steps, FLAGS.input_path,
+                      FLAGS.modes)
+  for result in entry["results"]:
+    if "error" in result:
+      print(f"{result['mode']:<24} error: {result['error']}")
+    else:
+      print(f"{result['mode']:<24} {result['images_per_second']:8.2f} img/s  "
+            f"peak {result['peak_memory_mb']:.0f} MB")
+  if "pipeline_overhead" in entry:
+    print(f"pipeline overhead: {100 * entry['pipeline_overhead']:.1f}%")
+  if "memory_saving_ratio" in entry:
+    print(f"memory saving: peak x{entry['memory_saving_ratio']:.2f}")
+
+
+if __name__ == "__main__":
+  cli.run(main)
