@@ -36,6 +36,10 @@ flags.DEFINE_enum("output", "labels", list(export_lib.OUTPUT_KINDS),
                   "colours (uint8 RGB from the dataset palette).")
 flags.DEFINE_enum("input_type", "uint8", list(export_lib.INPUT_TYPES),
                   "Pixel type of `inputs` (values 0..255 either way).")
+flags.DEFINE_bool("fast_labels", False,
+                  "Labels / colours: arg-max at the logits' resolution, then "
+                  "nearest upsampling (much cheaper at high resolution; "
+                  "differs only along class boundaries).")
 flags.DEFINE_bool("random_weights", False,
                   "Export an untrained model of the same architecture (for "
                   "on-device speed tests); no checkpoint needed.")
@@ -56,7 +60,8 @@ def main(argv):
       pad_to_shape, formats=formats, quantize=FLAGS.quantize,
       output=FLAGS.output, input_type=FLAGS.input_type,
       random_weights=FLAGS.random_weights,
-      num_calibration_images=FLAGS.num_calibration_images)
+      num_calibration_images=FLAGS.num_calibration_images,
+      fast_labels=FLAGS.fast_labels)
   source = ("random weights" if info["random_weights"] else info["checkpoint"])
   print(f"Exported {source} to {FLAGS.output_dir}")
   print(f"  params: {info['params']:,}")

@@ -215,7 +215,7 @@ class _PathTimer:
 
 
 def _time_batch(model, shape, paths, runs, warmup, num_threads,
-                workdir, sizes, cleanup):
+                workdir, sizes, cleanup, fast_labels=False):
   """Latency of every requested path at one input shape."""
   # Imported here: the converters are heavy and only these paths need them.
   from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
@@ -225,7 +225,8 @@ def _time_batch(model, shape, paths, runs, warmup, num_threads,
   images = np.random.default_rng(0).integers(0, 256, size=shape,
                                              dtype=np.uint8)
   inputs = tf.constant(images)
-  serve = export_lib.build_inference_function(model, tuple(shape))
+  serve = export_lib.build_inference_function(model, tuple(shape),
+                                              fast_labels=fast_labels)
   concrete = serve.get_concrete_function()
   graph_def = export_lib.optimize_frozen_graph(export_lib.freeze(concrete))
   if KERAS in paths:
@@ -304,7 +305,7 @@ def _time_precision(config, precision, shape, runs, warmup):
 def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
                      num_classes=None, runs=3, warmup=1, paths=PATHS,
                      batch_sizes=None, num_threads=2, precisions=(),
-                     ceiling=None):
+                     ceiling=None, fast_labels=False):
   """Measures one config; never raises for a model that fails.
 
   Args:
@@ -318,6 +319,8 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     num_threads: threads of the TFLite and ONNX runtimes.
     precisions: keys of PRECISIONS: also time Keras / XLA in that precision.
     ceiling: measure_ceiling()'s dict, for the achieved fractions.
+    fast_labels: serve labels upsampled from the logits' resolution
+      (export.py --fast_labels) instead of resizing the logits.
 
   Returns:
     A row dict: config, name, architecture, params, flops (batch 1), gflops,
@@ -356,7 +359,8 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     for batch in batch_sizes:
       batch_shape = (batch,) + shape[1:]
       latency = _time_batch(model, batch_shape, paths, runs, warmup,
-                            num_threads, workdir, row["sizes"], cleanup)
+                            num_threads, workdir, row["sizes"], cleanup,
+                            fast_labels)
       if batch == batch_sizes[0]:
         for precision in precisions:
           latency.update(_time_precision(config, precision, batch_shape, runs,
@@ -388,13 +392,13 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
                   num_classes=None, runs=3, warmup=1, paths=PATHS,
                   batch_sizes=None, num_threads=2, precisions=(),
                   train_configs=(), train_steps=10, train_input_path=None,
-                  output_json=None, log=print):
+                  fast_labels=False, output_json=None, log=print):
   """Measures the machine, then each config, and writes the JSON report.
 
   Args:
     config_paths: pipeline configs; None: DEFAULT_CONFIGS.
     input_shape, num_classes, runs, warmup, paths, batch_sizes, num_threads,
-      precisions: as in benchmark_config.
+      precisions, fast_labels: as in benchmark_config.
     train_configs: configs whose training throughput and memory are measured
       (fast_seg.tools.train_benchmark); empty: none.
     train_steps: timed training steps per measurement.
@@ -413,7 +417,7 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
                 warmup=warmup, num_classes=num_classes, paths=list(paths),
                 batch_sizes=list(batch_sizes or [input_shape[0]]),
                 num_threads=num_threads, precisions=list(precisions),
-                rows=[], training=[])
+                fast_labels=fast_labels, rows=[], training=[])
   log("measuring the machine's matmul and conv throughput ...")
   report["ceiling"] = measure_ceiling()
 
@@ -426,7 +430,7 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
     start = time.perf_counter()
     row = benchmark_config(path, input_shape, num_classes, runs, warmup, paths,
                            batch_sizes, num_threads, precisions,
-                           report["ceiling"])
+                           report["ceiling"], fast_labels)
     row["wall_s"] = time.perf_counter() - start
     report["rows"].append(row)
     save()
@@ -471,7 +475,9 @@ def format_table(report):
          f"{report['date']}; input {'x'.join(map(str, report['input_shape'][1:3]))}; "
          f"median of {report['runs']} runs after {report['warmup']} warm-up; "
          f"TFLite (XNNPACK) and ONNX Runtime on {report['num_threads']} "
-         f"threads; {report['flops']}."]
+         f"threads; {report['flops']}"
+         + ("; labels upsampled from the logits (--fast_labels)."
+            if report.get("fast_labels") else ".")]
   if ceiling:
     out.append(f"Machine ceiling: matmul {ceiling['matmul_gflops']:.1f} "
                f"GFLOP/s, 3x3 conv {ceiling['conv3x3_gflops']:.1f} GFLOP/s.")
@@ -568,6 +574,9 @@ flags.DEFINE_integer("train_steps", 10, "Timed training steps per mode.")
 flags.DEFINE_string("train_input_path", None,
                     "Training TFRecord glob for the train configs instead of "
                     "their own.")
+flags.DEFINE_bool("fast_labels", False,
+                  "Serve labels upsampled from the logits' resolution "
+                  "(export.py --fast_labels).")
 flags.DEFINE_string("output_json", "bench_output/benchmark.json",
                     "Where the JSON report goes.")
 FLAGS = flags.FLAGS
@@ -605,7 +614,7 @@ def main(argv):
       FLAGS.configs or None, input_shape, FLAGS.num_classes, FLAGS.runs,
       FLAGS.warmup, FLAGS.paths, batch_sizes or None, FLAGS.num_threads,
       precisions, FLAGS.train_configs, FLAGS.train_steps,
-      FLAGS.train_input_path, FLAGS.output_json)
+      FLAGS.train_input_path, FLAGS.fast_labels, FLAGS.output_json)
   print(format_table(report))
   print(f"Wrote {FLAGS.output_json}")
 

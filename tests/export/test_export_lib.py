@@ -84,3 +84,35 @@ def test_pad_smaller_than_input_raises(trained_run):
   model = model_builder.build(config.model)
   with pytest.raises(ValueError, match="pad_to_shape"):
     export_lib.build_inference_function(model, (1, 64, 64, 3), (32, 64))
+
+
+def test_fast_labels_upsample_the_low_resolution_argmax(trained_run, tmp_path):
+  config, logdir = trained_run
+  info = export_lib.export(config, logdir, str(tmp_path), (1, 64, 64, 3),
+                           formats=("saved_model", "frozen_graph", "tflite"),
+                           fast_labels=True, log=lambda line: None)
+  del info
+  report = json.loads((tmp_path / "export_report.json").read_text())
+  for name in ("saved_model", "frozen_graph", "tflite"):
+    assert report["formats"][name]["pixel_agreement"] == 1.0, name
+  # Labels differ from the exact (bilinear logits) ones only near boundaries.
+  assert 0.8 <= report["fast_labels_agreement_with_exact"] <= 1.0
+  # Each 4x4 block (the logits' stride) carries one label: the arg-max there.
+  images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
+  labels = export_lib.run_frozen_graph(_graph_def(tmp_path), images)[0]
+  blocks = labels.reshape(16, 4, 16, 4)
+  assert (blocks == blocks[:, :1, :, :1]).all()
+  model = model_builder.build(config.model)
+  checkpoint_util.restore_layers(
+      [l for l in model.inference_model.layers if l.weights],
+      checkpoint_util.resolve_checkpoint(logdir))
+  logits = model.predict(model.preprocess(tf.constant(images)))[
+      fields.PredictionFields.logits]
+  np.testing.assert_array_equal(blocks[:, 0, :, 0],
+                                np.argmax(logits.numpy()[0], axis=-1))
+
+
+def _graph_def(export_dir):
+  graph_def = tf.compat.v1.GraphDef()
+  graph_def.ParseFromString((export_dir / "frozen_inference_graph.pb").read_bytes())
+  return graph_def
