@@ -121,8 +121,9 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
       # exact in float32.
       labels = tf.image.resize(tf.cast(low, tf.float32)[..., None],
                                images.shape[1:3], method="nearest")
-      result = {fields.PredictionFields.labels: tf.cast(labels[..., 0],
-                                                        tf.int32)}
+      # Rounded: an int8 TFLite model quantizes this float map too.
+      result = {fields.PredictionFields.labels: tf.cast(
+          tf.round(labels[..., 0]), tf.int32)}
     else:
       result = model.postprocess(logits, images.shape[1:3],
                                  with_probabilities=output == "probabilities")
