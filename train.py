@@ -4,6 +4,15 @@
       --logdir runs/demo [--num_steps 300] [--strategy one_device|mirrored|multi_worker]
 
 Restarting with the same --logdir resumes from the latest checkpoint.
+
+Multi-worker: start the same command on every worker with --strategy
+multi_worker, the same --logdir (on a filesystem they all see) and each
+worker's TF_CONFIG, e.g. for the second of two:
+
+  TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+              "task": {"type": "worker", "index": 1}}' python train.py ...
+
+Worker 0 (the chief) writes checkpoints, summaries and pipeline.config.
 """
 
 from absl import flags

@@ -4,6 +4,20 @@ Reads TFRecords of tf.train.Example with the DeepLab keys (see
 standard_fields.TfExampleFields), decodes them with tf.io only, checks every
 example (missing keys, label size, label values) with messages that name the
 TFRecord file and the image, applies the configured augmentations and batches.
+
+With `cache` the decoded examples (uint8, before any augmentation) are kept in
+memory after the first pass, so later epochs skip reading and decoding while
+augmentation stays random per epoch.
+
+Multi-worker training: the dataset is built whole on every worker and
+tf.distribute shards it with tf.data's AUTO policy: by file when there are at
+least as many files as workers (each worker reads only its own files; every
+example once per epoch, no wasted decoding), otherwise by element (every
+worker reads everything and keeps its share). With file sharding a global
+batch is made of per-worker slices from different files, so it holds the same
+examples as a single-worker batch only when the files are equally long and
+all read at once (num_parallel_reads >= number of files, no shuffle); a run
+whose order matters should use that layout.
 """
 
 import tensorflow as tf
@@ -81,8 +95,9 @@ def _decode(record, path, num_classes, ignore_label):
   """Parses and checks one serialized example.
 
   Returns:
-    (image float32 [H, W, 3], label int32 [H, W, 1], filename string,
-    'path: image filename' string for later messages).
+    (image uint8 [H, W, 3], label uint8 [H, W, 1], filename string,
+    'path: image filename' string for later messages). uint8: a quarter of
+    the memory where they are cached; cast by the caller.
   """
   features = tf.io.parse_single_example(record, {
       _TF.image_encoded: tf.io.FixedLenFeature([], tf.string, ""),
@@ -108,15 +123,15 @@ def _decode(record, path, num_classes, ignore_label):
       tf.reduce_all(tf.equal(image_size, label_size)), where,
       ": label PNG is ", _size_text(label_size), " (HxW) but the image is ",
       _size_text(image_size), "; a label must have its image size")
-  label = tf.cast(label, tf.int32)
-  bad = tf.logical_and(label >= num_classes, label != ignore_label)
-  bad_value = tf.reduce_max(tf.where(bad, label, -1))
+  values = tf.cast(label, tf.int32)
+  bad = tf.logical_and(values >= num_classes, values != ignore_label)
+  bad_value = tf.reduce_max(tf.where(bad, values, -1))
   value_check = _assert(
       tf.logical_not(tf.reduce_any(bad)), where, ": label value ", bad_value,
       f" is neither a class id (0..{num_classes - 1}) nor the ignore label "
       f"{ignore_label}")
   with tf.control_dependencies([size_check, value_check]):
-    image = tf.cast(image, tf.float32)
+    image = tf.identity(image)
     label = tf.identity(label)
   return image, label, filename, where
 
@@ -133,6 +148,8 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
 
   Training reads the files interleaved, shuffles (if `shuffle`), repeats
   forever, augments and drops the last partial batch, so shapes are static.
+  With `cache`, the decoded examples are cached after the first pass and the
+  shuffle and repeat come after the cache (so each epoch is reshuffled).
   Evaluation makes one pass in file order without augmentation-driven
   shuffling (`shuffle` is not used); with `padded_size` every example is
   padded (label with the ignore label) to that size and batched, otherwise
@@ -230,16 +247,21 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
     records = files.interleave(
         read_file, cycle_length=min(config.num_parallel_reads, len(paths)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
-    if shuffle:
-      records = records.shuffle(
-          config.shuffle_buffer_size, reshuffle_each_iteration=True)
-    records = records.repeat()
   else:
     records = files.flat_map(read_file)  # one pass, file order
 
-  def to_example(record, path):
-    image, label, filename, where = _decode(
-        record, path, num_classes, ignore_label)
+  def shuffle_and_repeat(elements):
+    if shuffle:
+      elements = elements.shuffle(
+          config.shuffle_buffer_size, reshuffle_each_iteration=True)
+    return elements.repeat()
+
+  def decode(record, path):
+    return _decode(record, path, num_classes, ignore_label)
+
+  def to_example(image, label, filename, where):
+    image = tf.cast(image, tf.float32)
+    label = tf.cast(label, tf.int32)
     original_size = tf.shape(image)[:2]
     image, label = augment(image, label)
     if not is_training:
@@ -264,9 +286,21 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
         _IN.original_size: original_size,
     }
 
-  dataset = records.map(
-      to_example, num_parallel_calls=num_parallel_calls,
-      deterministic=not shuffle)
+  if config.cache:
+    # Decoded once: the cache sits before shuffle / repeat (a cache after an
+    # endless repeat would never complete) and before augmentation.
+    decoded = records.map(decode, num_parallel_calls=num_parallel_calls,
+                          deterministic=not shuffle).cache()
+    if is_training:
+      decoded = shuffle_and_repeat(decoded)
+    dataset = decoded.map(to_example, num_parallel_calls=num_parallel_calls,
+                          deterministic=not shuffle)
+  else:
+    if is_training:
+      records = shuffle_and_repeat(records)
+    dataset = records.map(
+        lambda record, path: to_example(*decode(record, path)),
+        num_parallel_calls=num_parallel_calls, deterministic=not shuffle)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
   dataset = dataset.prefetch(tf.data.AUTOTUNE)
   if shuffle:

@@ -10,6 +10,7 @@ plus the layer lists that fine-tuning restores and freezing uses.
 
 import abc
 import collections
+import contextlib
 import math
 
 import tensorflow as tf
@@ -57,6 +58,8 @@ class SegmentationModel(abc.ABC):
     self.name = name
     self.classifier_layer_names = set()
     self._main_features = None
+    self._memory_saving = False
+    self._recompute_plan = None
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_inputs")
     outputs = self._build_heads(inputs)
     if self._main_features is None:
@@ -85,10 +88,47 @@ class SegmentationModel(abc.ABC):
 
   def predict(self, preprocessed_images, training=False):
     """Returns {head: logits}; only the main head unless training."""
+    if training and self._memory_saving:
+      return self._recompute_plan_for(self.keras_model).run(
+          preprocessed_images, training=True)
     if training:
       return self.keras_model(preprocessed_images, training=True)
     return {fields.PredictionFields.logits:
             self.inference_model(preprocessed_images, training=False)}
+
+  def enable_memory_saving(self):
+    """Recomputes each feature-extractor stage in the backward pass.
+
+    Afterwards predict(training=True) runs the same layers on the same
+    variables, but each trunk stage is wrapped in tf.recompute_grad: only
+    stage inputs and outputs are kept for the backward pass, and a stage's
+    inner activations are recomputed when its gradient is needed (the TF1
+    project's train_mem_saving.py). Outputs and gradients do not change;
+    layers, names and weights do not either, so checkpoints are the same.
+    The recomputation leaves batch-norm moving statistics alone: they are
+    updated once per step, as without memory saving.
+
+    Raises:
+      ValueError: the training model's trunk has tfmot wrappers (pruning,
+        quantization-aware training): their per-call state would be
+        updated again by the recomputation.
+    """
+    self._recompute_plan_for(self.keras_model)
+    self._memory_saving = True
+
+  @property
+  def memory_saving(self):
+    """Whether predict(training=True) recomputes the trunk stages."""
+    return self._memory_saving
+
+  def _recompute_plan_for(self, keras_model):
+    # A shallow copy of this model with another keras_model (tfmot_lib)
+    # gets a plan of its own.
+    plan = self._recompute_plan
+    if plan is None or plan.model is not keras_model:
+      self._recompute_plan = _RecomputePlan(
+          keras_model, self.feature_extractor.stage_io)
+    return self._recompute_plan
 
   def loss(self, prediction_dict, labels):
     """Returns {'<head>_loss': weighted loss} for every trained head."""
@@ -203,3 +243,182 @@ class SegmentationModel(abc.ABC):
     if relu:
       x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x
+
+
+class _Node:
+  """One call of a layer in a functional model, as a step of a _RecomputePlan.
+
+  Steps read and write `values`, a dict from Keras tensor id (as in
+  Node.flat_input_ids) to the computed tensor.
+  """
+
+  def __init__(self, node):
+    self.node = node
+    self.name = node.layer.name
+    self.layers = [node.layer]
+    self.input_ids = node.flat_input_ids
+    self.output_ids = node.flat_output_ids
+
+  def run(self, values, training):
+    counts = collections.Counter(self.input_ids)
+    args, kwargs = self.node.map_arguments(
+        {i: [values[i]] * n for i, n in counts.items()})
+    kwargs.setdefault("training", training)
+    outputs = self.node.layer(*args, **kwargs)
+    values.update(zip(self.output_ids, tf.nest.flatten(outputs)))
+
+
+def _run_steps(steps, values, keep_ids, training):
+  """Runs `steps` in order on `values`; drops each value after its last
+  reader unless in keep_ids, as Keras does, so eager runs do not hold every
+  activation to the end."""
+  reads = collections.Counter(i for step in steps for i in step.input_ids)
+  for step in steps:
+    step.run(values, training)
+    for i in step.input_ids:
+      reads[i] -= 1
+      if reads[i] == 0 and i not in keep_ids:
+        values.pop(i, None)
+
+
+class _Segment:
+  """Steps run as one unit in tf.recompute_grad: a feature-extractor stage."""
+
+  def __init__(self, name, steps, input_ids, output_ids):
+    self.name = name
+    self.steps = steps
+    self.input_ids = input_ids
+    self.output_ids = output_ids
+
+  @property
+  def layers(self):
+    return [layer for step in self.steps for layer in step.layers]
+
+  def _forward(self, inputs, training):
+    values = dict(zip(self.input_ids, inputs))
+    _run_steps(self.steps, values, set(self.output_ids), training)
+    return [values[i] for i in self.output_ids]
+
+  def run(self, values, training):
+    inputs = [values[i] for i in self.input_ids]
+    if not (training and any(layer.trainable_weights for layer in self.layers)):
+      # A frozen stage (freeze_backbone freezes the whole trunk, so no
+      # gradient goes through it either): nothing to recompute.
+      outputs = self._forward(inputs, training)
+    else:
+      outputs = self._recomputed(training)(*inputs)
+    values.update(zip(self.output_ids, outputs))
+
+  def _recomputed(self, training):
+    calls = []
+
+    def forward(*inputs):
+      # tf.recompute_grad calls this once in the forward pass, then once
+      # more per gradient: those calls must not move the batch-norm moving
+      # averages again.
+      recomputing = bool(calls)
+      calls.append(recomputing)
+      if not recomputing:
+        return self._forward(inputs, training)
+      with _moving_statistics_frozen(self.layers):
+        return self._forward(inputs, training)
+
+    return tf.recompute_grad(forward)
+
+
+@contextlib.contextmanager
+def _moving_statistics_frozen(layers):
+  """Batch norms still normalize by the batch statistics but skip the
+  moving-average assignments (tf_keras makes every one of them, fused or
+  not, through these two methods)."""
+  def keep(variable, *unused_args):
+    return variable
+  batch_norms = [layer for layer in layers
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+  for layer in batch_norms:
+    # object.__setattr__: not through Keras' attribute tracking.
+    object.__setattr__(layer, "_assign_moving_average", keep)
+    object.__setattr__(layer, "_assign_new_value", keep)
+  try:
+    yield
+  finally:
+    for layer in batch_norms:
+      object.__delattr__(layer, "_assign_moving_average")
+      object.__delattr__(layer, "_assign_new_value")
+
+
+class _RecomputePlan:
+  """Runs a training keras_model with its trunk stages as recomputed segments.
+
+  The functional model's own nodes are called in its own order, except that
+  the nodes of a stage (found by layer name, so a clone with the same names
+  works too) run together, where the stage's first node would run.
+  """
+
+  def __init__(self, keras_model, stage_io):
+    self.model = keras_model
+    by_depth = keras_model._nodes_by_depth  # pylint: disable=protected-access
+    nodes = [_Node(node) for depth in sorted(by_depth, reverse=True)
+             for node in by_depth[depth] if not node.is_input]
+    stage_of = {name: stage.name for stage in stage_io
+                for name in stage.layer_names}
+    wrapped = [node.name for node in nodes
+               if isinstance(node.node.layer, keras.layers.Wrapper)
+               and node.node.layer.layer.name in stage_of]
+    if wrapped:
+      raise ValueError(
+          "memory saving recomputes the feature extractor, whose layers are "
+          f"tfmot wrappers here ({', '.join(wrapped[:3])}, ...): their "
+          "training state would be updated again by the recomputation; "
+          "memory_saving cannot be combined with magnitude_pruning or "
+          "quantization_aware_training")
+    self.output_ids = {head: str(id(tensor))
+                       for head, tensor in keras_model.output.items()}
+    outside_readers = collections.defaultdict(set)
+    for node in nodes:
+      for i in node.input_ids:
+        outside_readers[i].add(stage_of.get(node.name))
+    self.steps = []
+    segments = {}
+    for node in nodes:
+      stage = stage_of.get(node.name)
+      if stage is None:
+        self.steps.append(node)
+      elif stage in segments:
+        segments[stage].steps.append(node)
+      else:
+        segments[stage] = _Segment(stage, [node], [], [])
+        self.steps.append(segments[stage])
+    for segment in segments.values():
+      made = {i for step in segment.steps for i in step.output_ids}
+      segment.input_ids = list(dict.fromkeys(
+          i for step in segment.steps for i in step.input_ids
+          if i not in made))
+      segment.output_ids = [
+          i for step in segment.steps for i in step.output_ids
+          if i in self.output_ids.values()
+          or outside_readers[i] - {segment.name}]
+    self._check_order()
+
+  def _check_order(self):
+    available = {str(id(tensor)) for tensor in self.model.inputs}
+    for step in self.steps:
+      if any(i not in available for i in step.input_ids):
+        raise ValueError(
+            f"memory saving: {step.name} reads a tensor computed after it; "
+            "a stage of this model cannot run as one unit")
+      available.update(step.output_ids)
+
+  @property
+  def segments(self):
+    return [step for step in self.steps if isinstance(step, _Segment)]
+
+  def run(self, inputs, training):
+    """keras_model(inputs, training=training), with the stages recomputed."""
+    model_input = self.model.inputs[0]
+    inputs = tf.convert_to_tensor(inputs)
+    if inputs.dtype != model_input.dtype and model_input.dtype.is_floating:
+      inputs = tf.cast(inputs, model_input.dtype)
+    values = {str(id(model_input)): inputs}
+    _run_steps(self.steps, values, set(self.output_ids.values()), training)
+    return {head: values[i] for head, i in self.output_ids.items()}

@@ -7,8 +7,14 @@ the late stages on another), and read back the endpoints by stage name.
 """
 
 import abc
+import collections
 
 _REGISTRY = {}
+
+StageIO = collections.namedtuple(
+    "StageIO", ["name", "input", "output", "layer_names"])
+StageIO.__doc__ = """One built stage: its input and output tensors and the names
+of the layers it created, so a model can run (or recompute) it as a unit."""
 
 
 def register(name):
@@ -158,6 +164,8 @@ class FeatureExtractor(abc.ABC):
     self._output_stride = int(output_stride)
     self._layers = []
     self._built_stages = set()
+    # StageIO of every built stage, in build order (memory saving reads it).
+    self.stage_io = []
 
   @property
   def conv_hyperparams(self):
@@ -242,7 +250,11 @@ class FeatureExtractor(abc.ABC):
     endpoints = {}
     net = inputs
     for stage in stages:
+      stage_input, first_layer = net, len(self._layers)
       net = self._build_stage(stage, net)
       self._built_stages.add(stage)
+      self.stage_io.append(StageIO(
+          stage, stage_input, net,
+          tuple(layer.name for layer in self._layers[first_layer:])))
       endpoints[stage] = net
     return endpoints

@@ -5,9 +5,22 @@ learning.train and model_deploy did in TF1): checkpoints every n steps with a
 CheckpointManager, resumes on the same logdir with its step counter, writes
 TensorBoard scalars and image overlays, and stops on a non-finite loss
 without overwriting the last good checkpoint.
+
+train_config.steps_per_call > 1 runs that many steps inside one compiled call
+(a tf.range loop), so the per-step Python round trip is paid once per call.
+
+Multi-worker (MultiWorkerMirroredStrategy): every worker runs this same loop
+and every worker must save (the TF multi-worker recipe: a save may read
+variables through collective ops), but only the chief writes to the logdir; the others save
+into a throw-away local directory, removed when training ends. Every worker
+resumes from the logdir's latest checkpoint, so it must be on a filesystem
+all workers see. The input is sharded by tf.data's AUTO policy, see
+input_reader_builder.build.
 """
 
 import os
+import shutil
+import tempfile
 import time
 
 from absl import logging
@@ -30,6 +43,8 @@ from fast_seg.utils import visualization
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CHECKPOINT_NAME = "ckpt"
+_POLICIES = {train_pb2.MIXED_FLOAT16: "mixed_float16",
+             train_pb2.MIXED_BFLOAT16: "mixed_bfloat16"}
 
 
 class TrainingDivergedError(RuntimeError):
@@ -52,13 +67,28 @@ def build_strategy(name):
   raise ValueError(f"--strategy: unknown '{name}'; allowed: {', '.join(STRATEGIES)}")
 
 
+def _crossed(previous, step, every):
+  """Whether a call from step `previous` to `step` passed a multiple of `every`.
+
+  With one step per call this is step % every == 0.
+  """
+  return step // every > previous // every
+
+
 def _format_duration(seconds):
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class Trainer:
-  """Owns the model, optimizer, checkpoint and step function of one run."""
+  """Owns the model, optimizer, checkpoint and step function of one run.
+
+  Besides `train`, what a benchmark needs to drive the step itself:
+  `build_dataset()` (the training tf.data.Dataset), `distribute(dataset)`
+  (an iterator over it under the strategy) and `train_function(iterator)`
+  (one compiled call of train_config.steps_per_call steps; returns the last
+  step's losses). They neither restore nor save anything.
+  """
 
   def __init__(self, pipeline_config, logdir, strategy):
     self.config = pipeline_config
@@ -70,6 +100,10 @@ class Trainer:
       raise ValueError("train_config.num_steps must be >= 1")
     if train_config.batch_size < 1:
       raise ValueError("train_config.batch_size must be >= 1")
+    if train_config.steps_per_call < 1:
+      raise ValueError(
+          f"train_config.steps_per_call must be >= 1, got "
+          f"{train_config.steps_per_call}")
     replicas = strategy.num_replicas_in_sync
     if train_config.batch_size % replicas:
       raise ValueError(
@@ -82,6 +116,11 @@ class Trainer:
     if not pipeline_config.train_config.HasField("optimizer"):
       raise ValueError("train_config.optimizer is not set")
     technique = tfmot_lib.validate(train_config)
+    if technique and train_config.memory_saving:
+      # Recomputation would re-run the tfmot wrappers' stateful updates.
+      raise ValueError(
+          f"train_config.memory_saving cannot be combined with "
+          f"train_config.{technique}; unset one of them")
     if (technique and train_config.use_xla
         and not isinstance(strategy, tf.distribute.OneDeviceStrategy)):
       raise ValueError(
@@ -104,10 +143,21 @@ class Trainer:
       logging.info("Median-frequency class weights: %s",
                    ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
 
-    policy = "mixed_float16" if train_config.mixed_precision else "float32"
+    policy = (_POLICIES[train_config.mixed_precision_policy]
+              if train_config.mixed_precision else "float32")
+    # float16 needs loss scaling against underflowing gradients; bfloat16 has
+    # float32's exponent range and does not.
+    self.loss_scaling = policy == "mixed_float16"
     keras.mixed_precision.set_global_policy(policy)
     with strategy.scope():
       self.model = model_builder.build(pipeline_config.model)
+      if train_config.memory_saving:
+        enable = getattr(self.model, "enable_memory_saving", None)
+        if enable is None:
+          raise ValueError(
+              f"train_config.memory_saving is not supported by "
+              f"{self.model.name}")
+        enable()
       # train_config.magnitude_pruning / quantization_aware_training: the step
       # trains a tfmot-wrapped copy; self.model stays the float model that
       # ImageNet and fine-tune weights load into.
@@ -116,7 +166,7 @@ class Trainer:
                           else self.model)
       optimizer, self.learning_rate = optimizer_builder.build(
           train_config.optimizer, train_config.num_steps)
-      if train_config.mixed_precision:
+      if self.loss_scaling:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
       self.optimizer = optimizer
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -130,8 +180,14 @@ class Trainer:
             self.model.keras_model, optimizer=optimizer, step=self.step)
     keras.mixed_precision.set_global_policy("float32")
     self.nonfinite_losses = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Multi-worker: every worker saves, only the chief into the logdir (the
+    # TF multi-worker recipe); a non-chief's copies go to a local temp dir.
+    self.is_chief = strategy.extended.should_checkpoint
+    self._worker_dir = (None if self.is_chief else tempfile.mkdtemp(
+        prefix=f"fast_seg_worker{strategy.cluster_resolver.task_id}_"))
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, logdir, max_to_keep=train_config.max_checkpoints_to_keep,
+        self.checkpoint, logdir if self.is_chief else self._worker_dir,
+        max_to_keep=train_config.max_checkpoints_to_keep,
         checkpoint_name=CHECKPOINT_NAME, step_counter=self.step)
 
     frozen = self.model.backbone_layers if train_config.freeze_backbone else []
@@ -148,7 +204,26 @@ class Trainer:
       # The optimizer keys its slots by position: keep a float run's order.
       variables = self.compression.in_float_order(variables)
     self.trainable_variables = [v for v in variables if id(v) not in frozen_ids]
-    self._train_step = self._make_train_step()
+    self.train_function, self._train_steps = self._make_train_function()
+
+  # -- data -------------------------------------------------------------------
+
+  def build_dataset(self):
+    """The training tf.data.Dataset: global batches, repeated forever."""
+    arch = config_util.get_model_config(self.config.model)
+    return input_reader_builder.build(
+        self.config.train_input_reader, is_training=True,
+        batch_size=self.train_config.batch_size, num_classes=arch.num_classes,
+        ignore_label=arch.ignore_label,
+        augmentations=self.train_config.data_augmentation_options)
+
+  def distribute(self, dataset):
+    """An iterator of per-replica batches of `dataset` for train_function.
+
+    Multi-worker: the strategy shards `dataset` between the workers (AUTO
+    policy) and splits each global batch over the replicas.
+    """
+    return iter(self.strategy.experimental_distribute_dataset(dataset))
 
   # -- initialisation -------------------------------------------------------
 
@@ -158,7 +233,9 @@ class Trainer:
     Returns:
       The step training continues from.
     """
-    latest = self.manager.latest_checkpoint
+    # The logdir, not self.manager's directory: a non-chief worker saves
+    # into its own temp dir but resumes from the chief's checkpoints.
+    latest = tf.train.latest_checkpoint(self.logdir)
     if latest and self.compression:
       self._restore_compressed(latest)
     elif latest:
@@ -211,10 +288,19 @@ class Trainer:
 
   # -- the step -------------------------------------------------------------
 
-  def _make_train_step(self):
+  def _make_train_function(self):
+    """The compiled step functions.
+
+    Returns:
+      (train_function, train_steps): train_function(iterator) runs
+      steps_per_call steps; train_steps(iterator, count) runs `count` (an
+      int32 scalar tensor, >= 1; one trace for every count), for the shorter
+      last call of a run. Both return the last step's losses (floats reduced
+      over replicas); the non-finite counter and self.step count every step.
+    """
     model, optimizer = self.train_model, self.optimizer
     replicas = self.strategy.num_replicas_in_sync
-    mixed = self.train_config.mixed_precision
+    loss_scaling = self.loss_scaling
     variables = self.trainable_variables
 
     def compute_gradients(images, labels):
@@ -226,10 +312,10 @@ class Trainer:
             tf.add_n(regularization) if regularization else tf.constant(0.0))
         total = tf.add_n(list(losses.values()))
         scaled = total / replicas
-        if mixed:
+        if loss_scaling:
           scaled = optimizer.get_scaled_loss(scaled)
       gradients = tape.gradient(scaled, variables)
-      if mixed:
+      if loss_scaling:
         gradients = optimizer.get_unscaled_gradients(gradients)
       losses[fields.LossFields.total] = total
       return losses, gradients
@@ -245,8 +331,7 @@ class Trainer:
       optimizer.apply_gradients(zip(gradients, variables))
       return losses
 
-    @tf.function
-    def train_step(iterator):
+    def one_step(iterator):
       per_replica = self.strategy.run(replica_step, args=(next(iterator),))
       losses = {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
                                            axis=None)
@@ -256,7 +341,25 @@ class Trainer:
       self.step.assign_add(1)
       return losses
 
-    return train_step
+    @tf.function
+    def train_steps(iterator, count):
+      # The first step outside the loop defines the losses' structure, which
+      # the loop variables need; the loop carries the latest ones out.
+      losses = one_step(iterator)
+      for _ in tf.range(count - 1):
+        losses = one_step(iterator)
+      return losses
+
+    steps_per_call = self.train_config.steps_per_call
+    if steps_per_call == 1:
+      # No loop in the graph (half the tracing); train_steps is never needed.
+      return tf.function(one_step), train_steps
+
+    def train_function(iterator):
+      """Runs steps_per_call steps in one compiled call; the last losses."""
+      return train_steps(iterator, tf.constant(steps_per_call, tf.int32))
+
+    return train_function, train_steps
 
   # -- summaries ------------------------------------------------------------
 
@@ -291,7 +394,8 @@ class Trainer:
 
   def _check_finite(self):
     if int(self.nonfinite_losses):
-      last = self.manager.latest_checkpoint or "none (no checkpoint was written)"
+      last = (tf.train.latest_checkpoint(self.logdir)
+              or "none (no checkpoint was written)")
       raise TrainingDivergedError(
           f"the loss became NaN or Inf by step {int(self.step.numpy())}; training "
           f"stopped. The last good checkpoint is kept: {last}. Lower the "
@@ -301,9 +405,20 @@ class Trainer:
   def train(self, num_steps):
     """Runs until the step counter reaches `num_steps`.
 
+    Steps run steps_per_call at a time (the last call only as many as are
+    left); logging, image summaries and checkpoints happen after the call
+    that crosses their interval.
+
     Returns:
       dict of the last logged losses (floats) and the final step.
     """
+    try:
+      return self._train(num_steps)
+    finally:
+      if self._worker_dir:
+        shutil.rmtree(self._worker_dir, ignore_errors=True)
+
+  def _train(self, num_steps):
     train_config = self.train_config
     start_step = self.restore_or_initialize()
     if self.compression:
@@ -313,21 +428,19 @@ class Trainer:
       logging.info("Step %d already >= num_steps %d; nothing to train.",
                    start_step, num_steps)
       return {"step": start_step}
-    arch = config_util.get_model_config(self.config.model)
-    dataset = input_reader_builder.build(
-        self.config.train_input_reader, is_training=True,
-        batch_size=train_config.batch_size, num_classes=arch.num_classes,
-        ignore_label=arch.ignore_label,
-        augmentations=train_config.data_augmentation_options)
-    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+    dataset = self.build_dataset()
+    iterator = self.distribute(dataset)
     summary_batch = (next(iter(dataset))
                      if train_config.image_summary_every_n_steps else None)
-    writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
+    writer = (tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
+              if self.is_chief else tf.summary.create_noop_writer())
     log_every = max(train_config.log_every_n_steps, 1)
     checkpoint_every = max(train_config.checkpoint_every_n_steps, 1)
-    logging.info("Training %s from step %d to %d, global batch %d on %d device(s)",
-                 self.model.name, start_step, num_steps, train_config.batch_size,
-                 self.strategy.num_replicas_in_sync)
+    steps_per_call = train_config.steps_per_call
+    logging.info("Training %s from step %d to %d, global batch %d on %d "
+                 "device(s), %d step(s) per call", self.model.name, start_step,
+                 num_steps, train_config.batch_size,
+                 self.strategy.num_replicas_in_sync, steps_per_call)
     last_losses = {}
     window_start, window_step = time.time(), start_step
     run_start = time.time()
@@ -335,10 +448,14 @@ class Trainer:
       with writer.as_default():
         step = start_step
         while step < num_steps:
-          # The Python counter mirrors self.step without a device sync per step.
-          losses = self._train_step(iterator)
-          step += 1
-          if step % log_every == 0 or step == num_steps:
+          # The Python counter mirrors self.step without a device sync per call.
+          count = min(steps_per_call, num_steps - step)
+          if count == steps_per_call:
+            losses = self.train_function(iterator)
+          else:
+            losses = self._train_steps(iterator, tf.constant(count, tf.int32))
+          previous, step = step, step + count
+          if _crossed(previous, step, log_every) or step == num_steps:
             self._check_finite()
             now = time.time()
             images_per_sec = ((step - window_step) * train_config.batch_size
@@ -365,9 +482,10 @@ class Trainer:
                   + (f"  sparsity {sparsity:.3f}" if sparsity is not None else ""),
                   flush=True)
           if (summary_batch is not None
-              and step % train_config.image_summary_every_n_steps == 0):
+              and _crossed(previous, step,
+                           train_config.image_summary_every_n_steps)):
             self._image_summary(summary_batch, self.palette)
-          if step % checkpoint_every == 0 or step == num_steps:
+          if _crossed(previous, step, checkpoint_every) or step == num_steps:
             self._check_finite()
             self._save()
     except KeyboardInterrupt:
@@ -430,9 +548,13 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   """
   if num_steps:
     pipeline_config.train_config.num_steps = num_steps
-  tf.io.gfile.makedirs(logdir)
-  config_util.save_pipeline_config(pipeline_config, logdir)
-  trainer = Trainer(pipeline_config, logdir, build_strategy(strategy))
-  # Again: the trainer may have filled in computed class weights.
-  config_util.save_pipeline_config(pipeline_config, logdir)
+  # First: MultiWorkerMirroredStrategy must be created before other TF work.
+  strategy = build_strategy(strategy)
+  chief = strategy.extended.should_checkpoint
+  if chief:
+    config_util.save_pipeline_config(pipeline_config, logdir)
+  trainer = Trainer(pipeline_config, logdir, strategy)
+  if chief:
+    # Again: the trainer may have filled in computed class weights.
+    config_util.save_pipeline_config(pipeline_config, logdir)
   return trainer.train(pipeline_config.train_config.num_steps)

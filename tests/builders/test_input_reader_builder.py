@@ -294,3 +294,53 @@ def test_camvid_samples_through_the_pipeline(tmp_path):
     np.testing.assert_array_equal(batch[_IN.original_size], [[360, 480]] * 2)
     image = batch[_IN.image].numpy()
     assert 0.0 <= image.min() and image.max() <= 255.0
+
+
+def _examples(dataset):
+  return [(b[_IN.filename].numpy().tolist(), b[_IN.image].numpy(),
+           b[_IN.label].numpy(), b[_IN.original_size].numpy())
+          for b in dataset]
+
+
+def _assert_same_examples(got, expected):
+  assert len(got) == len(expected)
+  for a, b in zip(got, expected):
+    assert a[0] == b[0]
+    for x, y in zip(a[1:], b[1:]):
+      np.testing.assert_array_equal(x, y)
+
+
+def test_cache_keeps_the_first_pass_and_changes_nothing_else(tmp_path):
+  rng = np.random.default_rng(10)
+  path = tmp_path / "val.tfrecord"
+  _write(path, [_random_pair(rng, 5, 7), _random_pair(rng, 6, 4)])
+  steps = _steps("fixed_resize { height: 4 width: 4 }")
+  cached = _build(_reader(str(path), cache=True), augmentations=steps)
+  plain = _build(_reader(str(path)), augmentations=steps)
+  first = _examples(cached)
+  _assert_same_examples(first, _examples(plain))
+  _assert_same_examples(_examples(cached), first)
+  # New file contents: the uncached reader sees them, the cached one still
+  # serves the decoded first pass.
+  _write(path, [_random_pair(rng, 5, 7), _random_pair(rng, 6, 4)])
+  _assert_same_examples(_examples(cached), first)
+  assert not np.array_equal(_examples(plain)[0][1], first[0][1])
+
+
+def test_cache_in_training_keeps_augmentation_random(tmp_path):
+  rng = np.random.default_rng(11)
+  image, label = _random_pair(rng, 4, 6)
+  path = _write(tmp_path / "t.tfrecord", [(image, label)])
+  dataset = _build(_reader(path, cache=True, shuffle_buffer_size=2),
+                   is_training=True, batch_size=1,
+                   field_name="train_input_reader",
+                   augmentations=_steps("random_horizontal_flip {}"))
+  seen = set()
+  for batch in dataset.take(30):  # repeats: one example, 30 epochs
+    got = batch[_IN.image][0].numpy()
+    if np.array_equal(got, image):
+      seen.add("as is")
+    else:
+      np.testing.assert_array_equal(got, image[:, ::-1])
+      seen.add("flipped")
+  assert seen == {"as is", "flipped"}

@@ -246,3 +246,123 @@ def test_imagenet_weights_from_config(tiny_dataset, tmp_path):
   np.testing.assert_array_equal(
       trainer.model.keras_model.get_layer("mobilenet_v2_expanded_conv_3_expand").kernel.numpy(),
       reference.get_layer("block_3_expand").kernel.numpy())
+
+
+def _deterministic_text(data_dir, **kwargs):
+  """train_pipeline_text without randomness: no shuffle, no flip, a crop of
+  the full 64x64 images; so two runs see the same batches."""
+  text = helpers.train_pipeline_text(data_dir, **kwargs)
+  text = text.replace(
+      "data_augmentation_options { random_horizontal_flip {} }", "")
+  return text.replace("train_input_reader {",
+                      "train_input_reader { shuffle: false")
+
+
+def test_steps_per_call_matches_one_step_per_call(tiny_dataset, tmp_path):
+  looped = _trainer(helpers.pipeline_config(_deterministic_text(
+      tiny_dataset, num_steps=7, extra_train="steps_per_call: 3")),
+                    tmp_path / "looped")
+  single = _trainer(helpers.pipeline_config(_deterministic_text(
+      tiny_dataset, num_steps=7)), tmp_path / "single")
+  single.model.keras_model.set_weights(looped.model.keras_model.get_weights())
+  looped_result = looped.train(7)
+  single_result = single.train(7)
+  # Calls of 3, 3 and a last one of 1: it stops exactly at 7. Checkpoints
+  # (every 2 steps) come after the calls that pass a multiple of 2.
+  assert looped_result["step"] == int(looped.step.numpy()) == 7
+  assert sorted(checkpoint_util.checkpoint_step(p)
+                for p in looped.manager.checkpoints) == [3, 6, 7]
+  for name, value in single_result.items():
+    np.testing.assert_allclose(looped_result[name], value, rtol=1e-5,
+                               atol=1e-6, err_msg=name)
+  for a, b in zip(_weights(looped.model), _weights(single.model)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_train_function_counts_every_step_of_a_call(tiny_dataset, tmp_path):
+  # The benchmark's API; with an infinite class weight every step is Inf.
+  model = helpers.model_text(
+      arch="icnet", extractor="mobilenet_v2", num_classes=6, filter_scale=0.25)
+  model = model.replace("softmax_cross_entropy {}",
+                        "softmax_cross_entropy {} " + "class_weights: inf " * 6)
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, model=model, extra_train="steps_per_call: 2"))
+  trainer = _trainer(config, tmp_path)
+  dataset = trainer.build_dataset()
+  assert dataset.element_spec[fields.InputFields.image].shape.as_list() == [
+      4, 64, 64, 3]
+  losses = trainer.train_function(trainer.distribute(dataset))
+  assert not np.isfinite(float(losses[fields.LossFields.total]))
+  assert int(trainer.step.numpy()) == 2
+  assert int(trainer.nonfinite_losses.numpy()) == 2
+
+
+def test_memory_saving_trains(tiny_dataset, tmp_path):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, num_steps=2, extra_train="memory_saving: true"))
+  trainer = _trainer(config, tmp_path)
+  assert trainer.model.memory_saving
+  result = trainer.train(2)
+  assert result["step"] == 2 and np.isfinite(result[fields.LossFields.total])
+
+
+def test_memory_saving_needs_model_support(tiny_dataset, tmp_path, monkeypatch):
+  from fast_seg.core import model as core_model
+  monkeypatch.delattr(core_model.SegmentationModel, "enable_memory_saving")
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, extra_train="memory_saving: true"))
+  with pytest.raises(ValueError,
+                     match="train_config.memory_saving is not supported by"):
+    _trainer(config, tmp_path)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ("steps_per_call: 0", r"train_config\.steps_per_call must be >= 1"),
+    ("memory_saving: true magnitude_pruning { frequency: 1 }",
+     r"train_config\.memory_saving .*train_config\.magnitude_pruning"),
+    ("memory_saving: true quantization_aware_training {}",
+     r"train_config\.memory_saving .*train_config\.quantization_aware_training"),
+    # tfmot's fake-quant ops are float32 only, whatever the half type.
+    ("quantization_aware_training {} mixed_precision: true",
+     r"quantization_aware_training .*mixed_precision"),
+    ("quantization_aware_training {} mixed_precision: true "
+     "mixed_precision_policy: MIXED_BFLOAT16",
+     r"quantization_aware_training .*mixed_precision"),
+])
+def test_bad_speed_settings_name_the_fields(tiny_dataset, tmp_path, extra, match):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, extra_train=extra))
+  with pytest.raises(ValueError, match=match):
+    _trainer(config, tmp_path)
+
+
+def _bfloat16_unavailable():
+  """Why bfloat16 convolutions cannot run on this CPU, or None."""
+  try:
+    x = tf.ones([1, 4, 4, 3], tf.bfloat16)
+    tf.nn.conv2d(x, tf.ones([3, 3, 3, 2], tf.bfloat16), 1, "SAME").numpy()
+    tf.nn.depthwise_conv2d(x, tf.ones([3, 3, 3, 1], tf.bfloat16), [1] * 4,
+                           "SAME").numpy()
+  except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
+          tf.errors.UnimplementedError) as error:
+    return f"bfloat16 ops unavailable on this CPU: {error.message[:200]}"
+  return None
+
+
+def test_mixed_bfloat16_step(tiny_dataset, tmp_path):
+  import tf_keras as keras
+  reason = _bfloat16_unavailable()
+  if reason:
+    pytest.skip(reason)
+  config = helpers.pipeline_config(helpers.train_pipeline_text(
+      tiny_dataset, num_steps=2,
+      extra_train="mixed_precision: true mixed_precision_policy: MIXED_BFLOAT16"))
+  trainer = _trainer(config, tmp_path)
+  layer = trainer.model.keras_model.get_layer("icnet_cff1_low_conv")
+  assert layer.compute_dtype == "bfloat16"
+  assert not trainer.loss_scaling
+  assert not isinstance(trainer.optimizer, keras.mixed_precision.LossScaleOptimizer)
+  result = trainer.train(2)
+  assert result["step"] == 2 and np.isfinite(result[fields.LossFields.total])
+  for weight in trainer.model.keras_model.weights:
+    assert weight.dtype == tf.float32
