@@ -185,9 +185,12 @@ class FeatureExtractor(abc.ABC):
     return list(self._layers)
 
   @property
-  @abc.abstractmethod
   def stage_strides(self):
-    """Dict stage name -> nominal stride of its output relative to the image."""
+    """Dict stage name -> stride of its output relative to the image.
+
+    Subclasses fill `self._stage_strides` in `__init__` from their schedule.
+    """
+    return dict(self._stage_strides)
 
   def scaled_depth(self, depth):
     """Width actually used for a conv of nominal width `depth`."""

@@ -10,10 +10,10 @@ ReLU6) without the classifier, so the model-zoo checkpoints
 not the rounding to multiples of 8 that MobileNetV2 uses.
 """
 
-import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
+from fast_seg.feature_extractors import mobilenet_v2
 
 # slim's min_depth: no conv of a thinned MobileNetV1 is narrower than this.
 MIN_DEPTH = 8
@@ -54,10 +54,6 @@ class MobileNetV1(base.FeatureExtractor):
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
 
-  @property
-  def stage_strides(self):
-    return dict(self._stage_strides)
-
   def unit_schedule(self, index):
     """(stride, dilation rate) of the depthwise conv of Conv2d_`index`."""
     return self._unit_schedule[index]
@@ -66,10 +62,8 @@ class MobileNetV1(base.FeatureExtractor):
     """Width for nominal `depth`: slim's max(int(depth * multiplier), 8)."""
     return max(int(depth * self.filter_scale), MIN_DEPTH)
 
-  def preprocess(self, images):
-    """Maps float RGB images in [0, 255] to [-1, 1]."""
-    images = tf.cast(images, tf.float32)
-    return images / 127.5 - 1.0
+  # The same [-1, 1] input as slim's MobileNetV2.
+  preprocess = mobilenet_v2.MobileNetV2.preprocess
 
   def _bn_relu6(self, net, name):
     net = self._track(self.conv_hyperparams.batch_norm(name=name + "_bn"))(net)

@@ -62,10 +62,6 @@ class MobileNetV2(base.FeatureExtractor):
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
 
-  @property
-  def stage_strides(self):
-    return dict(self._stage_strides)
-
   def unit_schedule(self, unit_name):
     """(stride, dilation rate) of the depthwise conv of `unit_name`."""
     return self._unit_schedule[unit_name]

@@ -44,10 +44,6 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
       self._unit_schedule[block_name] = tuple(tracker.step(s) for s in strides)
       self._stage_strides[block_name] = tracker.current_stride
 
-  @property
-  def stage_strides(self):
-    return dict(self._stage_strides)
-
   def unit_schedule(self, block_name):
     """Tuple of (stride, dilation rate) of each unit of `block_name`."""
     return self._unit_schedule[block_name]

@@ -178,6 +178,8 @@ def main(argv):
     raise ValueError(f"--modes: unknown {sorted(unknown)}; allowed: "
                      f"{', '.join(MODES)}")
   if FLAGS.emit_result:
+    if len(FLAGS.modes) != 1:
+      raise ValueError("--emit_result measures one mode; give one --modes")
     (mode,) = FLAGS.modes
     config = load_config(FLAGS.config_path, FLAGS.input_path,
                          memory_saving=mode == SYNTHETIC_MEMORY_SAVING)

@@ -152,12 +152,7 @@ class Trainer:
     with strategy.scope():
       self.model = model_builder.build(pipeline_config.model)
       if train_config.memory_saving:
-        enable = getattr(self.model, "enable_memory_saving", None)
-        if enable is None:
-          raise ValueError(
-              f"train_config.memory_saving is not supported by "
-              f"{self.model.name}")
-        enable()
+        self.model.enable_memory_saving()
       # train_config.magnitude_pruning / quantization_aware_training: the step
       # trains a tfmot-wrapped copy; self.model stays the float model that
       # ImageNet and fine-tune weights load into.

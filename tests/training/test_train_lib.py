@@ -306,16 +306,6 @@ def test_memory_saving_trains(tiny_dataset, tmp_path):
   assert result["step"] == 2 and np.isfinite(result[fields.LossFields.total])
 
 
-def test_memory_saving_needs_model_support(tiny_dataset, tmp_path, monkeypatch):
-  from fast_seg.core import model as core_model
-  monkeypatch.delattr(core_model.SegmentationModel, "enable_memory_saving")
-  config = helpers.pipeline_config(helpers.train_pipeline_text(
-      tiny_dataset, extra_train="memory_saving: true"))
-  with pytest.raises(ValueError,
-                     match="train_config.memory_saving is not supported by"):
-    _trainer(config, tmp_path)
-
-
 @pytest.mark.parametrize("extra, match", [
     ("steps_per_call: 0", r"train_config\.steps_per_call must be >= 1"),
     ("memory_saving: true magnitude_pruning { frequency: 1 }",
