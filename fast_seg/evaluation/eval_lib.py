@@ -21,6 +21,8 @@ import tf_keras as keras
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import preprocessor_builder
+from fast_seg.builders import test_time_builder
+from fast_seg.core import inference
 from fast_seg.core import metrics
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
@@ -33,16 +35,21 @@ HISTORY_FILE = "metrics_history.jsonl"
 
 
 class Evaluator:
-  """Builds the model and the eval input once; evaluates checkpoints."""
+  """Builds the model and the eval input once; evaluates checkpoints.
 
-  def __init__(self, pipeline_config):
+  Given a `model`, it evaluates that model's current weights instead of
+  building its own (validation during training, see train_lib).
+  """
+
+  def __init__(self, pipeline_config, model=None):
     self.config = pipeline_config
     self.eval_config = pipeline_config.eval_config
     self.arch = config_util.get_model_config(pipeline_config.model)
     # Checked before building the model, so a wrong num_classes fails at once.
     self.dataset_info_path, info = dataset_info.load_for_reader(
         pipeline_config.eval_input_reader, pipeline_config.model)
-    self.model = model_builder.build(pipeline_config.model)
+    self.model = model or model_builder.build(pipeline_config.model)
+    self.test_time = test_time_builder.build(self.eval_config)
     names = list(self.eval_config.class_names)
     if names and len(names) != self.arch.num_classes:
       raise ValueError(
@@ -86,12 +93,11 @@ class Evaluator:
 
     model = self.model
     thresholds = self.thresholds
+    test_time = self.test_time
 
     @tf.function
     def eval_step(images, labels):
-      logits = model.predict(model.preprocess(images))[
-          fields.PredictionFields.logits]
-      output = model.postprocess(logits, tf.shape(images)[1:3],
+      output = inference.predict(model, images, test_time,
                                  with_probabilities=bool(thresholds))
       predicted = output[fields.PredictionFields.labels]
       labels = model.metric_labels(labels[..., 0])
@@ -119,6 +125,14 @@ class Evaluator:
         [layer for layer in self.model.inference_model.layers if layer.weights],
         checkpoint_path)
     step = checkpoint_util.checkpoint_step(checkpoint_path)
+    return self.evaluate_weights(eval_dir, step, checkpoint_path)
+
+  def evaluate_weights(self, eval_dir, step, checkpoint_path=None, quiet=False):
+    """Evaluates the model's current weights as those of training step `step`.
+
+    Returns the metrics dict, also written to eval_dir; `quiet` leaves out
+    the console table and progress bar.
+    """
     limit = self.eval_config.num_examples or None
     num_visualizations = self.eval_config.num_visualizations
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
@@ -126,7 +140,8 @@ class Evaluator:
     seen = 0
     target = (min(limit, self.expected_examples) if limit and self.expected_examples
               else limit or self.expected_examples)
-    progress = keras.utils.Progbar(target, unit_name="image")
+    progress = keras.utils.Progbar(target, unit_name="image",
+                                   verbose=0 if quiet else 1)
     start = time.time()
     for batch in self.dataset:
       if limit is not None and seen >= limit:
@@ -148,8 +163,12 @@ class Evaluator:
     if seen == 0:
       raise ValueError("eval_input_reader produced no examples")
     result = metrics.compute_metrics(matrix)
+    window = self.test_time.window
     result.update(checkpoint=checkpoint_path, step=step, num_examples=seen,
                   seconds=round(time.time() - start, 2),
+                  test_time={"scales": list(self.test_time.scales),
+                             "flip": self.test_time.flip,
+                             "sliding_window": window._asdict() if window else None},
                   class_names=self.class_names,
                   confusion_matrix=matrix.tolist())
     if self.model.is_binary:
@@ -157,12 +176,27 @@ class Evaluator:
       result["thresholds"] = metrics.binary_threshold_metrics(
           threshold_matrices, self.thresholds)
     self._write_results(result, eval_dir)
-    print(f"\nEvaluation of {checkpoint_path} (step {step}, {seen} images)")
+    if quiet:
+      return result
+    print(f"\nEvaluation of {checkpoint_path or 'the current weights'} "
+          f"(step {step}, {seen} images{self._test_time_note()})")
     print(metrics.format_table(result, self.class_names), flush=True)
     if result.get("thresholds"):
       print(f"\n{self.class_names[1]} at other thresholds:")
       print(metrics.format_threshold_table(result["thresholds"]), flush=True)
     return result
+
+  def _test_time_note(self):
+    options = self.test_time
+    if options.is_plain:
+      return ""
+    parts = [f"scales {', '.join(f'{s:g}' for s in options.scales)}"]
+    if options.flip:
+      parts.append("flip")
+    if options.window:
+      parts.append(f"sliding window {options.window.height}x"
+                   f"{options.window.width} stride {options.window.stride}")
+    return "; " + ", ".join(parts)
 
   def _write_visualizations(self, batch, predicted, eval_dir, step, offset, count):
     out_dir = os.path.join(eval_dir, "visualizations", f"step_{step}")
@@ -217,7 +251,9 @@ def evaluate(pipeline_config, train_dir, eval_dir, checkpoint=None,
     checkpoint: evaluate this checkpoint (prefix or directory) once.
     timeout: None evaluates the latest checkpoint in train_dir once; a number
       of seconds waits for new checkpoints, evaluating each, until none came
-      for that long or the final training step was evaluated.
+      for that long or the final training step was evaluated. The best of
+      them by train_config.best_checkpoint_metric is copied to
+      <eval_dir>/best/ (they may be deleted from train_dir meanwhile).
 
   Returns:
     The list of metrics dicts, one per evaluated checkpoint.
@@ -234,10 +270,17 @@ def evaluate(pipeline_config, train_dir, eval_dir, checkpoint=None,
                                eval_dir)]
   results = []
   final_step = pipeline_config.train_config.num_steps
+  best = checkpoint_util.BestCheckpoint(
+      os.path.join(eval_dir, checkpoint_util.BEST_DIR),
+      pipeline_config.train_config.best_checkpoint_metric)
   logging.info("Waiting for checkpoints in %s (timeout %ss)", train_dir, timeout)
   for path in tf.train.checkpoints_iterator(train_dir, min_interval_secs=1,
                                             timeout=timeout):
     results.append(evaluator.evaluate(path, eval_dir))
+    if best.offer(results[-1],
+                  lambda prefix: checkpoint_util.copy_checkpoint(path, prefix)):
+      print(f"best {best.metric} so far: {100 * best.value:.2f} at step "
+            f"{results[-1]['step']}, copied to {best.directory}", flush=True)
     if results[-1]["step"] >= final_step:
       logging.info("Evaluated the final step %d; done.", final_step)
       break

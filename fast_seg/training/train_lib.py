@@ -18,6 +18,7 @@ all workers see. The input is sharded by tf.data's AUTO policy, see
 input_reader_builder.build.
 """
 
+import math
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from fast_seg.compression import tfmot_lib
 from fast_seg.core import losses as core_losses
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
+from fast_seg.evaluation import eval_lib
 from fast_seg.feature_extractors import pretrained
 from fast_seg.protos import losses_pb2
 from fast_seg.protos import train_pb2
@@ -43,6 +45,8 @@ from fast_seg.utils import visualization
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CHECKPOINT_NAME = "ckpt"
+# In-process validation results, under the logdir.
+VALIDATION_DIR = "validation"
 _POLICIES = {train_pb2.MIXED_FLOAT16: "mixed_float16",
              train_pb2.MIXED_BFLOAT16: "mixed_bfloat16"}
 
@@ -96,8 +100,6 @@ class Trainer:
     self.strategy = strategy
     train_config = pipeline_config.train_config
     self.train_config = train_config
-    if train_config.num_steps < 1:
-      raise ValueError("train_config.num_steps must be >= 1")
     if train_config.batch_size < 1:
       raise ValueError("train_config.batch_size must be >= 1")
     if train_config.steps_per_call < 1:
@@ -131,6 +133,8 @@ class Trainer:
     # the data should fail now, not as a label-value error mid-run.
     self.dataset_info_path, info = dataset_info.load_for_reader(
         pipeline_config.train_input_reader, pipeline_config.model)
+    self.examples_per_epoch = resolve_num_steps(
+        pipeline_config, info, self.dataset_info_path)
     arch = config_util.get_model_config(pipeline_config.model)
     self.palette = (dataset_info.palette(info) if info is not None
                     else visualization.default_palette(arch.num_classes))
@@ -200,6 +204,33 @@ class Trainer:
       variables = self.compression.in_float_order(variables)
     self.trainable_variables = [v for v in variables if id(v) not in frozen_ids]
     self.train_function, self._train_steps = self._make_train_function()
+    self._make_validation()
+
+  def _make_validation(self):
+    """The in-process evaluator and the best-checkpoint keeper, if asked for.
+
+    Built now, so a bad eval_input_reader or eval_config fails before the
+    first step rather than at the first validation.
+    """
+    every = self.train_config.eval_every_n_steps
+    if every < 0:
+      raise ValueError(
+          f"train_config.eval_every_n_steps must be >= 0 (0: no validation), "
+          f"got {every}")
+    self.evaluator = self.best = None
+    if not every:
+      return
+    if not self.config.eval_input_reader.tf_record_input_path:
+      raise ValueError("train_config.eval_every_n_steps needs "
+                       "eval_input_reader.tf_record_input_path")
+    # The model being trained (the tfmot-wrapped one under compression),
+    # evaluated with training=False: no copy of the weights.
+    self.evaluator = eval_lib.Evaluator(self.config, model=self.train_model)
+    root = self.logdir if self.is_chief else self._worker_dir
+    self.validation_dir = os.path.join(root, VALIDATION_DIR)
+    self.best = checkpoint_util.BestCheckpoint(
+        os.path.join(root, checkpoint_util.BEST_DIR),
+        self.train_config.best_checkpoint_metric)
 
   # -- data -------------------------------------------------------------------
 
@@ -240,6 +271,13 @@ class Trainer:
       return int(self.step.numpy())
     arch = config_util.get_model_config(self.config.model)
     extractor_config = arch.feature_extractor
+    if not (extractor_config.weights_path or self.train_config.fine_tune_checkpoint):
+      which = self.config.model.WhichOneof("model")
+      print(f"Training from scratch: no ImageNet weights "
+            f"(model.{which}.feature_extractor.weights_path) and no "
+            "train_config.fine_tune_checkpoint. Pretrained weights converge "
+            "faster and higher; see docs/training_eval.md#imagenet-initialisation",
+            flush=True)
     if extractor_config.weights_path:
       count = pretrained.load_imagenet_weights(
           self.model.feature_extractor, extractor_config.weights_path,
@@ -387,6 +425,26 @@ class Trainer:
     self._apply_masks()
     return self.manager.save(checkpoint_number=self.step)
 
+  def _epochs(self, step):
+    """How many passes over the training set `step` steps make; None if unknown."""
+    if not self.examples_per_epoch:
+      return None
+    return step * self.train_config.batch_size / self.examples_per_epoch
+
+  def _validate(self, step):
+    """Evaluates the current weights; keeps them in best/ if they are the best."""
+    self._apply_masks()
+    result = self.evaluator.evaluate_weights(self.validation_dir, step,
+                                             quiet=True)
+    metric = self.best.metric
+    improved = self.best.offer(result, self.checkpoint.write)
+    print(f"validation at step {step}: {metric} {100 * result[metric]:.2f}"
+          f"  (best {100 * self.best.value:.2f} at step "
+          f"{self.best.record['step']}{', saved to ' + self.best.directory if improved else ''})",
+          flush=True)
+    tf.summary.scalar(f"validation/{metric}", result[metric], step=step)
+    return result
+
   def _check_finite(self):
     if int(self.nonfinite_losses):
       last = (tf.train.latest_checkpoint(self.logdir)
@@ -432,10 +490,13 @@ class Trainer:
     log_every = max(train_config.log_every_n_steps, 1)
     checkpoint_every = max(train_config.checkpoint_every_n_steps, 1)
     steps_per_call = train_config.steps_per_call
-    logging.info("Training %s from step %d to %d, global batch %d on %d "
-                 "device(s), %d step(s) per call", self.model.name, start_step,
-                 num_steps, train_config.batch_size,
-                 self.strategy.num_replicas_in_sync, steps_per_call)
+    epochs = self._epochs(num_steps)
+    span = (f" ({epochs:.1f} epochs of {self.examples_per_epoch} examples)"
+            if epochs is not None else "")
+    print(f"Training {self.model.name} from step {start_step} to {num_steps}"
+          f"{span}, global batch {train_config.batch_size} on "
+          f"{self.strategy.num_replicas_in_sync} device(s), {steps_per_call} "
+          "step(s) per call", flush=True)
     last_losses = {}
     window_start, window_step = time.time(), start_step
     run_start = time.time()
@@ -471,7 +532,9 @@ class Trainer:
             heads = " ".join(f"{k.replace('_loss', '')}={v:.3f}"
                              for k, v in last_losses.items()
                              if k != fields.LossFields.total)
-            print(f"step {step}/{num_steps}  loss {last_losses[fields.LossFields.total]:.4f}"
+            epoch = self._epochs(step)
+            epoch = f" (epoch {epoch:.1f})" if epoch is not None else ""
+            print(f"step {step}/{num_steps}{epoch}  loss {last_losses[fields.LossFields.total]:.4f}"
                   f" ({heads})  lr {lr:.5f}  {images_per_sec:.1f} img/s"
                   f"  ETA {_format_duration(eta)}"
                   + (f"  sparsity {sparsity:.3f}" if sparsity is not None else ""),
@@ -483,6 +546,11 @@ class Trainer:
           if _crossed(previous, step, checkpoint_every) or step == num_steps:
             self._check_finite()
             self._save()
+          if self.evaluator and (
+              _crossed(previous, step, train_config.eval_every_n_steps)
+              or step == num_steps):
+            self._check_finite()
+            self._validate(step)
     except KeyboardInterrupt:
       saved = self._save()
       logging.warning("Interrupted at step %d; %s", int(self.step.numpy()),
@@ -491,6 +559,50 @@ class Trainer:
     writer.flush()
     last_losses["step"] = int(self.step.numpy())
     return last_losses
+
+
+def resolve_num_steps(pipeline_config, info, info_path):
+  """Fills in train_config.num_steps from num_epochs, and checks it.
+
+  Args:
+    pipeline_config: the pipeline; train_config.num_steps is set in place
+      (so the saved pipeline.config and a resumed run see the same length).
+    info: the dataset_info dict beside the training TFRecords, or None.
+    info_path: its path, for messages.
+
+  Returns:
+    The number of training examples per epoch, or None when unknown.
+
+  Raises:
+    ValueError: a length out of range, num_epochs without a dataset_info
+      that counts the training split, or num_steps disagreeing with it.
+  """
+  train_config = pipeline_config.train_config
+  globs = list(pipeline_config.train_input_reader.tf_record_input_path)
+  examples = (dataset_info.num_examples_for(info, globs)
+              if info is not None else None)
+  epochs = train_config.num_epochs
+  if epochs < 0 or epochs != epochs:
+    raise ValueError(f"train_config.num_epochs must be >= 0, got {epochs}")
+  if epochs:
+    if not examples:
+      where = info_path or "none found beside " + ", ".join(globs)
+      raise ValueError(
+          "train_config.num_epochs needs the number of training examples from "
+          f"the dataset_info.json of train_input_reader ({where}; its globs "
+          "must be one converted split's); give train_config.num_steps instead")
+    steps = math.ceil(epochs * examples / train_config.batch_size)
+    if train_config.HasField("num_steps") and train_config.num_steps != steps:
+      raise ValueError(
+          f"train_config.num_steps ({train_config.num_steps}) and num_epochs "
+          f"({epochs:g} = {steps} steps of batch {train_config.batch_size} over "
+          f"{examples} examples) disagree; set only one of them")
+    train_config.num_steps = steps
+    logging.info("num_epochs %g = %d steps (%d examples, batch %d)", epochs,
+                 steps, examples, train_config.batch_size)
+  if train_config.num_steps < 1:
+    raise ValueError("train_config.num_steps must be >= 1")
+  return examples
 
 
 def median_frequency_class_weights(pipeline_config, info, info_path):
@@ -535,14 +647,17 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   Args:
     pipeline_config: pipeline_pb2.PipelineConfig.
     logdir: checkpoints, TensorBoard events and the as-run pipeline.config.
-    num_steps: overrides train_config.num_steps (and is saved in the config).
+    num_steps: overrides train_config.num_steps / num_epochs (and is saved
+      in the config).
     strategy: one of STRATEGIES.
 
   Returns:
     dict of the last logged losses and the final step.
   """
   if num_steps:
+    # The command line wins over the config's length, in steps or epochs.
     pipeline_config.train_config.num_steps = num_steps
+    pipeline_config.train_config.ClearField("num_epochs")
   # First: MultiWorkerMirroredStrategy must be created before other TF work.
   strategy = build_strategy(strategy)
   chief = strategy.extended.should_checkpoint

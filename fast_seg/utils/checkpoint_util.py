@@ -7,6 +7,9 @@ a 1.0 model -> a pruned one), and a missing or mismatched weight can be
 reported by name.
 """
 
+import json
+import os
+
 import tensorflow as tf
 
 MODEL_KEY = "model"
@@ -113,3 +116,79 @@ def restore_matching_layers(layers, checkpoint_path):
     else:
       skipped.append(layer.name)
   return restored, skipped
+
+
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+# Metrics of metrics.compute_metrics that can select the best checkpoint;
+# for each, higher is better.
+BEST_METRICS = ("miou", "pixel_accuracy", "mean_accuracy", "mean_dice")
+
+
+class BestCheckpoint:
+  """A directory holding the one checkpoint with the highest metric so far.
+
+  `<dir>/ckpt-N.*` plus a `checkpoint` index (so the directory can be given
+  wherever a checkpoint is accepted, like a training logdir) and `best.json`
+  with the metric, its value, the step and where the checkpoint came from.
+  It survives restarts: the recorded value is read back, so a resumed run
+  only replaces the checkpoint with a better one. Nothing else ever deletes
+  it (max_checkpoints_to_keep applies to the logdir's own checkpoints).
+  """
+
+  def __init__(self, directory, metric):
+    if metric not in BEST_METRICS:
+      raise ValueError(f"train_config.best_checkpoint_metric: unknown "
+                       f"'{metric}'; allowed: {', '.join(BEST_METRICS)}")
+    self.directory = directory
+    self.metric = metric
+    self.record = None
+    path = os.path.join(directory, BEST_FILE)
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        record = json.load(f)
+      if record.get("metric") == metric:
+        self.record = record
+
+  @property
+  def value(self):
+    return None if self.record is None else self.record["value"]
+
+  def offer(self, result, write):
+    """Keeps the checkpoint of `result` if its metric beats the best so far.
+
+    Args:
+      result: a metrics dict with `step`, the metric and optionally
+        `checkpoint` (where the weights came from).
+      write: write(prefix) writes the checkpoint to that prefix.
+
+    Returns:
+      Whether it became the best.
+    """
+    value = float(result[self.metric])
+    if self.value is not None and not value > self.value:
+      return False
+    tf.io.gfile.makedirs(self.directory)
+    previous = tf.train.latest_checkpoint(self.directory)
+    prefix = os.path.join(self.directory, f"ckpt-{result['step']}")
+    write(prefix)
+    # Relative to the directory, so the directory can be moved or committed.
+    name = os.path.basename(prefix)
+    tf.compat.v1.train.update_checkpoint_state(
+        self.directory, name, all_model_checkpoint_paths=[name])
+    if previous and previous != prefix:
+      for name in tf.io.gfile.glob(previous + ".*"):
+        tf.io.gfile.remove(name)
+    self.record = {"metric": self.metric, "value": value,
+                   "step": int(result["step"]),
+                   "checkpoint": os.path.basename(prefix),
+                   "source": result.get("checkpoint")}
+    with tf.io.gfile.GFile(os.path.join(self.directory, BEST_FILE), "w") as f:
+      json.dump(self.record, f, indent=2)
+    return True
+
+
+def copy_checkpoint(source, prefix):
+  """Copies the files of checkpoint `source` to `prefix` (.index, .data-*)."""
+  for name in tf.io.gfile.glob(source + ".*"):
+    tf.io.gfile.copy(name, prefix + name[len(source):], overwrite=True)

@@ -96,3 +96,67 @@ def test_num_classes_disagreeing_with_dataset_info_fails(tiny_dataset, config):
   with pytest.raises(ValueError, match=r"model\.icnet\.num_classes is 5") as error:
     eval_lib.Evaluator(config)
   assert str(tiny_dataset / "dataset_info.json") in str(error.value)
+
+
+def _matrix(config, logdir, eval_dir):
+  result = eval_lib.evaluate(config, None, str(eval_dir), checkpoint=logdir)[0]
+  return np.array(result["confusion_matrix"]), result
+
+
+def test_scale_one_without_flip_equals_plain_eval(trained_run, config, tmp_path):
+  logdir = trained_run[1]
+  plain, _ = _matrix(config, logdir, tmp_path / "plain")
+  config.eval_config.scales.append(1.0)
+  same, result = _matrix(config, logdir, tmp_path / "scale_one")
+  np.testing.assert_array_equal(same, plain)
+  assert result["test_time"] == {"scales": [1.0], "flip": False, "sliding_window": None}
+
+
+def test_window_as_large_as_the_image_equals_whole_image_eval(trained_run, config, tmp_path):
+  logdir = trained_run[1]
+  plain, _ = _matrix(config, logdir, tmp_path / "plain")
+  config.eval_config.sliding_window.height = 64
+  config.eval_config.sliding_window.width = 64
+  config.eval_config.sliding_window.stride = 32
+  same, result = _matrix(config, logdir, tmp_path / "window")
+  np.testing.assert_array_equal(same, plain)
+  assert result["test_time"]["sliding_window"] == {"height": 64, "width": 64, "stride": 32}
+
+
+def test_multi_scale_flip_window_padded_eval_counts_only_real_pixels(
+    trained_run, config, tmp_path):
+  logdir = trained_run[1]
+  plain, _ = _matrix(config, logdir, tmp_path / "plain")
+  config.eval_config.padded_height = 72
+  config.eval_config.padded_width = 80
+  config.eval_input_reader.batch_size = 4
+  config.eval_config.scales.extend([0.75, 1.0, 1.5])
+  config.eval_config.flip = True
+  config.eval_config.sliding_window.height = 48
+  config.eval_config.sliding_window.width = 48
+  config.eval_config.sliding_window.stride = 32
+  matrix, result = _matrix(config, logdir, tmp_path / "tta")
+  assert result["num_pixels"] == VAL_PIXELS
+  # Same ground truth (rows), other predictions (columns).
+  np.testing.assert_array_equal(matrix.sum(1), plain.sum(1))
+  assert not np.array_equal(matrix, plain)
+
+
+def test_continuous_eval_keeps_the_best_checkpoint(tiny_dataset, tmp_path):
+  from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
+  from fast_seg.utils import checkpoint_util  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  logdir = tmp_path / "train"
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=6))
+  train_lib.train(config, str(logdir))
+  eval_dir = tmp_path / "eval"
+  results = eval_lib.evaluate(config, str(logdir), str(eval_dir), timeout=3)
+  best = max(results, key=lambda r: r["miou"])
+  record = json.loads((eval_dir / "best" / checkpoint_util.BEST_FILE).read_text())
+  assert record["metric"] == "miou" and record["step"] == best["step"]
+  assert record["value"] == pytest.approx(best["miou"])
+  # The copy is a complete checkpoint: evaluating it gives the same mIoU.
+  again = eval_lib.evaluate(config, None, str(tmp_path / "again"),
+                            checkpoint=str(eval_dir / "best"))[0]
+  assert again["step"] == best["step"]
+  assert again["miou"] == pytest.approx(best["miou"])
