@@ -69,3 +69,46 @@ def test_camvid_label_above_void_is_an_error(tmp_path):
   assert summary["splits"]["val"]["problems"] == [
       f"{first}: label values [12] out of range (CamVid ids are 0..10 and "
       "11 = void)"]
+
+
+def _list_layout(root, per_split=PER_SPLIT):
+  """images/ + labels/ + <split>.txt, as ../shared/data/camvid has them; the
+  test list in SegNet's "<image> <label>" form."""
+  (root / "images").mkdir(parents=True)
+  (root / "labels").mkdir()
+  names = {}
+  for split in camvid.CamVidConverter.splits:
+    names[split] = (SOURCE / f"{split}.txt").read_text().split()[:per_split]
+    for name in names[split]:
+      shutil.copy(SOURCE / "images" / f"{name}.jpg", root / "images")
+      shutil.copy(SOURCE / "labels" / f"{name}.png", root / "labels")
+    lines = ([f"/SegNet/CamVid/{split}/{n}.png /SegNet/CamVid/{split}annot/{n}.png"
+              for n in names[split]] if split == "test" else names[split])
+    (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+  return names
+
+
+def test_camvid_split_list_layout(tmp_path):
+  names = _list_layout(tmp_path / "src")
+  out = tmp_path / "out"
+  convert.convert(camvid.CamVidConverter(str(tmp_path / "src")), str(out),
+                  workers=1, progress=False, log=lambda line: None)
+  for split, split_names in names.items():
+    records = helpers.read_records(str(out / f"{split}-*.tfrecord"))
+    assert sorted(records) == sorted(split_names)
+    for name, (image, label) in records.items():
+      source = np.asarray(Image.open(SOURCE / "labels" / f"{name}.png"))
+      np.testing.assert_array_equal(label, np.where(source == camvid.VOID_ID, 255, source))
+      np.testing.assert_array_equal(image, np.asarray(Image.open(
+          SOURCE / "images" / f"{name}.jpg")))
+
+
+def test_camvid_listed_name_without_image_is_reported(tmp_path):
+  names = _list_layout(tmp_path / "src")
+  (tmp_path / "src" / "images" / f"{names['val'][0]}.jpg").unlink()
+  summary = convert.convert(
+      camvid.CamVidConverter(str(tmp_path / "src")), str(tmp_path / "out"),
+      on_error="skip", workers=1, progress=False, log=lambda line: None)
+  assert summary["splits"]["val"]["skipped"] == 1
+  problems = summary["splits"]["val"]["problems"]
+  assert len(problems) == 1 and names["val"][0] in problems[0]

@@ -1,8 +1,18 @@
-"""CamVid in the SegNet layout: 11 classes, void (11) -> ignore.
+"""CamVid, 11 classes, void (11) -> ignore, in either of two layouts.
+
+The SegNet tutorial's folders:
 
     CamVid/train/*.png  CamVid/trainannot/*.png   (367)
     CamVid/val/*.png    CamVid/valannot/*.png     (101)
     CamVid/test/*.png   CamVid/testannot/*.png    (233)
+
+or one folder of images and one of labels with a list per split (how many
+copies of CamVid are shared, ../shared/data/camvid among them):
+
+    images/<name>.png|jpg  labels/<name>.png  train.txt val.txt test.txt
+
+A list line is a name, or SegNet's "<image path> <label path>" pair (the
+image's file name then gives the name).
 
 Labels are single-channel ids 0..10 plus 11 for void (SegNet trains with
 `ignore_label: 11`); void becomes 255 so it is ignored like everywhere else.
@@ -22,10 +32,12 @@ VOID_ID = 11
 
 
 class CamVidConverter(convert_lib.Converter):
-  """Pairs `<split>/X.png` with `<split>annot/X.png`."""
+  """Pairs `<split>/X.png` with `<split>annot/X.png`, or by the split lists."""
   name = "camvid"
   splits = ("train", "val", "test")
-  description = "CamVid, SegNet layout (train/ trainannot/ ...), 11 classes"
+  description = (
+      "CamVid, 11 classes: SegNet layout (train/ trainannot/ ...) or "
+      "images/ + labels/ + train.txt / val.txt / test.txt")
   flag_names = ("input_dir",)
   fixed_class_names = CLASS_NAMES
   fixed_palette = PALETTE
@@ -36,6 +48,8 @@ class CamVidConverter(convert_lib.Converter):
         {i: i for i in range(len(CLASS_NAMES))}, ignore_sources=(VOID_ID,))
 
   def list_pairs(self, split):
+    if self._has_split_lists():
+      return self._list_pairs_from_list(split)
     image_dir = os.path.join(self.root, split)
     label_dir = os.path.join(self.root, split + "annot")
     images = convert_lib.list_files(image_dir)
@@ -44,6 +58,29 @@ class CamVidConverter(convert_lib.Converter):
     return convert_lib.pair_by_key(
         images, labels, stem, stem,
         expected_label=lambda p: os.path.join(label_dir, stem(p) + ".png"))
+
+  def _has_split_lists(self):
+    return (os.path.isdir(os.path.join(self.root, "images"))
+            and os.path.isdir(os.path.join(self.root, "labels"))
+            and not os.path.isdir(os.path.join(self.root, "train")))
+
+  def _list_pairs_from_list(self, split):
+    image_dir = os.path.join(self.root, "images")
+    label_dir = os.path.join(self.root, "labels")
+    stem = lambda path: os.path.splitext(os.path.basename(path))[0]
+    names = {stem(line.split()[0]) for line in convert_lib.read_list(
+        os.path.join(self.root, f"{split}.txt"))}
+    images = [p for p in convert_lib.list_files(image_dir) if stem(p) in names]
+    labels = [p for p in convert_lib.list_files(label_dir) if stem(p) in names]
+    samples, problems = convert_lib.pair_by_key(
+        images, labels, stem, stem,
+        expected_label=lambda p: os.path.join(label_dir, stem(p) + ".png"))
+    found = {sample.name for sample in samples} | {
+        stem(problem.path) for problem in problems}
+    problems += [convert_lib.Problem(os.path.join(image_dir, name),
+                                     f"listed in {split}.txt but no image found")
+                 for name in sorted(names - found)]
+    return samples, problems
 
   def read_label(self, sample, image_size):
     raw = convert_lib.require_single_channel(
