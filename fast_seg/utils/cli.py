@@ -25,13 +25,19 @@ def define_config_flags():
   flags.DEFINE_multi_string(
       "config_override", [],
       "Text-format snippet merged over the config, e.g. "
-      "'train_config { batch_size: 4 }'. May be repeated.")
+      "'train_config { batch_size: 4 }'; a repeated field given here replaces "
+      "the config's list. May be repeated.")
+  flags.DEFINE_multi_string(
+      "config_append", [],
+      "Like --config_override, but repeated fields are appended to, e.g. "
+      "'train_input_reader { tf_record_input_path: \"more/*.tfrecord\" }'.")
   flags.mark_flag_as_required("config_path")
 
 
 def load_config(path):
   """Loads --config_path with the --config_override snippets applied."""
-  return config_util.load_pipeline_config(path, FLAGS.config_override)
+  return config_util.load_pipeline_config(path, FLAGS.config_override,
+                                          FLAGS.config_append)
 
 
 def _short_message(error):

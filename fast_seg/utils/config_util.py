@@ -49,13 +49,17 @@ def parse_pipeline_config(text, source="<string>"):
   return config
 
 
-def load_pipeline_config(path, overrides=()):
+def load_pipeline_config(path, overrides=(), appends=()):
   """Reads a pipeline config file and applies text-format overrides.
 
   Args:
     path: a .config file in protobuf text format.
     overrides: text-format snippets merged on top, e.g.
-      "train_config { num_steps: 10 }" (scalars replace, repeated fields append).
+      "train_config { num_steps: 10 }": a value given replaces the file's,
+      a repeated field given replaces the whole list (the Object Detection
+      API's override semantics), messages merge field by field.
+    appends: snippets merged after the overrides with protobuf's own Merge:
+      repeated fields are appended to (e.g. one more TFRecord glob).
 
   Returns:
     pipeline_pb2.PipelineConfig.
@@ -71,11 +75,37 @@ def load_pipeline_config(path, overrides=()):
   with tf.io.gfile.GFile(path, "r") as f:
     config = parse_pipeline_config(f.read(), source=path)
   for i, override in enumerate(overrides or ()):
+    snippet = pipeline_pb2.PipelineConfig()
     try:
-      text_format.Merge(override, config)
+      text_format.Merge(override, snippet)
     except text_format.ParseError as e:
       raise ConfigError(f"--config_override #{i + 1} ({override!r}): {e}") from None
+    merge_replacing_lists(snippet, config)
+  for i, append in enumerate(appends or ()):
+    try:
+      text_format.Merge(append, config)
+    except text_format.ParseError as e:
+      raise ConfigError(f"--config_append #{i + 1} ({append!r}): {e}") from None
   return config
+
+
+def merge_replacing_lists(source, target):
+  """Merges the fields set in `source` into `target`; lists are replaced.
+
+  Scalars overwrite, messages merge recursively (setting a oneof member
+  switches the oneof), and a repeated field in `source` replaces the
+  target's list instead of extending it.
+  """
+  for field, value in source.ListFields():
+    if field.is_repeated:
+      target.ClearField(field.name)
+      getattr(target, field.name).MergeFrom(value)
+    elif field.message_type is not None:
+      child = getattr(target, field.name)
+      child.SetInParent()
+      merge_replacing_lists(value, child)
+    else:
+      setattr(target, field.name, value)
 
 
 def save_pipeline_config(config, directory):

@@ -38,3 +38,38 @@ def test_require_oneof_lists_choices():
   config = helpers.pipeline_config("")
   with pytest.raises(ValueError, match=r"model: 'model' is not set; set one of: icnet, pspnet"):
     config_util.get_model_config(config.model)
+
+
+def test_override_replaces_repeated_fields_and_append_extends():
+  glob = 'train_input_reader { tf_record_input_path: "other/train-*.tfrecord" }'
+  config = config_util.load_pipeline_config(str(DEMO_CONFIG), [glob])
+  assert list(config.train_input_reader.tf_record_input_path) == ["other/train-*.tfrecord"]
+  # Other fields of the same message and its siblings are kept.
+  original = config_util.load_pipeline_config(str(DEMO_CONFIG))
+  assert config.train_input_reader.shuffle == original.train_input_reader.shuffle
+  assert config.model == original.model and config.train_config == original.train_config
+  # A repeated message field is replaced whole.
+  config = config_util.load_pipeline_config(str(DEMO_CONFIG), [
+      "train_config { data_augmentation_options { random_horizontal_flip {} } }"])
+  steps = config.train_config.data_augmentation_options
+  assert len(steps) == 1 and steps[0].WhichOneof("preprocessing_step") == "random_horizontal_flip"
+  assert len(original.train_config.data_augmentation_options) > 1
+  # --config_append adds to the list.
+  config = config_util.load_pipeline_config(str(DEMO_CONFIG), appends=[glob])
+  assert list(config.train_input_reader.tf_record_input_path) == list(
+      original.train_input_reader.tf_record_input_path) + ["other/train-*.tfrecord"]
+
+
+def test_override_switches_a_oneof_and_merges_submessages():
+  config = config_util.load_pipeline_config(str(DEMO_CONFIG), [
+      "model { icnet { feature_extractor { filter_scale: 0.25 } } }",
+      "train_config { optimizer { momentum_optimizer { momentum: 0.5 } } }"])
+  assert config.model.icnet.feature_extractor.filter_scale == 0.25
+  assert config.model.icnet.feature_extractor.type == "mobilenet_v2"  # kept
+  assert config.train_config.optimizer.WhichOneof("optimizer") == "momentum_optimizer"
+  assert config.train_config.optimizer.momentum_optimizer.momentum == 0.5
+
+
+def test_bad_append_is_named():
+  with pytest.raises(config_util.ConfigError, match=r"--config_append #1"):
+    config_util.load_pipeline_config(str(DEMO_CONFIG), appends=["train_config { steps: 1 }"])
