@@ -105,11 +105,17 @@ def _decode(record):
   return fields, image, label, _label_mode(fields[_TF.label_encoded])
 
 
-def _preview(image, label, palette, ignore_label):
-  """image | label colours blended over it; ignore pixels solid black."""
+def _preview(image, label, palette, ignore_label, class_names=None):
+  """image | label colours blended over it (ignore pixels solid black),
+  titled, with a legend of the classes present."""
   blended = visualization.overlay(image, label, palette).numpy()
   blended[label == ignore_label] = 0
-  return np.concatenate([image, blended], axis=1)
+  entries = visualization.legend_entries([label[label != ignore_label]],
+                                         palette, class_names)
+  if (label == ignore_label).any():
+    entries.append((f"ignore ({ignore_label})", (0, 0, 0)))
+  return visualization.annotate(np.concatenate([image, blended], axis=1),
+                                ["image", "labels"], entries)
 
 
 def _preview_name(index, filename):
@@ -169,6 +175,7 @@ def inspect_records(pattern, info=None, num_previews=0, preview_dir=None,
   # default_palette gives every id the colour it would get then anyway.
   preview_palette = (dataset_info.palette(info) if info is not None
                      else visualization.default_palette(_NUM_VALUES))
+  preview_names = list(info[_INFO.class_names]) if info is not None else None
   if num_previews:
     tf.io.gfile.makedirs(preview_dir)
 
@@ -220,8 +227,8 @@ def inspect_records(pattern, info=None, num_previews=0, preview_dir=None,
         if len(previews) < num_previews:
           preview_path = os.path.join(
               preview_dir, _preview_name(len(previews), filename))
-          Image.fromarray(_preview(image, label, preview_palette,
-                                   ignore_label)).save(preview_path)
+          Image.fromarray(_preview(image, label, preview_palette, ignore_label,
+                                   preview_names)).save(preview_path)
           previews.append(preview_path)
     except tf.errors.DataLossError as e:
       errors.add({"file": path, "filename": "<rest of the file>",

@@ -66,7 +66,9 @@ class Evaluator:
       dataset_names = names or [
           f"class_{i}" for i in range(self.arch.num_classes)]
       self.palette = visualization.default_palette(self.arch.num_classes)
-    # Names of what the metrics count: the output classes (2 if binary).
+    # The dataset's names colour the pictures' legends; the metrics count the
+    # output classes (2 if binary).
+    self.dataset_class_names = dataset_names
     self.class_names = self.model.output_class_names(dataset_names)
     # Proto floats are float32: 0.3 reads back as 0.30000001.
     self.thresholds = [round(t, 6) for t in self.eval_config.binary_thresholds]
@@ -210,7 +212,8 @@ class Evaluator:
       image = batch[fields.InputFields.image][i, :height, :width].numpy()
       truth = batch[fields.InputFields.label][i, :height, :width, 0].numpy()
       panel = visualization.side_by_side(
-          image, truth, predicted[i, :height, :width].numpy(), self.palette)
+          image, truth, predicted[i, :height, :width].numpy(), self.palette,
+          self.dataset_class_names)
       name = os.path.basename(
           batch[fields.InputFields.filename][i].numpy().decode("utf-8"))
       name = re.sub(r"[^\w.-]", "_", os.path.splitext(name)[0]) or "image"

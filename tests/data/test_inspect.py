@@ -12,6 +12,7 @@ import pytest
 from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
 from fast_seg.data import inspect as inspect_lib
+from fast_seg.utils import visualization
 from fast_seg.data import tf_example
 from tests import helpers
 
@@ -112,6 +113,9 @@ def test_dataset_info_beside_the_glob_is_used(records, tmp_path):
   assert any("--max_examples" in note for note in report["notes"])
 
 
+TITLE = visualization.TITLE_HEIGHT
+
+
 def test_previews_show_image_and_overlay(records, tmp_path):
   data_dir, _ = records
   preview_dir = tmp_path / "previews"
@@ -121,7 +125,9 @@ def test_previews_show_image_and_overlay(records, tmp_path):
   assert len(report["previews"]) == 2
   assert sorted(os.listdir(preview_dir)) == ["0000_a.png", "0001_b.png"]
   preview = np.asarray(Image.open(preview_dir / "0000_a.png"))
-  assert preview.shape == (HEIGHT, 2 * WIDTH, 3)
+  # A title row above, a legend below the two panels.
+  assert preview.shape[1] == 2 * WIDTH and preview.shape[0] > HEIGHT + TITLE
+  preview = preview[TITLE:TITLE + HEIGHT]
   np.testing.assert_array_equal(preview[:, :WIDTH], _image(0))
   overlay = preview[:, WIDTH:]
   assert (overlay[LABEL_A == 255] == 0).all()  # ignore pixels black
