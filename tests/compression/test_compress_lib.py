@@ -91,7 +91,7 @@ def test_report_lists_groups_and_plots(pruned):
   assert json.load(open(os.path.join(output_dir, "compression_report.json")))[
       "params_after"] == report["params_after"]
   assert report["plots"]
-  image = np.asarray(Image.open(report["plots"][0]))
+  image = np.asarray(Image.open(report["plots"][0]).convert("RGB"))
   assert image.shape == (360, 640, 3)
   assert ((image[..., 0] > 200) & (image[..., 1] < 40)).any()  # the red cut
 
