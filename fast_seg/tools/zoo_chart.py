@@ -1,0 +1,100 @@
+"""The accuracy / latency picture of a model zoo, from its results JSON.
+
+  python -m fast_seg.tools.zoo_chart --results docs/camvid_zoo.json \
+      --output docs/camvid_pareto.png [--latency tflite_int8_1024x2048]
+
+The JSON holds one entry per model (what docs/model_zoo.md's table lists):
+
+  {"dataset": "CamVid test (233 images)", "models": [
+    {"name": "icnet_mobilenet_v2_0.25_camvid_360", "miou": 0.52,
+     "latency_ms": {"tflite_int8_1024x2048": 49.6, "tf_360x480": 20.1}, ...}]}
+
+Each model is a point (latency on a log axis, mIoU); the Pareto front, the
+models that no other model beats on both, is joined by a line: the ones
+worth choosing from. A model without the chosen latency is left out, named.
+"""
+
+import json
+
+from absl import flags
+import matplotlib
+matplotlib.use("Agg")  # files only, no display
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from fast_seg.utils import cli
+
+flags.DEFINE_string("results", None, "Zoo results JSON (see the module doc).")
+flags.DEFINE_string("output", None, "PNG to write.")
+flags.DEFINE_string("latency", "tflite_int8_1024x2048",
+                    "Key of each model's latency_ms to put on the x axis.")
+flags.DEFINE_string("metric", "miou", "Accuracy key of each model (a fraction).")
+flags.mark_flags_as_required(["results", "output"])
+FLAGS = flags.FLAGS
+
+
+def pareto_front(points):
+  """Names of the (name, latency, accuracy) points no other point dominates.
+
+  A point is dominated when another one is at least as fast and at least as
+  accurate, and strictly better in one of the two.
+  """
+  front = []
+  for name, latency, accuracy in points:
+    dominated = any(
+        (other_latency <= latency and other_accuracy >= accuracy)
+        and (other_latency < latency or other_accuracy > accuracy)
+        for _, other_latency, other_accuracy in points)
+    if not dominated:
+      front.append(name)
+  return front
+
+
+def chart(results, output, latency_key, metric="miou"):
+  """Writes the PNG; returns (plotted names, front names, left-out names)."""
+  points, left_out = [], []
+  for model in results["models"]:
+    latency = model.get("latency_ms", {}).get(latency_key)
+    if latency is None or model.get(metric) is None:
+      left_out.append(model["name"])
+      continue
+    points.append((model["name"], float(latency), float(model[metric])))
+  if not points:
+    raise ValueError(f"no model in the results has latency_ms.{latency_key} "
+                     f"and {metric}")
+  front = pareto_front(points)
+  figure, axes = plt.subplots(figsize=(8, 5), dpi=100)
+  for name, latency, accuracy in points:
+    on_front = name in front
+    axes.scatter(latency, 100 * accuracy, s=60, zorder=3,
+                 color="#1f5fbf" if on_front else "#9a9a9a")
+    axes.annotate(name, (latency, 100 * accuracy), textcoords="offset points",
+                  xytext=(6, 4), fontsize=8)
+  line = sorted((latency, accuracy) for name, latency, accuracy in points
+                if name in front)
+  axes.plot([p[0] for p in line], [100 * p[1] for p in line], color="#1f5fbf",
+            linewidth=1.5, zorder=2, label="Pareto front")
+  axes.set_xscale("log")
+  axes.set_xlabel(f"latency (ms), {latency_key.replace('_', ' ')}, log scale")
+  axes.set_ylabel(f"{metric} (%)")
+  axes.set_title(results.get("dataset", ""), fontsize=10)
+  axes.grid(True, which="both", alpha=0.3)
+  axes.legend(loc="lower right", fontsize=8)
+  figure.tight_layout()
+  figure.savefig(output)
+  plt.close(figure)
+  return [p[0] for p in points], front, left_out
+
+
+def main(argv):
+  del argv
+  with open(FLAGS.results) as f:
+    results = json.load(f)
+  plotted, front, left_out = chart(results, FLAGS.output, FLAGS.latency,
+                                   FLAGS.metric)
+  print(f"wrote {FLAGS.output}: {len(plotted)} models, Pareto front: "
+        f"{', '.join(front)}"
+        + (f"; without {FLAGS.latency}: {', '.join(left_out)}" if left_out else ""))
+
+
+if __name__ == "__main__":
+  cli.run(main)
