@@ -266,9 +266,15 @@ def postprocess(prediction, image_shape, crop=None, threshold=0.5):
 
 
 def load_palette(home, dataset_info_path=None, num_classes=None):
-  """The overlay palette from --palette or `home`'s dataset_info.json, or None.
+  """The palette of load_legend (None: the default palette)."""
+  return load_legend(home, dataset_info_path, num_classes)[0]
 
-  None means the default palette. When `home` has the export's
+
+def load_legend(home, dataset_info_path=None, num_classes=None):
+  """(palette, class names) for the overlays from --palette or `home`'s
+  dataset_info.json, or (None, None).
+
+  None means the default palette (and class_<id> names). When `home` has the export's
   pipeline.config (or the model reports num_classes), the dataset info is
   checked against it.
 
@@ -279,8 +285,9 @@ def load_palette(home, dataset_info_path=None, num_classes=None):
   if not path:
     path = os.path.join(home, standard_fields.DatasetInfoFields.file_name)
     if not os.path.isfile(path):
-      return None
+      return None, None
   info = dataset_info.load(path)
+  names = list(info[standard_fields.DatasetInfoFields.class_names])
   config_path = os.path.join(home, config_util.PIPELINE_CONFIG_NAME)
   if os.path.isfile(config_path):
     config = config_util.load_pipeline_config(config_path)
@@ -290,13 +297,14 @@ def load_palette(home, dataset_info_path=None, num_classes=None):
     if arch.HasField("binary_output"):
       # Output ids 0 / 1: background and the (first) foreground colour.
       foreground = (list(arch.binary_output.foreground_class_ids) or [1])[0]
-      return dataset_info.palette(info)[[0, foreground]]
+      return (dataset_info.palette(info)[[0, foreground]],
+              [names[0], names[foreground]])
   elif num_classes and num_classes > 1 and num_classes != info[
       standard_fields.DatasetInfoFields.num_classes]:
     raise ValueError(f"the model has {num_classes} classes but {path} "
                      f"describes "
                      f"{info[standard_fields.DatasetInfoFields.num_classes]}")
-  return dataset_info.palette(info)
+  return dataset_info.palette(info), names
 
 
 def overlay(image, labels, colours, palette, alpha, crop=None):
@@ -323,6 +331,15 @@ def overlay(image, labels, colours, palette, alpha, crop=None):
   blended = (1.0 - alpha) * image + alpha * colours.astype(np.float32)
   blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
   return np.where(ignored[..., None], image, blended)
+
+
+def with_legend(blended, labels, palette, names):
+  """The overlay with a legend of the classes it shows below it."""
+  shown = labels[labels != IGNORE_LABEL]
+  if palette is None:  # overlay()'s default: class i has the same colour for any size
+    palette = visualization.default_palette(int(shown.max(initial=0)) + 1)
+  return visualization.annotate(
+      blended, [], visualization.legend_entries([shown], palette, names))
 
 
 # ----------------------------------------------------------------------------
@@ -364,12 +381,15 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     latencies.append((time.perf_counter() - start) * 1000.0)
     if not names:  # Probabilities tell the number of classes to check.
       num_classes = prediction.shape[-1] if prediction.dtype.kind == "f" else None
-      palette = load_palette(model_home(model), palette_path, num_classes)
+      palette, class_names = load_legend(model_home(model), palette_path,
+                                         num_classes)
     labels, colours = postprocess(prediction, image.shape[:2], crop,
                                    threshold)
     if labels is not None:
       Image.fromarray(labels).save(os.path.join(output_dir, f"{name}_labels.png"))
     blended = overlay(image, labels, colours, palette, alpha, crop)
+    if labels is not None:
+      blended = with_legend(blended, labels, palette, class_names)
     Image.fromarray(blended).save(os.path.join(output_dir, f"{name}_overlay.png"))
     names.append(name)
     log(f"{name}: {latencies[-1]:.1f} ms")

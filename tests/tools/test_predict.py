@@ -63,6 +63,7 @@ def _predict(model, images, output_dir, **kwargs):
 def _overlay_colours(output_dir, labels):
   """{class id: its one colour} of an alpha-1 overlay (pure palette colours)."""
   overlay = np.asarray(Image.open(output_dir / "sample_000_overlay.png"))
+  overlay = overlay[:labels.shape[0]]  # the legend is below
   colours = {}
   for c in np.unique(labels):
     seen = np.unique(overlay[labels == c], axis=0)
@@ -120,6 +121,10 @@ def test_crop_restores_the_original_size(export_dir, images, tmp_path):
   # Cropped rows are drawn as the image is; the rest blended.
   image = np.asarray(Image.open(images / "sample_000.png").convert("RGB"))
   overlay = np.asarray(Image.open(tmp_path / "sample_000_overlay.png"))
+  assert overlay.shape[0] > 40 and overlay.shape[1] == 50  # a legend below
+  legend = overlay[40:]
+  assert (legend != 255).any(-1).mean() > 0.05  # swatches and names
+  overlay = overlay[:40]
   np.testing.assert_array_equal(overlay[:5], image[:5])
   np.testing.assert_array_equal(overlay[-3:], image[-3:])
   assert np.any(overlay[5:-3] != image[5:-3])
