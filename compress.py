@@ -47,6 +47,7 @@ def main(argv):
     raise ValueError("pass exactly one of --filter_scale and --schedule")
   if FLAGS.finetune_steps < 0:
     raise ValueError(f"--finetune_steps must be >= 0, got {FLAGS.finetune_steps}")
+  cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
   input_shape = (export_lib.parse_shape(FLAGS.input_shape, 4, "--input_shape")
                  if FLAGS.input_shape else None)

@@ -24,6 +24,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  cli.check_output_dir(FLAGS.eval_dir, "--eval_dir")
   config = cli.load_config(FLAGS.config_path)
   results = eval_lib.evaluate(config, FLAGS.train_dir, FLAGS.eval_dir,
                               checkpoint=FLAGS.checkpoint, timeout=FLAGS.timeout)

@@ -50,6 +50,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
+  cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
   input_shape = export_lib.parse_shape(FLAGS.input_shape, 4, "--input_shape")
   pad_to_shape = (export_lib.parse_shape(FLAGS.pad_to_shape, 2, "--pad_to_shape")

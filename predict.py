@@ -49,6 +49,7 @@ def _parse_crop(text):
 
 def main(argv):
   del argv
+  cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   crop = _parse_crop(FLAGS.crop) if FLAGS.crop else None
   resize = (export_lib.parse_shape(FLAGS.resize, 2, "--resize")
             if FLAGS.resize else None)

@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  cli.check_output_dir(FLAGS.logdir, "--logdir")
   config = cli.load_config(FLAGS.config_path)
   result = train_lib.train(config, FLAGS.logdir, num_steps=FLAGS.num_steps,
                            strategy=FLAGS.strategy)

@@ -11,6 +11,18 @@ def _positive(value, field):
   return value
 
 
+def _in_range(value, low, high, field):
+  if not low <= value <= high:
+    raise ValueError(f"{field} must be in [{low:g}, {high:g}], got {value:g}")
+  return value
+
+
+def _decay_steps(value, field):
+  if value < 0:
+    raise ValueError(f"{field} must be >= 0 (0: the rest of training), got {value}")
+  return value
+
+
 def build(config, num_steps, field_path="learning_rate"):
   """Builds the schedule, with warmup when configured.
 
@@ -38,21 +50,27 @@ def build(config, num_steps, field_path="learning_rate"):
     schedule = learning_schedules.Constant(
         _positive(c.learning_rate, f"{path}.learning_rate"))
   elif which == "polynomial_decay_learning_rate":
+    initial = _positive(c.initial_learning_rate, f"{path}.initial_learning_rate")
     schedule = learning_schedules.PolynomialDecay(
-        _positive(c.initial_learning_rate, f"{path}.initial_learning_rate"),
-        c.decay_steps or remaining, c.end_learning_rate,
+        initial, _decay_steps(c.decay_steps, f"{path}.decay_steps") or remaining,
+        _in_range(c.end_learning_rate, 0.0, initial, f"{path}.end_learning_rate"),
         _positive(c.power, f"{path}.power"))
   elif which == "exponential_decay_learning_rate":
+    initial = _positive(c.initial_learning_rate, f"{path}.initial_learning_rate")
     schedule = learning_schedules.ExponentialDecay(
-        _positive(c.initial_learning_rate, f"{path}.initial_learning_rate"),
-        _positive(c.decay_steps, f"{path}.decay_steps"),
-        _positive(c.decay_factor, f"{path}.decay_factor"), c.staircase,
-        c.min_learning_rate)
+        initial, _positive(c.decay_steps, f"{path}.decay_steps"),
+        _in_range(_positive(c.decay_factor, f"{path}.decay_factor"), 0.0, 1.0,
+                  f"{path}.decay_factor"), c.staircase,
+        _in_range(c.min_learning_rate, 0.0, initial, f"{path}.min_learning_rate"))
   else:
     schedule = learning_schedules.CosineDecay(
         _positive(c.initial_learning_rate, f"{path}.initial_learning_rate"),
-        c.decay_steps or remaining, c.alpha)
+        _decay_steps(c.decay_steps, f"{path}.decay_steps") or remaining,
+        _in_range(c.alpha, 0.0, 1.0, f"{path}.alpha"))
   if warmup_steps:
-    schedule = learning_schedules.Warmup(
-        schedule, warmup_steps, config.warmup.start_learning_rate)
+    start = config.warmup.start_learning_rate
+    if start < 0:
+      raise ValueError(f"{field_path}.warmup.start_learning_rate must be >= 0, "
+                       f"got {start:g}")
+    schedule = learning_schedules.Warmup(schedule, warmup_steps, start)
   return schedule

@@ -234,7 +234,7 @@ def check_state(checkpoint_path, technique):
   that the state is this technique's.
   """
   path = checkpoint_util.resolve_checkpoint(checkpoint_path)
-  names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  names = checkpoint_util.open_reader(path).get_variable_to_shape_map()
   if not any(name.startswith(STATE_KEY + "/") for name in names):
     raise _no_state_error(path, technique)
 
@@ -338,7 +338,7 @@ class Compression:
       ValueError: the checkpoint holds only part of the state.
     """
     path = checkpoint_util.resolve_checkpoint(checkpoint_path)
-    reader = tf.train.load_checkpoint(path)
+    reader = checkpoint_util.open_reader(path)
     found, missing = self._restore_group(reader, STATE_KEY, self.state)
     if not found:
       return False
@@ -359,7 +359,7 @@ class Compression:
         with this technique.
     """
     path = checkpoint_util.resolve_checkpoint(checkpoint_path)
-    reader = tf.train.load_checkpoint(path)
+    reader = checkpoint_util.open_reader(path)
     found, missing = self._restore_group(reader, checkpoint_util.MODEL_KEY,
                                          self.variables)
     if missing:

@@ -91,6 +91,7 @@ def _check_output_dir(output_dir, converter, splits, overwrite):
   Returns:
     The earlier dataset info to merge into, or None.
   """
+  cli.check_output_dir(output_dir, "--output_dir")
   if not os.path.isdir(output_dir):
     return None
   previous = None

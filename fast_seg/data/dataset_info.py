@@ -6,6 +6,7 @@ colours from it; prediction overlays and class weighting read it too. Plain
 JSON with the keys of `standard_fields.DatasetInfoFields`.
 """
 
+import glob
 import json
 import os
 
@@ -171,24 +172,36 @@ def _short_names(info, limit=6):
   return text + (", ..." if len(names) > limit else "")
 
 
-def load_for_reader(reader_config, model_config):
+def load_for_reader(reader_config, model_config, field_name="input reader"):
   """The dataset_info.json beside an input reader's TFRecords, checked.
 
   Args:
     reader_config: an InputReader proto (its tf_record_input_path globs).
     model_config: the pipeline's Model proto.
+    field_name: where reader_config sits in the pipeline, for messages.
 
   Returns:
     (path, info), or (None, None) when there is no info file.
 
   Raises:
-    ValueError: the model's num_classes or ignore_label disagree with it.
+    ValueError: no model is configured, a glob matches no file (said first,
+      before anything that reads the data), or the model's num_classes or
+      ignore_label disagree with the info.
   """
+  meta_architecture = model_config.WhichOneof("model")
+  if meta_architecture is None:
+    choices = model_config.DESCRIPTOR.oneofs_by_name["model"].fields
+    raise ValueError("model: no architecture is set; add one of "
+                     f"{', '.join(f.name for f in choices)} (see configs/)")
+  for pattern in reader_config.tf_record_input_path:
+    # Local files only (the info file is looked for locally too).
+    if "://" not in pattern and not glob.glob(pattern):
+      raise ValueError(f"{field_name}.tf_record_input_path: glob '{pattern}' "
+                       "matches no file")
   path = find(",".join(reader_config.tf_record_input_path))
   if path is None:
     return None, None
   info = load(path)
-  meta_architecture = model_config.WhichOneof("model")
   arch = getattr(model_config, meta_architecture)
   check_model(info, arch.num_classes, arch.ignore_label, path,
               f"model.{meta_architecture}")

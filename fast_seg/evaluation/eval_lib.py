@@ -47,7 +47,12 @@ class Evaluator:
     self.arch = config_util.get_model_config(pipeline_config.model)
     # Checked before building the model, so a wrong num_classes fails at once.
     self.dataset_info_path, info = dataset_info.load_for_reader(
-        pipeline_config.eval_input_reader, pipeline_config.model)
+        pipeline_config.eval_input_reader, pipeline_config.model,
+        "eval_input_reader")
+    if self.eval_config.num_examples < 0:
+      raise ValueError(
+          f"eval_config.num_examples must be >= 0 (0: the whole eval input), "
+          f"got {self.eval_config.num_examples}")
     self.model = model or model_builder.build(pipeline_config.model)
     self.test_time = test_time_builder.build(self.eval_config)
     names = list(self.eval_config.class_names)

@@ -83,8 +83,12 @@ class Model:
     options = onnxruntime.SessionOptions()
     if num_threads:
       options.intra_op_num_threads = num_threads
-    self._session = onnxruntime.InferenceSession(
-        path, options, providers=["CPUExecutionProvider"])
+    try:
+      self._session = onnxruntime.InferenceSession(
+          path, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own pybind11 types
+      reason = str(e).split(":")[-1].strip() or type(e).__name__
+      raise ValueError(f"{path}: not a loadable ONNX model ({reason})") from None
     (model_input,) = self._session.get_inputs()
     if model_input.type not in _NUMPY_TYPES:
       raise ValueError(f"{path}: unsupported input type {model_input.type}")

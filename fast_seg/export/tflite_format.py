@@ -207,7 +207,10 @@ class Model:
 
   def __init__(self, path, num_threads=2):
     self.path = path
-    interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
+    try:
+      interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
+    except ValueError as e:
+      raise ValueError(f"{path}: not a loadable TFLite model ({e})") from None
     self._runner = interpreter.get_signature_runner(SIGNATURE_KEY)
     spec = self._runner.get_input_details()[INPUT_NAME]
     self.input_shape = tuple(int(v) for v in spec["shape"])

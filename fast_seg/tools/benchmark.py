@@ -106,7 +106,7 @@ def environment():
 
 def _short_error(error):
   """One readable line: XLA and op errors can be pages long."""
-  text = f"{type(error).__name__}: {cli._short_message(error)}"  # pylint: disable=protected-access
+  text = f"{type(error).__name__}: {cli.short_message(error)}"
   text = " ".join(text.split())
   return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
 

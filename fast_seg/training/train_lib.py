@@ -102,10 +102,15 @@ class Trainer:
     self.train_config = train_config
     if train_config.batch_size < 1:
       raise ValueError("train_config.batch_size must be >= 1")
-    if train_config.steps_per_call < 1:
+    for name in ("steps_per_call", "log_every_n_steps",
+                 "checkpoint_every_n_steps", "max_checkpoints_to_keep"):
+      if getattr(train_config, name) < 1:
+        raise ValueError(f"train_config.{name} must be >= 1, got "
+                         f"{getattr(train_config, name)}")
+    if train_config.image_summary_every_n_steps < 0:
       raise ValueError(
-          f"train_config.steps_per_call must be >= 1, got "
-          f"{train_config.steps_per_call}")
+          "train_config.image_summary_every_n_steps must be >= 0 (0: none), "
+          f"got {train_config.image_summary_every_n_steps}")
     replicas = strategy.num_replicas_in_sync
     if train_config.batch_size % replicas:
       raise ValueError(
@@ -132,7 +137,8 @@ class Trainer:
     # Before any model building or step: a num_classes that disagrees with
     # the data should fail now, not as a label-value error mid-run.
     self.dataset_info_path, info = dataset_info.load_for_reader(
-        pipeline_config.train_input_reader, pipeline_config.model)
+        pipeline_config.train_input_reader, pipeline_config.model,
+        "train_input_reader")
     self.examples_per_epoch = resolve_num_steps(
         pipeline_config, info, self.dataset_info_path)
     arch = config_util.get_model_config(pipeline_config.model)
@@ -262,6 +268,8 @@ class Trainer:
     # The logdir, not self.manager's directory: a non-chief worker saves
     # into its own temp dir but resumes from the chief's checkpoints.
     latest = tf.train.latest_checkpoint(self.logdir)
+    if latest:
+      checkpoint_util.open_reader(latest)  # a damaged one: a named error
     if latest and self.compression:
       self._restore_compressed(latest)
     elif latest:
@@ -487,8 +495,8 @@ class Trainer:
                      if train_config.image_summary_every_n_steps else None)
     writer = (tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
               if self.is_chief else tf.summary.create_noop_writer())
-    log_every = max(train_config.log_every_n_steps, 1)
-    checkpoint_every = max(train_config.checkpoint_every_n_steps, 1)
+    log_every = train_config.log_every_n_steps
+    checkpoint_every = train_config.checkpoint_every_n_steps
     steps_per_call = train_config.steps_per_call
     epochs = self._epochs(num_steps)
     span = (f" ({epochs:.1f} epochs of {self.examples_per_epoch} examples)"

@@ -45,6 +45,22 @@ def resolve_checkpoint(path):
   return path
 
 
+def open_reader(path):
+  """tf.train.load_checkpoint, with a readable error for a damaged checkpoint.
+
+  Raises:
+    ValueError: naming the checkpoint, when its files cannot be read
+      (truncated, overwritten, not a checkpoint at all).
+  """
+  try:
+    return tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError) as e:
+    reason = (e.message if isinstance(e, tf.errors.OpError) else str(e))
+    reason = reason.strip().splitlines()[0] if reason.strip() else type(e).__name__
+    raise ValueError(f"checkpoint {path} cannot be read ({reason}); its files "
+                     "are damaged or not a TensorFlow checkpoint") from None
+
+
 def restore_layers(layers, checkpoint_path):
   """Copies the weights of `layers` from a checkpoint, by layer name.
 
@@ -60,7 +76,7 @@ def restore_layers(layers, checkpoint_path):
       name, so nothing is silently left at its initial value.
   """
   path = resolve_checkpoint(checkpoint_path)
-  reader = tf.train.load_checkpoint(path)
+  reader = open_reader(path)
   shapes = reader.get_variable_to_shape_map()
   problems, assignments = [], []
   for layer in layers:
@@ -88,7 +104,7 @@ def restore_layers(layers, checkpoint_path):
 
 def checkpoint_step(path):
   """The global step stored in a training checkpoint (or parsed from ckpt-N)."""
-  reader = tf.train.load_checkpoint(path)
+  reader = open_reader(path)
   key = "step/.ATTRIBUTES/VARIABLE_VALUE"
   if reader.has_tensor(key):
     return int(reader.get_tensor(key))
@@ -104,7 +120,7 @@ def restore_matching_layers(layers, checkpoint_path):
   Returns:
     (names of the restored layers, names of the layers left as they are).
   """
-  reader = tf.train.load_checkpoint(resolve_checkpoint(checkpoint_path))
+  reader = open_reader(resolve_checkpoint(checkpoint_path))
   shapes = reader.get_variable_to_shape_map()
   restored, skipped = [], []
   for layer in layers:

@@ -4,6 +4,8 @@ A user error (bad config, missing file, bad data, diverged training) ends
 with one readable message and exit status 2, not a traceback.
 """
 
+import os
+import re
 import sys
 
 from absl import app
@@ -34,19 +36,51 @@ def define_config_flags():
   flags.mark_flag_as_required("config_path")
 
 
+def check_output_dir(path, flag):
+  """Refuses an output folder that is an existing file or lies under one.
+
+  Called before any work, so a typo'd path fails at once and not after an
+  hour of training or a half-written export.
+  """
+  if not path:
+    return
+  probe = os.path.abspath(path)
+  while True:
+    if os.path.exists(probe) and not os.path.isdir(probe):
+      where = "is a file" if probe == os.path.abspath(path) else f"lies under the file {probe}"
+      raise ValueError(f"{flag} {path} {where}; give a folder")
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      return
+    probe = parent
+
+
 def load_config(path):
   """Loads --config_path with the --config_override snippets applied."""
   return config_util.load_pipeline_config(path, FLAGS.config_override,
                                           FLAGS.config_append)
 
 
-def _short_message(error):
-  """The user-facing part of an error (TF op errors carry graph dumps)."""
+# Messages that start with a pipeline field are about the config file.
+_CONFIG_FIELD = re.compile(
+    r"^(model|train_config|train_input_reader|eval_config|eval_input_reader)\b")
+
+
+def short_message(error):
+  """The user-facing part of an error (TF op errors carry graph dumps).
+
+  A message about a config field is prefixed with the --config_path file,
+  so the user knows which file to open.
+  """
   if isinstance(error, tf.errors.OpError):
     lines = [line for line in str(error.message).splitlines()
              if line.strip() and not line.strip().startswith("[[")]
     return "\n".join(lines[:6])
-  return str(error)
+  message = str(error)
+  config_path = FLAGS["config_path"].value if "config_path" in FLAGS else None
+  if config_path and _CONFIG_FIELD.match(message):
+    message = f"{config_path}: {message}"
+  return message
 
 
 def run(main, user_errors=()):
@@ -59,7 +93,18 @@ def run(main, user_errors=()):
       return main(argv)
     except errors as e:  # pylint: disable=catching-non-exception
       logging.debug("user error", exc_info=True)
-      print(f"error: {_short_message(e)}", file=sys.stderr, flush=True)
+      print(f"error: {short_message(e)}", file=sys.stderr, flush=True)
       sys.exit(EXIT_USER_ERROR)
 
-  app.run(guarded_main)
+  app.run(guarded_main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parsing, but a bad or missing flag is a user error (exit 2, one
+  line) instead of absl's "FATAL Flags parsing error" and exit 1."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {str(e).splitlines()[0]} (--help lists the flags)",
+          file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR)

@@ -40,10 +40,15 @@ def require_oneof(config, oneof_name, field_path):
 
 
 def parse_pipeline_config(text, source="<string>"):
-  """Parses text format into a PipelineConfig, naming `source` on errors."""
+  """Parses text format into a PipelineConfig, naming `source` on errors.
+
+  Strict: a field given twice (a scalar, a message, or two members of one
+  oneof such as `pspnet {...}` then `icnet {...}`) is an error, where
+  protobuf's Merge would silently keep the last. Repeated fields may repeat.
+  """
   config = pipeline_pb2.PipelineConfig()
   try:
-    text_format.Merge(text, config)
+    text_format.Parse(text, config)
   except text_format.ParseError as e:
     raise ConfigError(f"{source}: {e}") from None
   return config
@@ -72,8 +77,17 @@ def load_pipeline_config(path, overrides=(), appends=()):
     raise ConfigError("--config_path is required")
   if not tf.io.gfile.exists(path):
     raise ConfigError(f"config file not found: {path}")
-  with tf.io.gfile.GFile(path, "r") as f:
-    config = parse_pipeline_config(f.read(), source=path)
+  if tf.io.gfile.isdir(path):
+    raise ConfigError(f"--config_path {path} is a directory; give the "
+                      ".config file (a training logdir holds pipeline.config)")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = f.read()
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise ConfigError(f"{path}: not a text config (byte {e.start} is not "
+                      "UTF-8); give a protobuf text-format .config file") from None
+  config = parse_pipeline_config(text, source=path)
   for i, override in enumerate(overrides or ()):
     snippet = pipeline_pb2.PipelineConfig()
     try:

@@ -65,6 +65,27 @@ def test_bad_value_names_field():
     _lr("cosine_decay_learning_rate { initial_learning_rate: -1 }")
 
 
+@pytest.mark.parametrize("text, match", [
+    ("polynomial_decay_learning_rate { decay_steps: -5 }",
+     r"learning_rate.polynomial_decay_learning_rate.decay_steps must be >= 0 \(0: the rest"),
+    ("cosine_decay_learning_rate { decay_steps: -1 }",
+     r"cosine_decay_learning_rate.decay_steps must be >= 0"),
+    ("polynomial_decay_learning_rate { initial_learning_rate: 0.1 end_learning_rate: -0.01 }",
+     r"end_learning_rate must be in \[0, 0.1\], got -0.01"),
+    ("polynomial_decay_learning_rate { initial_learning_rate: 0.1 end_learning_rate: 0.5 }",
+     r"end_learning_rate must be in \[0, 0.1\]"),
+    ("cosine_decay_learning_rate { alpha: 1.5 }", r"cosine_decay_learning_rate.alpha must be in \[0, 1\]"),
+    ("cosine_decay_learning_rate { alpha: -0.1 }", r"alpha must be in \[0, 1\]"),
+    ("exponential_decay_learning_rate { decay_factor: 1.5 }", r"decay_factor must be in \[0, 1\]"),
+    ("exponential_decay_learning_rate { min_learning_rate: -1 }", r"min_learning_rate must be in"),
+    ("constant_learning_rate {} warmup { steps: 10 start_learning_rate: -0.5 }",
+     r"learning_rate.warmup.start_learning_rate must be >= 0, got -0.5"),
+])
+def test_schedules_refuse_values_that_make_no_sense(text, match):
+  with pytest.raises(ValueError, match=match):
+    _lr(text)
+
+
 @pytest.mark.parametrize("text, cls, attrs", [
     ("momentum_optimizer { learning_rate { constant_learning_rate {} } momentum: 0.8 use_nesterov: true }",
      keras.optimizers.SGD, {"momentum": 0.8, "nesterov": True}),
