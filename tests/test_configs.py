@@ -29,7 +29,7 @@ def test_configs_exist():
           "icnet_resnet50_0.5_cityscapes_1024.config",
           "icnet_mobilenet_v2_1.0_cityscapes_1024.config",
           "pspnet50_1.0_cityscapes_713.config",
-          "icnet_mobilenet_v2_camvid_360.config",
+          "icnet_mobilenet_v2_1.0_camvid_360.config",
           "icnet_mobilenet_v2_ade20k_512.config",
           "icnet_mobilenet_v2_voc2012_513.config",
           "icnet_mobilenet_v2_kitti_road_384.config",
@@ -136,3 +136,13 @@ def test_config_matches_its_converter(path):
 def test_every_converter_has_a_config():
   datasets = {_dataset_of(path)[0] for path in CONFIG_PATHS}
   assert set(convert.CONVERTERS) - {"folder"} <= datasets
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIG_PATHS if "camvid" in p.name],
+                         ids=lambda p: p.name)
+def test_camvid_configs_select_on_val(path):
+  """Select on val, report test once: the configs validate and evaluate on val."""
+  config = config_util.load_pipeline_config(str(path))
+  assert list(config.eval_input_reader.tf_record_input_path) == ["data/camvid/val-*.tfrecord"]
+  assert config.train_config.eval_every_n_steps > 0
+  assert "--dataset camvid" in path.read_text()

@@ -97,7 +97,7 @@ def test_broken_config_is_a_row_and_tables_render(report):
 def test_num_classes_override_keeps_config_valid():
   """CamVid's class weights and ignore label 11 must not block 19 classes."""
   camvid = str(helpers.REPO_ROOT / "configs" /
-               "icnet_mobilenet_v2_camvid_360.config")
+               "icnet_mobilenet_v2_1.0_camvid_360.config")
   row = benchmark.benchmark_config(camvid, input_shape=(1, 32, 32, 3),
                                    num_classes=19, runs=1, warmup=0,
                                    paths=(benchmark.KERAS,))
