@@ -43,7 +43,7 @@ def model_config(**kwargs):
 
 
 def train_pipeline_text(data_dir, num_steps=4, model=None, extra_train="",
-                        optimizer=None, image_size=64):
+                        optimizer=None, image_size=64, checkpoint_every=2):
   """A complete, tiny pipeline config over a synthetic dataset in `data_dir`."""
   model = model or model_text(arch="icnet", extractor="mobilenet_v2",
                               num_classes=6, filter_scale=0.25)
@@ -58,7 +58,7 @@ train_config {{
   optimizer {{ {optimizer} }}
   data_augmentation_options {{ random_crop {{ crop_height: {image_size} crop_width: {image_size} }} }}
   data_augmentation_options {{ random_horizontal_flip {{}} }}
-  checkpoint_every_n_steps: 2
+  checkpoint_every_n_steps: {checkpoint_every}
   log_every_n_steps: 2
   {extra_train}
 }}

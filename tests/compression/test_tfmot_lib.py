@@ -27,9 +27,10 @@ CLASSIFIERS = {"icnet_classifier", "icnet_aux_1_8_classifier",
 INPUT_SHAPE = (1, 64, 64, 3)
 
 
-def _config(data_dir, extra_train, num_steps):
+def _config(data_dir, extra_train, num_steps, checkpoint_every=2):
   return helpers.pipeline_config(helpers.train_pipeline_text(
-      data_dir, num_steps=num_steps, extra_train=extra_train))
+      data_dir, num_steps=num_steps, extra_train=extra_train,
+      checkpoint_every=checkpoint_every))
 
 
 def _kernel(reader, layer):
@@ -59,8 +60,7 @@ def pruning_run(tiny_dataset, tmp_path_factory):
   dense.manager.save(checkpoint_number=4)
   pruning = PRUNING.replace("begin_step: 0", "begin_step: 4").replace(
       "frequency: 2", "frequency: 1")
-  config = _config(tiny_dataset, pruning + " checkpoint_every_n_steps: 1",
-                   num_steps=6)
+  config = _config(tiny_dataset, pruning, num_steps=6, checkpoint_every=1)
   train_lib.train(config, str(logdir))
   return config, str(logdir)
 

@@ -33,10 +33,10 @@ def binary_run(tiny_dataset, tmp_path_factory):
   logdir = str(tmp_path_factory.mktemp("binary_run"))
   text = helpers.train_pipeline_text(tiny_dataset, num_steps=2,
                                      model=_BINARY_MODEL)
-  text += """
-eval_config { binary_thresholds: [0.3, 0.7]
+  text = text.replace("eval_config { num_visualizations: 2 }", """
+eval_config { num_visualizations: 2 binary_thresholds: [0.3, 0.7]
               preprocessing { fixed_resize { height: 48 width: 48 } } }
-"""
+""")
   config = helpers.pipeline_config(text)
   result = train_lib.train(config, logdir)
   return config, logdir, result
