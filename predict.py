@@ -32,6 +32,9 @@ flags.DEFINE_float("threshold", 0.5,
                    "Foreground probability of a binary model exported with "
                    "--output probabilities.")
 flags.mark_flags_as_required(["model", "input", "output_dir"])
+flags.DEFINE_enum("on_error", "skip", ["skip", "fail"],
+                  "An unreadable image: skip it, go on and exit 2 at the end "
+                  "listing it, or fail (stop at once).")
 FLAGS = flags.FLAGS
 
 
@@ -57,11 +60,17 @@ def main(argv):
     raise ValueError(f"--overlay_alpha must be in 0..1, got {FLAGS.overlay_alpha}")
   if not 0.0 < FLAGS.threshold < 1.0:
     raise ValueError(f"--threshold must be in (0, 1), got {FLAGS.threshold}")
-  predict.predict(FLAGS.model, FLAGS.input, FLAGS.output_dir, crop=crop,
-                  resize=resize, alpha=FLAGS.overlay_alpha,
-                  palette_path=FLAGS.palette, num_threads=FLAGS.num_threads,
-                  threshold=FLAGS.threshold)
+  result = predict.predict(
+      FLAGS.model, FLAGS.input, FLAGS.output_dir, crop=crop, resize=resize,
+      alpha=FLAGS.overlay_alpha, palette_path=FLAGS.palette,
+      num_threads=FLAGS.num_threads, threshold=FLAGS.threshold,
+      on_error=FLAGS.on_error)
   print(f"Wrote label maps and overlays to {FLAGS.output_dir}")
+  skipped = result["skipped"]
+  if skipped:
+    # Exit 2: a script must notice that not every input was predicted.
+    raise ValueError(f"{len(skipped)} of {len(skipped) + len(result['names'])} "
+                     f"inputs skipped: {'; '.join(skipped[:5])}")
 
 
 if __name__ == "__main__":

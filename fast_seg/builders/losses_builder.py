@@ -170,9 +170,12 @@ def build(config, num_classes, ignore_label, main_head, default_aux_weights,
   if any(w < 0 for w in class_weights):
     raise ValueError(f"{field_path}.class_weights must be >= 0")
   if class_weights and config.class_weighting != losses_pb2.UNIFORM:
-    logging.info("%s.class_weights given: class_weighting %s is not computed",
-                 field_path, losses_pb2.ClassWeighting.Name(
-                     config.class_weighting))
+    # train.py fills class_weights in for class_weighting and saves them
+    # with the run, so a resumed run, eval and export use the same numbers.
+    logging.info("%s: using class_weights %s (class_weighting %s computes "
+                 "them only when class_weights is empty)", field_path,
+                 ", ".join(f"{w:.3f}" for w in class_weights),
+                 losses_pb2.ClassWeighting.Name(config.class_weighting))
   aux_names = list(default_aux_weights)
   aux_weights = list(config.aux_weights) or list(default_aux_weights.values())
   if len(aux_weights) != len(aux_names):

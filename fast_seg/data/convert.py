@@ -33,6 +33,7 @@ from fast_seg.data.converters import hair
 from fast_seg.data.converters import kitti_road
 from fast_seg.data.converters import pascal_voc
 from fast_seg.utils import cli
+from fast_seg.utils import progress
 
 _INFO = standard_fields.DatasetInfoFields
 
@@ -337,8 +338,7 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
                    show_progress):
   """Encodes and writes one split; returns its statistics."""
   if show_progress:
-    import tf_keras as keras  # pylint: disable=g-import-not-at-top
-    bar = keras.utils.Progbar(len(split_samples), unit_name="image")
+    bar = progress.bar(len(split_samples), unit_name="image")
     print(f"{converter.name} {split}: {len(split_samples)} images",
           file=sys.stderr, flush=True)
   results = (pool.imap(_encode, split_samples, chunksize=4) if pool

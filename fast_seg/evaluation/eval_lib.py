@@ -16,7 +16,6 @@ from absl import logging
 import numpy as np
 from PIL import Image
 import tensorflow as tf
-import tf_keras as keras
 
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
@@ -28,6 +27,7 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
+from fast_seg.utils import progress
 from fast_seg.utils import visualization
 
 METRICS_FILE = "metrics.json"
@@ -147,8 +147,7 @@ class Evaluator:
     seen = 0
     target = (min(limit, self.expected_examples) if limit and self.expected_examples
               else limit or self.expected_examples)
-    progress = keras.utils.Progbar(target, unit_name="image",
-                                   verbose=0 if quiet else 1)
+    bar = progress.bar(target, unit_name="image", verbose=not quiet)
     start = time.time()
     for batch in self.dataset:
       if limit is not None and seen >= limit:
@@ -166,7 +165,7 @@ class Evaluator:
         self._write_visualizations(batch, predicted, eval_dir, step, seen,
                                    num_visualizations - seen)
       seen += take
-      progress.update(seen)
+      bar.update(seen)
     if seen == 0:
       raise ValueError("eval_input_reader produced no examples")
     result = metrics.compute_metrics(matrix)

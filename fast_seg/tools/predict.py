@@ -187,12 +187,21 @@ def read_inputs(spec):
   """(name, RGB uint8 image) of every image or frame of `spec`, lazily.
 
   The listing and the video reader are checked now, before any model loads.
+  An image file that cannot be decoded comes as (name, ValueError naming the
+  file), so the caller can report it and go on with the next one.
   """
   kind, source = list_inputs(spec)
   if kind == "video":
     return _read_video(source)
-  return ((os.path.splitext(os.path.basename(path))[0], _read_image(path))
+  return ((os.path.splitext(os.path.basename(path))[0], _image_or_problem(path))
           for path in source)
+
+
+def _image_or_problem(path):
+  try:
+    return _read_image(path)
+  except ValueError as e:
+    return e
 
 
 # ----------------------------------------------------------------------------
@@ -346,7 +355,8 @@ def with_legend(blended, labels, palette, names):
 
 
 def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
-            palette_path=None, num_threads=2, threshold=0.5, log=print):
+            palette_path=None, num_threads=2, threshold=0.5, on_error="skip",
+            log=print):
   """Predicts every image or frame of `inputs` with `model`; writes PNGs.
 
   Args:
@@ -361,17 +371,29 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     num_threads: CPU threads of the TFLite and ONNX runtimes.
     threshold: foreground probability for a binary model exported with
       --output probabilities.
+    on_error: an unreadable image among the inputs: "skip" reports it and
+      goes on (listed in the result's `skipped`), "fail" stops there.
     log: where the per-image and summary lines go.
 
   Returns:
-    dict: names (in order), latencies_ms (model run only), summary (a line).
+    dict: names (in order), latencies_ms (model run only), skipped (one
+    "file: reason" each), summary (a line).
   """
+  if on_error not in ("skip", "fail"):
+    raise ValueError(f"--on_error must be skip or fail, got {on_error!r}")
   images = read_inputs(inputs)
   predictor = open_predictor(model, num_threads)
   size = model_size(predictor.input_shape, resize)
   os.makedirs(output_dir, exist_ok=True)
   names, latencies = [], []
+  skipped = []
   for name, image in images:
+    if isinstance(image, Exception):
+      if on_error == "fail":
+        raise image
+      log(f"{name}: skipped, {image}")
+      skipped.append(str(image))
+      continue
     batch = preprocess(crop_rows(image, crop), size, predictor.input_shape[0],
                        predictor.input_dtype)
     if not latencies:
@@ -394,9 +416,14 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     names.append(name)
     log(f"{name}: {latencies[-1]:.1f} ms")
   if not names:
+    if skipped:
+      raise ValueError(f"--input {inputs}: no readable image; "
+                       + "; ".join(skipped[:3]))
     raise ValueError(f"--input {inputs}: the video has no frames")
   mean = statistics.mean(latencies)
   summary = (f"{len(names)} images, latency mean {mean:.1f} ms, median "
-             f"{statistics.median(latencies):.1f} ms, {1000.0 / mean:.1f} fps")
+             f"{statistics.median(latencies):.1f} ms, {1000.0 / mean:.1f} fps"
+             + (f"; {len(skipped)} skipped (unreadable)" if skipped else ""))
   log(summary)
-  return {"names": names, "latencies_ms": latencies, "summary": summary}
+  return {"names": names, "latencies_ms": latencies, "skipped": skipped,
+          "summary": summary}

@@ -4,6 +4,7 @@ A user error (bad config, missing file, bad data, diverged training) ends
 with one readable message and exit status 2, not a traceback.
 """
 
+import logging as logging_lib
 import os
 import re
 import sys
@@ -83,8 +84,23 @@ def short_message(error):
   return message
 
 
+class _UserFacingTensorFlowLogs(logging_lib.Filter):
+  """Drops TensorFlow's Python-side INFO lines (such as "Sharding callback
+  duration" at every checkpoint) and its deprecation notices about its own
+  internals (dozens per TFLite conversion): nothing a user can act on."""
+
+  def filter(self, record):
+    path = record.pathname.replace("\\", "/")
+    if "/tensorflow/" not in path and "/tf_keras/" not in path:
+      return True  # ours (absl logging from fast_seg) and other libraries'
+    return (record.levelno >= logging_lib.WARNING
+            and "deprecat" not in record.getMessage().lower())
+
+
 def run(main, user_errors=()):
   """Runs an absl main, turning user errors into a message and exit code 2."""
+  for logger in (tf.get_logger(), logging_lib.getLogger("absl")):
+    logger.addFilter(_UserFacingTensorFlowLogs())
   errors = (ValueError, FileNotFoundError, tf.errors.InvalidArgumentError,
             tf.errors.NotFoundError) + tuple(user_errors)
 

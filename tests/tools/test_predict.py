@@ -237,3 +237,19 @@ def test_cli(export_dir, images, tmp_path):
                      "--output_dir", tmp_path / "x")
   assert missing.returncode == 2 and "Traceback" not in missing.stderr
   assert "error: --model not found" in missing.stderr
+
+
+def test_corrupt_image_is_skipped_and_counted(export_dir, images, tmp_path):
+  inputs = tmp_path / "inputs"
+  shutil.copytree(images, inputs)
+  (inputs / "broken.png").write_bytes(b"\x89PNG not really")
+  lines = []
+  result = predict.predict(str(export_dir), str(inputs), str(tmp_path / "out"),
+                           log=lines.append)
+  # Every good image after the broken one was still predicted.
+  assert result["names"] == list(_NAMES)
+  assert len(result["skipped"]) == 1 and "broken.png" in result["skipped"][0]
+  assert "1 skipped" in result["summary"]
+  with pytest.raises(ValueError, match="broken.png: not a readable image"):
+    predict.predict(str(export_dir), str(inputs), str(tmp_path / "out2"),
+                    on_error="fail", log=lambda line: None)

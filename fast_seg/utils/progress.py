@@ -1,0 +1,42 @@
+"""Progress for long loops: a live bar on a terminal, plain lines elsewhere.
+
+Keras' Progbar redraws with carriage returns, which a log file or CI output
+keeps as one long line of overwritten bars. When stdout is not a terminal
+the same calls print one line per quarter of the work instead.
+"""
+
+import sys
+import time
+
+
+def bar(target, unit_name="step", verbose=True):
+  """An object with update(current): Progbar on a TTY, else quarter lines.
+
+  Args:
+    target: the total, or None when unknown (then no quarter lines).
+    unit_name: what is counted, for the lines.
+    verbose: False shows nothing.
+  """
+  if verbose and sys.stdout.isatty():
+    import tf_keras as keras  # pylint: disable=g-import-not-at-top
+    return keras.utils.Progbar(target, unit_name=unit_name)
+  return _Lines(target if verbose else None, unit_name)
+
+
+class _Lines:
+  """Prints `done/target unit(s) (percent), elapsed` at 25, 50, 75 and 100%."""
+
+  def __init__(self, target, unit_name):
+    self.target = target
+    self.unit_name = unit_name
+    self.start = time.time()
+    self.next_quarter = 1
+
+  def update(self, current):
+    if not self.target:
+      return
+    while self.next_quarter <= 4 and current >= self.target * self.next_quarter / 4:
+      print(f"  {current}/{self.target} {self.unit_name}s "
+            f"({25 * self.next_quarter}%), {time.time() - self.start:.1f} s",
+            flush=True)
+      self.next_quarter += 1

@@ -1,0 +1,36 @@
+"""What users read: progress without carriage returns off a terminal, no TF chatter."""
+
+import logging
+
+from fast_seg.utils import cli
+from fast_seg.utils import progress
+
+
+def test_progress_off_a_terminal_prints_quarter_lines(capsys):
+  bar = progress.bar(8, unit_name="image")  # pytest's stdout is not a TTY
+  for done in range(1, 9):
+    bar.update(done)
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split(",")[0].strip() for line in lines] == [
+      "2/8 images (25%)", "4/8 images (50%)", "6/8 images (75%)", "8/8 images (100%)"]
+  assert "\r" not in "".join(lines)
+
+
+def test_quiet_progress_prints_nothing(capsys):
+  bar = progress.bar(4, verbose=False)
+  bar.update(4)
+  assert capsys.readouterr().out == ""
+
+
+def _record(path, level, message):
+  return logging.LogRecord("absl", level, path, 1, message, None, None)
+
+
+def test_tensorflow_info_and_deprecations_are_dropped_ours_kept():
+  keep = cli._UserFacingTensorFlowLogs().filter  # pylint: disable=protected-access
+  tf_file = "/x/site-packages/tensorflow/python/checkpoint/functional_saver.py"
+  assert not keep(_record(tf_file, logging.INFO, "Sharding callback duration: 200"))
+  assert not keep(_record(tf_file, logging.WARNING, "foo is deprecated and will be removed"))
+  assert keep(_record(tf_file, logging.WARNING, "a real warning"))
+  assert keep(_record("/repo/fast_seg/training/train_lib.py", logging.INFO,
+                      "Median-frequency class weights: 1.0"))
