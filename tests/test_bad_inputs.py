@@ -7,11 +7,15 @@ path that lets a raw traceback through fails here.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+from fast_seg.data import tf_example
 from tests import helpers
 
 ROOT = helpers.REPO_ROOT
@@ -62,6 +66,24 @@ def files(tiny_dataset, trained_run, tmp_path_factory):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   Image.new("RGB", (32, 32)).save(images / "a.png")
   paths["images"] = images
+  # A copy of the data with one training shard cut in half, and an eval
+  # shard holding an image that is not a JPEG.
+  broken = root / "broken_data"
+  broken.mkdir()
+  for path in sorted(tiny_dataset.glob("*.tfrecord")):
+    shutil.copy(path, broken)
+  truncated = sorted(broken.glob("train-*.tfrecord"))[1]
+  truncated.write_bytes(truncated.read_bytes()[:3000])
+  paths["truncated_shard"] = truncated
+  label = tf_example.encode_png(np.zeros((64, 64), np.uint8))
+  bad = tf_example.make_example(b"\xff\xd8\xff\xe0 not a jpeg", label, "street_01.jpg",
+                                64, 64, image_format="jpeg")
+  with tf.io.TFRecordWriter(str(broken / "val-00000-of-00001.tfrecord")) as writer:
+    writer.write(bad.SerializeToString())
+  for name in ("val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"):
+    (broken / name).unlink(missing_ok=True)
+  text = good.replace(str(tiny_dataset), str(broken))
+  paths["broken_data"] = write("broken.config", text)
   return paths
 
 
@@ -111,6 +133,15 @@ CASES = {
         lambda f: ("predict.py", "--model", f["garbage_onnx"], "--input", f["images"],
                    "--output_dir", f["root"] / "pred"),
         ["model.onnx: not a loadable ONNX model"]),
+    "train: truncated shard": (
+        lambda f: ("train.py", "--config_path", f["broken_data"], "--logdir", f["root"] / "r6"),
+        ["broken.config: train_input_reader: ", "train-00001-of-00002.tfrecord is a damaged "
+         "TFRecord file", "Training stopped at step"]),
+    "eval: undecodable image in a record": (
+        lambda f: ("eval.py", "--config_path", f["broken_data"], "--checkpoint", f["logdir"],
+                   "--eval_dir", f["root"] / "e4"),
+        ["eval_input_reader: ", "val-00000-of-00001.tfrecord, record 0: the image cannot be "
+         "decoded (image street_01.jpg)"]),
     "convert: output is a file": (
         lambda f: ("-m", "fast_seg.data.convert", "--dataset", "folder", "--images_dir",
                    f["images"], "--labels_dir", f["images"], "--num_classes", "2",

@@ -36,6 +36,66 @@ _IN = standard_fields.InputFields
 _REQUIRED_KEYS = (_TF.image_encoded, _TF.label_encoded)
 
 
+def find_input_problem(patterns, field):
+  """Scans the TFRecords of `patterns` for what broke an input pipeline.
+
+  Called after the pipeline failed with a bare TensorFlow error ("corrupted
+  record", "End of sequence", "jpeg::Uncompress failed"), which names neither
+  the file nor the image; reads every record once, decoding image and label.
+
+  Returns:
+    A message naming the shard (and record and image) of the first problem,
+    or saying the input holds no record; None when nothing is wrong.
+  """
+  paths = expand_input_paths(patterns, field)
+  total = 0
+  for path in paths:
+    index = 0
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        problem = _record_problem(record.numpy())
+        if problem:
+          return f"{field}: {path}, record {index}: {problem}"
+        index += 1
+    except tf.errors.DataLossError as e:
+      return (f"{field}: {path} is a damaged TFRecord file ("
+              f"{_first_line(e.message)} after {index} good records); "
+              "convert it again")
+    total += index
+  if not total:
+    return (f"{field}: the input is empty: {', '.join(patterns)} matched "
+            f"{len(paths)} file(s) holding no record")
+  return None
+
+
+def _first_line(text):
+  return str(text).strip().splitlines()[0] if str(text).strip() else "no detail"
+
+
+def _record_problem(serialized):
+  """What is wrong with one serialized record, or None."""
+  try:
+    example = tf.train.Example.FromString(serialized)
+  except Exception:  # protobuf's DecodeError, or a runtime-specific one
+    return "not a tf.train.Example (is this a TFRecord of another kind?)"
+  features = example.features.feature
+  name = features[_TF.image_filename].bytes_list.value
+  name = f" (image {name[0].decode('utf-8', 'replace')})" if name else ""
+  for key in _REQUIRED_KEYS:
+    if not features[key].bytes_list.value:
+      return f"no {key}{name}"
+  try:
+    tf.io.decode_image(features[_TF.image_encoded].bytes_list.value[0],
+                       channels=3, expand_animations=False)
+  except tf.errors.OpError as e:
+    return f"the image cannot be decoded{name}: {_first_line(e.message)}"
+  try:
+    tf.io.decode_png(features[_TF.label_encoded].bytes_list.value[0], channels=1)
+  except tf.errors.OpError as e:
+    return f"the label PNG cannot be decoded{name}: {_first_line(e.message)}"
+  return None
+
+
 def expand_input_paths(patterns, field):
   """Expands file globs into a list of files, in order, without duplicates.
 

@@ -140,6 +140,18 @@ class Evaluator:
     Returns the metrics dict, also written to eval_dir; `quiet` leaves out
     the console table and progress bar.
     """
+    try:
+      return self._evaluate_weights(eval_dir, step, checkpoint_path, quiet)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+      # TensorFlow names neither the shard nor the image: find them.
+      problem = input_reader_builder.find_input_problem(
+          self.config.eval_input_reader.tf_record_input_path,
+          "eval_input_reader")
+      if problem is None:
+        raise
+      raise ValueError(problem) from None
+
+  def _evaluate_weights(self, eval_dir, step, checkpoint_path, quiet):
     limit = self.eval_config.num_examples or None
     num_visualizations = self.eval_config.num_visualizations
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)

@@ -45,6 +45,10 @@ from fast_seg.utils import visualization
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CHECKPOINT_NAME = "ckpt"
+# What a broken input pipeline raises (a damaged shard, an empty input, an
+# undecodable image); the message then comes from find_input_problem.
+INPUT_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError,
+                tf.errors.InvalidArgumentError)
 # In-process validation results, under the logdir.
 VALIDATION_DIR = "validation"
 _POLICIES = {train_pb2.MIXED_FLOAT16: "mixed_float16",
@@ -475,6 +479,16 @@ class Trainer:
     """
     try:
       return self._train(num_steps)
+    except INPUT_ERRORS:
+      # TensorFlow names neither the shard nor the image: find them.
+      problem = input_reader_builder.find_input_problem(
+          self.config.train_input_reader.tf_record_input_path,
+          "train_input_reader")
+      if problem is None:
+        raise
+      last = tf.train.latest_checkpoint(self.logdir) or "none yet"
+      raise ValueError(f"{problem}. Training stopped at step "
+                       f"{int(self.step.numpy())}; last checkpoint: {last}") from None
     finally:
       if self._worker_dir:
         shutil.rmtree(self._worker_dir, ignore_errors=True)
