@@ -12,6 +12,7 @@ converter turns into an int8 model. Every export reports the conv kernels'
 sparsity and the gzip sizes (export_info.json `compression`).
 """
 
+import contextlib
 import json
 import os
 
@@ -210,6 +211,7 @@ def copy_dataset_info(pipeline_config, output_dir):
 FORMATS = ("saved_model", "frozen_graph", "tflite", "coreml", "onnx")
 DEFAULT_FORMATS = ("saved_model", "frozen_graph")
 REPORT_NAME = "export_report.json"
+INFO_NAME = "export_info.json"
 TFLITE_NAME = "model.tflite"
 ONNX_NAME = "model.onnx"
 COREML_NAMES = {"mlprogram": "model.mlpackage", "neuralnetwork": "model.mlmodel"}
@@ -353,118 +355,147 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   concrete = serve.get_concrete_function()
 
   tf.io.gfile.makedirs(output_dir)
-  saved_model_dir = os.path.join(output_dir, SAVED_MODEL_DIR)
-  module = tf.Module()
-  # The variables, not the Keras model: saving a Keras model traces every
-  # layer again (slow, and fragile with tfmot wrappers); serve is the API.
-  module.model_variables = list(model.inference_model.variables)
-  module.serve = serve
-  tf.saved_model.save(module, saved_model_dir,
-                      signatures={"serving_default": concrete})
+  # The folder then holds this export alone: no file of an earlier one
+  # stays beside it, and nothing of this one if it fails half-way.
+  with _replacing_export_files(output_dir):
+    saved_model_dir = os.path.join(output_dir, SAVED_MODEL_DIR)
+    module = tf.Module()
+    # The variables, not the Keras model: saving a Keras model traces every
+    # layer again (slow, and fragile with tfmot wrappers); serve is the API.
+    module.model_variables = list(model.inference_model.variables)
+    module.serve = serve
+    tf.saved_model.save(module, saved_model_dir,
+                        signatures={"serving_default": concrete})
 
-  check = eval_images(pipeline_config, input_shape,
-                      max(num_calibration_images, 1))
-  calibration = check[:num_calibration_images]
-  check_image = (np.concatenate([check[0]] * input_shape[0]) if check else
-                 np.random.default_rng(0).integers(
-                     0, 256, input_shape, dtype=np.uint8))
-  check_input = check_image.astype(input_type)
-  reference = serve(tf.constant(check_input))[OUTPUT_NAME].numpy()
-  report = {"check_input": "eval image" if check else "random pixels",
-            "output": output, "input_type": input_type, "formats": {}}
-  if fast_labels and output != "probabilities":
-    exact = build_inference_function(model, input_shape, pad_to_shape,
-                                     output=output, input_type=input_type,
-                                     palette=palette)
-    report["fast_labels_agreement_with_exact"] = _agreement(
-        exact(tf.constant(check_input))[OUTPUT_NAME].numpy(), reference,
-        output)["pixel_agreement"]
-  formats_report = report["formats"]
-  formats_report["saved_model"] = {
-      "path": saved_model_dir, **_file_sizes(saved_model_dir),
-      **_agreement(reference, _run_saved_model(saved_model_dir, check_input),
-                   output)}
+    check = eval_images(pipeline_config, input_shape,
+                        max(num_calibration_images, 1))
+    calibration = check[:num_calibration_images]
+    check_image = (np.concatenate([check[0]] * input_shape[0]) if check else
+                   np.random.default_rng(0).integers(
+                       0, 256, input_shape, dtype=np.uint8))
+    check_input = check_image.astype(input_type)
+    reference = serve(tf.constant(check_input))[OUTPUT_NAME].numpy()
+    report = {"check_input": "eval image" if check else "random pixels",
+              "output": output, "input_type": input_type, "formats": {}}
+    if fast_labels and output != "probabilities":
+      exact = build_inference_function(model, input_shape, pad_to_shape,
+                                       output=output, input_type=input_type,
+                                       palette=palette)
+      report["fast_labels_agreement_with_exact"] = _agreement(
+          exact(tf.constant(check_input))[OUTPUT_NAME].numpy(), reference,
+          output)["pixel_agreement"]
+    formats_report = report["formats"]
+    formats_report["saved_model"] = {
+        "path": saved_model_dir, **_file_sizes(saved_model_dir),
+        **_agreement(reference, _run_saved_model(saved_model_dir, check_input),
+                     output)}
 
-  plain_graph = freeze(concrete)
-  frozen_path = os.path.join(output_dir, FROZEN_GRAPH_NAME)
-  optimized = optimize_frozen_graph(plain_graph)
-  with tf.io.gfile.GFile(frozen_path, "wb") as f:
-    f.write(optimized.SerializeToString())
-  formats_report["frozen_graph"] = {
-      "path": frozen_path, **_file_sizes(frozen_path),
-      "op_count": len(optimized.node),
-      "op_count_before_folding": len(plain_graph.node),
-      **_agreement(reference, run_frozen_graph(optimized, check_input),
-                   output)}
-  if "tflite" in formats:
-    log(f"converting to TFLite ({quantize}) ...")
-    path = os.path.join(output_dir, TFLITE_NAME)
-    # A QAT run's fake-quant graph converts to int8 without calibration.
-    qat = (technique == tfmot_lib.QUANTIZATION_AWARE_TRAINING
-           and quantize == "int8")
-    if quantize == "int8" and not qat and not calibration:
-      raise ValueError(
-          "--quantize int8 needs calibration images: the eval TFRecords of "
-          "the config (eval_input_reader) were not found; set "
-          "--num_calibration_images > 0 with eval data present")
-    result = tflite_format.convert(
-        saved_model_dir, path, quantize=quantize,
-        representative_images=(calibration if quantize == "int8" and not qat
-                               else None), qat=qat)
-    formats_report["tflite"] = {
-        **result, **_file_sizes(path),
-        **_agreement(reference, tflite_format.run(path, check_input), output)}
-  if "onnx" in formats:
-    from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
-    log("converting to ONNX ...")
-    path = os.path.join(output_dir, ONNX_NAME)
-    result = onnx_format.convert(saved_model_dir, path)
-    formats_report["onnx"] = {
-        **result, **_file_sizes(path),
-        **_agreement(reference, onnx_format.run(path, check_input), output)}
-  if "coreml" in formats:
-    from fast_seg.export import coreml_format  # pylint: disable=g-import-not-at-top
-    for kind, name in COREML_NAMES.items():
-      log(f"converting to Core ML ({kind}) ...")
-      path = os.path.join(output_dir, name)
-      result = coreml_format.convert(model, path, input_shape,
-                                     convert_to=kind, output=output)
-      formats_report[f"coreml_{kind}"] = {
+    plain_graph = freeze(concrete)
+    frozen_path = os.path.join(output_dir, FROZEN_GRAPH_NAME)
+    optimized = optimize_frozen_graph(plain_graph)
+    with tf.io.gfile.GFile(frozen_path, "wb") as f:
+      f.write(optimized.SerializeToString())
+    formats_report["frozen_graph"] = {
+        "path": frozen_path, **_file_sizes(frozen_path),
+        "op_count": len(optimized.node),
+        "op_count_before_folding": len(plain_graph.node),
+        **_agreement(reference, run_frozen_graph(optimized, check_input),
+                     output)}
+    if "tflite" in formats:
+      log(f"converting to TFLite ({quantize}) ...")
+      path = os.path.join(output_dir, TFLITE_NAME)
+      # A QAT run's fake-quant graph converts to int8 without calibration.
+      qat = (technique == tfmot_lib.QUANTIZATION_AWARE_TRAINING
+             and quantize == "int8")
+      if quantize == "int8" and not qat and not calibration:
+        raise ValueError(
+            "--quantize int8 needs calibration images: the eval TFRecords of "
+            "the config (eval_input_reader) were not found; set "
+            "--num_calibration_images > 0 with eval data present")
+      result = tflite_format.convert(
+          saved_model_dir, path, quantize=quantize,
+          representative_images=(calibration if quantize == "int8" and not qat
+                                 else None), qat=qat)
+      formats_report["tflite"] = {
           **result, **_file_sizes(path),
-          "spec": coreml_format.inspect(path),
-          "agreement": "spec checked (Core ML runs only on Apple systems)"}
+          **_agreement(reference, tflite_format.run(path, check_input), output)}
+    if "onnx" in formats:
+      from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
+      log("converting to ONNX ...")
+      path = os.path.join(output_dir, ONNX_NAME)
+      result = onnx_format.convert(saved_model_dir, path)
+      formats_report["onnx"] = {
+          **result, **_file_sizes(path),
+          **_agreement(reference, onnx_format.run(path, check_input), output)}
+    if "coreml" in formats:
+      from fast_seg.export import coreml_format  # pylint: disable=g-import-not-at-top
+      for kind, name in COREML_NAMES.items():
+        log(f"converting to Core ML ({kind}) ...")
+        path = os.path.join(output_dir, name)
+        result = coreml_format.convert(model, path, input_shape,
+                                       convert_to=kind, output=output)
+        formats_report[f"coreml_{kind}"] = {
+            **result, **_file_sizes(path),
+            "spec": coreml_format.inspect(path),
+            "agreement": "spec checked (Core ML runs only on Apple systems)"}
 
-  config_util.save_pipeline_config(pipeline_config, output_dir)
-  info_path = copy_dataset_info(pipeline_config, output_dir)
-  compression_report = tfmot_lib.compression_report(
-      model.inference_model, technique, frozen_path,
-      tf.io.gfile.glob(os.path.join(saved_model_dir, "variables",
-                                    "variables.data-*")))
-  log(tfmot_lib.format_report(compression_report))
-  with tf.io.gfile.GFile(os.path.join(output_dir, REPORT_NAME), "w") as f:
-    json.dump(report, f, indent=2)
-  for line in report_lines(report):
-    log(line)
+    config_util.save_pipeline_config(pipeline_config, output_dir)
+    info_path = copy_dataset_info(pipeline_config, output_dir)
+    compression_report = tfmot_lib.compression_report(
+        model.inference_model, technique, frozen_path,
+        tf.io.gfile.glob(os.path.join(saved_model_dir, "variables",
+                                      "variables.data-*")))
+    log(tfmot_lib.format_report(compression_report))
+    with tf.io.gfile.GFile(os.path.join(output_dir, REPORT_NAME), "w") as f:
+      json.dump(report, f, indent=2)
+    for line in report_lines(report):
+      log(line)
 
-  info = {
-      "checkpoint": checkpoint_path,
-      "random_weights": random_weights,
-      "input_shape": list(input_shape),
-      "pad_to_shape": list(pad_to_shape) if pad_to_shape else None,
-      "input": f"{INPUT_NAME}:0 {input_type}",
-      "output": f"{OUTPUT_NAME}:0 {output}",
-      # The float model's: a QAT model also counts its quantizer ranges.
-      "params": int(float_model.inference_model.count_params()),
-      "flops": count_flops(plain_graph),
-      "saved_model": saved_model_dir,
-      "frozen_graph": frozen_path,
-      "formats": list(formats_report),
-      "dataset_info": info_path,
-      "compression": compression_report,
-  }
-  with tf.io.gfile.GFile(os.path.join(output_dir, "export_info.json"), "w") as f:
-    json.dump(info, f, indent=2)
-  return info
+    info = {
+        "checkpoint": checkpoint_path,
+        "random_weights": random_weights,
+        "input_shape": list(input_shape),
+        "pad_to_shape": list(pad_to_shape) if pad_to_shape else None,
+        "input": f"{INPUT_NAME}:0 {input_type}",
+        "output": f"{OUTPUT_NAME}:0 {output}",
+        # The float model's: a QAT model also counts its quantizer ranges.
+        "params": int(float_model.inference_model.count_params()),
+        "flops": count_flops(plain_graph),
+        "saved_model": saved_model_dir,
+        "frozen_graph": frozen_path,
+        "formats": list(formats_report),
+        "dataset_info": info_path,
+        "compression": compression_report,
+    }
+    with tf.io.gfile.GFile(os.path.join(output_dir, INFO_NAME), "w") as f:
+      json.dump(info, f, indent=2)
+    return info
+
+
+def _export_file_names():
+  return (SAVED_MODEL_DIR, FROZEN_GRAPH_NAME, TFLITE_NAME, ONNX_NAME,
+          *COREML_NAMES.values(), REPORT_NAME, INFO_NAME,
+          config_util.PIPELINE_CONFIG_NAME, fields.DatasetInfoFields.file_name)
+
+
+def _remove_export_files(output_dir):
+  for name in _export_file_names():
+    path = os.path.join(output_dir, name)
+    if tf.io.gfile.isdir(path):
+      tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+      tf.io.gfile.remove(path)
+
+
+@contextlib.contextmanager
+def _replacing_export_files(output_dir):
+  """Removes an earlier export's files first, and this one's if it fails."""
+  _remove_export_files(output_dir)
+  try:
+    yield
+  except BaseException:
+    _remove_export_files(output_dir)
+    raise
 
 
 def _palette(pipeline_config, num_classes):

@@ -118,3 +118,23 @@ def _graph_def(export_dir):
   graph_def = tf.compat.v1.GraphDef()
   graph_def.ParseFromString((export_dir / "frozen_inference_graph.pb").read_bytes())
   return graph_def
+
+
+def test_failed_export_leaves_nothing_and_stale_files_go(trained_run, tmp_path):
+  config, logdir = trained_run
+  out = tmp_path / "export"
+  out.mkdir()
+  (out / "model.onnx").write_bytes(b"an earlier, broken export")
+  (out / "notes.txt").write_text("the user's own file")
+  no_eval_data = type(config)()
+  no_eval_data.CopyFrom(config)
+  no_eval_data.eval_input_reader.tf_record_input_path[:] = [str(tmp_path / "none-*.tfrecord")]
+  # int8 without calibration images fails after the SavedModel was written.
+  with pytest.raises(ValueError, match="needs calibration images"):
+    export_lib.export(no_eval_data, logdir, str(out), (1, 64, 64, 3),
+                      formats=("saved_model", "frozen_graph", "tflite"),
+                      quantize="int8", log=lambda line: None)
+  assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+  export_lib.export(config, logdir, str(out), (1, 64, 64, 3), log=lambda line: None)
+  assert not (out / "model.onnx").exists()  # not this export's: not kept beside it
+  assert (out / "saved_model").is_dir() and (out / "notes.txt").exists()
