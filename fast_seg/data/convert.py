@@ -15,6 +15,7 @@ import collections
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 
@@ -61,6 +62,11 @@ _worker_converter = None
 def _init_worker(converter):
   global _worker_converter
   _worker_converter = converter
+  if multiprocessing.parent_process() is not None:
+    # A pool worker: Ctrl-C is the parent's to handle (it stops the pool and
+    # removes the partial shards); SIGTERM from pool.terminate just ends it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _encode(sample):

@@ -7,6 +7,7 @@ with one readable message and exit status 2, not a traceback.
 import logging as logging_lib
 import os
 import re
+import signal
 import sys
 
 from absl import app
@@ -97,8 +98,23 @@ class _UserFacingTensorFlowLogs(logging_lib.Filter):
             and "deprecat" not in record.getMessage().lower())
 
 
+EXIT_INTERRUPTED = 130
+
+
+def _interrupt(signum, frame):
+  """SIGTERM acts as Ctrl-C: `finally` blocks and interrupt handlers run (a
+  converter removes its partial files, training saves a checkpoint)."""
+  del frame
+  raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run(main, user_errors=()):
-  """Runs an absl main, turning user errors into a message and exit code 2."""
+  """Runs an absl main, turning user errors into a message and exit code 2.
+
+  Ctrl-C and SIGTERM end it with one line and exit code 130, after the
+  code's own cleanup ran.
+  """
+  signal.signal(signal.SIGTERM, _interrupt)
   for logger in (tf.get_logger(), logging_lib.getLogger("absl")):
     logger.addFilter(_UserFacingTensorFlowLogs())
   errors = (ValueError, FileNotFoundError, tf.errors.InvalidArgumentError,
@@ -111,6 +127,10 @@ def run(main, user_errors=()):
       logging.debug("user error", exc_info=True)
       print(f"error: {short_message(e)}", file=sys.stderr, flush=True)
       sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+      print("interrupted; stopped cleanly (nothing half-written is left)",
+            file=sys.stderr, flush=True)
+      sys.exit(EXIT_INTERRUPTED)
 
   app.run(guarded_main, flags_parser=_parse_flags)
 

@@ -1,7 +1,12 @@
 """CamVid (SegNet layout) from the real samples in ../shared/data/camvid."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -112,3 +117,24 @@ def test_camvid_listed_name_without_image_is_reported(tmp_path):
   assert summary["splits"]["val"]["skipped"] == 1
   problems = summary["splits"]["val"]["problems"]
   assert len(problems) == 1 and names["val"][0] in problems[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_conversion_leaves_no_partial_files(tmp_path, signum):
+  out = tmp_path / "out"
+  env = dict(os.environ, PYTHONPATH=str(helpers.REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+  process = subprocess.Popen(
+      [sys.executable, "-m", "fast_seg.data.convert", "--dataset", "camvid",
+       "--input_dir", str(SOURCE), "--output_dir", str(out), "--workers", "1"],
+      cwd=helpers.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  deadline = time.time() + 120
+  while not list(out.glob("*.partial")) and time.time() < deadline:
+    assert process.poll() is None, process.communicate()
+    time.sleep(0.02)
+  process.send_signal(signum)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stderr[-2000:]
+  assert "Traceback" not in stderr
+  assert stderr.strip().splitlines()[-1].startswith("interrupted; stopped cleanly")
+  assert not list(out.glob("*.partial")) and not list(out.glob("*.tfrecord"))
