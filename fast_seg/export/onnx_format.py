@@ -54,8 +54,9 @@ def convert(saved_model_dir, output_path, opset=None):
     os.makedirs(parent, exist_ok=True)
   model_proto, _ = tf2onnx_convert.from_graph_def(
       graph_def, name="fast_seg", input_names=input_names,
-      output_names=output_names, opset=opset, tensors_to_rename=renames,
-      output_path=output_path)
+      output_names=output_names, opset=opset, tensors_to_rename=renames)
+  resizes = resize_to_sizes(model_proto)
+  onnx.save(model_proto, output_path)
   onnx.checker.check_model(model_proto)
   inputs = [i.name for i in model_proto.graph.input]
   outputs = [o.name for o in model_proto.graph.output]
@@ -70,9 +71,56 @@ def convert(saved_model_dir, output_path, opset=None):
       "path": output_path,
       "bytes": os.path.getsize(output_path),
       "opset": opset,
+      "resizes_to_sizes": resizes,
       "op_count": sum(ops.values()),
       "ops": dict(sorted(ops.items())),
   }
+
+
+def resize_to_sizes(model_proto):
+  """Gives every Resize with constant scales the integer output size instead.
+
+  tf2onnx turns TensorFlow's resize to an exact size (e.g. 23 -> 12 rows,
+  ICNet's half-size branch of a 360x480 input) into a scale factor
+  (0.5217391); ONNX then computes floor(23 * 0.5217391) = 11 rows, and
+  the sums that meet the other branches fail ("Incompatible dimensions").
+  Where the input's shape is known, the intended size is round(in * scale):
+  setting it as the node's `sizes` (ONNX then derives the scale from it,
+  as TensorFlow does) restores TensorFlow's shapes. One resize at a time,
+  in graph order, with the shapes inferred again after each: a resize
+  downstream of a wrong one sees a wrong input shape until that is fixed.
+
+  Returns:
+    The number of Resize nodes changed.
+  """
+  import onnx  # pylint: disable=g-import-not-at-top
+  from onnx import numpy_helper  # pylint: disable=g-import-not-at-top
+  graph = model_proto.graph
+  changed = 0
+  while True:
+    inferred = onnx.shape_inference.infer_shapes(model_proto).graph
+    shapes = {}
+    for value in list(inferred.value_info) + list(inferred.input):
+      dims = value.type.tensor_type.shape.dim
+      if dims and all(d.HasField("dim_value") for d in dims):
+        shapes[value.name] = [d.dim_value for d in dims]
+    constants = {t.name: t for t in graph.initializer}
+    node = next((n for n in graph.node
+                 if n.op_type == "Resize" and len(n.input) == 3
+                 and n.input[2] in constants and n.input[0] in shapes), None)
+    if node is None:
+      used = {name for n in graph.node for name in n.input}
+      unused = [t for t in graph.initializer if t.name not in used]
+      for tensor in unused:  # the replaced scales
+        graph.initializer.remove(tensor)
+      return changed
+    scales = numpy_helper.to_array(constants[node.input[2]])
+    sizes = np.round(np.asarray(shapes[node.input[0]]) * scales).astype(np.int64)
+    name = f"{node.name}_sizes"
+    graph.initializer.append(numpy_helper.from_array(sizes, name))
+    node.input[2] = ""
+    node.input.append(name)
+    changed += 1
 
 
 class Model:
