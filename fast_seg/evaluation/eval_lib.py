@@ -142,7 +142,8 @@ class Evaluator:
     """
     try:
       return self._evaluate_weights(eval_dir, step, checkpoint_path, quiet)
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+            UnicodeDecodeError):
       # TensorFlow names neither the shard nor the image: find them.
       problem = input_reader_builder.find_input_problem(
           self.config.eval_input_reader.tf_record_input_path,

@@ -46,9 +46,10 @@ from fast_seg.utils import visualization
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CHECKPOINT_NAME = "ckpt"
 # What a broken input pipeline raises (a damaged shard, an empty input, an
-# undecodable image); the message then comes from find_input_problem.
+# undecodable image; a record that is not an Example gives TensorFlow an
+# error message that is not UTF-8); find_input_problem then says what it is.
 INPUT_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError,
-                tf.errors.InvalidArgumentError)
+                tf.errors.InvalidArgumentError, UnicodeDecodeError)
 # In-process validation results, under the logdir.
 VALIDATION_DIR = "validation"
 _POLICIES = {train_pb2.MIXED_FLOAT16: "mixed_float16",
