@@ -59,8 +59,7 @@ def write(pipeline_config, checkpoint, output_dir, dtype="float16"):
   prefix = os.path.join(output_dir, PREFIX)
   count = checkpoint_util.write_weights_only(
       _weighted_layers(source), prefix, DTYPES[dtype], step=step)
-  tf.compat.v1.train.update_checkpoint_state(
-      output_dir, PREFIX, all_model_checkpoint_paths=[PREFIX])
+  checkpoint_util.write_checkpoint_index(output_dir, PREFIX)
   config_util.save_pipeline_config(pipeline_config, output_dir)
 
   restored = model_builder.build(pipeline_config.model)

@@ -189,10 +189,7 @@ class BestCheckpoint:
     previous = tf.train.latest_checkpoint(self.directory)
     prefix = os.path.join(self.directory, f"ckpt-{result['step']}")
     write(prefix)
-    # Relative to the directory, so the directory can be moved or committed.
-    name = os.path.basename(prefix)
-    tf.compat.v1.train.update_checkpoint_state(
-        self.directory, name, all_model_checkpoint_paths=[name])
+    write_checkpoint_index(self.directory, os.path.basename(prefix))
     if previous and previous != prefix:
       for name in tf.io.gfile.glob(previous + ".*"):
         tf.io.gfile.remove(name)
@@ -229,6 +226,18 @@ def write_weights_only(layers, prefix, dtype=tf.float32, step=None):
   tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
                     shape_and_slices=[""] * len(names), tensors=tensors)
   return len(names) - (step is not None)
+
+
+def write_checkpoint_index(directory, name):
+  """Writes `directory/checkpoint` naming checkpoint `name` (in that folder).
+
+  The path is relative to the folder, so it can be moved or committed
+  (tf.compat.v1.train.update_checkpoint_state would resolve a relative
+  folder against the working directory and store "../../model").
+  """
+  with tf.io.gfile.GFile(os.path.join(directory, "checkpoint"), "w") as f:
+    f.write(f'model_checkpoint_path: "{name}"\n'
+            f'all_model_checkpoint_paths: "{name}"\n')
 
 
 def copy_checkpoint(source, prefix):

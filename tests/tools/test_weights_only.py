@@ -55,3 +55,15 @@ def test_missing_checkpoint_is_a_clear_error(trained_run, tmp_path):
   config, _ = trained_run
   with pytest.raises(ValueError, match="checkpoint not found"):
     weights_only.write(config, str(tmp_path / "nope"), str(tmp_path / "zoo"))
+
+
+def test_relative_output_dir_gives_a_movable_folder(trained_run, tmp_path, monkeypatch):
+  config, logdir = trained_run
+  monkeypatch.chdir(tmp_path)
+  weights_only.write(config, logdir, "zoo/camvid/x", "float16")
+  assert (tmp_path / "zoo/camvid/x/checkpoint").read_text().startswith(
+      'model_checkpoint_path: "model"')
+  os.rename(tmp_path / "zoo", tmp_path / "moved")
+  result = eval_lib.evaluate(config, None, str(tmp_path / "e"),
+                             checkpoint="moved/camvid/x")[0]
+  assert result["step"] == 4
