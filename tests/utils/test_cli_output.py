@@ -34,3 +34,20 @@ def test_tensorflow_info_and_deprecations_are_dropped_ours_kept():
   assert keep(_record(tf_file, logging.WARNING, "a real warning"))
   assert keep(_record("/repo/fast_seg/training/train_lib.py", logging.INFO,
                       "Median-frequency class weights: 1.0"))
+
+
+def test_tensorflow_start_up_noise_is_not_printed():
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  env["PYTHONPATH"] = str(helpers.REPO_ROOT)
+  code = "import fast_seg, sys, tensorflow as tf; tf.constant(1); print('tf', tf.__version__, file=sys.stderr)"
+  result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=helpers.REPO_ROOT)
+  assert result.returncode == 0, result.stderr
+  assert "tf 2." in result.stderr  # stderr still works afterwards
+  for noise in ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers",
+                "cpu_feature_guard", "UNKNOWN ERROR (303)"):
+    assert noise not in result.stderr, result.stderr
