@@ -32,6 +32,9 @@ flags.mark_flags_as_required(["results", "output"])
 FLAGS = flags.FLAGS
 
 
+_LABELS = {"miou": "mIoU", "miou_tta": "mIoU, multi-scale + flip"}
+
+
 def pareto_front(points):
   """Names of the (name, latency, accuracy) points no other point dominates.
 
@@ -74,8 +77,11 @@ def chart(results, output, latency_key, metric="miou"):
   axes.plot([p[0] for p in line], [100 * p[1] for p in line], color="#1f5fbf",
             linewidth=1.5, zorder=2, label="Pareto front")
   axes.set_xscale("log")
+  # Room on the right for the names written beside the points.
+  latencies = [latency for _, latency, _ in points]
+  axes.set_xlim(min(latencies) / 1.5, max(latencies) * 3.0)
   axes.set_xlabel(f"latency (ms), {latency_key.replace('_', ' ')}, log scale")
-  axes.set_ylabel(f"{metric} (%)")
+  axes.set_ylabel(f"{_LABELS.get(metric, metric)} (%)")
   axes.set_title(results.get("dataset", ""), fontsize=10)
   axes.grid(True, which="both", alpha=0.3)
   axes.legend(loc="lower right", fontsize=8)
