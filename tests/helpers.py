@@ -131,3 +131,17 @@ def check_pruning_keeps_outputs(full, half, image_shape, max_param_ratio):
   np.testing.assert_allclose(got, expected, rtol=1e-4,
                              atol=1e-4 * np.abs(expected).max())
   return graph
+
+
+def save_serving_model(model, directory, shape, output):
+  """A SavedModel as export_lib.export writes it; returns images -> predictions."""
+  from fast_seg.export import export_lib  # pylint: disable=g-import-not-at-top
+  serve = export_lib.build_inference_function(model, shape, output=output)
+  module = tf.Module()
+  module.model_variables = list(model.inference_model.variables)
+  module.serve = serve
+  tf.saved_model.save(module, str(directory),
+                      signatures={"serving_default": serve.get_concrete_function()})
+  signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+  return lambda images: signature(inputs=tf.constant(images))[
+      export_lib.OUTPUT_NAME].numpy()

@@ -10,27 +10,15 @@ import pytest
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
-from fast_seg.export import export_lib
 from fast_seg.export import onnx_format
 from fast_seg.export import tflite_format
 from tests import helpers
 
 
-def _saved_model(model, directory, shape):
-  serve = export_lib.build_inference_function(model, shape, output="probabilities")
-  module = tf.Module()
-  module.model_variables = list(model.inference_model.variables)
-  module.serve = serve
-  tf.saved_model.save(module, str(directory),
-                      signatures={"serving_default": serve.get_concrete_function()})
-  signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
-  return lambda images: signature(inputs=tf.constant(images))[
-      export_lib.OUTPUT_NAME].numpy()
-
-
 def _check(model, shape, tmp_path, formats):
   images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-  expected = _saved_model(model, tmp_path / "saved_model", shape)(images)
+  expected = helpers.save_serving_model(model, tmp_path / "saved_model", shape,
+                                       "probabilities")(images)
   assert expected.shape[:3] == shape[:3]
   if "onnx" in formats:
     onnx_format.convert(str(tmp_path / "saved_model"), str(tmp_path / "m.onnx"))

@@ -40,16 +40,7 @@ def _image():
 
 
 def _save(model, directory, output):
-  """A SavedModel as export_lib.export writes it, for one output kind."""
-  serve = export_lib.build_inference_function(model, SHAPE, output=output)
-  module = tf.Module()
-  module.model_variables = list(model.inference_model.variables)
-  module.serve = serve
-  tf.saved_model.save(module, str(directory),
-                      signatures={"serving_default": serve.get_concrete_function()})
-  signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
-  return lambda images: signature(inputs=tf.constant(images))[
-      export_lib.OUTPUT_NAME].numpy()
+  return helpers.save_serving_model(model, directory, SHAPE, output)
 
 
 def test_onnx_matches_saved_model(restored_model, tmp_path):
