@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from fast_seg.builders import model_builder
 from fast_seg.export import coreml_format
-from fast_seg.export import export_lib
 from fast_seg.export import onnx_format
 from fast_seg.utils import checkpoint_util
 from tests import helpers
