@@ -135,7 +135,9 @@ def test_random_weights_and_errors(trained_run, tmp_path):
                            random_weights=True, log=lambda line: None)
   assert info["checkpoint"] is None and info["random_weights"]
   report = json.loads((tmp_path / "random" / export_lib.REPORT_NAME).read_text())
-  assert report["formats"]["frozen_graph"]["pixel_agreement"] == 1.0
+  # Random weights give near-tied logits; folding BN reorders float sums, so
+  # one pixel in a few thousand may flip its argmax (0.99976 seen in CI).
+  assert report["formats"]["frozen_graph"]["pixel_agreement"] >= 0.995
   with pytest.raises(ValueError, match="--trained_checkpoint is required"):
     export_lib.export(config, None, str(tmp_path / "x"), (1, 64, 64, 3))
   with pytest.raises(ValueError, match="--quantize must be one of"):

@@ -94,8 +94,9 @@ def test_fast_labels_upsample_the_low_resolution_argmax(trained_run, tmp_path):
                     quantize="int8", num_calibration_images=4,
                     fast_labels=True, log=lambda line: None)
   report = json.loads((tmp_path / "export_report.json").read_text())
-  for name in ("saved_model", "frozen_graph"):
-    assert report["formats"][name]["pixel_agreement"] == 1.0, name
+  assert report["formats"]["saved_model"]["pixel_agreement"] == 1.0
+  # BN folding reorders float sums: a near-tied pixel may flip its argmax.
+  assert report["formats"]["frozen_graph"]["pixel_agreement"] >= 0.999
   assert report["formats"]["tflite"]["pixel_agreement"] >= 0.9
   # Labels differ from the exact (bilinear logits) ones only near boundaries.
   assert 0.8 <= report["fast_labels_agreement_with_exact"] <= 1.0
