@@ -1,7 +1,7 @@
 """Builds a learning-rate schedule from a `LearningRate` proto."""
 
 from fast_seg.protos import optimizer_pb2
-from fast_seg.training import learning_schedules
+from fast_seg.core import learning_schedules
 from fast_seg.utils import config_util
 
 

@@ -206,7 +206,8 @@ def build(config, num_classes, ignore_label, main_head, default_aux_weights,
     if target.weight <= 0:
       raise ValueError(f"{path}.weight must be > 0, got {target.weight}")
     head_weights[AUX_TARGET] = target.weight
-  foreground = tuple(binary_output.foreground_class_ids) if binary else ()
+  foreground = (model.BinaryOutput.from_proto(binary_output).foreground_ids(
+      num_classes) if binary else ())
   dice_smooth = (config.dice_loss.smooth if config.HasField("dice_loss")
                  else losses_pb2.DiceLoss().smooth)
   return SegmentationLoss(

@@ -23,13 +23,27 @@ from fast_seg.protos import train_pb2
 # Head name of the auxiliary binary target (Loss.auxiliary_target).
 AUX_TARGET = "aux_target"
 
-BinaryOutput = collections.namedtuple(
-    "BinaryOutput", ["foreground_class_ids", "threshold"])
-BinaryOutput.__doc__ = """A single sigmoid channel: foreground vs background.
+class BinaryOutput(collections.namedtuple(
+    "BinaryOutput", ["foreground_class_ids", "threshold"])):
+  """A single sigmoid channel: foreground vs background.
 
-foreground_class_ids: dataset ids that are foreground (empty: every id >= 1).
-threshold: sigmoid probability above which a pixel is foreground.
-"""
+  foreground_class_ids: dataset ids that are foreground (empty: every id >= 1).
+  threshold: sigmoid probability above which a pixel is foreground.
+  """
+  __slots__ = ()
+
+  @classmethod
+  def from_proto(cls, config):
+    """From a BinaryOutput proto message (validated by the model builder)."""
+    return cls(tuple(config.foreground_class_ids), config.threshold)
+
+  def foreground_ids(self, num_classes):
+    """The foreground dataset ids, the empty-means-every-id->=1 rule applied.
+
+    This is the one place that rule is written; losses, metrics, class
+    weights, palettes and names all ask here.
+    """
+    return tuple(self.foreground_class_ids) or tuple(range(1, num_classes))
 
 
 class SegmentationModel(abc.ABC):
@@ -147,16 +161,16 @@ class SegmentationModel(abc.ABC):
     """Dataset labels as the output classes: 0 / 1 / ignore for binary models."""
     if not self.is_binary:
       return labels
-    return losses.binary_targets(labels, self.binary_output.foreground_class_ids,
-                                 self.ignore_label)
+    return losses.binary_targets(
+        labels, self.binary_output.foreground_ids(self.num_classes),
+        self.ignore_label)
 
   def output_class_names(self, class_names):
     """Names of the output classes given the dataset's class names."""
     if not self.is_binary or (self.num_classes == 2 and list(
         self.binary_output.foreground_class_ids) in ([], [1])):
       return list(class_names)
-    ids = (self.binary_output.foreground_class_ids
-           or range(1, self.num_classes))
+    ids = self.binary_output.foreground_ids(self.num_classes)
     foreground = "+".join(class_names[i] for i in ids)
     return [f"not {foreground}", foreground]
 

@@ -221,7 +221,7 @@ class Evaluator:
     out_dir = os.path.join(eval_dir, "visualizations", f"step_{step}")
     if self.model.is_binary:
       # Foreground drawn in the colour of the (first) foreground class.
-      ids = self.model.binary_output.foreground_class_ids or (1,)
+      ids = self.model.binary_output.foreground_ids(self.model.num_classes)
       predicted = predicted * ids[0]
     tf.io.gfile.makedirs(out_dir)
     for i in range(min(count, predicted.shape[0])):

@@ -27,7 +27,7 @@ from tensorflow.python.grappler import tf_optimizer  # pylint: disable=g-direct-
 from tensorflow.python.tools import optimize_for_inference_lib  # pylint: disable=g-direct-tensorflow-import
 
 from fast_seg.builders import model_builder
-from fast_seg.compression import tfmot_lib
+from fast_seg.model_optimization import tfmot_lib
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.utils import checkpoint_util
@@ -347,7 +347,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   palette = _palette(pipeline_config, num_classes)
   if model.is_binary:
     # Output ids 0 / 1: background and the (first) foreground class colour.
-    foreground = (model.binary_output.foreground_class_ids or (1,))[0]
+    foreground = model.binary_output.foreground_ids(model.num_classes)[0]
     palette = np.asarray(palette)[[0, foreground]]
   serve = build_inference_function(model, input_shape, pad_to_shape,
                                    output=output, input_type=input_type,

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
 from fast_seg.export import export_lib
@@ -305,7 +306,8 @@ def load_legend(home, dataset_info_path=None, num_classes=None):
                              "model." + config.model.WhichOneof("model"))
     if arch.HasField("binary_output"):
       # Output ids 0 / 1: background and the (first) foreground colour.
-      foreground = (list(arch.binary_output.foreground_class_ids) or [1])[0]
+      foreground = core_model.BinaryOutput.from_proto(
+          arch.binary_output).foreground_ids(arch.num_classes)[0]
       return (dataset_info.palette(info)[[0, foreground]],
               [names[0], names[foreground]])
   elif num_classes and num_classes > 1 and num_classes != info[

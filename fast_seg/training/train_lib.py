@@ -31,8 +31,9 @@ import tf_keras as keras
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
-from fast_seg.compression import tfmot_lib
+from fast_seg.model_optimization import tfmot_lib
 from fast_seg.core import losses as core_losses
+from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.evaluation import eval_lib
@@ -657,8 +658,8 @@ def median_frequency_class_weights(pipeline_config, info, info_path):
   frequencies = dataset_info.class_frequencies_for(
       info, list(reader.tf_record_input_path), info_path)
   if arch.HasField("binary_output"):
-    ids = set(arch.binary_output.foreground_class_ids) or set(
-        range(1, arch.num_classes))
+    ids = core_model.BinaryOutput.from_proto(
+        arch.binary_output).foreground_ids(arch.num_classes)
     foreground = sum(f for i, f in enumerate(frequencies) if i in ids)
     frequencies = [1.0 - foreground, foreground]
   return core_losses.median_frequency_weights(frequencies)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
-from fast_seg.compression import tfmot_lib
+from fast_seg.model_optimization import tfmot_lib
 from fast_seg.protos import train_pb2
 from fast_seg.utils import checkpoint_util
 from tests import helpers

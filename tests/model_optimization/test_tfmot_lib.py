@@ -10,7 +10,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.builders import model_builder
-from fast_seg.compression import tfmot_lib
+from fast_seg.model_optimization import tfmot_lib
 from fast_seg.evaluation import eval_lib
 from fast_seg.export import export_lib
 from fast_seg.training import train_lib

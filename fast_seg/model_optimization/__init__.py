@@ -1,0 +1,1 @@
+"""Training-time model optimization with tfmot: magnitude pruning and QAT."""
