@@ -6,7 +6,7 @@ PROTO_SRC := $(wildcard protos/*.proto)
 PROTO_OUT := $(patsubst protos/%.proto,fast_seg/protos/%_pb2.py,$(PROTO_SRC))
 STAMP := $(VENV)/.installed
 
-.PHONY: install build-protos test test-all demo bench clean
+.PHONY: install build-protos test test-all lint format demo bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ test: build-protos
 
 test-all: build-protos
 	$(PYTEST) -m ""
+
+# pylint with the house rules (.pylintrc); CI runs it before the tests.
+lint: install
+	$(PY) -m pylint --rcfile=.pylintrc fast_seg third_party
+
+# yapf (.style.yapf) on the files you name: make format FILES="fast_seg/x.py"
+format: install
+	$(PY) -m yapf --in-place $(FILES)
 
 DEMO := demo_output
 DEMO_CONFIG := configs/icnet_mobilenet_v2_synthetic_128.config

@@ -14,7 +14,6 @@ Then train the pruned model:
 from absl import flags
 
 from fast_seg.compression import compress_lib
-from fast_seg.export import export_lib
 from fast_seg.utils import cli
 
 cli.define_config_flags()
@@ -49,7 +48,7 @@ def main(argv):
     raise ValueError(f"--finetune_steps must be >= 0, got {FLAGS.finetune_steps}")
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
-  input_shape = (export_lib.parse_shape(FLAGS.input_shape, 4, "--input_shape")
+  input_shape = (cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")
                  if FLAGS.input_shape else None)
   if FLAGS.schedule is not None:
     compress_lib.progressive(

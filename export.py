@@ -15,6 +15,7 @@ function (export_report.json).
 from absl import flags
 
 from fast_seg.export import export_lib
+from fast_seg.export import serving
 from fast_seg.utils import cli
 
 cli.define_config_flags()
@@ -25,16 +26,16 @@ flags.DEFINE_string("input_shape", None, "N,H,W,3 of the exported input.")
 flags.DEFINE_string("pad_to_shape", None,
                     "H,W the input is padded to before the network (optional).")
 flags.DEFINE_string("formats", ",".join(export_lib.DEFAULT_FORMATS),
-                    f"Comma-separated: {', '.join(export_lib.FORMATS)} "
+                    f"Comma-separated: {', '.join(export_lib.format_names())} "
                     "(saved_model and frozen_graph are always written).")
 flags.DEFINE_string("quantize", "none",
                     "TFLite: none (float32), float16, dynamic or int8.")
 flags.DEFINE_integer("num_calibration_images", 100,
                      "Eval images that calibrate --quantize int8.")
-flags.DEFINE_enum("output", "labels", list(export_lib.OUTPUT_KINDS),
+flags.DEFINE_enum("output", "labels", list(serving.OUTPUT_KINDS),
                   "labels (int32 ids), probabilities (float32 softmax) or "
                   "colours (uint8 RGB from the dataset palette).")
-flags.DEFINE_enum("input_type", "uint8", list(export_lib.INPUT_TYPES),
+flags.DEFINE_enum("input_type", "uint8", list(serving.INPUT_TYPES),
                   "Pixel type of `inputs` (values 0..255 either way).")
 flags.DEFINE_bool("fast_labels", False,
                   "Labels / colours: arg-max at the logits' resolution, then "
@@ -52,10 +53,10 @@ def main(argv):
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
-  input_shape = export_lib.parse_shape(FLAGS.input_shape, 4, "--input_shape")
-  pad_to_shape = (export_lib.parse_shape(FLAGS.pad_to_shape, 2, "--pad_to_shape")
+  input_shape = cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")
+  pad_to_shape = (cli.parse_shape(FLAGS.pad_to_shape, 2, "--pad_to_shape")
                   if FLAGS.pad_to_shape else None)
-  formats = export_lib.parse_formats(FLAGS.formats)
+  formats = cli.parse_subset(FLAGS.formats, export_lib.format_names(), "--formats")
   info = export_lib.export(
       config, FLAGS.trained_checkpoint, FLAGS.output_dir, input_shape,
       pad_to_shape, formats=formats, quantize=FLAGS.quantize,
@@ -69,7 +70,7 @@ def main(argv):
   print(f"  FLOPs:  {info['flops'] / 1e9:.2f} G per run of shape "
         f"{info['input_shape']} (multiply-add = 2 FLOPs)")
   print(f"  formats: {', '.join(info['formats'])}; see "
-        f"{FLAGS.output_dir}/{export_lib.REPORT_NAME}")
+        f"{FLAGS.output_dir}/{serving.REPORT_NAME}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@
 
 from absl import flags
 
-from fast_seg.export import export_lib
 from fast_seg.tools import predict
 from fast_seg.utils import cli
 
@@ -38,30 +37,14 @@ flags.DEFINE_enum("on_error", "skip", ["skip", "fail"],
 FLAGS = flags.FLAGS
 
 
-def _parse_crop(text):
-  """'top,bottom' -> (top, bottom), two non-negative ints."""
-  try:
-    crop = tuple(int(v) for v in text.split(","))
-  except ValueError:
-    crop = ()
-  if len(crop) != 2 or min(crop) < 0:
-    raise ValueError(f"--crop must be top,bottom (two non-negative integers), "
-                     f"got {text!r}")
-  return crop
-
-
 def main(argv):
   del argv
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
-  crop = _parse_crop(FLAGS.crop) if FLAGS.crop else None
-  resize = (export_lib.parse_shape(FLAGS.resize, 2, "--resize")
-            if FLAGS.resize else None)
-  if not 0.0 <= FLAGS.overlay_alpha <= 1.0:
-    raise ValueError(f"--overlay_alpha must be in 0..1, got {FLAGS.overlay_alpha}")
-  if not 0.0 < FLAGS.threshold < 1.0:
-    raise ValueError(f"--threshold must be in (0, 1), got {FLAGS.threshold}")
   result = predict.predict(
-      FLAGS.model, FLAGS.input, FLAGS.output_dir, crop=crop, resize=resize,
+      FLAGS.model, FLAGS.input, FLAGS.output_dir,
+      crop=predict.parse_crop(FLAGS.crop) if FLAGS.crop else None,
+      resize=(cli.parse_shape(FLAGS.resize, 2, "--resize") if FLAGS.resize
+              else None),
       alpha=FLAGS.overlay_alpha, palette_path=FLAGS.palette,
       num_threads=FLAGS.num_threads, threshold=FLAGS.threshold,
       on_error=FLAGS.on_error)

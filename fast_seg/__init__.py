@@ -30,7 +30,7 @@ def _import_tensorflow_quietly():
   with _tempfile.TemporaryFile() as captured:
     _os.dup2(captured.fileno(), 2)
     try:
-      import tensorflow  # pylint: disable=g-import-not-at-top
+      import tensorflow  # imported here, under the start-up filter
       tensorflow.config.list_physical_devices()  # the CUDA probe
     finally:
       _os.dup2(saved, 2)

@@ -9,6 +9,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.core import standard_fields
+from fast_seg.export import inference_graph
+from fast_seg.export import serving
 from fast_seg.utils import config_util
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -135,13 +137,8 @@ def check_pruning_keeps_outputs(full, half, image_shape, max_param_ratio):
 
 def save_serving_model(model, directory, shape, output):
   """A SavedModel as export_lib.export writes it; returns images -> predictions."""
-  from fast_seg.export import export_lib  # pylint: disable=g-import-not-at-top
-  serve = export_lib.build_inference_function(model, shape, output=output)
-  module = tf.Module()
-  module.model_variables = list(model.inference_model.variables)
-  module.serve = serve
-  tf.saved_model.save(module, str(directory),
-                      signatures={"serving_default": serve.get_concrete_function()})
-  signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+  serve = inference_graph.build_inference_function(model, shape, output=output)
+  inference_graph.save_saved_model(model, serve, str(directory))
+  signature = inference_graph.load_saved_model(str(directory))
   return lambda images: signature(inputs=tf.constant(images))[
-      export_lib.OUTPUT_NAME].numpy()
+      serving.OUTPUT_NAME].numpy()

@@ -13,6 +13,9 @@ follows each of them); BN(Wx + b) with moving mean m equals BN(Wx) with moving
 mean m - b, so the map asks for the conv bias to be subtracted from the
 following batch norm's moving mean (`minus`).
 
+Each backbone names the maps it uses where it registers itself
+(fast_seg/feature_extractors/base.register); nothing here lists backbones.
+
 Note: Keras-applications ResNet50 puts each block's stride on its first unit,
 slim on its last; weight shapes agree unit by unit, so the weights load, but
 features differ slightly from the Keras model. Prefer the slim checkpoint for
@@ -106,10 +109,3 @@ def mobilenet_v2(layer_name, kind):
     layer = f"{unit}_{op}" + ("_BN" if bn else "")
     return H5Weight(layer, _weight(kind), None)
   raise KeyError(f"no Keras MobileNetV2 weight for layer '{layer_name}'")
-
-
-# Feature extractor name -> map function.
-WEIGHT_MAPS = {
-    "resnet_v1_50": resnet50,
-    "mobilenet_v2": mobilenet_v2,
-}

@@ -10,6 +10,8 @@ or weights are copied.
 Each map is a function (keras_layer_name, weight_kind) -> checkpoint variable
 name, where weight_kind is one of WEIGHT_KINDS. It raises KeyError for a layer
 it does not know, so a backbone change that the map misses fails loudly.
+Each backbone names the maps it uses where it registers itself
+(fast_seg/feature_extractors/base.register); nothing here lists backbones.
 """
 
 import re
@@ -111,11 +113,3 @@ def mobilenet_v1(layer_name, kind):
     scope, _ = match.groups()
     return f"MobilenetV1/{scope}/{_suffix(kind)}"
   raise KeyError(f"no MobilenetV1 checkpoint name for layer '{layer_name}'")
-
-
-# Feature extractor name -> map function.
-VARIABLE_MAPS = {
-    "resnet_v1_50": resnet_v1_50,
-    "mobilenet_v1": mobilenet_v1,
-    "mobilenet_v2": mobilenet_v2,
-}

@@ -4,9 +4,16 @@ from fast_seg import feature_extractors
 from fast_seg.protos import feature_extractor_pb2
 from fast_seg.utils import config_util
 
+# Extractor errors name their field from here; the builder re-roots them.
+_OWN_PATH = "feature_extractor."
+
 
 def build(config, conv_hyperparams, field_path="feature_extractor"):
   """Instantiates the registered extractor named by `config.type`.
+
+  The values are checked once, by the registry (type) and the extractor
+  (filter_scale, output_stride); their errors are given here with the
+  field's place in the pipeline.
 
   Args:
     config: feature_extractor_pb2.FeatureExtractor.
@@ -21,19 +28,19 @@ def build(config, conv_hyperparams, field_path="feature_extractor"):
   """
   config_util.check_type(config, feature_extractor_pb2.FeatureExtractor,
                          field_path)
-  allowed = ", ".join(feature_extractors.registered_names())
   if not config.type:
+    allowed = ", ".join(feature_extractors.registered_names())
     raise ValueError(f"{field_path}.type is not set; allowed: {allowed}")
   try:
     extractor_class = feature_extractors.get(config.type)
-  except ValueError:
-    raise ValueError(
-        f"{field_path}.type: unknown '{config.type}'; allowed: {allowed}") from None
-  if not 0.0 < config.filter_scale <= 1.0:
-    raise ValueError(
-        f"{field_path}.filter_scale must be in (0, 1], got {config.filter_scale}")
-  try:
     return extractor_class(conv_hyperparams, filter_scale=config.filter_scale,
                            output_stride=config.output_stride)
   except ValueError as e:
-    raise ValueError(f"{field_path}: {e}") from None
+    raise ValueError(_at(field_path, str(e))) from None
+
+
+def _at(field_path, message):
+  """`message` with 'feature_extractor.<field>' replaced by its full path."""
+  if message.startswith(_OWN_PATH):
+    return f"{field_path}.{message[len(_OWN_PATH):]}"
+  return f"{field_path}: {message}"

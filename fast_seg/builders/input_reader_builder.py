@@ -244,80 +244,145 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
   config_util.check_type(
       input_reader_config, input_reader_pb2.InputReader, field_name)
   config = input_reader_config
+  augmentations = _check_augmentation_protos(augmentations)
+  _check_reader_settings(config, num_classes, field_name)
+  if is_training:
+    _check_training_batch(config, batch_size, augmentations, padded_size,
+                          field_name)
+  else:
+    padded_size = _check_eval_batch(batch_size, augmentations, padded_size,
+                                    field_name)
+  paths = expand_input_paths(
+      config.tf_record_input_path, f"{field_name}.tf_record_input_path")
+  augment = preprocessor_builder.build_sequence(augmentations, ignore_label)
+  shuffle = is_training and config.shuffle
+  records = _read_records(paths, config, is_training, shuffle)
+
+  def decode(record, path):
+    return _decode(record, path, num_classes, ignore_label)
+
+  to_example = _example_function(augment, is_training, padded_size,
+                                 ignore_label)
+  dataset = _decode_and_augment(records, decode, to_example, config,
+                                is_training, shuffle)
+  dataset = dataset.batch(batch_size, drop_remainder=is_training)
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  if shuffle:
+    # Order is random anyway: let tf.data hand out whichever element is ready.
+    options = tf.data.Options()
+    options.deterministic = False
+    dataset = dataset.with_options(options)
+  return dataset
+
+
+def _check_augmentation_protos(augmentations):
+  """Protos, not built callables: the reader needs them to know whether
+  every example ends up with one size (required to batch)."""
   augmentations = list(augmentations)
   for step in augmentations:
-    # Protos, not built callables: the reader needs them to know whether
-    # every example ends up with one size (required to batch).
     if not isinstance(step, preprocessor_pb2.PreprocessingStep):
       raise TypeError(
           "augmentations must be PreprocessingStep protos (e.g. "
           "train_config.data_augmentation_options), got "
           f"{type(step).__name__}")
+  return augmentations
+
+
+def _check_reader_settings(config, num_classes, field_name):
   _check_positive(num_classes, "num_classes")
   _check_positive(config.num_parallel_reads, f"{field_name}.num_parallel_reads")
   if config.num_parallel_calls < 0:
     raise ValueError(
         f"{field_name}.num_parallel_calls must be >= 0 (0: AUTOTUNE), got "
         f"{config.num_parallel_calls}")
-  if is_training:
-    _check_positive(batch_size, "train_config.batch_size")
-    if config.shuffle:
-      _check_positive(config.shuffle_buffer_size,
-                      f"{field_name}.shuffle_buffer_size")
-    if padded_size is not None:
-      raise ValueError("padded_size is for evaluation; training batches get "
-                       "their size from random_crop or fixed_resize")
-    if batch_size > 1 and not preprocessor_builder.ends_with_fixed_size(
-        augmentations):
-      raise ValueError(
-          f"train_config.batch_size is {batch_size} but the examples do not "
-          "all have one size: add a random_crop or fixed_resize step to "
-          "train_config.data_augmentation_options (after any random_scale), "
-          "or use batch_size 1")
-  else:
-    _check_positive(batch_size, f"{field_name}.batch_size")
-    if (padded_size is None and batch_size != 1
-        and not preprocessor_builder.ends_with_fixed_size(augmentations)):
-      raise ValueError(
-          f"{field_name}.batch_size is {batch_size}, but whole-image "
-          "evaluation needs 1 (images differ in size); set "
-          "eval_config.padded_height/padded_width to batch padded images, or "
-          "resize them to one size with eval_config.preprocessing")
-    if padded_size is not None:
-      padded_size = tuple(int(v) for v in padded_size)
-      if len(padded_size) != 2 or min(padded_size) < 1:
-        raise ValueError(
-            "eval_config.padded_height/padded_width must both be >= 1, got "
-            f"{padded_size}")
 
-  paths = expand_input_paths(
-      config.tf_record_input_path, f"{field_name}.tf_record_input_path")
-  augment = preprocessor_builder.build_sequence(augmentations, ignore_label)
-  num_parallel_calls = config.num_parallel_calls or tf.data.AUTOTUNE
-  shuffle = is_training and config.shuffle
+
+def _check_training_batch(config, batch_size, augmentations, padded_size,
+                          field_name):
+  """Training batches need one example size, made by the augmentations."""
+  _check_positive(batch_size, "train_config.batch_size")
+  if config.shuffle:
+    _check_positive(config.shuffle_buffer_size,
+                    f"{field_name}.shuffle_buffer_size")
+  if padded_size is not None:
+    raise ValueError("padded_size is for evaluation; training batches get "
+                     "their size from random_crop or fixed_resize")
+  if batch_size > 1 and not preprocessor_builder.ends_with_fixed_size(
+      augmentations):
+    raise ValueError(
+        f"train_config.batch_size is {batch_size} but the examples do not "
+        "all have one size: add a random_crop or fixed_resize step to "
+        "train_config.data_augmentation_options (after any random_scale), "
+        "or use batch_size 1")
+
+
+def _check_eval_batch(batch_size, augmentations, padded_size, field_name):
+  """Eval batches need padding or a fixed size; returns padded_size as ints."""
+  _check_positive(batch_size, f"{field_name}.batch_size")
+  if (padded_size is None and batch_size != 1
+      and not preprocessor_builder.ends_with_fixed_size(augmentations)):
+    raise ValueError(
+        f"{field_name}.batch_size is {batch_size}, but whole-image "
+        "evaluation needs 1 (images differ in size); set "
+        "eval_config.padded_height/padded_width to batch padded images, or "
+        "resize them to one size with eval_config.preprocessing")
+  if padded_size is None:
+    return None
+  padded_size = tuple(int(v) for v in padded_size)
+  if len(padded_size) != 2 or min(padded_size) < 1:
+    raise ValueError(
+        "eval_config.padded_height/padded_width must both be >= 1, got "
+        f"{padded_size}")
+  return padded_size
+
+
+def _read_records(paths, config, is_training, shuffle):
+  """(serialized record, file name) pairs: interleaved for training, else
+  one pass in file order."""
 
   def read_file(path):
     # Each record travels with its file name, for error messages.
     return tf.data.TFRecordDataset(path).map(lambda record: (record, path))
 
   files = tf.data.Dataset.from_tensor_slices(paths)
+  if not is_training:
+    return files.flat_map(read_file)
+  if shuffle:
+    files = files.shuffle(len(paths), reshuffle_each_iteration=True)
+  return files.interleave(
+      read_file, cycle_length=min(config.num_parallel_reads, len(paths)),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+
+
+def _decode_and_augment(records, decode, to_example, config, is_training,
+                        shuffle):
+  """Examples from records; with `cache`, decoded once and augmented per epoch."""
+  num_parallel_calls = config.num_parallel_calls or tf.data.AUTOTUNE
+  if config.cache:
+    # Decoded once: the cache sits before shuffle / repeat (a cache after an
+    # endless repeat would never complete) and before augmentation.
+    decoded = records.map(decode, num_parallel_calls=num_parallel_calls,
+                          deterministic=not shuffle).cache()
+    if is_training:
+      decoded = _shuffle_and_repeat(decoded, config, shuffle)
+    return decoded.map(to_example, num_parallel_calls=num_parallel_calls,
+                       deterministic=not shuffle)
   if is_training:
-    if shuffle:
-      files = files.shuffle(len(paths), reshuffle_each_iteration=True)
-    records = files.interleave(
-        read_file, cycle_length=min(config.num_parallel_reads, len(paths)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
-  else:
-    records = files.flat_map(read_file)  # one pass, file order
+    records = _shuffle_and_repeat(records, config, shuffle)
+  return records.map(lambda record, path: to_example(*decode(record, path)),
+                     num_parallel_calls=num_parallel_calls,
+                     deterministic=not shuffle)
 
-  def shuffle_and_repeat(elements):
-    if shuffle:
-      elements = elements.shuffle(
-          config.shuffle_buffer_size, reshuffle_each_iteration=True)
-    return elements.repeat()
 
-  def decode(record, path):
-    return _decode(record, path, num_classes, ignore_label)
+def _shuffle_and_repeat(elements, config, shuffle):
+  if shuffle:
+    elements = elements.shuffle(
+        config.shuffle_buffer_size, reshuffle_each_iteration=True)
+  return elements.repeat()
+
+
+def _example_function(augment, is_training, padded_size, ignore_label):
+  """decoded (image, label, filename, where) -> the example dict."""
 
   def to_example(image, label, filename, where):
     image = tf.cast(image, tf.float32)
@@ -329,16 +394,8 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
       # metrics and overlays crop back to from the padding.
       original_size = tf.shape(image)[:2]
     if padded_size is not None:
-      height, width = padded_size
-      fits = _assert(
-          tf.reduce_all(original_size <= tf.constant([height, width])), where,
-          " is ", _size_text(original_size), f" (HxW), larger than the padded "
-          f"size {height}x{width}; raise eval_config.padded_height/"
-          "padded_width")
-      with tf.control_dependencies([fits]):
-        image = tf.identity(image)
-      image, label = preprocessor.pad_to_size(
-          image, label, height, width, ignore_label)
+      image, label = _pad_checked(image, label, original_size, where,
+                                  padded_size, ignore_label)
     return {
         _IN.image: image,
         _IN.label: label,
@@ -346,26 +403,17 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
         _IN.original_size: original_size,
     }
 
-  if config.cache:
-    # Decoded once: the cache sits before shuffle / repeat (a cache after an
-    # endless repeat would never complete) and before augmentation.
-    decoded = records.map(decode, num_parallel_calls=num_parallel_calls,
-                          deterministic=not shuffle).cache()
-    if is_training:
-      decoded = shuffle_and_repeat(decoded)
-    dataset = decoded.map(to_example, num_parallel_calls=num_parallel_calls,
-                          deterministic=not shuffle)
-  else:
-    if is_training:
-      records = shuffle_and_repeat(records)
-    dataset = records.map(
-        lambda record, path: to_example(*decode(record, path)),
-        num_parallel_calls=num_parallel_calls, deterministic=not shuffle)
-  dataset = dataset.batch(batch_size, drop_remainder=is_training)
-  dataset = dataset.prefetch(tf.data.AUTOTUNE)
-  if shuffle:
-    # Order is random anyway: let tf.data hand out whichever element is ready.
-    options = tf.data.Options()
-    options.deterministic = False
-    dataset = dataset.with_options(options)
-  return dataset
+  return to_example
+
+
+def _pad_checked(image, label, size, where, padded_size, ignore_label):
+  """Pads to `padded_size`; an image larger than it fails, naming the image."""
+  height, width = padded_size
+  fits = _assert(
+      tf.reduce_all(size <= tf.constant([height, width])), where,
+      " is ", _size_text(size), f" (HxW), larger than the padded "
+      f"size {height}x{width}; raise eval_config.padded_height/"
+      "padded_width")
+  with tf.control_dependencies([fits]):
+    image = tf.identity(image)
+  return preprocessor.pad_to_size(image, label, height, width, ignore_label)

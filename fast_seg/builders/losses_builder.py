@@ -1,5 +1,6 @@
 """Builds the weighted multi-head segmentation loss from a `Loss` proto."""
 
+import collections
 import functools
 
 from absl import logging
@@ -11,11 +12,84 @@ from fast_seg.utils import config_util
 
 AUX_TARGET = model.AUX_TARGET
 
-_MULTI_CLASS_LOSSES = ("softmax_cross_entropy", "focal_loss",
-                       "ohem_cross_entropy", "bootstrapped_cross_entropy",
-                       "dice_loss")
-_BINARY_LOSSES = ("binary_cross_entropy", "focal_loss", "ohem_cross_entropy",
-                  "bootstrapped_cross_entropy", "dice_loss")
+PixelLoss = collections.namedtuple(
+    "PixelLoss", ["build", "multi_class", "binary"])
+PixelLoss.__doc__ = """How one Loss.classification_loss oneof field is built.
+
+build(params, path, binary) checks the field's message (`path` names it in
+errors) and returns a function with the signature of
+core/losses.softmax_cross_entropy: (logits, labels, ignore_label,
+class_weights=None, upsample_logits=False) -> float scalar.
+multi_class / binary: the models the loss fits.
+"""
+
+# Loss.classification_loss oneof name -> PixelLoss, in the proto's order.
+PIXEL_LOSSES = {}
+
+
+def register_pixel_loss(name, multi_class=True, binary=True):
+  """Decorator: `name` (a field of the classification_loss oneof) is built
+  by the decorated build(params, path, binary)."""
+
+  def register(build_function):
+    PIXEL_LOSSES[name] = PixelLoss(build_function, multi_class, binary)
+    return build_function
+
+  return register
+
+
+@register_pixel_loss("softmax_cross_entropy", binary=False)
+def _cross_entropy(params, path, binary):
+  del params, path, binary  # no settings; binary models use one logit
+  return losses.softmax_cross_entropy
+
+
+register_pixel_loss("binary_cross_entropy", multi_class=False)(_cross_entropy)
+
+
+@register_pixel_loss("focal_loss")
+def _focal(params, path, binary):
+  if params.gamma < 0:
+    raise ValueError(f"{path}.gamma must be >= 0, got {params.gamma}")
+  if not 0.0 <= params.alpha < 1.0:
+    raise ValueError(f"{path}.alpha must be in [0, 1), got {params.alpha}")
+  if params.alpha > 0 and not binary:
+    raise ValueError(f"{path}.alpha applies to binary models only; use "
+                     f"{path.rsplit('.', 1)[0]}.class_weights for a "
+                     "multi-class model")
+  return functools.partial(losses.focal_loss, gamma=params.gamma,
+                           alpha=params.alpha)
+
+
+@register_pixel_loss("ohem_cross_entropy")
+def _ohem(params, path, binary):
+  del binary
+  if not 0.0 < params.threshold <= 1.0:
+    raise ValueError(
+        f"{path}.threshold must be in (0, 1], got {params.threshold}")
+  if params.min_kept < 0:
+    raise ValueError(f"{path}.min_kept must be >= 0, got {params.min_kept}")
+  return functools.partial(losses.ohem_cross_entropy,
+                           threshold=params.threshold,
+                           min_kept=params.min_kept)
+
+
+@register_pixel_loss("bootstrapped_cross_entropy")
+def _bootstrapped(params, path, binary):
+  del binary
+  if not 0.0 < params.top_k_fraction <= 1.0:
+    raise ValueError(f"{path}.top_k_fraction must be in (0, 1], got "
+                     f"{params.top_k_fraction}")
+  return functools.partial(losses.bootstrapped_cross_entropy,
+                           top_k_fraction=params.top_k_fraction)
+
+
+@register_pixel_loss("dice_loss")
+def _dice(params, path, binary):
+  del binary
+  if params.smooth < 0:
+    raise ValueError(f"{path}.smooth must be >= 0, got {params.smooth}")
+  return functools.partial(losses.dice_loss, smooth=params.smooth)
 
 
 class SegmentationLoss:
@@ -45,10 +119,6 @@ class SegmentationLoss:
     self.class_weights = class_weights
     self.class_weighting = class_weighting
     self.upsample_logits = upsample_logits
-
-  @property
-  def has_aux_target(self):
-    return self.aux_target_class_ids is not None
 
   def set_class_weights(self, class_weights):
     """Replaces the class weights (before the training step is traced)."""
@@ -96,44 +166,15 @@ class SegmentationLoss:
 def _pixel_loss(config, field_path, binary):
   """The oneof's loss function with its parameters bound, after checks."""
   which = config_util.require_oneof(config, "classification_loss", field_path)
-  allowed = _BINARY_LOSSES if binary else _MULTI_CLASS_LOSSES
+  allowed = [name for name, entry in PIXEL_LOSSES.items()
+             if (entry.binary if binary else entry.multi_class)]
   if which not in allowed:
     kind = "binary (binary_output is set)" if binary else "multi-class"
     raise ValueError(
         f"{field_path}.{which} does not apply to a {kind} model; allowed: "
         f"{', '.join(allowed)}")
-  params = getattr(config, which)
-  path = f"{field_path}.{which}"
-  if which in ("softmax_cross_entropy", "binary_cross_entropy"):
-    return losses.softmax_cross_entropy
-  if which == "focal_loss":
-    if params.gamma < 0:
-      raise ValueError(f"{path}.gamma must be >= 0, got {params.gamma}")
-    if not 0.0 <= params.alpha < 1.0:
-      raise ValueError(f"{path}.alpha must be in [0, 1), got {params.alpha}")
-    if params.alpha > 0 and not binary:
-      raise ValueError(f"{path}.alpha applies to binary models only; use "
-                       f"{field_path}.class_weights for a multi-class model")
-    return functools.partial(losses.focal_loss, gamma=params.gamma,
-                             alpha=params.alpha)
-  if which == "ohem_cross_entropy":
-    if not 0.0 < params.threshold <= 1.0:
-      raise ValueError(
-          f"{path}.threshold must be in (0, 1], got {params.threshold}")
-    if params.min_kept < 0:
-      raise ValueError(f"{path}.min_kept must be >= 0, got {params.min_kept}")
-    return functools.partial(losses.ohem_cross_entropy,
-                             threshold=params.threshold,
-                             min_kept=params.min_kept)
-  if which == "bootstrapped_cross_entropy":
-    if not 0.0 < params.top_k_fraction <= 1.0:
-      raise ValueError(f"{path}.top_k_fraction must be in (0, 1], got "
-                       f"{params.top_k_fraction}")
-    return functools.partial(losses.bootstrapped_cross_entropy,
-                             top_k_fraction=params.top_k_fraction)
-  if params.smooth < 0:
-    raise ValueError(f"{path}.smooth must be >= 0, got {params.smooth}")
-  return functools.partial(losses.dice_loss, smooth=params.smooth)
+  return PIXEL_LOSSES[which].build(getattr(config, which),
+                                   f"{field_path}.{which}", binary)
 
 
 def build(config, num_classes, ignore_label, main_head, default_aux_weights,
@@ -160,6 +201,33 @@ def build(config, num_classes, ignore_label, main_head, default_aux_weights,
   config_util.check_type(config, losses_pb2.Loss, field_path)
   binary = binary_output is not None
   pixel_loss = _pixel_loss(config, field_path, binary)
+  class_weights = _class_weights(config, num_classes, binary, field_path)
+  head_weights = {main_head: config.main_weight}
+  head_weights.update(_aux_head_weights(config, default_aux_weights,
+                                        field_path))
+  if config.dice_weight < 0:
+    raise ValueError(
+        f"{field_path}.dice_weight must be >= 0, got {config.dice_weight}")
+  aux_target_ids = None
+  if config.HasField("auxiliary_target"):
+    aux_target_ids = _aux_target_ids(config.auxiliary_target, num_classes,
+                                     f"{field_path}.auxiliary_target")
+    head_weights[AUX_TARGET] = config.auxiliary_target.weight
+  foreground = (model.BinaryOutput.from_proto(binary_output).foreground_ids(
+      num_classes) if binary else ())
+  dice_smooth = (config.dice_loss.smooth if config.HasField("dice_loss")
+                 else losses_pb2.DiceLoss().smooth)
+  return SegmentationLoss(
+      pixel_loss, ignore_label, head_weights, binary=binary,
+      foreground_class_ids=foreground, dice_weight=config.dice_weight,
+      dice_smooth=dice_smooth, aux_target_class_ids=aux_target_ids,
+      class_weights=class_weights or None,
+      class_weighting=config.class_weighting,
+      upsample_logits=config.upsample_logits)
+
+
+def _class_weights(config, num_classes, binary, field_path):
+  """Loss.class_weights checked against the model's output classes."""
   class_weights = list(config.class_weights)
   num_weights = 2 if binary else num_classes
   if class_weights and len(class_weights) != num_weights:
@@ -176,6 +244,11 @@ def build(config, num_classes, ignore_label, main_head, default_aux_weights,
                  "them only when class_weights is empty)", field_path,
                  ", ".join(f"{w:.3f}" for w in class_weights),
                  losses_pb2.ClassWeighting.Name(config.class_weighting))
+  return class_weights
+
+
+def _aux_head_weights(config, default_aux_weights, field_path):
+  """Auxiliary head name -> weight, for the heads with a weight > 0."""
   aux_names = list(default_aux_weights)
   aux_weights = list(config.aux_weights) or list(default_aux_weights.values())
   if len(aux_weights) != len(aux_names):
@@ -186,34 +259,18 @@ def build(config, num_classes, ignore_label, main_head, default_aux_weights,
   if config.main_weight <= 0 or any(w < 0 for w in aux_weights):
     raise ValueError(
         f"{field_path}: main_weight must be > 0 and aux_weights >= 0")
-  if config.dice_weight < 0:
-    raise ValueError(
-        f"{field_path}.dice_weight must be >= 0, got {config.dice_weight}")
-  head_weights = {main_head: config.main_weight}
-  head_weights.update(
-      (name, w) for name, w in zip(aux_names, aux_weights) if w > 0)
-  aux_target_ids = None
-  if config.HasField("auxiliary_target"):
-    target = config.auxiliary_target
-    path = f"{field_path}.auxiliary_target"
-    aux_target_ids = tuple(target.class_ids)
-    if not aux_target_ids:
-      raise ValueError(f"{path}.class_ids must list at least one class id")
-    bad = [i for i in aux_target_ids if not 0 <= i < num_classes]
-    if bad:
-      raise ValueError(f"{path}.class_ids {bad} are not class ids "
-                       f"(0..{num_classes - 1})")
-    if target.weight <= 0:
-      raise ValueError(f"{path}.weight must be > 0, got {target.weight}")
-    head_weights[AUX_TARGET] = target.weight
-  foreground = (model.BinaryOutput.from_proto(binary_output).foreground_ids(
-      num_classes) if binary else ())
-  dice_smooth = (config.dice_loss.smooth if config.HasField("dice_loss")
-                 else losses_pb2.DiceLoss().smooth)
-  return SegmentationLoss(
-      pixel_loss, ignore_label, head_weights, binary=binary,
-      foreground_class_ids=foreground, dice_weight=config.dice_weight,
-      dice_smooth=dice_smooth, aux_target_class_ids=aux_target_ids,
-      class_weights=class_weights or None,
-      class_weighting=config.class_weighting,
-      upsample_logits=config.upsample_logits)
+  return {name: w for name, w in zip(aux_names, aux_weights) if w > 0}
+
+
+def _aux_target_ids(target, num_classes, path):
+  """The class ids of Loss.auxiliary_target, checked."""
+  ids = tuple(target.class_ids)
+  if not ids:
+    raise ValueError(f"{path}.class_ids must list at least one class id")
+  bad = [i for i in ids if not 0 <= i < num_classes]
+  if bad:
+    raise ValueError(f"{path}.class_ids {bad} are not class ids "
+                     f"(0..{num_classes - 1})")
+  if target.weight <= 0:
+    raise ValueError(f"{path}.weight must be > 0, got {target.weight}")
+  return ids

@@ -13,28 +13,33 @@ A schedule (1.0 -> 0.75 -> 0.5) runs stages in turn, fine-tuning between
 them as the ICNet paper did.
 """
 
+import collections
 import copy
 import json
 import os
 import time
 
 from absl import logging
-import matplotlib
-matplotlib.use("Agg")  # files only, no display
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-import numpy as np
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
 from fast_seg.builders import preprocessor_builder
 from fast_seg.compression import filter_pruning
-from fast_seg.export import export_lib
+from fast_seg.compression import report as report_lib
+from fast_seg.export import inference_graph
 from fast_seg.protos import train_pb2
+from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 
 REPORT_NAME = "compression_report"
 PLOT_DIR = "plots"
+
+# One stage's models: the source, the pruned target and its config, and
+# filter_pruning's plan (channel graph, keep masks, filter scores) and rows.
+_Pruned = collections.namedtuple(
+    "_Pruned", ["source", "target", "config", "graph", "masks", "scores",
+                "rows"])
 
 
 def check_scale(scale, flag="--filter_scale"):
@@ -88,8 +93,9 @@ def default_input_shape(pipeline_config):
 
 def count_flops(model, input_shape):
   """FLOPs of the exported inference graph (multiply-add = 2)."""
-  serve = export_lib.build_inference_function(model, input_shape)
-  return export_lib.count_flops(export_lib.freeze(serve.get_concrete_function()))
+  serve = inference_graph.build_inference_function(model, input_shape)
+  return inference_graph.count_flops(
+      inference_graph.freeze(serve.get_concrete_function()))
 
 
 def _weighted_layers(model):
@@ -115,6 +121,87 @@ def save_checkpoint(model, output_dir):
   return manager.save(checkpoint_number=0)
 
 
+def _scale_before(pipeline_config, filter_scale):
+  """The checkpoint's filter_scale; ValueError unless filter_scale narrows it."""
+  check_scale(filter_scale)
+  scale_before = current_scale(pipeline_config)
+  if filter_scale > scale_before + 1e-9:
+    raise ValueError(f"--filter_scale {filter_scale} is wider than the "
+                     f"checkpoint's model ({scale_before}); pruning only "
+                     "narrows")
+  return scale_before
+
+
+def _prune_models(pipeline_config, checkpoint, filter_scale, soft):
+  """The _Pruned stage of `checkpoint` at `filter_scale`.
+
+  The pruned model has the widths of `filter_scale` (soft: the source's
+  widths, the pruned filters zeroed) and the source's surviving weights.
+  """
+  source = load_model(pipeline_config, checkpoint)
+  target_config = with_scale(pipeline_config, filter_scale)
+  shaped_by = model_builder.build(target_config.model)
+  graph, masks, scores = filter_pruning.plan(source.keras_model,
+                                             shaped_by.keras_model)
+  output_config = copy.deepcopy(pipeline_config) if soft else target_config
+  target = model_builder.build(output_config.model) if soft else shaped_by
+  rows = filter_pruning.apply(source.keras_model, target.keras_model, graph,
+                              masks, soft=soft)
+  return _Pruned(source, target, output_config, graph, masks, scores, rows)
+
+
+def _save_pruned(target, output_config, output_dir):
+  """Writes ckpt-0 and the pipeline.config that fine-tunes from it."""
+  os.makedirs(output_dir, exist_ok=True)
+  pruned_path = save_checkpoint(target, output_dir)
+  # Proof that it loads: a fresh model of the written config restores every
+  # weight by name, nothing missing or mismatched.
+  check = model_builder.build(output_config.model)
+  checkpoint_util.restore_layers(_weighted_layers(check), pruned_path)
+  train_config = output_config.train_config
+  train_config.fine_tune_checkpoint = os.path.abspath(pruned_path)
+  train_config.fine_tune_checkpoint_type = train_pb2.TrainConfig.SEGMENTATION
+  config_util.save_pipeline_config(output_config, output_dir)
+  return pruned_path
+
+
+def _stage_report(checkpoint, pruned_path, soft, scale_before, input_shape,
+                  pruned):
+  """compression_report.json's dict, without plots and seconds."""
+  source, target = pruned.source, pruned.target
+  report = {
+      "checkpoint": checkpoint,
+      "output_checkpoint": pruned_path,
+      "soft": soft,
+      "filter_scale_before": scale_before,
+      "filter_scale_after": current_scale(pruned.config),
+      "input_shape": list(input_shape),
+      "params_before": source.keras_model.count_params(),
+      "params_after": target.keras_model.count_params(),
+      "inference_params_before": source.inference_model.count_params(),
+      "inference_params_after": target.inference_model.count_params(),
+      "flops_before": count_flops(source, input_shape),
+      "flops_after": count_flops(target, input_shape),
+      "groups": filter_pruning.group_table(pruned.graph, pruned.masks),
+      "layers": pruned.rows,
+  }
+  if soft:
+    report["zeroed_channels"] = int(sum(
+        r["before"] - r["after"] for r in report["groups"]))
+  return report
+
+
+def _write_report(report, output_dir, log):
+  """compression_report.json and .md; each markdown line to `log`."""
+  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=2)
+  text = report_lib.report_markdown(report)
+  with open(os.path.join(output_dir, REPORT_NAME + ".md"), "w", encoding="utf-8") as f:
+    f.write(text + "\n")
+  for line in text.splitlines():
+    log(line)
+
+
 def prune(pipeline_config, checkpoint, output_dir, filter_scale, soft=False,
           plot=False, input_shape=None, log=print):
   """One pruning stage; returns the report dict.
@@ -134,143 +221,70 @@ def prune(pipeline_config, checkpoint, output_dir, filter_scale, soft=False,
     ValueError: a scale outside (0, current], or a checkpoint that does not
       fit the config (naming the variables).
   """
-  check_scale(filter_scale)
-  scale_before = current_scale(pipeline_config)
-  if filter_scale > scale_before + 1e-9:
-    raise ValueError(f"--filter_scale {filter_scale} is wider than the "
-                     f"checkpoint's model ({scale_before}); pruning only "
-                     "narrows")
+  scale_before = _scale_before(pipeline_config, filter_scale)
   input_shape = tuple(input_shape or default_input_shape(pipeline_config))
   checkpoint = checkpoint_util.resolve_checkpoint(checkpoint)
   start = time.time()
-  source = load_model(pipeline_config, checkpoint)
-  target_config = with_scale(pipeline_config, filter_scale)
-  shaped_by = model_builder.build(target_config.model)
-  graph, masks, scores = filter_pruning.plan(source.keras_model,
-                                             shaped_by.keras_model)
-  output_config = copy.deepcopy(pipeline_config) if soft else target_config
-  target = model_builder.build(output_config.model) if soft else shaped_by
-  rows = filter_pruning.apply(source.keras_model, target.keras_model, graph,
-                              masks, soft=soft)
-  os.makedirs(output_dir, exist_ok=True)
-  pruned_path = save_checkpoint(target, output_dir)
-  # Proof that it loads: a fresh model of the written config restores every
-  # weight by name, nothing missing or mismatched.
-  check = model_builder.build(output_config.model)
-  checkpoint_util.restore_layers(_weighted_layers(check), pruned_path)
-
-  train_config = output_config.train_config
-  train_config.fine_tune_checkpoint = os.path.abspath(pruned_path)
-  train_config.fine_tune_checkpoint_type = train_pb2.TrainConfig.SEGMENTATION
-  config_util.save_pipeline_config(output_config, output_dir)
-
-  report = {
-      "checkpoint": checkpoint,
-      "output_checkpoint": pruned_path,
-      "soft": soft,
-      "filter_scale_before": scale_before,
-      "filter_scale_after": current_scale(output_config),
-      "input_shape": list(input_shape),
-      "params_before": source.keras_model.count_params(),
-      "params_after": target.keras_model.count_params(),
-      "inference_params_before": source.inference_model.count_params(),
-      "inference_params_after": target.inference_model.count_params(),
-      "flops_before": count_flops(source, input_shape),
-      "flops_after": count_flops(target, input_shape),
-      "groups": filter_pruning.group_table(graph, masks),
-      "layers": rows,
-  }
-  if soft:
-    report["zeroed_channels"] = int(sum(
-        r["before"] - r["after"] for r in report["groups"]))
+  pruned = _prune_models(pipeline_config, checkpoint, filter_scale, soft)
+  pruned_path = _save_pruned(pruned.target, pruned.config, output_dir)
+  report = _stage_report(checkpoint, pruned_path, soft, scale_before,
+                         input_shape, pruned)
   if plot:
-    report["plots"] = write_plots(graph, masks, scores,
-                                  os.path.join(output_dir, PLOT_DIR))
+    report["plots"] = report_lib.write_plots(
+        pruned.graph, pruned.masks, pruned.scores,
+        os.path.join(output_dir, PLOT_DIR))
   report["seconds"] = round(time.time() - start, 1)
-  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w") as f:
-    json.dump(report, f, indent=2)
-  text = report_markdown(report)
-  with open(os.path.join(output_dir, REPORT_NAME + ".md"), "w") as f:
-    f.write(text + "\n")
-  for line in text.splitlines():
-    log(line)
+  _write_report(report, output_dir, log)
   return report
 
 
-def _millions(value):
-  return f"{value / 1e6:.2f} M"
+def _stage_scales(schedule, start_scale):
+  """The schedule's scales below the model's own; ValueError if none."""
+  scales = [s for s in schedule if s < start_scale - 1e-9]
+  if schedule[0] > start_scale + 1e-9:
+    raise ValueError(f"--schedule starts at {schedule[0]} but the checkpoint's "
+                     f"model has filter_scale {start_scale}")
+  if not scales:
+    raise ValueError(f"--schedule {schedule} has no scale below the model's "
+                     f"filter_scale {start_scale}")
+  return scales
 
 
-def _giga(value):
-  return f"{value / 1e9:.2f} G"
+def _finetune(config, stage_dir, finetune_steps, train, report, log):
+  """Trains a stage's pruned model; returns its latest checkpoint.
 
-
-def report_markdown(report):
-  """The human report: totals, then one row per channel group."""
-  if report["soft"]:
-    what = (f"zeroed {report['zeroed_channels']} channels (soft, filter_scale "
-            f"stays {report['filter_scale_before']})")
-  else:
-    what = (f"filter_scale {report['filter_scale_before']} -> "
-            f"{report['filter_scale_after']}")
-  lines = [
-      f"Pruned {report['checkpoint']}: {what} -> {report['output_checkpoint']}",
-      "",
-      "| | before | after | ratio |",
-      "|---|---:|---:|---:|",
-  ]
-  for label, key, fmt in (
-      ("params (training model)", "params", _millions),
-      ("params (inference model)", "inference_params", _millions),
-      (f"FLOPs at {report['input_shape'][1]}x{report['input_shape'][2]} "
-       "(multiply-add = 2)", "flops", _giga)):
-    before, after = report[key + "_before"], report[key + "_after"]
-    lines.append(f"| {label} | {fmt(before)} | {fmt(after)} | "
-                 f"{after / max(before, 1):.3f} |")
-  lines += ["", "| channel group | convs | channels before | after |",
-            "|---|---|---:|---:|"]
-  for row in report["groups"]:
-    convs = ", ".join(row["convs"])
-    note = " (kept: " + row["fixed"] + ")" if row["fixed"] else ""
-    lines.append(f"| {row['group']} | {convs} | {row['before']} | "
-                 f"{row['after']}{note} |")
-  return "\n".join(lines)
-
-
-def write_plots(graph, masks, scores, plot_dir):
-  """A PNG per pruned group: its filter scores sorted, and the cut line."""
-  os.makedirs(plot_dir, exist_ok=True)
-  paths = []
-  for group_id, group in sorted(graph.groups.items()):
-    mask = masks[group_id]
-    if mask.all() or not group.producers:
-      continue
-    path = os.path.join(plot_dir, f"{group.name}.png")
-    _plot_sorted(np.sort(scores[group_id])[::-1], int(mask.sum()),
-                 f"{group.name}: keep {int(mask.sum())} of {mask.size}", path)
-    paths.append(path)
-  return paths
-
-
-def _plot_sorted(values, keep, title, path):
-  """Bar chart of the sorted filter scores, kept ones blue, the cut in red.
-
-  640x360 pixels; axes: filter rank (x) and L1 score (y), with ticks.
+  report['finetune'] records the steps, folder, checkpoint and last losses,
+  and `config` then starts from the fine-tuned checkpoint.
   """
-  figure, axes = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-  ranks = np.arange(1, len(values) + 1)
-  colours = ["#466ec8" if i < keep else "#b4b4b4" for i in range(len(values))]
-  axes.bar(ranks, values, width=1.0, color=colours)
-  axes.axvline(keep + 0.5, color="#dc0000", linewidth=2,
-               label=f"cut: keep {keep} of {len(values)}")
-  axes.set_xlim(0.5, len(values) + 0.5)
-  axes.set_xlabel("filter rank (highest score first)")
-  axes.set_ylabel("L1 score (per conv / its mean, summed)")
-  axes.set_title(title, fontsize=10)
-  axes.legend(loc="upper right", fontsize=8)
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  train_dir = os.path.join(stage_dir, "train")
+  tune = copy.deepcopy(config)
+  tune.train_config.num_steps = finetune_steps
+  log(f"fine-tuning {finetune_steps} steps in {train_dir}")
+  result = train(tune, train_dir)
+  source = tf.train.latest_checkpoint(train_dir)
+  report["finetune"] = {"steps": finetune_steps, "train_dir": train_dir,
+                        "checkpoint": source,
+                        "losses": {k: float(v) for k, v in result.items()
+                                   if k != "step"}}
+  config.train_config.fine_tune_checkpoint = os.path.abspath(source)
+  return source
+
+
+def _write_summary(pipeline_config, config, output_dir, start_scale, scales,
+                   reports):
+  """The last stage's config (full num_steps) and the schedule's summary."""
+  final = copy.deepcopy(config)
+  final.train_config.num_steps = pipeline_config.train_config.num_steps
+  config_util.save_pipeline_config(final, output_dir)
+  summary = {"schedule": [start_scale] + scales,
+             "stages": [{"filter_scale": r["filter_scale_after"],
+                         "params": r["params_after"], "flops": r["flops_after"],
+                         "checkpoint": r.get("finetune", {}).get(
+                             "checkpoint", r["output_checkpoint"])}
+                        for r in reports]}
+  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w", encoding="utf-8") as f:
+    json.dump(summary, f, indent=2)
+  logging.info("progressive pruning done: %s", summary)
 
 
 def progressive(pipeline_config, checkpoint, output_dir, schedule,
@@ -284,19 +298,15 @@ def progressive(pipeline_config, checkpoint, output_dir, schedule,
   stage's config, starting from its fine-tuned (or pruned) checkpoint, with
   the original num_steps for the full retraining.
 
+  Args:
+    train: train(config, train_dir) -> losses; train_lib.train when None.
+
   Returns:
     list of the stages' reports.
   """
-  from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
   train = train or train_lib.train
   start_scale = current_scale(pipeline_config)
-  scales = [s for s in schedule if s < start_scale - 1e-9]
-  if schedule[0] > start_scale + 1e-9:
-    raise ValueError(f"--schedule starts at {schedule[0]} but the checkpoint's "
-                     f"model has filter_scale {start_scale}")
-  if not scales:
-    raise ValueError(f"--schedule {schedule} has no scale below the model's "
-                     f"filter_scale {start_scale}")
+  scales = _stage_scales(schedule, start_scale)
   config, source = pipeline_config, checkpoint
   reports = []
   for k, scale in enumerate(scales, 1):
@@ -309,28 +319,8 @@ def progressive(pipeline_config, checkpoint, output_dir, schedule,
         os.path.join(stage_dir, config_util.PIPELINE_CONFIG_NAME))
     source = report["output_checkpoint"]
     if finetune_steps > 0:
-      train_dir = os.path.join(stage_dir, "train")
-      tune = copy.deepcopy(config)
-      tune.train_config.num_steps = finetune_steps
-      log(f"fine-tuning {finetune_steps} steps in {train_dir}")
-      result = train(tune, train_dir)
-      source = tf.train.latest_checkpoint(train_dir)
-      report["finetune"] = {"steps": finetune_steps, "train_dir": train_dir,
-                            "checkpoint": source,
-                            "losses": {k: float(v) for k, v in result.items()
-                                       if k != "step"}}
-      config.train_config.fine_tune_checkpoint = os.path.abspath(source)
+      source = _finetune(config, stage_dir, finetune_steps, train, report, log)
     reports.append(report)
-  final = copy.deepcopy(config)
-  final.train_config.num_steps = pipeline_config.train_config.num_steps
-  config_util.save_pipeline_config(final, output_dir)
-  summary = {"schedule": [start_scale] + scales,
-             "stages": [{"filter_scale": r["filter_scale_after"],
-                         "params": r["params_after"], "flops": r["flops_after"],
-                         "checkpoint": r.get("finetune", {}).get(
-                             "checkpoint", r["output_checkpoint"])}
-                        for r in reports]}
-  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  logging.info("progressive pruning done: %s", summary)
+  _write_summary(pipeline_config, config, output_dir, start_scale, scales,
+                 reports)
   return reports

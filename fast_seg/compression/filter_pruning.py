@@ -424,5 +424,3 @@ def group_table(graph, masks):
                  "after": int(masks[group_id].sum()),
                  "fixed": group.fixed})
   return rows
-
-

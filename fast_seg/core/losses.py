@@ -89,7 +89,7 @@ def _true_class_probability(logits, labels):
 
 
 def _class_weight_map(labels, class_weights):
-  if class_weights is None or not len(class_weights):
+  if class_weights is None or len(class_weights) == 0:
     return 1.0
   return tf.gather(tf.constant(list(class_weights), tf.float32), labels)
 

@@ -6,22 +6,88 @@ A model owns a feature extractor and heads, and exposes:
   loss         predictions + labels -> dict of named, weighted losses
   postprocess  logits -> labels / probabilities at the input size
 plus the layer lists that fine-tuning restores and freezing uses.
+
+A meta-architecture is a subclass, registered under its field of the
+`model` oneof of protos/model.proto. It stores its settings in __init__,
+reads its own config fields in `kwargs_from_config`, and builds its layers in
+`_build_heads`; the base class builds the Keras models after construction:
+
+  @model.register("tiny_net")
+  class TinyNet(model.SegmentationModel):
+    def __init__(self, num_classes, ignore_label, feature_extractor,
+                 conv_hyperparams, loss, binary_output=None, depth=64):
+      super().__init__(num_classes, ignore_label, feature_extractor,
+                       conv_hyperparams, loss, "tiny_net", binary_output)
+      self.depth = depth
+
+    @classmethod
+    def kwargs_from_config(cls, config, field_path):
+      return {"depth": config_checks.positive(config.depth,
+                                              f"{field_path}.depth")}
+
+    def _build_heads(self, images):
+      x = self.feature_extractor.build(images)["stage5"]
+      x = self.conv_bn(x, self.depth, 3, name="tiny_net_conv")
+      return x, {fields.PredictionFields.logits:
+                 self.classifier("tiny_net_classifier")(x)}
+
+The memory-saving recomputation it can switch on lives in core/recompute.py.
 """
 
 import abc
 import collections
-import contextlib
 import math
 
 import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.core import losses
+from fast_seg.core import recompute
+from fast_seg.core import registry
 from fast_seg.core import standard_fields as fields
 from fast_seg.protos import train_pb2
 
 # Head name of the auxiliary binary target (Loss.auxiliary_target).
 AUX_TARGET = "aux_target"
+
+_ARCHITECTURES = registry.Registry("model")
+
+
+def register(config_name):
+  """Class decorator: the model builder builds this class for `config_name`.
+
+  A new architecture is its module (the class, decorated) plus its message
+  in protos/model.proto, added to the `model` oneof; no table to edit.
+
+  Args:
+    config_name: the class's field in the `model` oneof, e.g. 'icnet'.
+
+  Returns:
+    The decorator; it returns the class unchanged.
+
+  Raises:
+    ValueError: another class is registered under `config_name`.
+  """
+  def decorator(cls):
+    _ARCHITECTURES.add(config_name, cls)
+    return cls
+  return decorator
+
+
+def unregister(config_name):
+  """Undoes register(config_name), e.g. after a test's toy architecture."""
+  _ARCHITECTURES.remove(config_name)
+
+
+def get(config_name):
+  """The SegmentationModel class registered for a `model` oneof field."""
+  return _ARCHITECTURES.get(config_name)
+
+
+def registered_names():
+  """Sorted `model` oneof fields that have a registered class."""
+  return _ARCHITECTURES.names()
+
 
 class BinaryOutput(collections.namedtuple(
     "BinaryOutput", ["foreground_class_ids", "threshold"])):
@@ -46,23 +112,64 @@ class BinaryOutput(collections.namedtuple(
     return tuple(self.foreground_class_ids) or tuple(range(1, num_classes))
 
 
-class SegmentationModel(abc.ABC):
-  """Base class: builds a tf_keras functional model once and wraps it.
+class _BuiltAfterInit(abc.ABCMeta):
+  """Calls `build()` on a new SegmentationModel once its __init__ returned.
 
-  Subclasses implement `_build_heads(preprocessed_images)` returning the
-  dict of logits by head name; the main head's logits come from
-  `self.main_head(features, name)` and aux heads' from `self.classifier(name)`,
-  so binary outputs and the auxiliary target work for every architecture.
+  The whole __init__ chain runs first, so a subclass sets its attributes
+  where it likes (usually after super().__init__) and the Keras models exist
+  as soon as the constructor returns, whoever constructs the model.
   """
 
-  def __init__(self, num_classes, ignore_label, feature_extractor, conv_hyperparams,
-               loss, name, binary_output=None):
-    if num_classes is None or num_classes < 1:
-      raise ValueError(f"model.{name}.num_classes must be >= 1, got {num_classes}")
-    if 0 <= ignore_label < num_classes:
-      raise ValueError(
-          f"model.{name}.ignore_label ({ignore_label}) is a class id "
-          f"(num_classes is {num_classes}); use a value outside 0..{num_classes - 1}")
+  def __call__(cls, *args, **kwargs):
+    segmentation_model = super().__call__(*args, **kwargs)
+    segmentation_model.build()
+    return segmentation_model
+
+
+class SegmentationModel(metaclass=_BuiltAfterInit):
+  """Base class: builds a tf_keras functional model once and wraps it.
+
+  A subclass stores its settings in `__init__` and implements
+  `_build_heads(preprocessed_images)`, which returns `(features, heads)`:
+  the tensor its main classifier reads and the dict of logits by head name
+  (the main head's from `self.classifier(...)` under
+  PredictionFields.logits, aux heads' likewise). `build()` runs once after
+  construction and adds what every architecture shares: the auxiliary
+  target's classifier on `features`, float32 outputs, and the training and
+  inference Keras models.
+
+  Config values are checked where they are read, naming the field: the
+  shared ones by the model builder, the architecture's own by its
+  `kwargs_from_config`. The constructors take them as given.
+  """
+
+  # Loss weight of each auxiliary head by head name, in the order that
+  # Loss.aux_weights lists them.
+  default_aux_weights = {}
+
+  @classmethod
+  def kwargs_from_config(cls, config, field_path):
+    """Constructor arguments from the architecture's own config fields.
+
+    The model builder reads the fields every architecture message shares
+    (num_classes, ignore_label, feature_extractor, hyperparams, loss,
+    binary_output); this reads and checks the rest.
+
+    Args:
+      config: the architecture's proto message, e.g. model_pb2.ICNet.
+      field_path: its place in the pipeline, e.g. 'model.icnet'.
+
+    Returns:
+      dict of keyword arguments for the constructor.
+
+    Raises:
+      ValueError: a bad value, naming its field.
+    """
+    del config, field_path  # An architecture without fields of its own.
+    return {}
+
+  def __init__(self, num_classes, ignore_label, feature_extractor,
+               conv_hyperparams, loss, name, binary_output=None):
     self.num_classes = num_classes
     self.ignore_label = ignore_label
     self.binary_output = binary_output
@@ -71,30 +178,58 @@ class SegmentationModel(abc.ABC):
     self.loss_fn = loss
     self.name = name
     self.classifier_layer_names = set()
-    self._main_features = None
+    self.keras_model = None
+    self.inference_model = None
     self._memory_saving = False
     self._recompute_plan = None
-    inputs = keras.Input(shape=(None, None, 3), name="preprocessed_inputs")
-    outputs = self._build_heads(inputs)
-    if self._main_features is None:
-      raise NotImplementedError(
-          f"{type(self).__name__}._build_heads must make its main logits with "
-          "self.main_head(features, name)")
-    if AUX_TARGET in loss.head_weights:
-      outputs[AUX_TARGET] = self._classifier(
-          f"{name}_aux_target_classifier", 1)(self._main_features)
-    outputs = {head: keras.layers.Activation("linear", dtype="float32",
-                                             name=f"{head}_float32")(t)
-               for head, t in outputs.items()}
-    trained = {head: outputs[head] for head in loss.head_weights}
-    main = fields.PredictionFields.logits
-    # Training model: every head with a loss; inference model: main head only.
-    self.keras_model = keras.Model(inputs, trained, name=f"{name}_train")
-    self.inference_model = keras.Model(inputs, outputs[main], name=name)
 
   @abc.abstractmethod
-  def _build_heads(self, preprocessed_images):
-    """Builds layers on a KerasTensor and returns {head name: logits}."""
+  def _build_heads(self, images):
+    """Builds the architecture's layers on a KerasTensor.
+
+    Args:
+      images: the Keras input (preprocessed), [N, H, W, 3] float32.
+
+    Returns:
+      (features, heads): `features` is the tensor the main classifier reads
+      (the auxiliary target's classifier reads it too); `heads` is
+      {head name: logits}, the main logits under PredictionFields.logits.
+    """
+
+  def build(self):
+    """Builds the Keras models; runs once, right after construction.
+
+    The training model outputs every head that has a loss, the inference
+    model the main head only (aux heads do not exist in exported graphs).
+
+    Raises:
+      ValueError: the model is already built.
+      NotImplementedError: `_build_heads` returned no main logits, or no
+        features where an auxiliary target is configured.
+    """
+    if self.keras_model is not None:
+      raise ValueError(f"{self.name} is already built")
+    inputs = keras.Input(shape=(None, None, 3), name="preprocessed_inputs")
+    heads = self._heads_with_aux_target(inputs)
+    outputs = {head: keras.layers.Activation("linear", dtype="float32",
+                                             name=f"{head}_float32")(t)
+               for head, t in heads.items()}
+    trained = {head: outputs[head] for head in self.loss_fn.head_weights}
+    main = fields.PredictionFields.logits
+    self.keras_model = keras.Model(inputs, trained, name=f"{self.name}_train")
+    self.inference_model = keras.Model(inputs, outputs[main], name=self.name)
+
+  def _heads_with_aux_target(self, inputs):
+    features, heads = self._build_heads(inputs)
+    heads = dict(heads)
+    if fields.PredictionFields.logits not in heads:
+      raise NotImplementedError(
+          f"{type(self).__name__}._build_heads must return the main logits "
+          f"under '{fields.PredictionFields.logits}'")
+    if AUX_TARGET in self.loss_fn.head_weights:
+      heads[AUX_TARGET] = self._classifier(
+          f"{self.name}_aux_target_classifier", 1)(features)
+    return heads
 
   def preprocess(self, images):
     """uint8 or float RGB images in 0..255 -> the feature extractor's input."""
@@ -140,7 +275,7 @@ class SegmentationModel(abc.ABC):
     # gets a plan of its own.
     plan = self._recompute_plan
     if plan is None or plan.model is not keras_model:
-      self._recompute_plan = _RecomputePlan(
+      self._recompute_plan = recompute.RecomputePlan(
           keras_model, self.feature_extractor.stage_io)
     return self._recompute_plan
 
@@ -233,11 +368,6 @@ class SegmentationModel(abc.ABC):
     """A 1x1 conv with bias: num_classes logits, or 1 if the model is binary."""
     return self._classifier(name, 1 if self.is_binary else self.num_classes)
 
-  def main_head(self, features, name):
-    """The main head's logits on `features`; the aux target head reads them too."""
-    self._main_features = features
-    return self.classifier(name)(features)
-
   def separable_conv_bn(self, x, filters, name, dilation_rate=1):
     """Depthwise 3x3 (dilated) + BN + ReLU, then 1x1 conv to `filters` + BN +
     ReLU: the mobile models' cheap 3x3 conv, split so each half is prunable."""
@@ -257,182 +387,3 @@ class SegmentationModel(abc.ABC):
     if relu:
       x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x
-
-
-class _Node:
-  """One call of a layer in a functional model, as a step of a _RecomputePlan.
-
-  Steps read and write `values`, a dict from Keras tensor id (as in
-  Node.flat_input_ids) to the computed tensor.
-  """
-
-  def __init__(self, node):
-    self.node = node
-    self.name = node.layer.name
-    self.layers = [node.layer]
-    self.input_ids = node.flat_input_ids
-    self.output_ids = node.flat_output_ids
-
-  def run(self, values, training):
-    counts = collections.Counter(self.input_ids)
-    args, kwargs = self.node.map_arguments(
-        {i: [values[i]] * n for i, n in counts.items()})
-    kwargs.setdefault("training", training)
-    outputs = self.node.layer(*args, **kwargs)
-    values.update(zip(self.output_ids, tf.nest.flatten(outputs)))
-
-
-def _run_steps(steps, values, keep_ids, training):
-  """Runs `steps` in order on `values`; drops each value after its last
-  reader unless in keep_ids, as Keras does, so eager runs do not hold every
-  activation to the end."""
-  reads = collections.Counter(i for step in steps for i in step.input_ids)
-  for step in steps:
-    step.run(values, training)
-    for i in step.input_ids:
-      reads[i] -= 1
-      if reads[i] == 0 and i not in keep_ids:
-        values.pop(i, None)
-
-
-class _Segment:
-  """Steps run as one unit in tf.recompute_grad: a feature-extractor stage."""
-
-  def __init__(self, name, steps, input_ids, output_ids):
-    self.name = name
-    self.steps = steps
-    self.input_ids = input_ids
-    self.output_ids = output_ids
-
-  @property
-  def layers(self):
-    return [layer for step in self.steps for layer in step.layers]
-
-  def _forward(self, inputs, training):
-    values = dict(zip(self.input_ids, inputs))
-    _run_steps(self.steps, values, set(self.output_ids), training)
-    return [values[i] for i in self.output_ids]
-
-  def run(self, values, training):
-    inputs = [values[i] for i in self.input_ids]
-    if not (training and any(layer.trainable_weights for layer in self.layers)):
-      # A frozen stage (freeze_backbone freezes the whole trunk, so no
-      # gradient goes through it either): nothing to recompute.
-      outputs = self._forward(inputs, training)
-    else:
-      outputs = self._recomputed(training)(*inputs)
-    values.update(zip(self.output_ids, outputs))
-
-  def _recomputed(self, training):
-    calls = []
-
-    def forward(*inputs):
-      # tf.recompute_grad calls this once in the forward pass, then once
-      # more per gradient: those calls must not move the batch-norm moving
-      # averages again.
-      recomputing = bool(calls)
-      calls.append(recomputing)
-      if not recomputing:
-        return self._forward(inputs, training)
-      with _moving_statistics_frozen(self.layers):
-        return self._forward(inputs, training)
-
-    return tf.recompute_grad(forward)
-
-
-@contextlib.contextmanager
-def _moving_statistics_frozen(layers):
-  """Batch norms still normalize by the batch statistics but skip the
-  moving-average assignments (tf_keras makes every one of them, fused or
-  not, through these two methods)."""
-  def keep(variable, *unused_args):
-    return variable
-  batch_norms = [layer for layer in layers
-                 if isinstance(layer, keras.layers.BatchNormalization)]
-  for layer in batch_norms:
-    # object.__setattr__: not through Keras' attribute tracking.
-    object.__setattr__(layer, "_assign_moving_average", keep)
-    object.__setattr__(layer, "_assign_new_value", keep)
-  try:
-    yield
-  finally:
-    for layer in batch_norms:
-      object.__delattr__(layer, "_assign_moving_average")
-      object.__delattr__(layer, "_assign_new_value")
-
-
-class _RecomputePlan:
-  """Runs a training keras_model with its trunk stages as recomputed segments.
-
-  The functional model's own nodes are called in its own order, except that
-  the nodes of a stage (found by layer name, so a clone with the same names
-  works too) run together, where the stage's first node would run.
-  """
-
-  def __init__(self, keras_model, stage_io):
-    self.model = keras_model
-    by_depth = keras_model._nodes_by_depth  # pylint: disable=protected-access
-    nodes = [_Node(node) for depth in sorted(by_depth, reverse=True)
-             for node in by_depth[depth] if not node.is_input]
-    stage_of = {name: stage.name for stage in stage_io
-                for name in stage.layer_names}
-    wrapped = [node.name for node in nodes
-               if isinstance(node.node.layer, keras.layers.Wrapper)
-               and node.node.layer.layer.name in stage_of]
-    if wrapped:
-      raise ValueError(
-          "memory saving recomputes the feature extractor, whose layers are "
-          f"tfmot wrappers here ({', '.join(wrapped[:3])}, ...): their "
-          "training state would be updated again by the recomputation; "
-          "memory_saving cannot be combined with magnitude_pruning or "
-          "quantization_aware_training")
-    self.output_ids = {head: str(id(tensor))
-                       for head, tensor in keras_model.output.items()}
-    outside_readers = collections.defaultdict(set)
-    for node in nodes:
-      for i in node.input_ids:
-        outside_readers[i].add(stage_of.get(node.name))
-    self.steps = []
-    segments = {}
-    for node in nodes:
-      stage = stage_of.get(node.name)
-      if stage is None:
-        self.steps.append(node)
-      elif stage in segments:
-        segments[stage].steps.append(node)
-      else:
-        segments[stage] = _Segment(stage, [node], [], [])
-        self.steps.append(segments[stage])
-    for segment in segments.values():
-      made = {i for step in segment.steps for i in step.output_ids}
-      segment.input_ids = list(dict.fromkeys(
-          i for step in segment.steps for i in step.input_ids
-          if i not in made))
-      segment.output_ids = [
-          i for step in segment.steps for i in step.output_ids
-          if i in self.output_ids.values()
-          or outside_readers[i] - {segment.name}]
-    self._check_order()
-
-  def _check_order(self):
-    available = {str(id(tensor)) for tensor in self.model.inputs}
-    for step in self.steps:
-      if any(i not in available for i in step.input_ids):
-        raise ValueError(
-            f"memory saving: {step.name} reads a tensor computed after it; "
-            "a stage of this model cannot run as one unit")
-      available.update(step.output_ids)
-
-  @property
-  def segments(self):
-    return [step for step in self.steps if isinstance(step, _Segment)]
-
-  def run(self, inputs, training):
-    """keras_model(inputs, training=training), with the stages recomputed."""
-    model_input = self.model.inputs[0]
-    inputs = tf.convert_to_tensor(inputs)
-    if inputs.dtype != model_input.dtype and model_input.dtype.is_floating:
-      inputs = tf.cast(inputs, model_input.dtype)
-    values = {str(id(model_input)): inputs}
-    _run_steps(self.steps, values, set(self.output_ids.values()), training)
-    return {head: values[i] for head, i in self.output_ids.items()}

@@ -25,23 +25,16 @@ import tensorflow as tf
 from fast_seg.core import standard_fields
 from fast_seg.data import convert_lib
 from fast_seg.data import dataset_info
+from fast_seg.data import converters  # registers the built-in converters
 from fast_seg.data import tf_example
-from fast_seg.data.converters import ade20k
-from fast_seg.data.converters import camvid
-from fast_seg.data.converters import cityscapes
-from fast_seg.data.converters import folder
-from fast_seg.data.converters import hair
-from fast_seg.data.converters import kitti_road
-from fast_seg.data.converters import pascal_voc
 from fast_seg.utils import cli
-from fast_seg.utils import progress
+from fast_seg.utils import progress as progress_lib
 
 _INFO = standard_fields.DatasetInfoFields
 
-CONVERTERS = {c.name: c for c in (
-    cityscapes.CityscapesConverter, ade20k.ADE20KConverter,
-    pascal_voc.PascalVOCConverter, kitti_road.KittiRoadConverter,
-    hair.HairConverter, camvid.CamVidConverter, folder.FolderConverter)}
+del converters  # imported for its registrations
+# The registry itself (live): name -> Converter class.
+CONVERTERS = convert_lib.CONVERTERS
 ON_ERROR_CHOICES = ("fail", "skip")
 # Auto sharding: about this many images per shard.
 _IMAGES_PER_SHARD = 250
@@ -270,55 +263,11 @@ def convert(converter, output_dir, splits=None, num_shards=0, workers=None,
   start = time.time()
   samples, problems = list_splits(converter, splits, val_fraction, seed)
   splits = list(samples)
-  if on_error == "fail":
-    for split in splits:
-      if problems[split]:
-        _raise(problems[split][0])
-  for split in splits:
-    if not samples[split] and not problems[split]:
-      raise ValueError(f"no {split} images found for {converter.name} under "
-                       f"the input directory")
+  _check_listing(converter, samples, problems, on_error)
   previous = _check_output_dir(output_dir, converter, splits, overwrite)
   os.makedirs(output_dir, exist_ok=True)
-
-  workers = workers or os.cpu_count() or 1
-  pool = None
-  if workers > 1:
-    # Fork: workers inherit the converter without re-importing anything, and
-    # never touch TensorFlow (encode_pair is numpy + PIL).
-    pool = multiprocessing.get_context("fork").Pool(
-        workers, initializer=_init_worker, initargs=(converter,))
-  else:
-    _init_worker(converter)
-  writers = {}
-  stats = {}
-  try:
-    for split in splits:
-      split_samples = samples[split]
-      shards = num_shards or _auto_num_shards(len(split_samples))
-      writer = _SplitWriter(output_dir, split, shards)
-      writers[split] = writer
-      stats[split] = _convert_split(
-          split, split_samples, writer, pool, converter, on_error, progress)
-      stats[split]["problems"] = ([str(p) for p in problems[split]]
-                                  + stats[split]["problems"])
-      stats[split]["skipped"] = len(stats[split]["problems"])
-      writer.close()
-    # Every split succeeded: replace the old shards, publish the new ones.
-    for split in splits:
-      for path in _existing_split_files(output_dir, split):
-        if path not in writers[split].partial_paths:
-          os.remove(path)
-      stats[split]["files"] = writers[split].finalize()
-      stats[split]["images_per_shard"] = writers[split].counts
-  finally:
-    if pool is not None:
-      pool.terminate()
-      pool.join()
-    for writer in writers.values():
-      writer.close()
-      writer.remove_partials()
-
+  stats = _write_splits(converter, output_dir, samples, problems, num_shards,
+                        workers, on_error, progress)
   info = _dataset_info(converter, stats, previous)
   info_path = dataset_info.write(output_dir, info)
   summary = {
@@ -334,6 +283,66 @@ def convert(converter, output_dir, splits=None, num_shards=0, workers=None,
   return summary
 
 
+def _check_listing(converter, samples, problems, on_error):
+  """Unpaired files stop the run with on_error 'fail'; an empty split always."""
+  if on_error == "fail":
+    for split in samples:
+      if problems[split]:
+        _raise(problems[split][0])
+  for split in samples:
+    if not samples[split] and not problems[split]:
+      raise ValueError(f"no {split} images found for {converter.name} under "
+                       f"the input directory")
+
+
+def _start_workers(converter, workers):
+  """A fork pool of `workers` processes, or None to encode in this process."""
+  workers = workers or os.cpu_count() or 1
+  if workers == 1:
+    _init_worker(converter)
+    return None
+  # Fork: workers inherit the converter without re-importing anything, and
+  # never touch TensorFlow (encode_pair is numpy + PIL).
+  return multiprocessing.get_context("fork").Pool(
+      workers, initializer=_init_worker, initargs=(converter,))
+
+
+def _write_splits(converter, output_dir, samples, problems, num_shards,
+                  workers, on_error, show_progress):
+  """Writes every split under partial names, then publishes them together.
+
+  Returns:
+    dict split -> statistics (counts, problems, files, images per shard).
+  """
+  pool = _start_workers(converter, workers)
+  writers, stats = {}, {}
+  try:
+    for split, split_samples in samples.items():
+      shards = num_shards or _auto_num_shards(len(split_samples))
+      writers[split] = writer = _SplitWriter(output_dir, split, shards)
+      stats[split] = _convert_split(split, split_samples, writer, pool,
+                                    converter, on_error, show_progress)
+      stats[split]["problems"] = ([str(p) for p in problems[split]]
+                                  + stats[split]["problems"])
+      stats[split]["skipped"] = len(stats[split]["problems"])
+      writer.close()
+    # Every split succeeded: replace the old shards, publish the new ones.
+    for split, writer in writers.items():
+      for path in _existing_split_files(output_dir, split):
+        if path not in writer.partial_paths:
+          os.remove(path)
+      stats[split]["files"] = writer.finalize()
+      stats[split]["images_per_shard"] = writer.counts
+  finally:
+    if pool is not None:
+      pool.terminate()
+      pool.join()
+    for writer in writers.values():
+      writer.close()
+      writer.remove_partials()
+  return stats
+
+
 def _raise(problem):
   raise convert_lib.ConversionError(
       problem.path, problem.message + " (--on_error skip skips such files "
@@ -344,7 +353,7 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
                    show_progress):
   """Encodes and writes one split; returns its statistics."""
   if show_progress:
-    bar = progress.bar(len(split_samples), unit_name="image")
+    bar = progress_lib.bar(len(split_samples), unit_name="image")
     print(f"{converter.name} {split}: {len(split_samples)} images",
           file=sys.stderr, flush=True)
   results = (pool.imap(_encode, split_samples, chunksize=4) if pool
@@ -434,84 +443,57 @@ def summary_lines(summary):
 # ----------------------------------------------------------------------------
 # Command line.
 
-_GENERIC_FLAGS = ("dataset", "output_dir", "split", "num_shards", "workers",
-                  "on_error", "overwrite", "val_fraction", "seed",
-                  "list_datasets", "progress")
-
-
-def _define_flags():
-  """Flags of the CLI; each converter's `flag_names` says which it reads."""
+def _define_flags(flag_values=flags.FLAGS):
+  """Flags of the CLI: the generic ones, then those the converters declare."""
   flags.DEFINE_string("dataset", None,
-                      f"Dataset layout: {', '.join(CONVERTERS)}.")
-  flags.DEFINE_string("input_dir", None,
-                      "Root of the dataset in its official layout.")
-  flags.DEFINE_string("output_dir", None, "Directory for the TFRecords.")
+                      f"Dataset layout: {', '.join(CONVERTERS)}.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("output_dir", None, "Directory for the TFRecords.",
+                      flag_values=flag_values)
   flags.DEFINE_list("split", None,
-                    "Splits to convert (comma separated); default: all.")
+                    "Splits to convert (comma separated); default: all.",
+                    flag_values=flag_values)
   flags.DEFINE_integer("num_shards", 0,
-                       "Shards per split; 0: about one per 250 images.")
+                       "Shards per split; 0: about one per 250 images.",
+                       flag_values=flag_values)
   flags.DEFINE_integer("workers", None,
-                       "Worker processes (default: one per CPU core).")
+                       "Worker processes (default: one per CPU core).",
+                       flag_values=flag_values)
   flags.DEFINE_enum("on_error", "fail", ON_ERROR_CHOICES,
                     "fail: stop at the first bad file; skip: skip, count and "
-                    "list bad files.")
+                    "list bad files.", flag_values=flag_values)
   flags.DEFINE_bool("overwrite", False,
-                    "Replace the shards of the converted splits if present.")
+                    "Replace the shards of the converted splits if present.",
+                    flag_values=flag_values)
   flags.DEFINE_float("val_fraction", 0.0,
                      "For datasets with one labelled split (KITTI road, hair, "
-                     "folder): fraction held out as 'val'.")
-  flags.DEFINE_integer("seed", 0, "Seed of the --val_fraction split.")
-  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+                     "folder): fraction held out as 'val'.",
+                     flag_values=flag_values)
+  flags.DEFINE_integer("seed", 0, "Seed of the --val_fraction split.",
+                       flag_values=flag_values)
+  flags.DEFINE_bool("progress", True, "Show a progress bar.",
+                    flag_values=flag_values)
   flags.DEFINE_bool("list_datasets", False,
-                    "Print the converters and their flags, then exit.")
-  # Dataset-specific flags.
-  flags.DEFINE_enum("label_source", "auto", cityscapes.LABEL_SOURCES,
-                    "cityscapes: auto uses *_labelTrainIds.png when present, "
-                    "else maps *_labelIds.png to trainIds.")
-  flags.DEFINE_bool("coarse", False,
-                    "cityscapes: use the coarse annotations (gtCoarse, "
-                    "splits train, train_extra, val).")
-  flags.DEFINE_string("whitelist", None,
-                      "ade20k: classes to keep, '|' between classes, ':' "
-                      "merges several into one, e.g. 'person|car:truck:van'.")
-  flags.DEFINE_float("whitelist_threshold", 0.0,
-                     "ade20k: fraction of the whitelisted classes an image "
-                     "must contain to be kept.")
-  flags.DEFINE_enum("unlisted", "background", ade20k.UNLISTED_CHOICES,
-                    "ade20k with --whitelist: classes not in the whitelist "
-                    "become class 0 'background' or the ignore label.")
-  flags.DEFINE_bool("list_labels", False,
-                    "ade20k: print the 150 class names and exit.")
-  flags.DEFINE_string("sbd_dir", None,
-                      "voc2012: SBD root (dataset/cls/*.mat, train.txt, "
-                      "val.txt) for the train_aug split.")
-  flags.DEFINE_bool("lane", False,
-                    "kitti_road: ego-lane ground truth (um_lane_*) instead "
-                    "of road.")
-  flags.DEFINE_enum("layout", "folder", hair.LAYOUTS,
-                    "hair: figaro (Original/ GT/), lfw (part labels) or "
-                    "folder (--images_dir/--labels_dir).")
-  flags.DEFINE_string("mask_classes", None,
-                      "hair: classes by mask colour or channel, e.g. "
-                      "'hair=255,0,0;face=0,255,0' or 'hair=channel:0'.")
-  flags.DEFINE_string("images_dir", None, "folder/hair: the images.")
-  flags.DEFINE_string("labels_dir", None, "folder/hair: the labels (masks).")
-  flags.DEFINE_string("color_map", None,
-                      "folder: JSON file {\"class name\": [r, g, b], ...} "
-                      "for RGB colour labels (order = class ids).")
-  flags.DEFINE_list("class_names", None,
-                    "folder: class names (their count is num_classes).")
-  flags.DEFINE_integer("num_classes", None,
-                       "folder: number of classes when names are not given.")
-  flags.DEFINE_integer("ignore_value", None,
-                       "folder: label value that means 'ignore' (mapped to "
-                       "255).")
-  flags.DEFINE_string("label_suffix", "",
-                      "folder: suffix of label basenames, e.g. '_mask' for "
-                      "a.jpg + a_mask.png.")
-  flags.DEFINE_bool("reduce_zero_label", False,
-                    "folder: label 0 means 'unlabelled' (-> ignore) and ids "
-                    "1..N become 0..N-1 (LoveDA, ISPRS, ADE-style labels).")
+                    "Print the converters and their flags, then exit.",
+                    flag_values=flag_values)
+  _define_converter_flags(flag_values)
+
+
+def _define_converter_flags(flag_values):
+  """Each converter's declared flags, once; the help names who reads them."""
+  readers = collections.defaultdict(list)
+  for cls in CONVERTERS.values():
+    for flag in cls.flags + cls.info_flags:
+      readers[flag.name].append((cls.name, flag))
+  for name, users in readers.items():
+    flag = users[0][1]
+    help_text = f"{', '.join(user for user, _ in users)}: {flag.help}"
+    define = getattr(flags, f"DEFINE_{flag.kind}")
+    if flag.kind == "enum":
+      define(name, flag.default, flag.choices, help_text,
+             flag_values=flag_values)
+    else:
+      define(name, flag.default, help_text, flag_values=flag_values)
 
 
 def make_converter(name, flag_values):
@@ -524,8 +506,9 @@ def make_converter(name, flag_values):
     raise ValueError(f"--dataset must be one of {', '.join(CONVERTERS)}, got "
                      f"'{name}'")
   cls = CONVERTERS[name]
+  own = cls.flag_names + tuple(f.name for f in cls.info_flags)
   wrong = [n for n in _specific_flags()
-           if flag_values[n].present and n not in cls.flag_names]
+           if flag_values[n].present and n not in own]
   if wrong:
     raise ValueError(
         f"--{', --'.join(wrong)} does not apply to --dataset {name} (its "
@@ -536,7 +519,7 @@ def make_converter(name, flag_values):
 def _specific_flags():
   names = set()
   for cls in CONVERTERS.values():
-    names.update(cls.flag_names)
+    names.update(f.name for f in cls.flags + cls.info_flags)
   return sorted(names)
 
 
@@ -558,8 +541,10 @@ def _main(argv):
     return
   if not f.dataset:
     raise ValueError(f"--dataset is required; one of {', '.join(CONVERTERS)}")
-  if f.dataset == ade20k.ADE20KConverter.name and f.list_labels:
-    print(ade20k.labels_text())
+  converter_class = CONVERTERS.get(f.dataset)
+  text = converter_class and converter_class.info_text(f)
+  if text:
+    print(text)
     return
   converter = make_converter(f.dataset, f)
   if not f.output_dir:

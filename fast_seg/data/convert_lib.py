@@ -8,6 +8,7 @@ The per-pair work (`encode_pair`) runs in worker processes and uses only
 numpy and PIL, so it forks cheaply and never touches TensorFlow.
 """
 
+import collections
 import dataclasses
 import difflib
 import io
@@ -76,19 +77,78 @@ class Problem:
     return f"{self.path}: {self.message}"
 
 
+class Flag(collections.namedtuple(
+    "Flag", ["kind", "name", "default", "help", "choices"],
+    defaults=(None,))):
+  """A command-line flag of fast_seg.data.convert that a converter reads.
+
+  kind: 'string', 'bool', 'integer', 'float', 'list' or 'enum' (with
+  `choices`), as absl.flags.DEFINE_<kind>. Converters that share a flag
+  must declare it alike; its help lists every converter that reads it.
+  """
+  __slots__ = ()
+
+
+INPUT_DIR = Flag("string", "input_dir", None,
+                 "Root of the dataset in its official layout.")
+IMAGES_DIR = Flag("string", "images_dir", None, "The images.")
+LABELS_DIR = Flag("string", "labels_dir", None, "The labels (masks).")
+
+# name -> Converter subclass, filled by @register as converter modules load.
+CONVERTERS = {}
+
+
+def register(cls):
+  """Class decorator: makes `cls` a --dataset choice, with its own flags.
+
+  Nothing central to edit: fast_seg.data.converters imports every module of
+  its package, and a converter defined anywhere else registers the same way
+  (then build it with its class or convert.make_converter).
+
+  Raises:
+    ValueError: no name, a name taken by another class, or a flag declared
+      differently from another converter's flag of the same name.
+  """
+  if not cls.name:
+    raise ValueError(f"{cls.__name__}.name is empty")
+  if CONVERTERS.get(cls.name, cls) is not cls:
+    raise ValueError(f"--dataset {cls.name} is registered twice "
+                     f"({CONVERTERS[cls.name].__name__}, {cls.__name__})")
+  declared = {f.name: f for c in CONVERTERS.values()
+              for f in c.flags + c.info_flags}
+  for flag in cls.flags + cls.info_flags:
+    other = declared.get(flag.name)
+    if other is not None and other[:3] + other[4:] != flag[:3] + flag[4:]:
+      raise ValueError(f"{cls.__name__} declares --{flag.name} unlike "
+                       f"another converter: {flag} vs {other}")
+  cls.flag_names = tuple(f.name for f in cls.flags)
+  CONVERTERS[cls.name] = cls
+  return cls
+
+
 class Converter:
   """Base class: subclasses list their pairs and map label files to ids.
 
   Subclasses set `name`, `splits` (the labelled splits of the official
-  layout), `class_names`, `palette` and `ignore_label`, and implement
-  `list_pairs` and `read_label`. Their constructor's keyword arguments are
-  the CLI flags named in `flag_names`.
+  layout), `class_names`, `palette` and `ignore_label`, implement
+  `list_pairs` and `read_label`, and register with @register. Their
+  constructor's keyword arguments are the CLI flags declared in `flags`
+  (`flag_names` lists their names); `info_flags` are flags that print
+  information instead of converting (see `info_text`).
   """
   name = None
   splits = ()
   ignore_label = IGNORE_LABEL
+  flags = ()
   flag_names = ()
+  info_flags = ()
   description = ""
+
+  @classmethod
+  def info_text(cls, flag_values):  # pylint: disable=useless-return
+    """Text to print instead of converting (an info flag was given), or None."""
+    del flag_values
+    return None
 
   # A fixed class table (names, RGB colours in id order); converters whose
   # classes depend on their options override the two properties instead.
@@ -124,7 +184,7 @@ class Converter:
     """
     raise NotImplementedError
 
-  def filter_reason(self, label):
+  def filter_reason(self, label):  # pylint: disable=useless-return
     """Why a valid pair is left out (e.g. too few whitelisted classes), or None."""
     del label
     return None
@@ -233,7 +293,7 @@ def read_list(path):
   """Non-empty stripped lines of a split list file."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"missing split list: {path}")
-  with open(path) as f:
+  with open(path, encoding="utf-8") as f:
     return [line.strip() for line in f if line.strip()]
 
 

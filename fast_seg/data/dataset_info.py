@@ -25,7 +25,7 @@ def write(output_dir, info):
   validate(info, "dataset_info")
   path = os.path.join(output_dir, _INFO.file_name)
   partial = path + ".partial"
-  with open(partial, "w") as f:
+  with open(partial, "w", encoding="utf-8") as f:
     f.write(json.dumps(info, indent=2) + "\n")
   os.replace(partial, path)
   return path
@@ -54,7 +54,7 @@ def load(path):
   if os.path.isdir(path):
     path = os.path.join(path, _INFO.file_name)
   try:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       info = json.load(f)
   except FileNotFoundError:
     raise FileNotFoundError(f"no dataset info file: {path}") from None

@@ -160,129 +160,174 @@ def inspect_records(pattern, info=None, num_previews=0, preview_dir=None,
     raise ValueError("--num_previews needs --preview_dir")
   paths = input_reader_builder.expand_input_paths(
       [p.strip() for p in pattern.split(",") if p.strip()], "--input_pattern")
-  info_source = None
-  if isinstance(info, str):
-    info_source, info = info, dataset_info.load(info)
-  elif info is None:
-    info_source = dataset_info.find(pattern)
-    info = dataset_info.load(info_source) if info_source else None
-  else:
-    dataset_info.validate(info, "dataset info")
-    info_source = "<given>"
+  info_source, info = _resolve_info(info, pattern)
   ignore_label = (info[_INFO.ignore_label] if info is not None
                   else DEFAULT_IGNORE_LABEL)
-  # Previews are drawn while reading, before an inferred num_classes is known;
-  # default_palette gives every id the colour it would get then anyway.
-  preview_palette = (dataset_info.palette(info) if info is not None
-                     else visualization.default_palette(_NUM_VALUES))
-  preview_names = list(info[_INFO.class_names]) if info is not None else None
-  if num_previews:
-    tf.io.gfile.makedirs(preview_dir)
-
-  files = []
-  sizes, formats, label_modes = {}, {}, {}
-  value_counts = np.zeros(_NUM_VALUES, np.int64)  # pixels per label value
-  value_images = np.zeros(_NUM_VALUES, np.int64)  # images per label value
-  value_examples = {}  # label value -> first few image filenames
-  mismatches, errors = _Problems(), _Problems()
-  previews = []
-  num_records = 0
-  truncated = False
+  previews = _Previews(num_previews, preview_dir, info, ignore_label)
+  tally = _Tally(previews)
   for path in paths:
-    if truncated:
+    if not tally.read_file(path, max_examples):
       break
+  report = {"input_pattern": pattern, "dataset_info": info_source}
+  report.update(tally.report(info, ignore_label, max_examples))
+  return report
+
+
+def _resolve_info(info, pattern):
+  """(where the dataset info came from, the info dict or None)."""
+  if isinstance(info, str):
+    return info, dataset_info.load(info)
+  if info is None:
+    source = dataset_info.find(pattern)
+    return source, dataset_info.load(source) if source else None
+  dataset_info.validate(info, "dataset info")
+  return "<given>", info
+
+
+class _Previews:
+  """Writes the first `count` image | label overlays while reading."""
+
+  def __init__(self, count, directory, info, ignore_label):
+    self.count, self.directory, self.ignore_label = count, directory, ignore_label
+    # Previews are drawn while reading, before an inferred num_classes is
+    # known; default_palette gives every id the colour it would get then.
+    self.palette = (dataset_info.palette(info) if info is not None
+                    else visualization.default_palette(_NUM_VALUES))
+    self.names = list(info[_INFO.class_names]) if info is not None else None
+    self.paths = []
+    if count:
+      tf.io.gfile.makedirs(directory)
+
+  def offer(self, image, label, filename):
+    if len(self.paths) >= self.count:
+      return
+    path = os.path.join(self.directory, _preview_name(len(self.paths), filename))
+    Image.fromarray(_preview(image, label, self.palette, self.ignore_label,
+                             self.names)).save(path)
+    self.paths.append(path)
+
+
+def _count_key(counts, key):
+  counts[key] = counts.get(key, 0) + 1
+
+
+def _by_count(counts):
+  return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+class _Tally:
+  """What inspect_records counts, record by record (no per-pixel Python)."""
+
+  def __init__(self, previews):
+    self.previews = previews
+    self.files = []
+    self.sizes, self.formats, self.label_modes = {}, {}, {}
+    self.value_counts = np.zeros(_NUM_VALUES, np.int64)  # pixels per value
+    self.value_images = np.zeros(_NUM_VALUES, np.int64)  # images per value
+    self.value_examples = {}  # label value -> first few image filenames
+    self.mismatches, self.errors = _Problems(), _Problems()
+    self.num_records = 0
+    self.truncated = False
+
+  def read_file(self, path, max_examples):
+    """Counts the records of one file; False once max_examples is reached."""
     in_file = 0
     try:
       for record in tf.data.TFRecordDataset(path):
-        if max_examples and num_records >= max_examples:
-          truncated = True
+        if max_examples and self.num_records >= max_examples:
+          self.truncated = True
           break
-        num_records += 1
+        self.num_records += 1
         in_file += 1
-        try:
-          fields, image, label, mode = _decode(record)
-        except (ValueError, tf.errors.OpError) as e:
-          errors.add({"file": path, "filename": _filename(record),
-                      "error": _first_line(e)})
-          continue
-        filename = (fields[_TF.image_filename].decode("utf-8", "replace")
-                    or _UNNAMED)
-        size = _size_text(image.shape)
-        sizes[size] = sizes.get(size, 0) + 1
-        image_format = fields[_TF.image_format].decode("utf-8", "replace")
-        image_format = image_format or "<missing>"
-        formats[image_format] = formats.get(image_format, 0) + 1
-        label_modes[mode] = label_modes.get(mode, 0) + 1
-        if label.shape != image.shape[:2]:
-          mismatches.add({"file": path, "filename": filename, "image_size": size,
-                          "label_size": _size_text(label.shape)})
-          continue
-        counts = np.bincount(label.ravel(), minlength=_NUM_VALUES)
-        value_counts += counts
-        value_images += counts > 0
-        first_seen = np.flatnonzero(
-            (counts > 0) & (value_images <= MAX_EXAMPLE_FILENAMES))
-        for value in first_seen.tolist():  # at most 256 values, not pixels
-          value_examples.setdefault(value, []).append(filename)
-        if len(previews) < num_previews:
-          preview_path = os.path.join(
-              preview_dir, _preview_name(len(previews), filename))
-          Image.fromarray(_preview(image, label, preview_palette, ignore_label,
-                                   preview_names)).save(preview_path)
-          previews.append(preview_path)
+        self._add_record(path, record)
     except tf.errors.DataLossError as e:
-      errors.add({"file": path, "filename": "<rest of the file>",
-                  "error": f"corrupt TFRecord file: {_first_line(e)}"})
-    files.append({"path": path, "records": in_file})
+      self.errors.add({"file": path, "filename": "<rest of the file>",
+                       "error": f"corrupt TFRecord file: {_first_line(e)}"})
+    self.files.append({"path": path, "records": in_file})
+    return not self.truncated
 
-  num_classes, names, inferred = _class_table(info, value_counts, ignore_label)
-  class_counts = value_counts[:num_classes]
-  labelled = int(class_counts.sum())
-  total = int(value_counts.sum())
-  ignored = int(value_counts[ignore_label]) if ignore_label < _NUM_VALUES else 0
-  outside = [v for v in np.flatnonzero(value_counts).tolist()
-             if v >= num_classes and v != ignore_label]
-  notes = []
-  if inferred:
-    notes.append(f"no dataset_info.json: classes are named class_i and "
-                 f"num_classes ({num_classes}) is the largest label value + 1; "
-                 f"the ignore label is taken to be {ignore_label}")
-  if truncated:
-    notes.append(f"stopped after {max_examples} records (--max_examples)")
-  odd_modes = sorted(m for m in label_modes if m != "L")
-  if odd_modes:
-    notes.append(f"label PNGs in PIL mode {', '.join(odd_modes)}, not 8-bit "
-                 "grey (L): the reader converts them to 8-bit grey levels, "
-                 "which are not class ids; convert them")
-  return {
-      "input_pattern": pattern,
-      "dataset_info": info_source,
-      "num_files": len(files),
-      "num_records": num_records,
-      "files": files,
-      "image_sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
-      "image_formats": dict(sorted(formats.items(), key=lambda kv: -kv[1])),
-      "label_png_modes": dict(sorted(label_modes.items(), key=lambda kv: -kv[1])),
-      "num_classes": int(num_classes),
-      "num_classes_inferred": inferred,
-      "ignore_label": int(ignore_label),
-      "class_names": names,
-      "num_pixels": total,
-      "class_pixel_counts": [int(c) for c in class_counts],
-      "class_pixel_frequency": [float(c) / max(labelled, 1) for c in class_counts],
-      "ignore_pixels": ignored,
-      "ignore_fraction": ignored / max(total, 1),
-      "out_of_range": [
-          {"value": v, "pixels": int(value_counts[v]),
-           "images": int(value_images[v]), "examples": value_examples[v]}
-          for v in outside],
-      "num_label_size_mismatches": mismatches.count,
-      "label_size_mismatches": mismatches.listed,
-      "num_decode_errors": errors.count,
-      "decode_errors": errors.listed,
-      "previews": previews,
-      "notes": notes,
-  }
+  def _add_record(self, path, record):
+    try:
+      fields, image, label, mode = _decode(record)
+    except (ValueError, tf.errors.OpError) as e:
+      self.errors.add({"file": path, "filename": _filename(record),
+                       "error": _first_line(e)})
+      return
+    filename = (fields[_TF.image_filename].decode("utf-8", "replace")
+                or _UNNAMED)
+    size = _size_text(image.shape)
+    _count_key(self.sizes, size)
+    _count_key(self.formats, fields[_TF.image_format].decode(
+        "utf-8", "replace") or "<missing>")
+    _count_key(self.label_modes, mode)
+    if label.shape != image.shape[:2]:
+      self.mismatches.add({"file": path, "filename": filename,
+                           "image_size": size,
+                           "label_size": _size_text(label.shape)})
+      return
+    counts = np.bincount(label.ravel(), minlength=_NUM_VALUES)
+    self.value_counts += counts
+    self.value_images += counts > 0
+    first_seen = np.flatnonzero(
+        (counts > 0) & (self.value_images <= MAX_EXAMPLE_FILENAMES))
+    for value in first_seen.tolist():  # at most 256 values, not pixels
+      self.value_examples.setdefault(value, []).append(filename)
+    self.previews.offer(image, label, filename)
+
+  def _notes(self, inferred, num_classes, ignore_label, max_examples):
+    notes = []
+    if inferred:
+      notes.append(f"no dataset_info.json: classes are named class_i and "
+                   f"num_classes ({num_classes}) is the largest label value "
+                   f"+ 1; the ignore label is taken to be {ignore_label}")
+    if self.truncated:
+      notes.append(f"stopped after {max_examples} records (--max_examples)")
+    odd_modes = sorted(m for m in self.label_modes if m != "L")
+    if odd_modes:
+      notes.append(f"label PNGs in PIL mode {', '.join(odd_modes)}, not 8-bit "
+                   "grey (L): the reader converts them to 8-bit grey levels, "
+                   "which are not class ids; convert them")
+    return notes
+
+  def report(self, info, ignore_label, max_examples):
+    """The report's keys after input_pattern and dataset_info."""
+    num_classes, names, inferred = _class_table(info, self.value_counts,
+                                                ignore_label)
+    counts = self.value_counts
+    class_counts = counts[:num_classes]
+    labelled = int(class_counts.sum())
+    total = int(counts.sum())
+    ignored = int(counts[ignore_label]) if ignore_label < _NUM_VALUES else 0
+    outside = [v for v in np.flatnonzero(counts).tolist()
+               if v >= num_classes and v != ignore_label]
+    return {
+        "num_files": len(self.files),
+        "num_records": self.num_records,
+        "files": self.files,
+        "image_sizes": _by_count(self.sizes),
+        "image_formats": _by_count(self.formats),
+        "label_png_modes": _by_count(self.label_modes),
+        "num_classes": int(num_classes),
+        "num_classes_inferred": inferred,
+        "ignore_label": int(ignore_label),
+        "class_names": names,
+        "num_pixels": total,
+        "class_pixel_counts": [int(c) for c in class_counts],
+        "class_pixel_frequency": [float(c) / max(labelled, 1)
+                                  for c in class_counts],
+        "ignore_pixels": ignored,
+        "ignore_fraction": ignored / max(total, 1),
+        "out_of_range": [
+            {"value": v, "pixels": int(counts[v]),
+             "images": int(self.value_images[v]),
+             "examples": self.value_examples[v]} for v in outside],
+        "num_label_size_mismatches": self.mismatches.count,
+        "label_size_mismatches": self.mismatches.listed,
+        "num_decode_errors": self.errors.count,
+        "decode_errors": self.errors.listed,
+        "previews": self.previews.paths,
+        "notes": self._notes(inferred, num_classes, ignore_label, max_examples),
+    }
 
 
 def _table(header, rows, align):
@@ -369,7 +414,7 @@ def _main(argv):
     directory = os.path.dirname(f.output_json)
     if directory:
       tf.io.gfile.makedirs(directory)
-    with open(f.output_json, "w") as out:
+    with open(f.output_json, "w", encoding="utf-8") as out:
       json.dump(report, out, indent=2)
 
 

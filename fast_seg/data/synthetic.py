@@ -213,26 +213,12 @@ def write_dataset(output_dir, num_train=300, num_val=60, size=128, seed=0,
   height, width = _image_size(size)
   start = time.time()
   tf.io.gfile.makedirs(output_dir)
-  counts = {}
-  files = {}
+  counts, files = {}, {}
   for split_index, (split, num_images) in enumerate(
       zip(SPLITS, (num_train, num_val))):
-    pixel_counts = np.zeros(NUM_CLASSES, np.int64)
-
-    def examples(split=split, num_images=num_images,
-                 split_index=split_index, pixel_counts=pixel_counts):
-      pairs = generate_split(num_images, (height, width), (seed, split_index))
-      for i, (image, label) in enumerate(pairs):
-        pixel_counts += np.bincount(label.ravel(), minlength=NUM_CLASSES)
-        yield tf_example.make_example(
-            tf_example.encode_png(image), tf_example.encode_png(label),
-            f"{split}_{i:05d}.png", height, width, "png")
-
-    paths = tf_example.write_sharded(examples(), output_dir, split, num_shards)
-    _remove_stale_shards(output_dir, split, set(paths))
-    files[split] = paths
-    counts[split] = pixel_counts
-
+    files[split], counts[split] = _write_split(
+        output_dir, split, num_images, (height, width), (seed, split_index),
+        num_shards)
   info = {
       _INFO.num_classes: NUM_CLASSES,
       _INFO.ignore_label: IGNORE_LABEL,
@@ -252,6 +238,23 @@ def write_dataset(output_dir, num_train=300, num_val=60, size=128, seed=0,
       "files": files,
       "seconds": round(time.time() - start, 3),
   }
+
+
+def _write_split(output_dir, split, num_images, size, seed, num_shards):
+  """Writes one split's shards; returns (paths, pixels per class)."""
+  height, width = size
+  pixel_counts = np.zeros(NUM_CLASSES, np.int64)
+
+  def examples():
+    for i, (image, label) in enumerate(generate_split(num_images, size, seed)):
+      pixel_counts[:] += np.bincount(label.ravel(), minlength=NUM_CLASSES)
+      yield tf_example.make_example(
+          tf_example.encode_png(image), tf_example.encode_png(label),
+          f"{split}_{i:05d}.png", height, width, "png")
+
+  paths = tf_example.write_sharded(examples(), output_dir, split, num_shards)
+  _remove_stale_shards(output_dir, split, set(paths))
+  return paths, pixel_counts
 
 
 def write_sample_images(output_dir, num_images, size=128, seed=0):

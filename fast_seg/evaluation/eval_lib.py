@@ -55,34 +55,8 @@ class Evaluator:
           f"got {self.eval_config.num_examples}")
     self.model = model or model_builder.build(pipeline_config.model)
     self.test_time = test_time_builder.build(self.eval_config)
-    names = list(self.eval_config.class_names)
-    if names and len(names) != self.arch.num_classes:
-      raise ValueError(
-          f"eval_config.class_names has {len(names)} names; num_classes is "
-          f"{self.arch.num_classes}")
-    # How many images the eval set holds, for the progress bar's target.
-    self.expected_examples = None
-    if info is not None:
-      dataset_names = names or list(info[fields.DatasetInfoFields.class_names])
-      self.palette = dataset_info.palette(info)
-      self.expected_examples = dataset_info.num_examples_for(
-          info, pipeline_config.eval_input_reader.tf_record_input_path)
-    else:
-      dataset_names = names or [
-          f"class_{i}" for i in range(self.arch.num_classes)]
-      self.palette = visualization.default_palette(self.arch.num_classes)
-    # The dataset's names colour the pictures' legends; the metrics count the
-    # output classes (2 if binary).
-    self.dataset_class_names = dataset_names
-    self.class_names = self.model.output_class_names(dataset_names)
-    # Proto floats are float32: 0.3 reads back as 0.30000001.
-    self.thresholds = [round(t, 6) for t in self.eval_config.binary_thresholds]
-    if self.thresholds and not self.model.is_binary:
-      raise ValueError("eval_config.binary_thresholds is for binary models "
-                       "(binary_output set in the model)")
-    if any(not 0.0 < t < 1.0 for t in self.thresholds):
-      raise ValueError(f"eval_config.binary_thresholds must be in (0, 1), got "
-                       f"{self.thresholds}")
+    self._read_class_table(info)
+    self.thresholds = self._binary_thresholds()
     self.preprocessing = list(self.eval_config.preprocessing)
     # Checked here so a random step is refused before any waiting.
     preprocessor_builder.build_deterministic_sequence(
@@ -97,10 +71,45 @@ class Evaluator:
     self.ignore_label = self.arch.ignore_label
     # Build the input now so a bad glob fails before any waiting.
     self.dataset = self._dataset()
+    self._eval_step = self._make_eval_step()
 
-    model = self.model
-    thresholds = self.thresholds
-    test_time = self.test_time
+  def _read_class_table(self, info):
+    """Class names, palette and the eval set's size (for the progress bar)."""
+    names = list(self.eval_config.class_names)
+    if names and len(names) != self.arch.num_classes:
+      raise ValueError(
+          f"eval_config.class_names has {len(names)} names; num_classes is "
+          f"{self.arch.num_classes}")
+    self.expected_examples = None
+    if info is not None:
+      dataset_names = names or list(info[fields.DatasetInfoFields.class_names])
+      self.palette = dataset_info.palette(info)
+      self.expected_examples = dataset_info.num_examples_for(
+          info, self.config.eval_input_reader.tf_record_input_path)
+    else:
+      dataset_names = names or [
+          f"class_{i}" for i in range(self.arch.num_classes)]
+      self.palette = visualization.default_palette(self.arch.num_classes)
+    # The dataset's names colour the pictures' legends; the metrics count the
+    # output classes (2 if binary).
+    self.dataset_class_names = dataset_names
+    self.class_names = self.model.output_class_names(dataset_names)
+
+  def _binary_thresholds(self):
+    # Proto floats are float32: 0.3 reads back as 0.30000001.
+    thresholds = [round(t, 6) for t in self.eval_config.binary_thresholds]
+    if thresholds and not self.model.is_binary:
+      raise ValueError("eval_config.binary_thresholds is for binary models "
+                       "(binary_output set in the model)")
+    if any(not 0.0 < t < 1.0 for t in thresholds):
+      raise ValueError(f"eval_config.binary_thresholds must be in (0, 1), got "
+                       f"{thresholds}")
+    return thresholds
+
+  def _make_eval_step(self):
+    """The compiled step: (confusion matrix, labels, per-threshold matrices)."""
+    model, thresholds, test_time = self.model, self.thresholds, self.test_time
+    num_classes, ignore_label = self.num_classes, self.ignore_label
 
     @tf.function
     def eval_step(images, labels):
@@ -109,14 +118,14 @@ class Evaluator:
       predicted = output[fields.PredictionFields.labels]
       labels = model.metric_labels(labels[..., 0])
       matrix = metrics.confusion_matrix(
-          labels, predicted, self.num_classes, self.ignore_label)
+          labels, predicted, num_classes, ignore_label)
       extra = [metrics.confusion_matrix(
           labels, tf.cast(output[fields.PredictionFields.probabilities][..., 0]
-                          > threshold, tf.int32), 2, self.ignore_label)
+                          > threshold, tf.int32), 2, ignore_label)
                for threshold in thresholds]
       return matrix, predicted, extra
 
-    self._eval_step = eval_step
+    return eval_step
 
   def _dataset(self):
     reader = self.config.eval_input_reader
@@ -242,7 +251,7 @@ class Evaluator:
     with tf.io.gfile.GFile(os.path.join(eval_dir, METRICS_FILE), "w") as f:
       json.dump(result, f, indent=2)
     history = {k: v for k, v in result.items() if k != "confusion_matrix"}
-    with open(os.path.join(eval_dir, HISTORY_FILE), "a") as f:
+    with open(os.path.join(eval_dir, HISTORY_FILE), "a", encoding="utf-8") as f:
       f.write(json.dumps(history) + "\n")
     writer = tf.summary.create_file_writer(eval_dir)
     with writer.as_default():

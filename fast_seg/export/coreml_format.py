@@ -20,11 +20,14 @@ import tensorflow as tf
 
 from fast_seg.core import model as model_lib
 from fast_seg.core import standard_fields as fields
+from fast_seg.export import serving
+from fast_seg.export import size_report
 
-INPUT_NAME = "image"
 OUTPUT_KINDS = (fields.PredictionFields.labels,
                 fields.PredictionFields.probabilities)
 CONVERT_TO = {"mlprogram": ".mlpackage", "neuralnetwork": ".mlmodel"}
+# Its files in an export folder: both model types are written.
+FILE_NAMES = {"mlprogram": "model.mlpackage", "neuralnetwork": "model.mlmodel"}
 
 # Probe values: the ends of the pixel range fix scale and bias, the others
 # check that the map is affine, per pixel and per channel.
@@ -77,7 +80,7 @@ def _network_function(model, input_shape, output):
   """Preprocessed float images -> {output: labels or probabilities}."""
 
   @tf.function(input_signature=[
-      tf.TensorSpec(input_shape, tf.float32, name=INPUT_NAME)])
+      tf.TensorSpec(input_shape, tf.float32, name=serving.COREML_INPUT_NAME)])
   def network(image):
     logits = model.predict(image)[fields.PredictionFields.logits]
     result = model.postprocess(
@@ -86,6 +89,84 @@ def _network_function(model, input_shape, output):
     return {output: result[output]}
 
   return network.get_concrete_function()
+
+
+def _check_target(input_shape, convert_to, output_path):
+  """ValueErrors for what no Core ML model of that type can be."""
+  if len(input_shape) != 4 or input_shape[0] != 1 or input_shape[3] != 3:
+    raise ValueError(
+        f"Core ML input_shape must be 1,H,W,3 (one RGB image), got {input_shape}")
+  if convert_to not in CONVERT_TO:
+    raise ValueError(f"convert_to must be one of {', '.join(CONVERT_TO)}, got "
+                     f"'{convert_to}'")
+  if not output_path.endswith(CONVERT_TO[convert_to]):
+    raise ValueError(f"a {convert_to} model is saved as "
+                     f"*{CONVERT_TO[convert_to]}, got {output_path}")
+
+
+def _model_network(model, input_shape, output, scale, bias):
+  """(network function, scale, bias) of a SegmentationModel."""
+  if scale is not None or bias is not None:
+    raise ValueError("scale and bias come from the model's preprocessing; "
+                     "do not pass them with a model")
+  if output not in OUTPUT_KINDS:
+    raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, "
+                     f"got '{output}'")
+  scale, bias = preprocessing_scale_bias(model)
+  return _network_function(model, input_shape, output), scale, bias
+
+
+def _given_network(function, input_shape, output, scale, bias):
+  """(concrete function, output name, scale, bias) of a given function."""
+  if hasattr(function, "get_concrete_function"):
+    function = function.get_concrete_function()
+  if len(function.inputs) < 1 or tuple(function.inputs[0].shape) != input_shape:
+    raise ValueError(f"the function's input is not {input_shape}")
+  if len(function.outputs) != 1:
+    raise ValueError("the function must have one output, got "
+                     f"{len(function.outputs)}")
+  if output is None:
+    structured = function.structured_outputs
+    output = (next(iter(structured)) if isinstance(structured, dict)
+              else "output")
+  scale = 1.0 if scale is None else float(scale)
+  bias = [0.0] * 3 if bias is None else [float(b) for b in bias]
+  return function, output, scale, bias
+
+
+def _convert_options(convert_to, minimum_deployment_target, compute_precision):
+  """The optional keyword arguments of coremltools.convert that were set."""
+  options = {}
+  if minimum_deployment_target is not None:
+    options["minimum_deployment_target"] = minimum_deployment_target
+  if compute_precision is not None and convert_to == "mlprogram":
+    options["compute_precision"] = compute_precision
+  return options
+
+
+def _describe_output(spec, function, input_shape, output):
+  """Fills in the output's static shape and the model's short description."""
+  (description,) = spec.description.output
+  array = description.type.multiArrayType
+  if not array.shape:
+    # neuralnetwork specs leave output shapes unset; the graph's is static.
+    array.shape.extend(int(v) for v in function.outputs[0].shape)
+  spec.description.metadata.shortDescription = (
+      f"fast_seg segmentation: RGB {input_shape[1]}x{input_shape[2]} image "
+      f"-> {output}")
+
+
+def _save(mlmodel, spec, convert_to, output_path):
+  """Saves `spec` (edited from mlmodel's) with mlmodel's weights."""
+  # Imported here: coremltools is heavy and only this export needs it.
+  import coremltools as ct
+  weights_dir = mlmodel.weights_dir if convert_to == "mlprogram" else None
+  edited = ct.models.MLModel(spec, weights_dir=weights_dir,
+                             skip_model_load=True)
+  parent = os.path.dirname(output_path)
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  edited.save(output_path)
 
 
 def convert(model_or_function, output_path, input_shape,
@@ -113,86 +194,34 @@ def convert(model_or_function, output_path, input_shape,
   Returns:
     inspect()'s dict for the written model, plus path and bytes.
   """
-  import coremltools as ct  # pylint: disable=g-import-not-at-top
+  # Imported here: coremltools is heavy and only this export needs it.
+  import coremltools as ct
   input_shape = tuple(int(v) for v in input_shape)
-  if len(input_shape) != 4 or input_shape[0] != 1 or input_shape[3] != 3:
-    raise ValueError(
-        f"Core ML input_shape must be 1,H,W,3 (one RGB image), got {input_shape}")
-  if convert_to not in CONVERT_TO:
-    raise ValueError(f"convert_to must be one of {', '.join(CONVERT_TO)}, got "
-                     f"'{convert_to}'")
-  if not output_path.endswith(CONVERT_TO[convert_to]):
-    raise ValueError(f"a {convert_to} model is saved as "
-                     f"*{CONVERT_TO[convert_to]}, got {output_path}")
-
+  _check_target(input_shape, convert_to, output_path)
   if isinstance(model_or_function, model_lib.SegmentationModel):
-    if scale is not None or bias is not None:
-      raise ValueError("scale and bias come from the model's preprocessing; "
-                       "do not pass them with a model")
-    if output not in OUTPUT_KINDS:
-      raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, "
-                       f"got '{output}'")
-    scale, bias = preprocessing_scale_bias(model_or_function)
-    function = _network_function(model_or_function, input_shape, output)
+    function, scale, bias = _model_network(model_or_function, input_shape,
+                                           output, scale, bias)
   else:
-    function = model_or_function
-    if hasattr(function, "get_concrete_function"):
-      function = function.get_concrete_function()
-    if len(function.inputs) < 1 or tuple(function.inputs[0].shape) != input_shape:
-      raise ValueError(f"the function's input is not {input_shape}")
-    if len(function.outputs) != 1:
-      raise ValueError("the function must have one output, got "
-                       f"{len(function.outputs)}")
-    if output is None:
-      structured = function.structured_outputs
-      output = (next(iter(structured)) if isinstance(structured, dict)
-                else "output")
-    scale = 1.0 if scale is None else float(scale)
-    bias = [0.0] * 3 if bias is None else [float(b) for b in bias]
-
+    function, output, scale, bias = _given_network(
+        model_or_function, input_shape, output, scale, bias)
   # Core ML names outputs after the frozen graph's node (e.g. `Identity`);
   # they are renamed once converted.
   graph_output = function.outputs[0].name.split(":")[0]
-  options = {}
-  if minimum_deployment_target is not None:
-    options["minimum_deployment_target"] = minimum_deployment_target
-  if compute_precision is not None and convert_to == "mlprogram":
-    options["compute_precision"] = compute_precision
   mlmodel = ct.convert(
       [function], source="tensorflow", convert_to=convert_to,
-      inputs=[ct.ImageType(name=INPUT_NAME, shape=input_shape, scale=scale,
-                           bias=bias, color_layout=ct.colorlayout.RGB)],
-      outputs=[ct.TensorType(name=graph_output)],
-      skip_model_load=True, **options)
-
+      inputs=[ct.ImageType(name=serving.COREML_INPUT_NAME, shape=input_shape,
+                           scale=scale, bias=bias,
+                           color_layout=ct.colorlayout.RGB)],
+      outputs=[ct.TensorType(name=graph_output)], skip_model_load=True,
+      **_convert_options(convert_to, minimum_deployment_target,
+                         compute_precision))
   spec = mlmodel.get_spec()
   ct.utils.rename_feature(spec, graph_output, output, rename_inputs=False)
-  (description,) = spec.description.output
-  array = description.type.multiArrayType
-  if not array.shape:
-    # neuralnetwork specs leave output shapes unset; the graph's is static.
-    array.shape.extend(int(v) for v in function.outputs[0].shape)
-  spec.description.metadata.shortDescription = (
-      f"fast_seg segmentation: RGB {input_shape[1]}x{input_shape[2]} image "
-      f"-> {output}")
-  weights_dir = mlmodel.weights_dir if convert_to == "mlprogram" else None
-  mlmodel = ct.models.MLModel(spec, weights_dir=weights_dir,
-                              skip_model_load=True)
-  parent = os.path.dirname(output_path)
-  if parent:
-    os.makedirs(parent, exist_ok=True)
-  mlmodel.save(output_path)
-  info = {"path": output_path, "bytes": _size(output_path)}
+  _describe_output(spec, function, input_shape, output)
+  _save(mlmodel, spec, convert_to, output_path)
+  info = {"path": output_path, "bytes": size_report.byte_size(output_path)}
   info.update(inspect(output_path))
   return info
-
-
-def _size(path):
-  """Bytes of a file, or of every file under a folder (an .mlpackage)."""
-  if os.path.isfile(path):
-    return os.path.getsize(path)
-  return sum(os.path.getsize(os.path.join(root, name))
-             for root, _, names in os.walk(path) for name in names)
 
 
 def _feature(feature):
@@ -258,7 +287,8 @@ def inspect(path):
     space or data type), image_scale and image_bias of the image input, and
     ops ({MIL op or neural network layer type: count}).
   """
-  import coremltools as ct  # pylint: disable=g-import-not-at-top
+  # Imported here: coremltools is heavy and only this export needs it.
+  import coremltools as ct
   spec = ct.models.MLModel(path, skip_model_load=True).get_spec()
   spec_type = spec.WhichOneof("Type")
   inputs = [_feature(f) for f in spec.description.input]
@@ -291,3 +321,30 @@ def inspect(path):
       "image_bias": bias,
       "ops": dict(sorted(ops.items())),
   }
+
+
+def write(job):
+  """export.py's coreml format: model.mlpackage and model.mlmodel.
+
+  Converted from the job's model (not its SavedModel): the image input's
+  preprocessing becomes Core ML's own. Checked by reading the written
+  spec: Core ML runs only on Apple systems.
+
+  Args:
+    job: an export_lib.ExportJob of batch 1, output labels or
+      probabilities.
+
+  Returns:
+    {'coreml_<type>': convert()'s dict, the files' sizes, the spec} for
+    both model types.
+  """
+  entries = {}
+  for kind, name in FILE_NAMES.items():
+    job.log(f"converting to Core ML ({kind}) ...")
+    path = os.path.join(job.output_dir, name)
+    result = convert(job.model, path, job.input_shape, convert_to=kind,
+                     output=job.output)
+    entries[f"coreml_{kind}"] = {
+        **result, **size_report.file_sizes(path), "spec": inspect(path),
+        "agreement": "spec checked (Core ML runs only on Apple systems)"}
+  return entries

@@ -10,13 +10,15 @@ import os
 
 import numpy as np
 
-from fast_seg.export import export_lib
+from fast_seg.export import serving
+from fast_seg.export import size_report
 
+# Its file in an export folder.
+FILE_NAME = "model.onnx"
 # Opset 17: tf2onnx 1.17 knows opsets up to 18 and ONNX Runtime 1.31 runs far
 # newer; 17 is the widest-deployed opset that has everything this graph needs
 # (Resize with half_pixel coordinates, Softmax on the last axis, ArgMax).
 DEFAULT_OPSET = 17
-SIGNATURE = "serving_default"
 
 _NUMPY_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
 
@@ -25,8 +27,8 @@ def convert(saved_model_dir, output_path, opset=None):
   """Converts the SavedModel's serving signature to an ONNX file.
 
   Args:
-    saved_model_dir: a SavedModel written by export_lib (signature
-      `serving_default`: `inputs` -> `predictions`).
+    saved_model_dir: a SavedModel written by export_lib (its serving
+      signature: `inputs` -> `predictions`).
     output_path: the .onnx file to write.
     opset: ONNX opset; DEFAULT_OPSET when None.
 
@@ -38,16 +40,17 @@ def convert(saved_model_dir, output_path, opset=None):
       and the output `predictions`.
   """
   # Imported here: tf2onnx is heavy and only this export needs it.
-  import onnx  # pylint: disable=g-import-not-at-top
-  from tf2onnx import convert as tf2onnx_convert  # pylint: disable=g-import-not-at-top
-  from tf2onnx import tf_loader  # pylint: disable=g-import-not-at-top
+  import onnx
+  from tf2onnx import convert as tf2onnx_convert
+  from tf2onnx import tf_loader
 
   opset = opset or DEFAULT_OPSET
   # tf2onnx's Python API has no SavedModel entry point; this is the path its
   # command line takes. The rename map gives the graph the signature's names
   # (inputs, predictions) instead of the frozen graph's (inputs:0, Identity:0).
   graph_def, input_names, output_names, renames = tf_loader.from_saved_model(
-      saved_model_dir, None, None, tag=["serve"], signatures=[SIGNATURE],
+      saved_model_dir, None, None, tag=[serving.SERVING_TAG],
+      signatures=[serving.SIGNATURE_KEY],
       return_tensors_to_rename=True)
   parent = os.path.dirname(output_path)
   if parent:
@@ -60,12 +63,11 @@ def convert(saved_model_dir, output_path, opset=None):
   onnx.checker.check_model(model_proto)
   inputs = [i.name for i in model_proto.graph.input]
   outputs = [o.name for o in model_proto.graph.output]
-  if (inputs != [export_lib.INPUT_NAME] or
-      outputs != [export_lib.OUTPUT_NAME]):
+  if inputs != [serving.INPUT_NAME] or outputs != [serving.OUTPUT_NAME]:
     raise ValueError(
         f"{saved_model_dir} converted to ONNX inputs {inputs} and outputs "
-        f"{outputs}; expected ['{export_lib.INPUT_NAME}'] and "
-        f"['{export_lib.OUTPUT_NAME}']")
+        f"{outputs}; expected ['{serving.INPUT_NAME}'] and "
+        f"['{serving.OUTPUT_NAME}']")
   ops = collections.Counter(node.op_type for node in model_proto.graph.node)
   return {
       "path": output_path,
@@ -93,8 +95,9 @@ def resize_to_sizes(model_proto):
   Returns:
     The number of Resize nodes changed.
   """
-  import onnx  # pylint: disable=g-import-not-at-top
-  from onnx import numpy_helper  # pylint: disable=g-import-not-at-top
+  # Imported here: onnx comes with the optional [export] extra.
+  import onnx
+  from onnx import numpy_helper
   graph = model_proto.graph
   changed = 0
   while True:
@@ -127,7 +130,8 @@ class Model:
   """A loaded ONNX model in onnxruntime on the CPU: load once, run often."""
 
   def __init__(self, path, num_threads=None):
-    import onnxruntime  # pylint: disable=g-import-not-at-top
+    # Imported here: onnxruntime comes with the optional [export] extra.
+    import onnxruntime
     options = onnxruntime.SessionOptions()
     if num_threads:
       options.intra_op_num_threads = num_threads
@@ -135,7 +139,7 @@ class Model:
       self._session = onnxruntime.InferenceSession(
           path, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own pybind11 types
-      reason = str(e).split(":")[-1].strip() or type(e).__name__
+      reason = str(e).rsplit(":", maxsplit=1)[-1].strip() or type(e).__name__
       raise ValueError(f"{path}: not a loadable ONNX model ({reason})") from None
     (model_input,) = self._session.get_inputs()
     if model_input.type not in _NUMPY_TYPES:
@@ -148,8 +152,8 @@ class Model:
     # `predictions` (our converter's name), else the only output (files
     # converted elsewhere may call it `predictions:0`).
     names = [o.name for o in self._session.get_outputs()]
-    self._output_name = (export_lib.OUTPUT_NAME
-                         if export_lib.OUTPUT_NAME in names else names[0])
+    self._output_name = (serving.OUTPUT_NAME
+                         if serving.OUTPUT_NAME in names else names[0])
 
   def __call__(self, images):
     """Runs on `images` cast to the input dtype; returns `predictions`."""
@@ -161,3 +165,20 @@ class Model:
 def run(path, images):
   """Loads an ONNX model and runs it once on `images` (see Model)."""
   return Model(path)(images)
+
+
+def write(job):
+  """export.py's onnx format: model.onnx from the job's SavedModel.
+
+  Args:
+    job: an export_lib.ExportJob whose SavedModel is written.
+
+  Returns:
+    {'onnx': convert()'s dict, the file's sizes and its agreement with the
+    TF function on the check input}.
+  """
+  job.log("converting to ONNX ...")
+  path = os.path.join(job.output_dir, FILE_NAME)
+  result = convert(job.saved_model_dir, path)
+  return {"onnx": {**result, **size_report.file_sizes(path),
+                   **job.agreement(run(path, job.check_input))}}

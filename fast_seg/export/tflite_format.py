@@ -17,15 +17,16 @@ probabilities). Quantization only changes what is inside:
 import collections
 import os
 
-from ai_edge_litert import interpreter as litert
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.core.protobuf import saved_model_pb2
+
+from fast_seg.export import serving
+from fast_seg.export import size_report
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
-SIGNATURE_KEY = "serving_default"
-INPUT_NAME = "inputs"
-OUTPUT_NAME = "predictions"
+# Its file in an export folder.
+FILE_NAME = "model.tflite"
 # Ops whose second input is a weight tensor (filter), for weight_types.
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV",
               "FULLY_CONNECTED")
@@ -37,15 +38,15 @@ def _input_spec(saved_model_dir):
   Read from saved_model.pb rather than loaded: loading restores every
   variable, seconds for nothing but a shape.
   """
-  path = os.path.join(saved_model_dir, "saved_model.pb")
+  path = os.path.join(saved_model_dir, serving.SAVED_MODEL_FILE)
   saved_model = saved_model_pb2.SavedModel()
   with tf.io.gfile.GFile(path, "rb") as f:
     saved_model.ParseFromString(f.read())
   signatures = saved_model.meta_graphs[0].signature_def
-  if SIGNATURE_KEY not in signatures:
-    raise ValueError(f"{saved_model_dir} has no '{SIGNATURE_KEY}' signature "
-                     f"(has {sorted(signatures)})")
-  tensor = signatures[SIGNATURE_KEY].inputs[INPUT_NAME]
+  if serving.SIGNATURE_KEY not in signatures:
+    raise ValueError(f"{saved_model_dir} has no '{serving.SIGNATURE_KEY}' "
+                     f"signature (has {sorted(signatures)})")
+  tensor = signatures[serving.SIGNATURE_KEY].inputs[serving.INPUT_NAME]
   shape = tuple(d.size for d in tensor.tensor_shape.dim)
   return shape, tf.as_dtype(tensor.dtype).as_numpy_dtype
 
@@ -132,7 +133,7 @@ def convert(saved_model_dir, output_path, quantize="none",
   """
   _check_modes(quantize, representative_images, qat)
   converter = tf.lite.TFLiteConverter.from_saved_model(
-      saved_model_dir, signature_keys=[SIGNATURE_KEY])
+      saved_model_dir, signature_keys=[serving.SIGNATURE_KEY])
   if quantize != "none":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   if quantize == "float16":
@@ -160,9 +161,18 @@ def convert(saved_model_dir, output_path, quantize="none",
           "op_count": sum(ops.values()), "ops": ops}
 
 
+def _litert():
+  """LiteRT's interpreter module."""
+  # Imported on first use: ai-edge-litert comes with the optional [export]
+  # extra, and export_lib must import without it.
+  from ai_edge_litert import interpreter
+  return interpreter
+
+
 def _inspector(path):
   """An interpreter without default delegates, so that its nodes are the
   model's own ops (XNNPACK would replace them by one delegate node)."""
+  litert = _litert()
   interpreter = litert.Interpreter(
       model_path=path, experimental_op_resolver_type=(
           litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
@@ -208,11 +218,12 @@ class Model:
   def __init__(self, path, num_threads=2):
     self.path = path
     try:
-      interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
+      interpreter = _litert().Interpreter(model_path=path,
+                                          num_threads=num_threads)
     except ValueError as e:
       raise ValueError(f"{path}: not a loadable TFLite model ({e})") from None
-    self._runner = interpreter.get_signature_runner(SIGNATURE_KEY)
-    spec = self._runner.get_input_details()[INPUT_NAME]
+    self._runner = interpreter.get_signature_runner(serving.SIGNATURE_KEY)
+    spec = self._runner.get_input_details()[serving.INPUT_NAME]
     self.input_shape = tuple(int(v) for v in spec["shape"])
     self.input_dtype = np.dtype(spec["dtype"])
 
@@ -225,15 +236,45 @@ class Model:
     """
     images = np.asarray(images)
     if tuple(images.shape) != self.input_shape:
-      raise ValueError(f"{self.path} takes {INPUT_NAME} of shape "
+      raise ValueError(f"{self.path} takes {serving.INPUT_NAME} of shape "
                        f"{self.input_shape}, got {images.shape}: resize or "
                        "crop the images, or convert an export of that shape")
     if images.dtype != self.input_dtype:
       raise ValueError(f"{self.path} takes {self.input_dtype.name} "
-                       f"{INPUT_NAME}, got {images.dtype}")
-    return self._runner(**{INPUT_NAME: images})[OUTPUT_NAME]
+                       f"{serving.INPUT_NAME}, got {images.dtype}")
+    return self._runner(**{serving.INPUT_NAME: images})[serving.OUTPUT_NAME]
 
 
 def run(path, images, num_threads=2):
   """Loads a .tflite model and runs it once on `images` (see Model)."""
   return Model(path, num_threads)(images)
+
+
+def write(job):
+  """export.py's tflite format: model.tflite from the job's SavedModel.
+
+  Args:
+    job: an export_lib.ExportJob whose SavedModel is written.
+
+  Returns:
+    {'tflite': convert()'s dict, the file's sizes and its agreement with
+    the TF function on the check input}.
+
+  Raises:
+    ValueError: int8 without calibration images (no eval data found).
+  """
+  job.log(f"converting to TFLite ({job.quantize}) ...")
+  path = os.path.join(job.output_dir, FILE_NAME)
+  # A QAT run's fake-quant graph converts to int8 without calibration.
+  qat = job.qat and job.quantize == "int8"
+  calibrated = job.quantize == "int8" and not qat
+  if calibrated and not job.calibration:
+    raise ValueError(
+        "--quantize int8 needs calibration images: the eval TFRecords of "
+        "the config (eval_input_reader) were not found; set "
+        "--num_calibration_images > 0 with eval data present")
+  result = convert(job.saved_model_dir, path, quantize=job.quantize,
+                   representative_images=(job.calibration if calibrated
+                                          else None), qat=qat)
+  return {"tflite": {**result, **size_report.file_sizes(path),
+                     **job.agreement(run(path, job.check_input))}}

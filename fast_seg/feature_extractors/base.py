@@ -1,15 +1,27 @@
-"""Registry, width helpers and the base class shared by all backbones.
+"""Registry, width rule and the base class shared by all backbones.
 
 A feature extractor is a backbone split into named stages. Meta-architectures
 build the stages they need with the Keras functional API, possibly in several
 calls on different inputs (ICNet runs the early stages on one resolution and
 the late stages on another), and read back the endpoints by stage name.
+
+A backbone is one module: its class, decorated with `@register(name, ...)`
+which also names the ImageNet weight files it reads (third_party/ holds
+those files' name maps). Nothing central lists backbones; the package
+imports every module in it, and a class defined elsewhere (a test's toy
+backbone) registers the same way once its module is imported.
 """
 
 import abc
 import collections
+import enum
 
-_REGISTRY = {}
+from fast_seg.core import registry
+from fast_seg.protos import feature_extractor_pb2
+
+WeightsFormat = feature_extractor_pb2.WeightsFormat
+
+_REGISTRY = registry.Registry("feature_extractor.type")
 
 StageIO = collections.namedtuple(
     "StageIO", ["name", "input", "output", "layer_names"])
@@ -17,28 +29,35 @@ StageIO.__doc__ = """One built stage: its input and output tensors and the names
 of the layers it created, so a model can run (or recompute) it as a unit."""
 
 
-def register(name):
+def register(name, imagenet_name_maps=None):
   """Class decorator that makes a FeatureExtractor buildable by `name`.
-
-  Registration lives next to each backbone's definition, so adding one needs
-  no edit to a central table.
 
   Args:
     name: the `feature_extractor.type` string of the config.
+    imagenet_name_maps: {WeightsFormat: name map} of the ImageNet weight
+      files the backbone loads (pretrained.load_imagenet_weights); a name
+      map is a function (Keras layer name, weight kind) -> the file's name
+      for that weight, raising KeyError for a layer it does not know (see
+      third_party/). None: the backbone loads no ImageNet weights.
 
   Returns:
-    The decorator; it sets `cls.name` and returns the class unchanged.
+    The decorator; it sets `cls.name` and `cls.imagenet_name_maps` and
+    returns the class unchanged.
 
   Raises:
     ValueError: `name` is already registered by another class.
   """
   def decorator(cls):
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-      raise ValueError(f"feature extractor '{name}' is registered twice")
+    _REGISTRY.add(name, cls)
     cls.name = name
-    _REGISTRY[name] = cls
+    cls.imagenet_name_maps = dict(imagenet_name_maps or {})
     return cls
   return decorator
+
+
+def unregister(name):
+  """Undoes register(name), e.g. after a test's toy backbone."""
+  _REGISTRY.remove(name)
 
 
 def get(name):
@@ -54,25 +73,30 @@ def get(name):
     ValueError: nothing is registered under `name`; the message lists the
       allowed names.
   """
-  if name not in _REGISTRY:
-    allowed = ", ".join(sorted(_REGISTRY))
-    raise ValueError(
-        f"feature_extractor.type: unknown '{name}'; allowed: {allowed}")
-  return _REGISTRY[name]
+  return _REGISTRY.get(name)
 
 
 def registered_names():
   """Sorted names of all registered feature extractors."""
-  return sorted(_REGISTRY)
+  return _REGISTRY.names()
 
 
-def scaled_width(depth, filter_scale):
-  """Width of a conv of nominal `depth` in a model of `filter_scale`.
+class Rounding(enum.Enum):
+  """The two rules by which `FeatureExtractor.width` applies filter_scale.
 
-  Plain rounding, at least one filter: 256 -> 128 at 0.5, as filter pruning
-  keeps round(scale * filters) filters per conv.
+  Each architecture keeps the rule its checkpoints were trained with, so
+  widths and parameter counts never change:
+
+  BACKBONE: the backbone's own rule, the one its trunk convs use (slim's
+    depth-multiplier rules): plain rounding for ResNet, truncation to at
+    least 8 for MobileNetV1, multiples of 8 for MobileNetV2. ICNet, PSPNet
+    and DilatedFCN size their heads by it, so a head shrinks like its trunk.
+  PLAIN: max(1, round(nominal * filter_scale)) on every backbone.
+    DeepLabV3+ and MobileUNet size their heads by it, so 0.5 halves every
+    head width, as filter pruning keeps round(scale * filters) filters.
   """
-  return max(1, int(round(depth * filter_scale)))
+  BACKBONE = "backbone"
+  PLAIN = "plain"
 
 
 def make_divisible(value, divisor=8, min_value=None):
@@ -134,6 +158,7 @@ class FeatureExtractor(abc.ABC):
   """
 
   name = None  # Set by @register.
+  imagenet_name_maps = {}  # Set by @register.
   stage_names = ()
   allowed_output_strides = (8, 16, 32)
 
@@ -148,12 +173,15 @@ class FeatureExtractor(abc.ABC):
         strides become dilations.
 
     Raises:
-      ValueError: filter_scale is not positive or output_stride is not one of
-        `allowed_output_strides`.
+      ValueError: filter_scale is outside (0, 1] or output_stride is not one
+        of `allowed_output_strides`. The message names the field relative to
+        the FeatureExtractor message ('feature_extractor.filter_scale'); the
+        builder puts it at its place in the pipeline. This is the one place
+        both values are checked.
     """
-    if not filter_scale > 0:
-      raise ValueError(
-          f"feature_extractor.filter_scale must be > 0, got {filter_scale}")
+    if not 0.0 < filter_scale <= 1.0:
+      raise ValueError("feature_extractor.filter_scale must be in (0, 1], "
+                       f"got {filter_scale}")
     if output_stride not in self.allowed_output_strides:
       allowed = ", ".join(str(s) for s in self.allowed_output_strides)
       raise ValueError(
@@ -192,9 +220,27 @@ class FeatureExtractor(abc.ABC):
     """
     return dict(self._stage_strides)
 
-  def scaled_depth(self, depth):
-    """Width actually used for a conv of nominal width `depth`."""
-    return scaled_width(depth, self._filter_scale)
+  def width(self, nominal, rounding=Rounding.BACKBONE):
+    """Width of a conv of nominal width `nominal` in this model.
+
+    The one place a width is scaled by filter_scale, for the trunk and for
+    every head; `rounding` names which of the two rules applies.
+
+    Args:
+      nominal: the width at filter_scale 1.0 (may be fractional, e.g. after
+        another multiplier).
+      rounding: a Rounding; the trunk uses BACKBONE.
+
+    Returns:
+      int, at least 1.
+    """
+    if rounding is Rounding.PLAIN:
+      return max(1, int(round(nominal * self._filter_scale)))
+    return self._backbone_width(nominal)
+
+  def _backbone_width(self, nominal):
+    """Rounding.BACKBONE: plain rounding unless the backbone has its own."""
+    return self.width(nominal, Rounding.PLAIN)
 
   @abc.abstractmethod
   def preprocess(self, images):

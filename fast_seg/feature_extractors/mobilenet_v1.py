@@ -14,6 +14,7 @@ import tf_keras as keras
 
 from fast_seg.feature_extractors import base
 from fast_seg.feature_extractors import mobilenet_v2
+from third_party import tf_slim_checkpoints
 
 # slim's min_depth: no conv of a thinned MobileNetV1 is narrower than this.
 MIN_DEPTH = 8
@@ -29,7 +30,8 @@ _STAGE_LAST_UNIT = (("stem", 1), ("stage2", 3), ("stage3", 5), ("stage4", 11),
                     ("stage5", 13))
 
 
-@base.register("mobilenet_v1")
+@base.register("mobilenet_v1", imagenet_name_maps={
+    base.WeightsFormat.TF_SLIM: tf_slim_checkpoints.mobilenet_v1})
 class MobileNetV1(base.FeatureExtractor):
   """MobileNetV1 with stages stem (stride 2) and stage2..stage5 (4..32)."""
 
@@ -58,9 +60,9 @@ class MobileNetV1(base.FeatureExtractor):
     """(stride, dilation rate) of the depthwise conv of Conv2d_`index`."""
     return self._unit_schedule[index]
 
-  def scaled_depth(self, depth):
-    """Width for nominal `depth`: slim's max(int(depth * multiplier), 8)."""
-    return max(int(depth * self.filter_scale), MIN_DEPTH)
+  def _backbone_width(self, nominal):
+    """slim's V1 rule: max(int(nominal * multiplier), 8), truncating."""
+    return max(int(nominal * self.filter_scale), MIN_DEPTH)
 
   # The same [-1, 1] input as slim's MobileNetV2.
   preprocess = mobilenet_v2.MobileNetV2.preprocess
@@ -77,19 +79,17 @@ class MobileNetV1(base.FeatureExtractor):
     net = self._track(self.conv_hyperparams.depthwise_conv2d(
         3, name=name + "_depthwise", strides=stride, dilation_rate=rate))(net)
     net = self._bn_relu6(net, name + "_depthwise")
-    depth = self.scaled_depth(_UNITS[index - 1][0])
+    depth = self.width(_UNITS[index - 1][0])
     net = self._track(self.conv_hyperparams.conv2d(
         depth, 1, name=name + "_pointwise"))(net)
     return self._bn_relu6(net, name + "_pointwise")
 
   def _build_stage(self, stage_name, net):
-    if stage_name not in self._stage_units:
-      raise ValueError(f"unknown stage '{stage_name}' of {self.name}")
     if stage_name == "stem":
       name = f"{self.name}_Conv2d_0"
       conv_stride, _ = self._conv_schedule
       net = self._track(self.conv_hyperparams.conv2d(
-          self.scaled_depth(32), 3, name=name, strides=conv_stride))(net)
+          self.width(32), 3, name=name, strides=conv_stride))(net)
       net = self._bn_relu6(net, name)
     for index in self._stage_units[stage_name]:
       net = self._separable_unit(net, index)

@@ -10,6 +10,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
+from third_party import keras_applications_h5
+from third_party import tf_slim_checkpoints
 
 # Inverted-residual groups: (expansion t, output depth c, units n, stride s)
 # of the first unit; the following units of a group have stride 1.
@@ -37,7 +39,9 @@ def _unit_specs():
   return specs
 
 
-@base.register("mobilenet_v2")
+@base.register("mobilenet_v2", imagenet_name_maps={
+    base.WeightsFormat.TF_SLIM: tf_slim_checkpoints.mobilenet_v2,
+    base.WeightsFormat.KERAS_H5: keras_applications_h5.mobilenet_v2})
 class MobileNetV2(base.FeatureExtractor):
   """MobileNetV2 with stages stem (stride 2) and stage2..stage5 (4..32)."""
 
@@ -66,9 +70,9 @@ class MobileNetV2(base.FeatureExtractor):
     """(stride, dilation rate) of the depthwise conv of `unit_name`."""
     return self._unit_schedule[unit_name]
 
-  def scaled_depth(self, depth):
-    """Width for nominal `depth`: depth * filter_scale rounded as slim does."""
-    return base.make_divisible(depth * self.filter_scale, 8)
+  def _backbone_width(self, nominal):
+    """nominal * filter_scale rounded to a multiple of 8, as slim does."""
+    return base.make_divisible(nominal * self.filter_scale, 8)
 
   def preprocess(self, images):
     """Maps float RGB images in [0, 255] to [-1, 1]."""
@@ -90,7 +94,7 @@ class MobileNetV2(base.FeatureExtractor):
   def _inverted_residual(self, net, name, expansion, depth, stride, rate):
     """Expand 1x1 (if t > 1), depthwise 3x3, linear 1x1 projection."""
     in_depth = net.shape[-1]
-    out_depth = self.scaled_depth(depth)
+    out_depth = self.width(depth)
     x = net
     if expansion > 1:
       x = self._conv(x, base.make_divisible(in_depth * expansion, 8), 1,
@@ -108,10 +112,8 @@ class MobileNetV2(base.FeatureExtractor):
     prefix = self.name
     if stage_name == "stem":
       conv_stride, _ = self._conv_schedule
-      net = self._conv(net, self.scaled_depth(32), 3, prefix + "_Conv",
+      net = self._conv(net, self.width(32), 3, prefix + "_Conv",
                        strides=conv_stride)
-    if stage_name not in self._stage_units:
-      raise ValueError(f"unknown stage '{stage_name}' of {self.name}")
     for unit_name, expansion, depth, _ in self._stage_units[stage_name]:
       stride, rate = self._unit_schedule[unit_name]
       net = self._inverted_residual(net, f"{prefix}_{unit_name}", expansion,

@@ -1,6 +1,7 @@
 """Loads ImageNet weights into a built feature extractor from a local file.
 
-Two formats are read, by the name maps in third_party/: tf-slim model-zoo
+Two formats are read, by the name maps in third_party/ that each backbone
+registers (base.register's imagenet_name_maps): tf-slim model-zoo
 checkpoints (`resnet_v1_50.ckpt`, `mobilenet_v1_1.0_224.ckpt`,
 `mobilenet_v2_1.0_224.ckpt`) and Keras-applications `.h5` weight files.
 Nothing is ever downloaded: the path comes from
@@ -22,11 +23,13 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from fast_seg.protos import feature_extractor_pb2
-from third_party import keras_applications_h5
-from third_party import tf_slim_checkpoints
+from fast_seg.feature_extractors import base
 
-WeightsFormat = feature_extractor_pb2.WeightsFormat
+WeightsFormat = base.WeightsFormat
+
+# How errors name each format.
+_FORMAT_NAMES = {WeightsFormat.TF_SLIM: "tf-slim checkpoint",
+                 WeightsFormat.KERAS_H5: "Keras-applications .h5"}
 
 
 def resolve_format(path, weights_format):
@@ -77,11 +80,17 @@ def _shape_problem(name, file_shape, var):
   return f"{name}: file has {tuple(file_shape)}, model needs {model_shape}"
 
 
-def _read_slim(extractor, path, targets):
-  """Returns ([(variable, value)], [problem]) from a tf-slim checkpoint."""
-  name_map = tf_slim_checkpoints.VARIABLE_MAPS.get(extractor.name)
+def _name_map(extractor, weights_format):
+  """The map the extractor registered for `weights_format`."""
+  name_map = extractor.imagenet_name_maps.get(weights_format)
   if name_map is None:
-    raise ValueError(f"no tf-slim checkpoint name map for {extractor.name}")
+    raise ValueError(f"no {_FORMAT_NAMES[weights_format]} name map for "
+                     f"{extractor.name}")
+  return name_map
+
+
+def _read_slim(name_map, path, targets):
+  """Returns ([(variable, value)], [problem]) from a tf-slim checkpoint."""
   try:
     reader = tf.train.load_checkpoint(path)
   except (tf.errors.OpError, ValueError) as e:
@@ -124,8 +133,8 @@ def _has_beta(name_map, layer_name, shapes):
 
 def _strip_index(weight_name):
   """'conv1_conv/kernel:0' -> 'kernel': files differ in prefix and suffix."""
-  base = weight_name.rsplit("/", 1)[-1]
-  return base.split(":", 1)[0]
+  last = weight_name.rsplit("/", 1)[-1]
+  return last.split(":", 1)[0]
 
 
 class _H5Layers:
@@ -163,11 +172,8 @@ class _H5Layers:
     return self._datasets(layer).get(_strip_index(weight))
 
 
-def _read_h5(extractor, path, targets):
+def _read_h5(name_map, path, targets):
   """Returns ([(variable, value)], [problem]) from a Keras .h5 weight file."""
-  name_map = keras_applications_h5.WEIGHT_MAPS.get(extractor.name)
-  if name_map is None:
-    raise ValueError(f"no Keras-applications .h5 name map for {extractor.name}")
   try:
     h5_file = h5py.File(path, "r")
   except OSError as e:
@@ -207,6 +213,32 @@ def _read_h5(extractor, path, targets):
   return assignments, problems
 
 
+def _require_file(path, weights_format):
+  """Raises FileNotFoundError unless the weights file (or prefix) exists."""
+  if weights_format == WeightsFormat.KERAS_H5:
+    exists = tf.io.gfile.exists(path)
+  else:
+    exists = any(tf.io.gfile.exists(p) for p in (path, path + ".index"))
+  if not exists:
+    raise FileNotFoundError(
+        f"feature_extractor.weights_path: {path} does not exist (ImageNet "
+        "weights are read from local files only)")
+
+
+def _load_error(extractor, path, problems):
+  """One ValueError naming the file and every problem, with a hint."""
+  lines = [f"cannot load {path} into {extractor.name} "
+           f"(filter_scale {extractor.filter_scale:g}): "
+           f"{len(problems)} problem(s):"]
+  lines += ["  " + p for p in problems]
+  if any("file has" in p for p in problems):
+    lines.append(
+        "  hint: shapes must match exactly; ImageNet files are full width, "
+        "so load them into a filter_scale 1.0 model (current: "
+        f"{extractor.filter_scale:g}) and prune it with compress.py")
+  return ValueError("\n".join(lines))
+
+
 def load_imagenet_weights(extractor, path,
                           weights_format=WeightsFormat.AUTO):
   """Assigns ImageNet weights from a local file to a built extractor.
@@ -235,34 +267,17 @@ def load_imagenet_weights(extractor, path,
     raise ValueError("feature_extractor.weights_path is empty")
   path = os.fspath(path)
   weights_format = resolve_format(path, weights_format)
-  if weights_format == WeightsFormat.KERAS_H5:
-    exists = tf.io.gfile.exists(path)
-  else:
-    exists = any(tf.io.gfile.exists(p) for p in (path, path + ".index"))
-  if not exists:
-    raise FileNotFoundError(
-        f"feature_extractor.weights_path: {path} does not exist (ImageNet "
-        "weights are read from local files only)")
+  _require_file(path, weights_format)
   targets = _targets(extractor)
   if not targets:
     raise ValueError(
         f"{extractor.name} has no built layers: call build() before loading "
         f"{path}")
-  if weights_format == WeightsFormat.KERAS_H5:
-    assignments, problems = _read_h5(extractor, path, targets)
-  else:
-    assignments, problems = _read_slim(extractor, path, targets)
+  read = _read_h5 if weights_format == WeightsFormat.KERAS_H5 else _read_slim
+  assignments, problems = read(_name_map(extractor, weights_format), path,
+                               targets)
   if problems:
-    lines = [f"cannot load {path} into {extractor.name} "
-             f"(filter_scale {extractor.filter_scale:g}): "
-             f"{len(problems)} problem(s):"]
-    lines += ["  " + p for p in problems]
-    if any("file has" in p for p in problems):
-      lines.append(
-          "  hint: shapes must match exactly; ImageNet files are full width, "
-          "so load them into a filter_scale 1.0 model (current: "
-          f"{extractor.filter_scale:g}) and prune it with compress.py")
-    raise ValueError("\n".join(lines))
+    raise _load_error(extractor, path, problems)
   for var, value in assignments:
     var.assign(np.asarray(value, dtype=var.dtype.as_numpy_dtype))
   logging.info("Loaded %d ImageNet weights into %s from %s",

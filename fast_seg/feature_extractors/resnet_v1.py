@@ -11,6 +11,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
+from third_party import keras_applications_h5
+from third_party import tf_slim_checkpoints
 
 # RGB ImageNet means that the slim model-zoo ResNets were trained with.
 _RGB_MEANS = (123.68, 116.78, 103.94)
@@ -22,9 +24,13 @@ _BLOCKS = (
     ("block3", 1024, 256, (1, 1, 1, 1, 1, 2)),
     ("block4", 2048, 512, (1, 1, 1)),
 )
+_BLOCK_DEPTHS = {name: (depth, bottleneck_depth)
+                 for name, depth, bottleneck_depth, _ in _BLOCKS}
 
 
-@base.register("resnet_v1_50")
+@base.register("resnet_v1_50", imagenet_name_maps={
+    base.WeightsFormat.TF_SLIM: tf_slim_checkpoints.resnet_v1_50,
+    base.WeightsFormat.KERAS_H5: keras_applications_h5.resnet50})
 class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
   """ResNet-50 v1 with stages stem (stride 4) and block1..block4."""
 
@@ -67,8 +73,8 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
 
   def _bottleneck(self, net, prefix, depth, bottleneck_depth, stride, rate):
     """One bottleneck_v1 unit; the stride sits on the 3x3 conv as in slim."""
-    depth = self.scaled_depth(depth)
-    bottleneck_depth = self.scaled_depth(bottleneck_depth)
+    depth = self.width(depth)
+    bottleneck_depth = self.width(bottleneck_depth)
     if net.shape[-1] == depth:
       shortcut = net
       if stride > 1:
@@ -92,18 +98,15 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
     prefix = self.name
     if stage_name == "stem":
       (conv_stride, conv_rate), (pool_stride, _) = self._stem_schedule
-      net = self._conv_bn(net, self.scaled_depth(64), 7, prefix + "_conv1",
+      net = self._conv_bn(net, self.width(64), 7, prefix + "_conv1",
                           strides=conv_stride, rate=conv_rate)
       return self._track(keras.layers.MaxPool2D(
           pool_size=3, strides=pool_stride, padding="same",
           name=prefix + "_pool1"))(net)
-    for block_name, depth, bottleneck_depth, _ in _BLOCKS:
-      if block_name != stage_name:
-        continue
-      schedule = self._unit_schedule[block_name]
-      for unit, (stride, rate) in enumerate(schedule, start=1):
-        net = self._bottleneck(
-            net, f"{prefix}_{block_name}_unit_{unit}", depth,
-            bottleneck_depth, stride, rate)
-      return net
-    raise ValueError(f"unknown stage '{stage_name}' of {self.name}")
+    # build() has checked the name: every other stage is a block.
+    depth, bottleneck_depth = _BLOCK_DEPTHS[stage_name]
+    schedule = self._unit_schedule[stage_name]
+    for unit, (stride, rate) in enumerate(schedule, start=1):
+      net = self._bottleneck(net, f"{prefix}_{stage_name}_unit_{unit}", depth,
+                             bottleneck_depth, stride, rate)
+    return net

@@ -22,8 +22,7 @@ from fast_seg.core import layers
 from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import base
-
-DEFAULT_AUX_WEIGHTS = {}
+from fast_seg.meta_architectures import config_checks
 
 # The published Cityscapes cell, DeepLab's
 # core/dense_prediction_cell_branch5_top1_cityscapes.json:
@@ -57,6 +56,63 @@ def default_atrous_rates(output_stride):
   return [rate * 16 // output_stride for rate in (6, 12, 18)]
 
 
+def _cell_op(op, op_path, index):
+  """(kernel, (rate_h, rate_w), input_index) of one DensePredictionCell op."""
+  if op.kernel_size not in (1, 3):
+    raise ValueError(f"{op_path}.kernel_size must be 1 or 3, got "
+                     f"{op.kernel_size}")
+  rate = list(op.rate) or [1]
+  if len(rate) == 1:
+    rate = rate * 2
+  if len(rate) != 2 or min(rate) < 1:
+    raise ValueError(f"{op_path}.rate must be one or two values >= 1 "
+                     f"(height, width), got {list(op.rate)}")
+  if not -1 <= op.input_index < index:
+    raise ValueError(
+        f"{op_path}.input_index must be -1 (the trunk output) or the "
+        f"index of an earlier op (0..{index - 1}), got {op.input_index}")
+  return (op.kernel_size, tuple(rate), op.input_index)
+
+
+def _dense_prediction_cell_kwargs(cell, cell_path, output_stride):
+  """Constructor arguments of a DensePredictionCell encoder head."""
+  ops = [_cell_op(op, f"{cell_path}.ops[{i}]", i)
+         for i, op in enumerate(cell.ops)]
+  if not ops:
+    # The published cell was searched at output stride 16; DeepLab doubles
+    # its rates at output stride 8, as it does ASPP's.
+    factor = 16 // output_stride
+    ops = [(kernel, (rate[0] * factor, rate[1] * factor), index)
+           for kernel, rate, index in DEFAULT_CELL_OPS]
+  return {"encoder": "dense_prediction_cell", "cell_ops": ops,
+          "encoder_depth": config_checks.positive(cell.depth,
+                                                  f"{cell_path}.depth")}
+
+
+def _aspp_kwargs(aspp, aspp_path, output_stride):
+  """Constructor arguments of an ASPP encoder head."""
+  rates = list(aspp.atrous_rates) or default_atrous_rates(output_stride)
+  return {"encoder": "aspp",
+          "atrous_rates": config_checks.all_at_least_one(
+              rates, f"{aspp_path}.atrous_rates"),
+          "encoder_depth": config_checks.positive(aspp.depth,
+                                                  f"{aspp_path}.depth"),
+          "image_pooling": aspp.image_pooling,
+          "separable_conv": aspp.separable_conv}
+
+
+def _low_level_stage(extractor, decoder_depth):
+  """The decoder's stride-4 stage (the last one), None without a decoder."""
+  low_level = [name for name in extractor.stage_names
+               if extractor.stage_strides[name] == LOW_LEVEL_STRIDE]
+  if decoder_depth > 0 and not low_level:
+    raise ValueError(
+        f"model.deeplab_v3_plus.feature_extractor: {extractor.name} "
+        f"has no stage at stride {LOW_LEVEL_STRIDE} for the decoder")
+  return low_level[-1] if low_level else None
+
+
+@model.register("deeplab_v3_plus")
 class DeepLabV3Plus(model.SegmentationModel):
   """DeepLabV3+ with an ASPP or dense-prediction-cell encoder head."""
 
@@ -65,7 +121,7 @@ class DeepLabV3Plus(model.SegmentationModel):
                decoder_depth=256, dropout_rate=0.1, encoder="aspp",
                encoder_depth=256, atrous_rates=None, image_pooling=True,
                separable_conv=True, cell_ops=DEFAULT_CELL_OPS):
-    """Stores the head settings and builds the Keras models.
+    """Stores the head settings; the base class then builds the models.
 
     Args:
       num_classes, ignore_label, feature_extractor, conv_hyperparams, loss,
@@ -87,14 +143,10 @@ class DeepLabV3Plus(model.SegmentationModel):
     if encoder not in ("aspp", "dense_prediction_cell"):
       raise ValueError(f"model.deeplab_v3_plus: unknown encoder '{encoder}'; "
                        "allowed: aspp, dense_prediction_cell")
-    strides = feature_extractor.stage_strides
-    low_level = [name for name in feature_extractor.stage_names
-                 if strides[name] == LOW_LEVEL_STRIDE]
-    if decoder_depth > 0 and not low_level:
-      raise ValueError(
-          f"model.deeplab_v3_plus.feature_extractor: {feature_extractor.name} "
-          f"has no stage at stride {LOW_LEVEL_STRIDE} for the decoder")
-    self.low_level_stage = low_level[-1] if low_level else None
+    super().__init__(num_classes, ignore_label, feature_extractor,
+                     conv_hyperparams, loss, name="deeplab_v3_plus",
+                     binary_output=binary_output)
+    self.low_level_stage = _low_level_stage(feature_extractor, decoder_depth)
     self.low_level_depth = low_level_depth
     self.decoder_depth = decoder_depth
     self.dropout_rate = dropout_rate
@@ -107,14 +159,37 @@ class DeepLabV3Plus(model.SegmentationModel):
     self.separable_conv = separable_conv
     self.cell_ops = tuple((kernel, tuple(rate), index)
                           for kernel, rate, index in cell_ops)
-    super().__init__(num_classes, ignore_label, feature_extractor,
-                     conv_hyperparams, loss, name="deeplab_v3_plus",
-                     binary_output=binary_output)
+
+  @classmethod
+  def kwargs_from_config(cls, config, field_path):
+    config_checks.require_output_stride(config, field_path, (8, 16),
+                                        "DeepLabV3+")
+    kwargs = {
+        "low_level_depth": config_checks.positive(
+            config.low_level_depth, f"{field_path}.low_level_depth"),
+        "decoder_depth": config.decoder_depth,
+        "dropout_rate": config.dropout_rate,
+    }
+    if config.decoder_depth < 0:
+      raise ValueError(f"{field_path}.decoder_depth must be >= 0 (0: no "
+                       f"decoder), got {config.decoder_depth}")
+    if not 0.0 <= config.dropout_rate < 1.0:
+      raise ValueError(f"{field_path}.dropout_rate must be in [0, 1), got "
+                       f"{config.dropout_rate}")
+    output_stride = config.feature_extractor.output_stride
+    if config.WhichOneof("encoder_head") == "dense_prediction_cell":
+      kwargs.update(_dense_prediction_cell_kwargs(
+          config.dense_prediction_cell, f"{field_path}.dense_prediction_cell",
+          output_stride))
+    else:
+      kwargs.update(_aspp_kwargs(config.aspp, f"{field_path}.aspp",
+                                 output_stride))
+    return kwargs
 
   def _width(self, depth):
     # Plain rounding (not MobileNet's multiples of 8), so that 0.5 halves
     # every head width as filter pruning does.
-    return base.scaled_width(depth, self.feature_extractor.filter_scale)
+    return self.feature_extractor.width(depth, base.Rounding.PLAIN)
 
   def _aspp(self, x):
     depth = self._width(self.encoder_depth)
@@ -175,5 +250,5 @@ class DeepLabV3Plus(model.SegmentationModel):
                                name=f"{_PREFIX}_encoder_dropout")(x)
     if self.decoder_depth > 0:
       x = self._decoder(x, endpoints[self.low_level_stage])
-    return {fields.PredictionFields.logits:
-            self.main_head(x, "deeplab_v3_plus_classifier")}
+    return x, {fields.PredictionFields.logits:
+               self.classifier("deeplab_v3_plus_classifier")(x)}

@@ -12,8 +12,9 @@ import tf_keras as keras
 from fast_seg.core import layers
 from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
+from fast_seg.feature_extractors import base
+from fast_seg.meta_architectures import config_checks
 
-DEFAULT_AUX_WEIGHTS = {}
 DEFAULT_DILATION_RATES = (1, 1, 2, 4, 4)
 DEFAULT_CONTEXT_DEPTH = 512
 DEFAULT_DECODER_DEPTH = 128
@@ -40,6 +41,7 @@ def trunk_stages(extractor):
   return first[4], first[8]
 
 
+@model.register("dilated_fcn")
 class DilatedFCN(model.SegmentationModel):
   """Trunk to stride 8, dilated context blocks, skip fusion from 8 and 4."""
 
@@ -48,15 +50,28 @@ class DilatedFCN(model.SegmentationModel):
                dilation_rates=DEFAULT_DILATION_RATES,
                context_depth=DEFAULT_CONTEXT_DEPTH,
                decoder_depth=DEFAULT_DECODER_DEPTH):
-    self.dilation_rates = tuple(int(r) for r in dilation_rates)
-    if any(r < 1 for r in self.dilation_rates):
-      raise ValueError("model.dilated_fcn.dilation_rates must all be >= 1, "
-                       f"got {list(self.dilation_rates)}")
-    self.context_depth = int(context_depth)
-    self.decoder_depth = int(decoder_depth)
     super().__init__(num_classes, ignore_label, feature_extractor,
                      conv_hyperparams, loss, name="dilated_fcn",
                      binary_output=binary_output)
+    self.dilation_rates = tuple(int(r) for r in dilation_rates)
+    self.context_depth = int(context_depth)
+    self.decoder_depth = int(decoder_depth)
+
+  @classmethod
+  def kwargs_from_config(cls, config, field_path):
+    config_checks.require_output_stride(
+        config, field_path, (8,),
+        "DilatedFCN (its trunk is built up to the stride-8 stage; dilated "
+        "blocks replace the rest)")
+    rates = list(config.dilation_rates) or list(DEFAULT_DILATION_RATES)
+    return {
+        "dilation_rates": config_checks.all_at_least_one(
+            rates, f"{field_path}.dilation_rates"),
+        "context_depth": config_checks.positive(
+            config.context_depth, f"{field_path}.context_depth"),
+        "decoder_depth": config_checks.positive(
+            config.decoder_depth, f"{field_path}.decoder_depth"),
+    }
 
   def _build_heads(self, images):
     extractor = self.feature_extractor
@@ -64,8 +79,8 @@ class DilatedFCN(model.SegmentationModel):
     endpoints = extractor.build(images, last_stage=stage8)
     skip4, skip8 = endpoints[stage4], endpoints[stage8]
     # Widths scale like the trunk's, so pruning narrows the head too.
-    context_width = extractor.scaled_depth(self.context_depth)
-    width = extractor.scaled_depth(self.decoder_depth)
+    context_width = extractor.width(self.context_depth, base.Rounding.BACKBONE)
+    width = extractor.width(self.decoder_depth, base.Rounding.BACKBONE)
     x = skip8
     for i, rate in enumerate(self.dilation_rates, start=1):
       x = self.separable_conv_bn(x, context_width,
@@ -82,5 +97,5 @@ class DilatedFCN(model.SegmentationModel):
                         relu=False)])
     x = keras.layers.ReLU(name="dilated_fcn_fuse4_relu")(x)
     x = self.separable_conv_bn(x, width, "dilated_fcn_decoder")
-    return {fields.PredictionFields.logits:
-            self.main_head(x, "dilated_fcn_classifier")}
+    return x, {fields.PredictionFields.logits:
+               self.classifier("dilated_fcn_classifier")(x)}

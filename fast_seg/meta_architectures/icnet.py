@@ -18,29 +18,42 @@ import tf_keras as keras
 from fast_seg.core import layers
 from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
+from fast_seg.feature_extractors import base
+from fast_seg.meta_architectures import config_checks
 
 AUX_1_8 = "aux_1_8"
 AUX_1_16 = "aux_1_16"
-# Loss weights of the cascade label guidance, in Loss.aux_weights order.
-DEFAULT_AUX_WEIGHTS = {AUX_1_8: 0.4, AUX_1_16: 0.4}
 DEFAULT_PYRAMID_BINS = (1, 2, 3, 4)
 # The trunk runs on I/2 and is split where it reaches stride 8 of its input.
 TRUNK_SPLIT_STRIDE = 8
 
 
+@model.register("icnet")
 class ICNet(model.SegmentationModel):
   """Image cascade network on a ResNet or MobileNet trunk."""
+
+  # Loss weights of the cascade label guidance, in Loss.aux_weights order.
+  default_aux_weights = {AUX_1_8: 0.4, AUX_1_16: 0.4}
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
                conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
                binary_output=None):
-    self.pyramid_bins = tuple(pyramid_bins)
     super().__init__(num_classes, ignore_label, feature_extractor,
                      conv_hyperparams, loss, name="icnet",
                      binary_output=binary_output)
+    self.pyramid_bins = tuple(pyramid_bins)
+
+  @classmethod
+  def kwargs_from_config(cls, config, field_path):
+    config_checks.require_output_stride(
+        config, field_path, (TRUNK_SPLIT_STRIDE,),
+        "ICNet (its trunk is split at stride 8 of the half-resolution input)")
+    return {"pyramid_bins": config_checks.pyramid_bins(
+        config, field_path, DEFAULT_PYRAMID_BINS)}
 
   def _width(self, depth):
-    return self.feature_extractor.scaled_depth(depth)
+    # The trunk's own rule: the heads shrink like the trunk they sit on.
+    return self.feature_extractor.width(depth, base.Rounding.BACKBONE)
 
   def _split_stage(self):
     """First trunk stage at stride 8 of its input: the half-res feature."""
@@ -86,9 +99,9 @@ class ICNet(model.SegmentationModel):
     cff1, psp_up = self._cascade_feature_fusion(psp, f_half, "icnet_cff1")
     cff2, cff1_up = self._cascade_feature_fusion(cff1, f_full, "icnet_cff2")
     quarter_res = layers.ResizeByFactor(2.0, name="icnet_final_upsample")(cff2)
-    return {
+    return quarter_res, {
         fields.PredictionFields.logits:
-            self.main_head(quarter_res, "icnet_classifier"),
+            self.classifier("icnet_classifier")(quarter_res),
         AUX_1_16: self.classifier("icnet_aux_1_16_classifier")(psp_up),
         AUX_1_8: self.classifier("icnet_aux_1_8_classifier")(cff1_up),
     }

@@ -17,8 +17,9 @@ from fast_seg.core import layers
 from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import base
+from fast_seg.meta_architectures import config_checks
+from fast_seg.protos import model_pb2
 
-DEFAULT_AUX_WEIGHTS = {}
 UPSAMPLINGS = ("transposed_conv", "bilinear")
 
 # (skip stride, nominal width) of the decoder steps, deepest first.
@@ -28,19 +29,22 @@ _FINAL_WIDTH = 32
 _ENCODER_STRIDE = 32
 
 
-def decoder_width(nominal, decoder_width_multiplier, filter_scale):
+def decoder_width(extractor, nominal, decoder_width_multiplier):
   """Width of a decoder conv: scaled by both multipliers, at least 1.
 
   Args:
+    extractor: the encoder; its filter_scale applies to the decoder too, so
+      pruning the model to a filter_scale narrows the decoder as well.
     nominal: the width of the full model (512, 256, 128, 64 or 32).
     decoder_width_multiplier: the decoder's own multiplier.
-    filter_scale: the feature extractor's filter_scale, so pruning the model
-      to a filter_scale narrows the decoder too.
 
   Returns:
-    int, max(1, round(nominal * decoder_width_multiplier * filter_scale)).
+    int, max(1, round(nominal * decoder_width_multiplier * filter_scale)):
+    plain rounding on every encoder, as filter pruning keeps round(scale *
+    filters) filters.
   """
-  return base.scaled_width(nominal * decoder_width_multiplier, filter_scale)
+  return extractor.width(nominal * decoder_width_multiplier,
+                         base.Rounding.PLAIN)
 
 
 def skip_stages(extractor):
@@ -67,28 +71,39 @@ def skip_stages(extractor):
   return by_stride
 
 
+@model.register("mobile_unet")
 class MobileUNet(model.SegmentationModel):
   """MobileNet encoder to stride 32, U-Net decoder to the input resolution."""
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
                conv_hyperparams, loss, binary_output=None,
                decoder_width_multiplier=1.0, upsampling="transposed_conv"):
+    # Not a config check: the config's enum always names a known one.
     if upsampling not in UPSAMPLINGS:
       raise ValueError(f"model.mobile_unet.upsampling: unknown '{upsampling}'; "
                        f"allowed: {', '.join(UPSAMPLINGS)}")
-    if not decoder_width_multiplier > 0:
-      raise ValueError("model.mobile_unet.decoder_width_multiplier must be "
-                       f"> 0, got {decoder_width_multiplier}")
-    self.decoder_width_multiplier = float(decoder_width_multiplier)
-    self.upsampling = upsampling
     super().__init__(num_classes, ignore_label, feature_extractor,
                      conv_hyperparams, loss, name="mobile_unet",
                      binary_output=binary_output)
+    self.decoder_width_multiplier = float(decoder_width_multiplier)
+    self.upsampling = upsampling
+
+  @classmethod
+  def kwargs_from_config(cls, config, field_path):
+    config_checks.require_output_stride(
+        config, field_path, (_ENCODER_STRIDE,),
+        "MobileUNet (its encoder goes down to 1/32)")
+    return {
+        "decoder_width_multiplier": config_checks.positive(
+            config.decoder_width_multiplier,
+            f"{field_path}.decoder_width_multiplier"),
+        "upsampling": model_pb2.Upsampling.Name(config.upsampling).lower(),
+    }
 
   def decoder_width(self, nominal):
     """This model's width for a decoder conv of nominal width `nominal`."""
-    return decoder_width(nominal, self.decoder_width_multiplier,
-                         self.feature_extractor.filter_scale)
+    return decoder_width(self.feature_extractor, nominal,
+                         self.decoder_width_multiplier)
 
   def _upsample(self, x, reference, width, name):
     """x2 to `reference`'s size: transposed conv or bilinear + 1x1 conv."""
@@ -122,5 +137,5 @@ class MobileUNet(model.SegmentationModel):
     width = self.decoder_width(_FINAL_WIDTH)
     x = self._upsample(x, images, width, "mobile_unet_up1")
     x = self.separable_conv_bn(x, width, "mobile_unet_up1")
-    return {fields.PredictionFields.logits:
-            self.main_head(x, "mobile_unet_classifier")}
+    return x, {fields.PredictionFields.logits:
+               self.classifier("mobile_unet_classifier")(x)}

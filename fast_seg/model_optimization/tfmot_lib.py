@@ -19,19 +19,20 @@ UpdatePruningStep callback is done here: `start` sets every wrapper's
 pruning_step to the global step, and `apply_masks` zeroes the pruned weights
 before a checkpoint or a summary. The wrappers' call itself (training=True)
 advances pruning_step and updates the masks on schedule.
+
+quantization.py annotates a model's layers for QAT; what an export reports of
+the result (sparsity, gzip sizes) is fast_seg.export.size_report's.
 """
 
 import copy
-import zlib
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
-from fast_seg.core import layers as seg_layers
 from fast_seg.core import standard_fields as fields
+from fast_seg.model_optimization import quantization
 from fast_seg.utils import checkpoint_util
 
 MAGNITUDE_PRUNING = "magnitude_pruning"
@@ -39,11 +40,6 @@ QUANTIZATION_AWARE_TRAINING = "quantization_aware_training"
 TECHNIQUES = (MAGNITUDE_PRUNING, QUANTIZATION_AWARE_TRAINING)
 # Checkpoint key of the wrappers' own variables, beside checkpoint_util.MODEL_KEY.
 STATE_KEY = "compression"
-# fast_seg's own layers, annotated with PassThroughQuantizeConfig.
-CUSTOM_LAYERS = (seg_layers.ResizeByFactor, seg_layers.ResizeLike,
-                 seg_layers.AdaptiveAveragePool)
-# Sparsity below this is not listed per layer in the console report.
-REPORT_MIN_SPARSITY = 0.01
 
 
 # -- config -----------------------------------------------------------------
@@ -135,74 +131,6 @@ def validate(train_config):
     raise ValueError("train_config.quantization_aware_training does not "
                      "support train_config.mixed_precision; train in float32")
   return technique
-
-
-# -- quantization -----------------------------------------------------------
-
-
-class PassThroughQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
-  """Quantizes nothing in the layer: no weights, no output quantizer.
-
-  For fast_seg's resize and adaptive-pooling layers (no weights), which
-  tfmot's registry does not know: TFLite's int8 AVERAGE_POOL_2D needs its
-  input's scale on its output, so they must not get a quantizer of their
-  own; the converter carries the scale of their input through them. Also
-  lets quantize_apply accept any other layer it does not know, which then
-  runs in float after conversion.
-  """
-
-  def get_weights_and_quantizers(self, layer):
-    return []
-
-  def get_activations_and_quantizers(self, layer):
-    return []
-
-  def set_quantize_weights(self, layer, quantize_weights):
-    pass
-
-  def set_quantize_activations(self, layer, quantize_activations):
-    pass
-
-  def get_output_quantizers(self, layer):
-    return []
-
-  def get_config(self):
-    return {}
-
-
-def _annotate(layer, registry):
-  if isinstance(layer, CUSTOM_LAYERS):
-    quantize_config = PassThroughQuantizeConfig()
-  elif (registry.supports(layer)
-        or isinstance(layer, keras.layers.BatchNormalization)):
-    # tfmot's default. Batch norm is not in the registry: tfmot's Conv+BN
-    # transforms handle it (TFLite folds it into the conv), and only when
-    # it has no QuantizeConfig of its own.
-    quantize_config = None
-  else:
-    logging.warning("quantization_aware_training: %s (%s) is not quantized",
-                    layer.name, type(layer).__name__)
-    quantize_config = PassThroughQuantizeConfig()
-  return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config)
-
-
-def quantize_model(keras_model):
-  """A fake-quantized copy of `keras_model` (tfmot default 8-bit scheme).
-
-  Every layer is annotated: tfmot's default where its registry (or its
-  Conv+BatchNorm transforms) know the layer, PassThroughQuantizeConfig for
-  CUSTOM_LAYERS and any other layer. Layer names are kept inside the
-  `quant_<name>` wrappers; the weights are copied.
-  """
-  registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
-  annotated = keras.models.clone_model(
-      keras_model, clone_function=lambda layer: _annotate(layer, registry))
-  # quantize_apply clones the model through its config.
-  custom_objects = {type(layer).__name__: type(layer)
-                    for layer in keras_model.layers}
-  custom_objects.update(PassThroughQuantizeConfig=PassThroughQuantizeConfig)
-  with tfmot.quantization.keras.quantize_scope(custom_objects):
-    return tfmot.quantization.keras.quantize_apply(annotated)
 
 
 # -- the wrapped model ------------------------------------------------------
@@ -477,105 +405,10 @@ def apply(model, train_config):
     # makes it see the pruned weights.
     inference_model = model.inference_model
   else:
-    keras_model = quantize_model(model.keras_model)
+    keras_model = quantization.quantize_model(model.keras_model)
     main = fields.PredictionFields.logits
     inference_model = keras.Model(keras_model.input, keras_model.output[main],
                                   name=model.inference_model.name)
   compression = Compression(technique, model, keras_model, inference_model)
   logging.info("%s: %d layers wrapped", technique, len(compression.wrappers))
   return compression
-
-
-# -- export report ----------------------------------------------------------
-
-
-def kernel_sparsity(keras_model):
-  """{layer name: (zero weights, weights)} of every conv kernel.
-
-  Conv2D and DepthwiseConv2D (tfmot wrappers unwrapped), in layer order.
-  """
-  result = {}
-  for layer in keras_model.layers:
-    # A wrapper's weights: a quantize wrapper's layer has lost its kernel.
-    inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
-    if not isinstance(inner, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
-      continue
-    weights = _unique_short_names(layer.weights)
-    kernel = weights.get("kernel", weights.get("depthwise_kernel"))
-    if kernel is not None:
-      values = kernel.numpy()
-      result[inner.name] = (int(values.size - np.count_nonzero(values)),
-                            int(values.size))
-  return result
-
-
-def gzip_size(paths):
-  """(bytes, gzip -9 bytes) of the files in `paths` together, streamed."""
-  raw = packed = 0
-  for path in paths:
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
-    with tf.io.gfile.GFile(path, "rb") as f:
-      while True:
-        chunk = f.read(1 << 22)
-        if not chunk:
-          break
-        raw += len(chunk)
-        packed += len(compressor.compress(chunk))
-    packed += len(compressor.flush())
-  return raw, packed
-
-
-def compression_report(keras_model, technique, frozen_graph_path,
-                       variables_paths):
-  """The `compression` entry of export_info.json.
-
-  Args:
-    keras_model: the exported inference model, weights loaded.
-    technique: the training run's TECHNIQUES name or None.
-    frozen_graph_path: the frozen GraphDef.
-    variables_paths: the SavedModel's variables files.
-
-  Returns:
-    dict with technique, conv_kernels {layer: {weights, sparsity}}, sparsity
-    (zeros over all conv kernel weights), and raw / gzip sizes in bytes.
-  """
-  kernels = kernel_sparsity(keras_model)
-  zeros = sum(z for z, _ in kernels.values())
-  total = sum(n for _, n in kernels.values())
-  graph_bytes, graph_gzip = gzip_size([frozen_graph_path])
-  variables_bytes, variables_gzip = gzip_size(variables_paths)
-  return {
-      "technique": technique,
-      "sparsity": round(zeros / total, 6) if total else 0.0,
-      "conv_kernels": {name: {"weights": n, "sparsity": round(z / n, 6)}
-                       for name, (z, n) in kernels.items()},
-      "frozen_graph_bytes": graph_bytes,
-      "frozen_graph_gzip_bytes": graph_gzip,
-      "saved_model_variables_bytes": variables_bytes,
-      "saved_model_variables_gzip_bytes": variables_gzip,
-  }
-
-
-def format_report(report):
-  """A console table: layers with >= 1% zeros, the total, the sizes."""
-  rows = [(name, v["weights"], v["sparsity"])
-          for name, v in report["conv_kernels"].items()
-          if v["sparsity"] >= REPORT_MIN_SPARSITY]
-  total = sum(v["weights"] for v in report["conv_kernels"].values())
-  width = max([len(name) for name, _, _ in rows] + [len("all conv kernels")])
-  lines = [f"Conv kernel sparsity (fraction of zero weights)"
-           f"{', ' + report['technique'] if report['technique'] else ''}:"]
-  lines += [f"  {name:<{width}}  {n:>10,}  {100 * s:6.2f}%" for name, n, s in rows]
-  lines.append(f"  {'all conv kernels':<{width}}  {total:>10,}  "
-               f"{100 * report['sparsity']:6.2f}%"
-               + ("" if rows else "  (no layer has >= 1% zeros)"))
-
-  def size(raw, packed):
-    return f"{raw / 2**20:.2f} MiB, gzip {packed / 2**20:.2f} MiB"
-
-  lines.append("  frozen graph: " + size(report["frozen_graph_bytes"],
-                                         report["frozen_graph_gzip_bytes"]))
-  lines.append("  SavedModel variables: " + size(
-      report["saved_model_variables_bytes"],
-      report["saved_model_variables_gzip_bytes"]))
-  return "\n".join(lines)

@@ -8,7 +8,7 @@
 
 Models get random weights (nothing is loaded or downloaded): speed and size do
 not depend on them. Each model is measured as it is served, uint8 images in
-and labels out (export_lib.build_inference_function), on every path: the
+and labels out (inference_graph.build_inference_function), on every path: the
 tf.function (SavedModel path), the same compiled with XLA, the frozen graph in
 a TF1 Session, TFLite float32 and int8 (LiteRT with XNNPACK, `num_threads`
 threads) and ONNX Runtime (same thread count). The same run measures the
@@ -19,7 +19,9 @@ multiply-add as 2. `--train_configs` adds training throughput and peak memory
 in the row, so one failure never hides the other numbers.
 """
 
+import collections
 import datetime
+import functools
 import gc
 import json
 import os
@@ -35,7 +37,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.builders import model_builder
-from fast_seg.export import export_lib
+from fast_seg.export import inference_graph
+from fast_seg.export import onnx_format
+from fast_seg.export import serving
+from fast_seg.export import size_report
+from fast_seg.export import tflite_format
+from fast_seg.tools import train_benchmark
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
 
@@ -168,15 +175,9 @@ def measure_ceiling(runs=5):
   }
 
 
-def _frozen_runner(graph_def, images):
-  """A callable that runs the frozen graph in a Session, and the Session."""
-  graph = tf.Graph()
-  with graph.as_default():
-    tf.graph_util.import_graph_def(graph_def, name="")
-  session = tf.compat.v1.Session(graph=graph)
-  feed = {f"{export_lib.INPUT_NAME}:0": images}
-  fetch = f"{export_lib.OUTPUT_NAME}:0"
-  return (lambda: session.run(fetch, feed_dict=feed)), session
+def _served(serve, inputs):
+  """One run of a served function, waited for (numpy)."""
+  return serve(inputs)[serving.OUTPUT_NAME].numpy()
 
 
 def _override_num_classes(config, num_classes):
@@ -195,11 +196,6 @@ def _override_num_classes(config, num_classes):
     arch.ignore_label = 255
 
 
-def _dir_bytes(path):
-  return sum(os.path.getsize(os.path.join(root, name))
-             for root, _, names in os.walk(path) for name in names)
-
-
 class _PathTimer:
   """Times one path into `latency`, keeping a failure as that path's error."""
 
@@ -214,68 +210,92 @@ class _PathTimer:
       self.latency[path] = {"error": _short_error(e)}
 
 
-def _time_batch(model, shape, paths, runs, warmup, num_threads,
-                workdir, sizes, cleanup, fast_labels=False):
+# Where one config's measurements leave their files, their sizes
+# ({format_bN: bytes}) and the close() of what stays open (Sessions).
+_Scratch = collections.namedtuple("_Scratch", ["workdir", "sizes", "cleanup"])
+# How every config is timed: benchmark_config's arguments of that name.
+_Timing = collections.namedtuple(
+    "_Timing", ["paths", "runs", "warmup", "num_threads", "precisions",
+                "fast_labels"])
+
+
+def _frozen_runner(graph_def, images, scratch):
+  """One timed run of the frozen graph, in a Session open until cleanup."""
+  run, close = inference_graph.frozen_graph_runner(graph_def)
+  scratch.cleanup.append(close)
+  return lambda: run(images)
+
+
+def _time_graph_paths(timer, serve, graph_def, images, paths, scratch):
+  """The TensorFlow paths: the tf.function, with XLA, the frozen graph."""
+  inputs = tf.constant(images)
+  if KERAS in paths:
+    timer(KERAS, lambda: functools.partial(_served, serve, inputs))
+  if XLA in paths:
+    timer(XLA, lambda: functools.partial(
+        _served, inference_graph.with_xla(serve), inputs))
+  if FROZEN in paths:
+    timer(FROZEN, functools.partial(_frozen_runner, graph_def, images,
+                                    scratch))
+
+
+def _tflite_runner(saved_model_dir, images, path, quantize, num_threads,
+                   scratch):
+  """Converts to TFLite, records its size; returns one timed run."""
+  name = f"{path}_b{images.shape[0]}"
+  output = os.path.join(scratch.workdir, f"{name}.tflite")
+  # Random pixels calibrate int8 well enough for timing.
+  calibration = [images[:1], images[:1][:, ::-1]]
+  info = tflite_format.convert(
+      saved_model_dir, output, quantize=quantize,
+      representative_images=calibration if quantize == "int8" else None)
+  scratch.sizes[name] = info["bytes"]
+  run = tflite_format.Model(output, num_threads=num_threads)
+  return lambda: run(images)
+
+
+def _onnx_runner(saved_model_dir, images, num_threads, scratch):
+  """Converts to ONNX, records its size; returns one timed run."""
+  batch = images.shape[0]
+  output = os.path.join(scratch.workdir, f"model_b{batch}.onnx")
+  scratch.sizes[f"onnx_b{batch}"] = onnx_format.convert(
+      saved_model_dir, output)["bytes"]
+  run = onnx_format.Model(output, num_threads=num_threads)
+  return lambda: run(images)
+
+
+def _time_converted_paths(timer, model, serve, images, paths, num_threads,
+                          scratch):
+  """The runtimes converted from a SavedModel: TFLite, int8 and ONNX."""
+  batch = images.shape[0]
+  saved_model_dir = os.path.join(scratch.workdir, f"saved_model_b{batch}")
+  inference_graph.save_saved_model(model, serve, saved_model_dir)
+  scratch.sizes[f"saved_model_b{batch}"] = size_report.byte_size(
+      saved_model_dir)
+  for path, quantize in ((TFLITE, "none"), (TFLITE_INT8, "int8")):
+    if path in paths:
+      timer(path, functools.partial(_tflite_runner, saved_model_dir, images,
+                                    path, quantize, num_threads, scratch))
+  if ONNX in paths:
+    timer(ONNX, functools.partial(_onnx_runner, saved_model_dir, images,
+                                  num_threads, scratch))
+
+
+def _time_batch(model, shape, timing, scratch):
   """Latency of every requested path at one input shape."""
-  # Imported here: the converters are heavy and only these paths need them.
-  from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
-  from fast_seg.export import tflite_format  # pylint: disable=g-import-not-at-top
   latency = {}
-  timer = _PathTimer(latency, runs, warmup)
+  timer = _PathTimer(latency, timing.runs, timing.warmup)
   images = np.random.default_rng(0).integers(0, 256, size=shape,
                                              dtype=np.uint8)
-  inputs = tf.constant(images)
-  serve = export_lib.build_inference_function(model, tuple(shape),
-                                              fast_labels=fast_labels)
-  concrete = serve.get_concrete_function()
-  graph_def = export_lib.optimize_frozen_graph(export_lib.freeze(concrete))
-  if KERAS in paths:
-    timer(KERAS, lambda: lambda: serve(inputs)[export_lib.OUTPUT_NAME].numpy())
-  if XLA in paths:
-    def make_xla():
-      compiled = tf.function(serve.python_function,
-                             input_signature=serve.input_signature,
-                             jit_compile=True)
-      return lambda: compiled(inputs)[export_lib.OUTPUT_NAME].numpy()
-    timer(XLA, make_xla)
-  if FROZEN in paths:
-    def make_frozen():
-      run, session = _frozen_runner(graph_def, images)
-      cleanup.append(session.close)
-      return run
-    timer(FROZEN, make_frozen)
-  sizes[f"frozen_graph_b{shape[0]}"] = graph_def.ByteSize()
-  if not {TFLITE, TFLITE_INT8, ONNX} & set(paths):
-    return latency
-  saved_model_dir = os.path.join(workdir, f"saved_model_b{shape[0]}")
-  module = tf.Module()
-  module.model_variables = list(model.inference_model.variables)
-  module.serve = serve
-  tf.saved_model.save(module, saved_model_dir,
-                      signatures={"serving_default": concrete})
-  sizes[f"saved_model_b{shape[0]}"] = _dir_bytes(saved_model_dir)
-  for path, quantize in ((TFLITE, "none"), (TFLITE_INT8, "int8")):
-    if path not in paths:
-      continue
-    def make_tflite(quantize=quantize, path=path):
-      output = os.path.join(workdir, f"{path}_b{shape[0]}.tflite")
-      # Random pixels calibrate int8 well enough for timing.
-      calibration = [images[:1], images[:1][:, ::-1]]
-      info = tflite_format.convert(
-          saved_model_dir, output, quantize=quantize,
-          representative_images=calibration if quantize == "int8" else None)
-      sizes[f"{path}_b{shape[0]}"] = info["bytes"]
-      run = tflite_format.Model(output, num_threads=num_threads)
-      return lambda: run(images)
-    timer(path, make_tflite)
-  if ONNX in paths:
-    def make_onnx():
-      output = os.path.join(workdir, f"model_b{shape[0]}.onnx")
-      sizes[f"onnx_b{shape[0]}"] = onnx_format.convert(
-          saved_model_dir, output)["bytes"]
-      run = onnx_format.Model(output, num_threads=num_threads)
-      return lambda: run(images)
-    timer(ONNX, make_onnx)
+  serve = inference_graph.build_inference_function(
+      model, tuple(shape), fast_labels=timing.fast_labels)
+  graph_def = inference_graph.optimize_frozen_graph(
+      inference_graph.freeze(serve.get_concrete_function()))
+  _time_graph_paths(timer, serve, graph_def, images, timing.paths, scratch)
+  scratch.sizes[f"frozen_graph_b{shape[0]}"] = graph_def.ByteSize()
+  if {TFLITE, TFLITE_INT8, ONNX} & set(timing.paths):
+    _time_converted_paths(timer, model, serve, images, timing.paths,
+                          timing.num_threads, scratch)
   return latency
 
 
@@ -290,16 +310,73 @@ def _time_precision(config, precision, shape, runs, warmup):
     keras.mixed_precision.set_global_policy("float32")
   images = tf.constant(np.random.default_rng(0).integers(
       0, 256, size=shape, dtype=np.uint8))
-  serve = export_lib.build_inference_function(model, tuple(shape))
+  serve = inference_graph.build_inference_function(model, tuple(shape))
   timer(f"{KERAS}_{precision}",
-        lambda: lambda: serve(images)[export_lib.OUTPUT_NAME].numpy())
-  def make_xla():
-    compiled = tf.function(serve.python_function,
-                           input_signature=serve.input_signature,
-                           jit_compile=True)
-    return lambda: compiled(images)[export_lib.OUTPUT_NAME].numpy()
-  timer(f"{XLA}_{precision}", make_xla)
+        lambda: functools.partial(_served, serve, images))
+  timer(f"{XLA}_{precision}", lambda: functools.partial(
+      _served, inference_graph.with_xla(serve), images))
   return latency
+
+
+def _check_paths(paths):
+  unknown = set(paths) - set(PATHS)
+  if unknown:
+    raise ValueError(f"--paths: unknown {sorted(unknown)}; allowed: "
+                     f"{', '.join(PATHS)}")
+
+
+def _build(config_path, num_classes, shape, row):
+  """(config, model) of a config; fills in the row's model fields and cost."""
+  config = config_util.load_pipeline_config(config_path)
+  if num_classes is not None:
+    _override_num_classes(config, num_classes)
+  arch = config_util.get_model_config(config.model)
+  row.update(architecture=config.model.WhichOneof("model"),
+             feature_extractor=arch.feature_extractor.type,
+             filter_scale=round(arch.feature_extractor.filter_scale, 4),
+             num_classes=arch.num_classes)
+  model = model_builder.build(config.model)
+  row["params"] = int(model.inference_model.count_params())
+  single = inference_graph.build_inference_function(model, (1,) + shape[1:])
+  row["flops"] = inference_graph.count_flops(
+      inference_graph.freeze(single.get_concrete_function()))
+  row["gflops"] = row["flops"] / 1e9
+  return config, model
+
+
+def _time_batches(row, config, model, shape, batch_sizes, timing, scratch):
+  """row['latency_ms'] and row['fps'] of every batch size (and precision)."""
+  for batch in batch_sizes:
+    batch_shape = (batch,) + shape[1:]
+    latency = _time_batch(model, batch_shape, timing, scratch)
+    if batch == batch_sizes[0]:
+      for precision in timing.precisions:
+        latency.update(_time_precision(config, precision, batch_shape,
+                                       timing.runs, timing.warmup))
+    row["latency_ms"][str(batch)] = latency
+    row["fps"][str(batch)] = {
+        path: 1000.0 * batch / entry["median"]
+        for path, entry in latency.items() if "median" in entry}
+
+
+def _achieved_fractions(row, batch, ceiling):
+  """{path: achieved FLOP/s / conv ceiling} at the first batch size."""
+  fractions = {}
+  for path, entry in row["latency_ms"].get(str(batch), {}).items():
+    if "median" in entry:
+      achieved = row["flops"] * batch / (entry["median"] / 1000.0) / 1e9
+      fractions[path] = achieved / ceiling["conv3x3_gflops"]
+  return fractions
+
+
+def _release(scratch):
+  """Closes what the timings left open and drops the model before the next."""
+  for close in scratch.cleanup:
+    close()
+  shutil.rmtree(scratch.workdir, ignore_errors=True)
+  # Drop this model before the next one is built (memory, layer names).
+  keras.backend.clear_session()
+  gc.collect()
 
 
 def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
@@ -329,62 +406,27 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     achieved_fraction {path: FLOP/s / conv ceiling} (batch 1), and `error`
     when the model could not be built (the fields measured before stay).
   """
-  unknown = set(paths) - set(PATHS)
-  if unknown:
-    raise ValueError(f"--paths: unknown {sorted(unknown)}; allowed: "
-                     f"{', '.join(PATHS)}")
-  name = os.path.splitext(os.path.basename(config_path))[0]
+  _check_paths(paths)
   shape = tuple(input_shape)
   batch_sizes = list(batch_sizes or [shape[0]])
-  row = {"config": config_path, "name": name, "input_shape": list(shape),
-         "params": None, "flops": None, "gflops": None, "sizes": {},
-         "latency_ms": {}, "fps": {}, "achieved_fraction": {}, "error": None}
-  workdir = tempfile.mkdtemp(prefix="fast_seg_bench_")
-  cleanup = []
+  row = {"config": config_path,
+         "name": os.path.splitext(os.path.basename(config_path))[0],
+         "input_shape": list(shape), "params": None, "flops": None,
+         "gflops": None, "sizes": {}, "latency_ms": {}, "fps": {},
+         "achieved_fraction": {}, "error": None}
+  timing = _Timing(paths, runs, warmup, num_threads, precisions, fast_labels)
+  scratch = _Scratch(tempfile.mkdtemp(prefix="fast_seg_bench_"), row["sizes"],
+                     [])
   try:
-    config = config_util.load_pipeline_config(config_path)
-    if num_classes is not None:
-      _override_num_classes(config, num_classes)
-    arch = config_util.get_model_config(config.model)
-    row.update(architecture=config.model.WhichOneof("model"),
-               feature_extractor=arch.feature_extractor.type,
-               filter_scale=round(arch.feature_extractor.filter_scale, 4),
-               num_classes=arch.num_classes)
-    model = model_builder.build(config.model)
-    row["params"] = int(model.inference_model.count_params())
-    single = export_lib.build_inference_function(model, (1,) + shape[1:])
-    row["flops"] = export_lib.count_flops(
-        export_lib.freeze(single.get_concrete_function()))
-    row["gflops"] = row["flops"] / 1e9
-    for batch in batch_sizes:
-      batch_shape = (batch,) + shape[1:]
-      latency = _time_batch(model, batch_shape, paths, runs, warmup,
-                            num_threads, workdir, row["sizes"], cleanup,
-                            fast_labels)
-      if batch == batch_sizes[0]:
-        for precision in precisions:
-          latency.update(_time_precision(config, precision, batch_shape, runs,
-                                         warmup))
-      row["latency_ms"][str(batch)] = latency
-      row["fps"][str(batch)] = {
-          path: 1000.0 * batch / entry["median"]
-          for path, entry in latency.items() if "median" in entry}
-    first = row["latency_ms"].get(str(batch_sizes[0]), {})
+    config, model = _build(config_path, num_classes, shape, row)
+    _time_batches(row, config, model, shape, batch_sizes, timing, scratch)
     if ceiling:
-      for path, entry in first.items():
-        if "median" in entry:
-          achieved = (row["flops"] * batch_sizes[0]
-                      / (entry["median"] / 1000.0) / 1e9)
-          row["achieved_fraction"][path] = achieved / ceiling["conv3x3_gflops"]
+      row["achieved_fraction"] = _achieved_fractions(row, batch_sizes[0],
+                                                     ceiling)
   except Exception as e:  # pylint: disable=broad-except
     row["error"] = _short_error(e)
   finally:
-    for close in cleanup:
-      close()
-    shutil.rmtree(workdir, ignore_errors=True)
-    # Drop this model before the next one is built (memory, layer names).
-    keras.backend.clear_session()
-    gc.collect()
+    _release(scratch)
   return row
 
 
@@ -434,13 +476,11 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
     row["wall_s"] = time.perf_counter() - start
     report["rows"].append(row)
     save()
-  if train_configs:
-    from fast_seg.tools import train_benchmark  # pylint: disable=g-import-not-at-top
-    for path in train_configs:
-      log(f"training throughput and memory of {path} ...")
-      report["training"].append(train_benchmark.measure_all(
-          path, steps=train_steps, input_path=train_input_path))
-      save()
+  for path in train_configs:
+    log(f"training throughput and memory of {path} ...")
+    report["training"].append(train_benchmark.measure_all(
+        path, steps=train_steps, input_path=train_input_path))
+    save()
   return report
 
 
@@ -468,9 +508,8 @@ def _latency_cell(entry):
   return f"{entry['median']:.1f}"
 
 
-def format_table(report):
-  """Markdown tables of the report: machine, models, latency, training."""
-  ceiling = report.get("ceiling") or {}
+def _setting_lines(report):
+  """The machine, the versions and how the numbers were taken."""
   out = [f"{report['device']}, TensorFlow {report['tensorflow']}, "
          f"{report['date']}; input {'x'.join(map(str, report['input_shape'][1:3]))}; "
          f"median of {report['runs']} runs after {report['warmup']} warm-up; "
@@ -478,14 +517,21 @@ def format_table(report):
          f"threads; {report['flops']}"
          + ("; labels upsampled from the logits (--fast_labels)."
             if report.get("fast_labels") else ".")]
+  ceiling = report.get("ceiling") or {}
   if ceiling:
     out.append(f"Machine ceiling: matmul {ceiling['matmul_gflops']:.1f} "
                f"GFLOP/s, 3x3 conv {ceiling['conv3x3_gflops']:.1f} GFLOP/s.")
+  return out
+
+
+def _latency_tables(report):
+  """One table per batch size: a row per config, a column per path."""
   rows = report["rows"]
   paths = []
   for row in rows:
     for latency in row.get("latency_ms", {}).values():
       paths += [p for p in latency if p not in paths]
+  out = []
   for batch in report["batch_sizes"]:
     header = ["config", "params M", "GFLOPs"] + [f"{p} ms" for p in paths]
     lines = []
@@ -496,57 +542,88 @@ def format_table(report):
                     f"{row['gflops']:.2f}" if row.get("gflops") else "-"]
                    + [_latency_cell(latency.get(p)) for p in paths])
     out += ["", f"Latency, batch {batch}:"] + _markdown(header, lines)
+  return out
+
+
+def _throughput_line(row, first):
+  """A config's best fps, achieved fractions and sizes; None: no timing."""
+  fps = row.get("fps", {}).get(first, {})
+  if not fps:
+    return None
+  best = max(fps, key=fps.get)
+  fraction = row.get("achieved_fraction", {})
+  return [row["name"], f"{fps[best]:.2f} ({best})",
+          f"{100 * fraction[KERAS]:.1f}%" if KERAS in fraction else "-",
+          f"{100 * max(fraction.values()):.1f}%" if fraction else "-",
+          ", ".join(f"{k} {v / 1e6:.1f}" for k, v in
+                    sorted(row.get("sizes", {}).items())
+                    if k.endswith(f"_b{first}"))]
+
+
+def _throughput_table(report):
   first = str(report["batch_sizes"][0])
-  lines = []
-  for row in rows:
-    fps = row.get("fps", {}).get(first, {})
-    if not fps:
-      continue
-    best = max(fps, key=fps.get)
-    fraction = row.get("achieved_fraction", {})
-    lines.append([row["name"], f"{fps[best]:.2f} ({best})",
-                  f"{100 * fraction[KERAS]:.1f}%" if KERAS in fraction else "-",
-                  f"{100 * max(fraction.values()):.1f}%" if fraction else "-",
-                  ", ".join(f"{k} {v / 1e6:.1f}" for k, v in
-                            sorted(row.get("sizes", {}).items())
-                            if k.endswith(f"_b{first}"))])
-  if lines:
-    out += ["", f"Throughput at batch {first} (achieved = FLOP/s / 3x3-conv "
-            "ceiling; sizes in MB):"]
-    out += _markdown(["config", "best fps", "achieved keras", "achieved best",
-                      "sizes MB"], lines)
+  lines = [line for line in (_throughput_line(row, first)
+                             for row in report["rows"]) if line]
+  if not lines:
+    return []
+  return (["", f"Throughput at batch {first} (achieved = FLOP/s / 3x3-conv "
+           "ceiling; sizes in MB):"]
+          + _markdown(["config", "best fps", "achieved keras", "achieved best",
+                       "sizes MB"], lines))
+
+
+def _training_notes(entry):
+  """A training entry's pipeline overhead, memory saving and errors."""
+  out = []
+  if "pipeline_overhead" in entry:
+    out.append(f"{entry['name']}: the pipeline costs "
+               f"{100 * entry['pipeline_overhead']:.1f}% of synthetic "
+               "images/s")
+  if "memory_saving_ratio" in entry:
+    out.append(f"{entry['name']}: memory saving peak x"
+               f"{entry['memory_saving_ratio']:.2f}")
+  for result in entry["results"]:
+    if "error" in result:
+      out.append(f"{entry['name']} {result['mode']}: {result['error']}")
+  return out
+
+
+def _training_table(report):
   training = report.get("training") or []
-  if training:
-    lines = []
-    for entry in training:
-      for result in entry["results"]:
-        lines.append([entry["name"], result["mode"],
-                      f"{result['images_per_second']:.2f}"
-                      if "images_per_second" in result else "error",
-                      f"{result['peak_memory_mb']:.0f}"
-                      if "peak_memory_mb" in result else "-"])
-    out += ["", "Training (the config's global batch; peak memory = process "
-            "peak RSS on a CPU, allocator peak on a GPU):"]
-    out += _markdown(["config", "mode", "images/s", "peak MB"], lines)
-    for entry in training:
-      if "pipeline_overhead" in entry:
-        out.append(f"{entry['name']}: the pipeline costs "
-                   f"{100 * entry['pipeline_overhead']:.1f}% of synthetic "
-                   "images/s")
-      if "memory_saving_ratio" in entry:
-        out.append(f"{entry['name']}: memory saving peak x"
-                   f"{entry['memory_saving_ratio']:.2f}")
-      for result in entry["results"]:
-        if "error" in result:
-          out.append(f"{entry['name']} {result['mode']}: {result['error']}")
-  for row in rows:
+  if not training:
+    return []
+  lines = [[entry["name"], result["mode"],
+            f"{result['images_per_second']:.2f}"
+            if "images_per_second" in result else "error",
+            f"{result['peak_memory_mb']:.0f}"
+            if "peak_memory_mb" in result else "-"]
+           for entry in training for result in entry["results"]]
+  out = ["", "Training (the config's global batch; peak memory = process "
+         "peak RSS on a CPU, allocator peak on a GPU):"]
+  out += _markdown(["config", "mode", "images/s", "peak MB"], lines)
+  for entry in training:
+    out += _training_notes(entry)
+  return out
+
+
+def _error_lines(report):
+  """Every config and path that failed, with its error."""
+  out = []
+  for row in report["rows"]:
     if row.get("error"):
       out.append(f"{row['name']}: error: {row['error']}")
     for batch, latency in row.get("latency_ms", {}).items():
       for path, entry in latency.items():
         if "error" in entry:
           out.append(f"{row['name']} batch {batch} {path}: {entry['error']}")
-  return "\n".join(out)
+  return out
+
+
+def format_table(report):
+  """Markdown tables of the report: machine, models, latency, training."""
+  return "\n".join(_setting_lines(report) + _latency_tables(report)
+                   + _throughput_table(report) + _training_table(report)
+                   + _error_lines(report))
 
 
 flags.DEFINE_list("configs", [],
@@ -584,7 +661,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  input_shape = export_lib.parse_shape(FLAGS.input_shape, 4, "--input_shape")
+  input_shape = cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")
   if FLAGS.num_classes is not None and FLAGS.num_classes < 1:
     raise ValueError(f"--num_classes must be >= 1, got {FLAGS.num_classes}")
   if FLAGS.runs < 1 or FLAGS.warmup < 0:

@@ -9,6 +9,7 @@ For each image or frame: `<name>_labels.png` (class ids, the image's size,
 cropped rows 255) and `<name>_overlay.png` (colours blended over the image).
 """
 
+import collections
 import glob
 import os
 import statistics
@@ -21,7 +22,10 @@ import tensorflow as tf
 from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
-from fast_seg.export import export_lib
+from fast_seg.export import inference_graph
+from fast_seg.export import onnx_format
+from fast_seg.export import serving
+from fast_seg.export import tflite_format
 from fast_seg.utils import config_util
 from fast_seg.utils import visualization
 
@@ -38,17 +42,17 @@ MODEL_SUFFIXES = (".pb", ".tflite", ".onnx")
 
 
 class SavedModelPredictor:
-  """The serving_default signature of a SavedModel."""
+  """The serving signature of a SavedModel."""
 
   def __init__(self, path):
-    self._serve = tf.saved_model.load(path).signatures["serving_default"]
-    spec = self._serve.structured_input_signature[1][export_lib.INPUT_NAME]
+    self._serve = inference_graph.load_saved_model(path)
+    spec = self._serve.structured_input_signature[1][serving.INPUT_NAME]
     self.input_shape = tuple(spec.shape)
     self.input_dtype = spec.dtype.as_numpy_dtype
 
   def run(self, batch):
-    outputs = self._serve(**{export_lib.INPUT_NAME: tf.constant(batch)})
-    return outputs[export_lib.OUTPUT_NAME].numpy()
+    outputs = self._serve(**{serving.INPUT_NAME: tf.constant(batch)})
+    return outputs[serving.OUTPUT_NAME].numpy()
 
 
 class FrozenGraphPredictor:
@@ -60,11 +64,11 @@ class FrozenGraphPredictor:
     wrapped = tf.compat.v1.wrap_function(
         lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     try:
-      inputs = wrapped.graph.get_tensor_by_name(f"{export_lib.INPUT_NAME}:0")
-      outputs = wrapped.graph.get_tensor_by_name(f"{export_lib.OUTPUT_NAME}:0")
+      inputs = wrapped.graph.get_tensor_by_name(serving.INPUT_TENSOR)
+      outputs = wrapped.graph.get_tensor_by_name(serving.OUTPUT_TENSOR)
     except KeyError:
-      raise ValueError(f"{path}: no {export_lib.INPUT_NAME}:0 / "
-                       f"{export_lib.OUTPUT_NAME}:0 tensors") from None
+      raise ValueError(f"{path}: no {serving.INPUT_TENSOR} / "
+                       f"{serving.OUTPUT_TENSOR} tensors") from None
     self._run = wrapped.prune(inputs, outputs)
     self.input_shape = tuple(inputs.shape)
     self.input_dtype = inputs.dtype.as_numpy_dtype
@@ -77,7 +81,6 @@ class TFLitePredictor:
   """A .tflite model in the LiteRT interpreter (XNNPACK on CPU by default)."""
 
   def __init__(self, path, num_threads=2):
-    from fast_seg.export import tflite_format  # pylint: disable=g-import-not-at-top
     self._model = tflite_format.Model(path, num_threads)
     self.input_shape = self._model.input_shape
     self.input_dtype = self._model.input_dtype
@@ -90,7 +93,6 @@ class OnnxPredictor:
   """An .onnx model in onnxruntime on the CPU."""
 
   def __init__(self, path, num_threads=2):
-    from fast_seg.export import onnx_format  # pylint: disable=g-import-not-at-top
     self._model = onnx_format.Model(path, num_threads)
     self.input_shape = self._model.input_shape
     self.input_dtype = self._model.input_dtype
@@ -104,13 +106,13 @@ def open_predictor(path, num_threads=2):
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model not found: {path}")
   if os.path.isdir(path):
-    nested = os.path.join(path, export_lib.SAVED_MODEL_DIR)
+    nested = os.path.join(path, serving.SAVED_MODEL_DIR)
     if os.path.isdir(nested):
       return SavedModelPredictor(nested)
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if os.path.isfile(os.path.join(path, serving.SAVED_MODEL_FILE)):
       return SavedModelPredictor(path)
     raise ValueError(f"--model {path}: neither an export dir (with "
-                     f"{export_lib.SAVED_MODEL_DIR}/) nor a SavedModel")
+                     f"{serving.SAVED_MODEL_DIR}/) nor a SavedModel")
   suffix = os.path.splitext(path)[1].lower()
   if suffix == ".pb":
     return FrozenGraphPredictor(path)
@@ -125,7 +127,7 @@ def open_predictor(path, num_threads=2):
 def model_home(path):
   """The folder whose dataset_info.json / pipeline.config go with a model."""
   path = os.path.abspath(path)
-  if os.path.isdir(os.path.join(path, export_lib.SAVED_MODEL_DIR)):
+  if os.path.isdir(os.path.join(path, serving.SAVED_MODEL_DIR)):
     return path
   return os.path.dirname(path)
 
@@ -144,7 +146,8 @@ def _read_image(path):
 def _read_video(path):
   """(name, RGB frame) of every frame of a video, via OpenCV."""
   try:
-    import cv2  # pylint: disable=g-import-not-at-top
+    # Imported here: OpenCV is optional, only videos need it.
+    import cv2
   except ImportError:
     raise ValueError(f"reading the video {path} needs OpenCV: "
                      "pip install opencv-python") from None
@@ -207,6 +210,18 @@ def _image_or_problem(path):
 
 # ----------------------------------------------------------------------------
 # Pre- and post-processing, shared by every runtime.
+
+
+def parse_crop(text):
+  """'top,bottom' -> (top, bottom), two non-negative ints (--crop)."""
+  try:
+    crop = tuple(int(v) for v in text.split(","))
+  except ValueError:
+    crop = ()
+  if len(crop) != 2 or min(crop) < 0:
+    raise ValueError(f"--crop must be top,bottom (two non-negative integers), "
+                     f"got {text!r}")
+  return crop
 
 
 def crop_rows(image, crop):
@@ -356,6 +371,60 @@ def with_legend(blended, labels, palette, names):
 # ----------------------------------------------------------------------------
 
 
+def _check_options(alpha, threshold, on_error):
+  """ValueErrors naming predict.py's flags for values out of range."""
+  if on_error not in ("skip", "fail"):
+    raise ValueError(f"--on_error must be skip or fail, got {on_error!r}")
+  if not 0.0 <= alpha <= 1.0:
+    raise ValueError(f"--overlay_alpha must be in 0..1, got {alpha}")
+  if not 0.0 < threshold < 1.0:
+    raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
+
+
+def _timed_run(predictor, image, crop, size, warm_up):
+  """(the model's output for `image`, milliseconds of the run alone)."""
+  batch = preprocess(crop_rows(image, crop), size, predictor.input_shape[0],
+                     predictor.input_dtype)
+  if warm_up:
+    predictor.run(batch)  # Warm-up: tracing and allocation are not latency.
+  start = time.perf_counter()
+  prediction = predictor.run(batch)[0]
+  return prediction, (time.perf_counter() - start) * 1000.0
+
+
+# How the outputs are drawn: rows cropped before the model, the binary
+# threshold, the overlay's opacity, and load_legend's palette and names.
+_Drawing = collections.namedtuple(
+    "_Drawing", ["crop", "threshold", "alpha", "palette", "class_names"])
+
+
+def _write_outputs(output_dir, name, image, prediction, drawing):
+  """`<name>_labels.png` (not for a colours model) and `<name>_overlay.png`."""
+  labels, colours = postprocess(prediction, image.shape[:2], drawing.crop,
+                                drawing.threshold)
+  if labels is not None:
+    Image.fromarray(labels).save(os.path.join(output_dir, f"{name}_labels.png"))
+  blended = overlay(image, labels, colours, drawing.palette, drawing.alpha,
+                    drawing.crop)
+  if labels is not None:
+    blended = with_legend(blended, labels, drawing.palette,
+                          drawing.class_names)
+  Image.fromarray(blended).save(os.path.join(output_dir, f"{name}_overlay.png"))
+
+
+def _summary(inputs, names, latencies, skipped):
+  """The closing line; ValueError when no input could be predicted."""
+  if not names:
+    if skipped:
+      raise ValueError(f"--input {inputs}: no readable image; "
+                       + "; ".join(skipped[:3]))
+    raise ValueError(f"--input {inputs}: the video has no frames")
+  mean = statistics.mean(latencies)
+  return (f"{len(names)} images, latency mean {mean:.1f} ms, median "
+          f"{statistics.median(latencies):.1f} ms, {1000.0 / mean:.1f} fps"
+          + (f"; {len(skipped)} skipped (unreadable)" if skipped else ""))
+
+
 def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
             palette_path=None, num_threads=2, threshold=0.5, on_error="skip",
             log=print):
@@ -367,12 +436,12 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     output_dir: where `<name>_labels.png` and `<name>_overlay.png` go.
     crop: (top, bottom) rows removed before the model; their labels are 255.
     resize: (H, W) for a model without a fixed input size.
-    alpha: opacity of the class colours in the overlays.
+    alpha: opacity of the class colours in the overlays, in 0..1.
     palette_path: dataset_info.json whose palette colours the overlays;
       None: the one beside the model, else a default palette.
     num_threads: CPU threads of the TFLite and ONNX runtimes.
-    threshold: foreground probability for a binary model exported with
-      --output probabilities.
+    threshold: foreground probability, in (0, 1), for a binary model
+      exported with --output probabilities.
     on_error: an unreadable image among the inputs: "skip" reports it and
       goes on (listed in the result's `skipped`), "fail" stops there.
     log: where the per-image and summary lines go.
@@ -381,14 +450,12 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     dict: names (in order), latencies_ms (model run only), skipped (one
     "file: reason" each), summary (a line).
   """
-  if on_error not in ("skip", "fail"):
-    raise ValueError(f"--on_error must be skip or fail, got {on_error!r}")
+  _check_options(alpha, threshold, on_error)
   images = read_inputs(inputs)
   predictor = open_predictor(model, num_threads)
   size = model_size(predictor.input_shape, resize)
   os.makedirs(output_dir, exist_ok=True)
-  names, latencies = [], []
-  skipped = []
+  names, latencies, skipped, drawing = [], [], [], None
   for name, image in images:
     if isinstance(image, Exception):
       if on_error == "fail":
@@ -396,36 +463,17 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
       log(f"{name}: skipped, {image}")
       skipped.append(str(image))
       continue
-    batch = preprocess(crop_rows(image, crop), size, predictor.input_shape[0],
-                       predictor.input_dtype)
-    if not latencies:
-      predictor.run(batch)  # Warm-up: tracing and allocation are not latency.
-    start = time.perf_counter()
-    prediction = predictor.run(batch)[0]
-    latencies.append((time.perf_counter() - start) * 1000.0)
-    if not names:  # Probabilities tell the number of classes to check.
+    prediction, latency = _timed_run(predictor, image, crop, size,
+                                     warm_up=not latencies)
+    latencies.append(latency)
+    if drawing is None:  # Probabilities tell the number of classes to check.
       num_classes = prediction.shape[-1] if prediction.dtype.kind == "f" else None
-      palette, class_names = load_legend(model_home(model), palette_path,
-                                         num_classes)
-    labels, colours = postprocess(prediction, image.shape[:2], crop,
-                                   threshold)
-    if labels is not None:
-      Image.fromarray(labels).save(os.path.join(output_dir, f"{name}_labels.png"))
-    blended = overlay(image, labels, colours, palette, alpha, crop)
-    if labels is not None:
-      blended = with_legend(blended, labels, palette, class_names)
-    Image.fromarray(blended).save(os.path.join(output_dir, f"{name}_overlay.png"))
+      drawing = _Drawing(crop, threshold, alpha, *load_legend(
+          model_home(model), palette_path, num_classes))
+    _write_outputs(output_dir, name, image, prediction, drawing)
     names.append(name)
-    log(f"{name}: {latencies[-1]:.1f} ms")
-  if not names:
-    if skipped:
-      raise ValueError(f"--input {inputs}: no readable image; "
-                       + "; ".join(skipped[:3]))
-    raise ValueError(f"--input {inputs}: the video has no frames")
-  mean = statistics.mean(latencies)
-  summary = (f"{len(names)} images, latency mean {mean:.1f} ms, median "
-             f"{statistics.median(latencies):.1f} ms, {1000.0 / mean:.1f} fps"
-             + (f"; {len(skipped)} skipped (unreadable)" if skipped else ""))
+    log(f"{name}: {latency:.1f} ms")
+  summary = _summary(inputs, names, latencies, skipped)
   log(summary)
   return {"names": names, "latencies_ms": latencies, "skipped": skipped,
           "summary": summary}

@@ -26,6 +26,7 @@ from absl import flags
 import tensorflow as tf
 
 from fast_seg.core import standard_fields as fields
+from fast_seg.training import train_lib
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
 
@@ -54,6 +55,33 @@ def load_config(config_path, input_path=None, memory_saving=False):
   return config
 
 
+def _time_pipeline(dataset, steps, warmup_calls):
+  """(seconds, batches) of `steps` batches of the input pipeline alone."""
+  iterator = iter(dataset)
+  for _ in range(warmup_calls):
+    next(iterator)
+  start = time.perf_counter()
+  for _ in range(steps):
+    batch = next(iterator)
+  batch[fields.InputFields.image].numpy()
+  return time.perf_counter() - start, steps
+
+
+def _time_training(trainer, dataset, steps, warmup_calls, steps_per_call):
+  """(seconds, steps) of training calls fed by `dataset`."""
+  iterator = trainer.distribute(dataset)
+  per_call = max(steps_per_call, 1)
+  for _ in range(warmup_calls):
+    losses = trainer.train_function(iterator)
+  float(losses[fields.LossFields.total])
+  calls = -(-steps // per_call)
+  start = time.perf_counter()
+  for _ in range(calls):
+    losses = trainer.train_function(iterator)
+  float(losses[fields.LossFields.total])  # waits for the last step
+  return time.perf_counter() - start, calls * per_call
+
+
 def measure(config, mode, steps, warmup_calls=2):
   """Images per second of one mode in this process.
 
@@ -67,8 +95,6 @@ def measure(config, mode, steps, warmup_calls=2):
   Returns:
     dict: mode, images_per_second, seconds, steps, batch_size, peak_memory_mb.
   """
-  # Imported here: building the trainer pulls in the whole framework.
-  from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
   if mode not in MODES:
     raise ValueError(f"--modes: unknown '{mode}'; allowed: {', '.join(MODES)}")
   batch_size = config.train_config.batch_size
@@ -77,32 +103,14 @@ def measure(config, mode, steps, warmup_calls=2):
                               train_lib.build_strategy("one_device"))
   dataset = trainer.build_dataset()
   if mode == PIPELINE:
-    iterator = iter(dataset)
-    for _ in range(warmup_calls):
-      next(iterator)
-    start = time.perf_counter()
-    for _ in range(steps):
-      batch = next(iterator)
-    batch[fields.InputFields.image].numpy()
-    seconds = time.perf_counter() - start
-    done = steps
+    seconds, done = _time_pipeline(dataset, steps, warmup_calls)
   else:
     if mode in (SYNTHETIC, SYNTHETIC_MEMORY_SAVING):
       # One batch, held in memory: no decode, no augmentation.
       batch = next(iter(dataset))
       dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    iterator = trainer.distribute(dataset)
-    per_call = max(config.train_config.steps_per_call, 1)
-    for _ in range(warmup_calls):
-      losses = trainer.train_function(iterator)
-    float(losses[fields.LossFields.total])
-    calls = -(-steps // per_call)
-    start = time.perf_counter()
-    for _ in range(calls):
-      losses = trainer.train_function(iterator)
-    float(losses[fields.LossFields.total])  # waits for the last step
-    seconds = time.perf_counter() - start
-    done = calls * per_call
+    seconds, done = _time_training(trainer, dataset, steps, warmup_calls,
+                                   config.train_config.steps_per_call)
   return {"mode": mode, "images_per_second": done * batch_size / seconds,
           "seconds": seconds, "steps": done, "batch_size": batch_size,
           "peak_memory_mb": _peak_memory_mb()}
@@ -157,15 +165,22 @@ def measure_all(config_path, steps=10, input_path=None, modes=MODES):
   return entry
 
 
-flags.DEFINE_string("config_path", None, "Pipeline config to train.")
-flags.DEFINE_string("input_path", None,
-                    "Training TFRecord glob instead of the config's.")
-flags.DEFINE_list("modes", list(MODES), "Modes: " + ", ".join(MODES))
-flags.DEFINE_integer("steps", 10, "Timed steps (or pipeline batches) per mode.")
-flags.DEFINE_bool("emit_result", False,
-                  "Measure the one mode in this process and print its JSON "
-                  "(what measure_in_subprocess runs).")
-flags.mark_flag_as_required("config_path")
+def _define_flags():
+  """The command line, defined only when this module runs as a program:
+  benchmark.py imports it, and must not get its flags (--config_path is
+  required here and defined by other entry points too)."""
+  flags.DEFINE_string("config_path", None, "Pipeline config to train.")
+  flags.DEFINE_string("input_path", None,
+                      "Training TFRecord glob instead of the config's.")
+  flags.DEFINE_list("modes", list(MODES), "Modes: " + ", ".join(MODES))
+  flags.DEFINE_integer("steps", 10,
+                       "Timed steps (or pipeline batches) per mode.")
+  flags.DEFINE_bool("emit_result", False,
+                    "Measure the one mode in this process and print its JSON "
+                    "(what measure_in_subprocess runs).")
+  flags.mark_flag_as_required("config_path")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -201,4 +216,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   cli.run(main)

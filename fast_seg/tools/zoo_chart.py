@@ -17,11 +17,11 @@ worth choosing from. A model without the chosen latency is left out, named.
 import json
 
 from absl import flags
-import matplotlib
-matplotlib.use("Agg")  # files only, no display
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import pyplot as plt
 
 from fast_seg.utils import cli
+
+plt.switch_backend("Agg")  # files only, never a display
 
 flags.DEFINE_string("results", None, "Zoo results JSON (see the module doc).")
 flags.DEFINE_string("output", None, "PNG to write.")
@@ -93,7 +93,7 @@ def chart(results, output, latency_key, metric="miou"):
 
 def main(argv):
   del argv
-  with open(FLAGS.results) as f:
+  with open(FLAGS.results, encoding="utf-8") as f:
     results = json.load(f)
   plotted, front, left_out = chart(results, FLAGS.output, FLAGS.latency,
                                    FLAGS.metric)

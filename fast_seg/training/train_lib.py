@@ -18,6 +18,7 @@ all workers see. The input is sharded by tf.data's AUTO policy, see
 input_reader_builder.build.
 """
 
+import contextlib
 import math
 import os
 import shutil
@@ -31,14 +32,15 @@ import tf_keras as keras
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
-from fast_seg.model_optimization import tfmot_lib
 from fast_seg.core import losses as core_losses
 from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.evaluation import eval_lib
 from fast_seg.feature_extractors import pretrained
+from fast_seg.model_optimization import tfmot_lib
 from fast_seg.protos import losses_pb2
+from fast_seg.protos import pipeline_pb2
 from fast_seg.protos import train_pb2
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -90,6 +92,65 @@ def _format_duration(seconds):
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def check_train_config(pipeline_config, strategy):
+  """Refuses train_config values the loop cannot honour, naming the field.
+
+  Returns:
+    The tfmot technique configured (tfmot_lib.TECHNIQUES) or None.
+  """
+  train_config = pipeline_config.train_config
+  if train_config.batch_size < 1:
+    raise ValueError("train_config.batch_size must be >= 1")
+  for name in ("steps_per_call", "log_every_n_steps",
+               "checkpoint_every_n_steps", "max_checkpoints_to_keep"):
+    if getattr(train_config, name) < 1:
+      raise ValueError(f"train_config.{name} must be >= 1, got "
+                       f"{getattr(train_config, name)}")
+  if train_config.image_summary_every_n_steps < 0:
+    raise ValueError(
+        "train_config.image_summary_every_n_steps must be >= 0 (0: none), "
+        f"got {train_config.image_summary_every_n_steps}")
+  replicas = strategy.num_replicas_in_sync
+  if train_config.batch_size % replicas:
+    raise ValueError(
+        f"train_config.batch_size ({train_config.batch_size}) must be a "
+        f"multiple of the number of devices ({replicas})")
+  if pipeline_config.train_input_reader.HasField("batch_size"):
+    raise ValueError(
+        "train_input_reader.batch_size is for evaluation only; set "
+        "train_config.batch_size instead")
+  if not train_config.HasField("optimizer"):
+    raise ValueError("train_config.optimizer is not set")
+  return _check_compression_settings(train_config, strategy)
+
+
+def _check_compression_settings(train_config, strategy):
+  """tfmot techniques exclude recomputation and multi-device XLA."""
+  technique = tfmot_lib.validate(train_config)
+  if technique and train_config.memory_saving:
+    # Recomputation would re-run the tfmot wrappers' stateful updates.
+    raise ValueError(
+        f"train_config.memory_saving cannot be combined with "
+        f"train_config.{technique}; unset one of them")
+  if (technique and train_config.use_xla
+      and not isinstance(strategy, tf.distribute.OneDeviceStrategy)):
+    raise ValueError(
+        f"train_config.{technique} with use_xla needs the one_device "
+        "strategy (tfmot's cross-replica updates cannot run inside an XLA "
+        "function)")
+  return technique
+
+
+@contextlib.contextmanager
+def _global_precision_policy(policy):
+  """Keras builds layers under the global policy: set it, always restore it."""
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
 class Trainer:
   """Owns the model, optimizer, checkpoint and step function of one run.
 
@@ -101,53 +162,34 @@ class Trainer:
   """
 
   def __init__(self, pipeline_config, logdir, strategy):
-    self.config = pipeline_config
+    # A copy: computed fields (num_steps from num_epochs, median-frequency
+    # class weights) are written into self.config, the as-run config that
+    # train() saves, never into the caller's message.
+    self.config = pipeline_pb2.PipelineConfig()
+    self.config.CopyFrom(pipeline_config)
     self.logdir = logdir
     self.strategy = strategy
-    train_config = pipeline_config.train_config
-    self.train_config = train_config
-    if train_config.batch_size < 1:
-      raise ValueError("train_config.batch_size must be >= 1")
-    for name in ("steps_per_call", "log_every_n_steps",
-                 "checkpoint_every_n_steps", "max_checkpoints_to_keep"):
-      if getattr(train_config, name) < 1:
-        raise ValueError(f"train_config.{name} must be >= 1, got "
-                         f"{getattr(train_config, name)}")
-    if train_config.image_summary_every_n_steps < 0:
-      raise ValueError(
-          "train_config.image_summary_every_n_steps must be >= 0 (0: none), "
-          f"got {train_config.image_summary_every_n_steps}")
-    replicas = strategy.num_replicas_in_sync
-    if train_config.batch_size % replicas:
-      raise ValueError(
-          f"train_config.batch_size ({train_config.batch_size}) must be a "
-          f"multiple of the number of devices ({replicas})")
-    if pipeline_config.train_input_reader.HasField("batch_size"):
-      raise ValueError(
-          "train_input_reader.batch_size is for evaluation only; set "
-          "train_config.batch_size instead")
-    if not pipeline_config.train_config.HasField("optimizer"):
-      raise ValueError("train_config.optimizer is not set")
-    technique = tfmot_lib.validate(train_config)
-    if technique and train_config.memory_saving:
-      # Recomputation would re-run the tfmot wrappers' stateful updates.
-      raise ValueError(
-          f"train_config.memory_saving cannot be combined with "
-          f"train_config.{technique}; unset one of them")
-    if (technique and train_config.use_xla
-        and not isinstance(strategy, tf.distribute.OneDeviceStrategy)):
-      raise ValueError(
-          f"train_config.{technique} with use_xla needs the one_device "
-          "strategy (tfmot's cross-replica updates cannot run inside an XLA "
-          "function)")
-    # Before any model building or step: a num_classes that disagrees with
-    # the data should fail now, not as a label-value error mid-run.
+    self.train_config = self.config.train_config
+    check_train_config(self.config, strategy)
+    self._read_dataset_facts()
+    self._build_model_and_optimizer()
+    self._make_checkpoint_manager()
+    self.trainable_variables = self._select_trainable_variables()
+    self.train_function, self._train_steps = self._make_train_function()
+    self._make_validation()
+
+  def _read_dataset_facts(self):
+    """Epoch length, palette and class weights from dataset_info.json.
+
+    Before any model building or step: a num_classes that disagrees with
+    the data should fail now, not as a label-value error mid-run.
+    """
     self.dataset_info_path, info = dataset_info.load_for_reader(
-        pipeline_config.train_input_reader, pipeline_config.model,
+        self.config.train_input_reader, self.config.model,
         "train_input_reader")
     self.examples_per_epoch = resolve_num_steps(
-        pipeline_config, info, self.dataset_info_path)
-    arch = config_util.get_model_config(pipeline_config.model)
+        self.config, info, self.dataset_info_path)
+    arch = config_util.get_model_config(self.config.model)
     self.palette = (dataset_info.palette(info) if info is not None
                     else visualization.default_palette(arch.num_classes))
     if (arch.loss.class_weighting == losses_pb2.MEDIAN_FREQUENCY
@@ -155,18 +197,20 @@ class Trainer:
       # Written into the config, so the saved pipeline.config, a resumed run
       # and eval see the weights this run trains with.
       arch.loss.class_weights[:] = median_frequency_class_weights(
-          pipeline_config, info, self.dataset_info_path)
+          self.config, info, self.dataset_info_path)
       logging.info("Median-frequency class weights: %s",
                    ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
 
+  def _build_model_and_optimizer(self):
+    """Model (tfmot-wrapped if asked), optimizer, step and checkpoint."""
+    train_config = self.train_config
     policy = (_POLICIES[train_config.mixed_precision_policy]
               if train_config.mixed_precision else "float32")
     # float16 needs loss scaling against underflowing gradients; bfloat16 has
     # float32's exponent range and does not.
     self.loss_scaling = policy == "mixed_float16"
-    keras.mixed_precision.set_global_policy(policy)
-    with strategy.scope():
-      self.model = model_builder.build(pipeline_config.model)
+    with _global_precision_policy(policy), self.strategy.scope():
+      self.model = model_builder.build(self.config.model)
       if train_config.memory_saving:
         self.model.enable_memory_saving()
       # train_config.magnitude_pruning / quantization_aware_training: the step
@@ -189,19 +233,25 @@ class Trainer:
       else:
         self.checkpoint = checkpoint_util.make_checkpoint(
             self.model.keras_model, optimizer=optimizer, step=self.step)
-    keras.mixed_precision.set_global_policy("float32")
     self.nonfinite_losses = tf.Variable(0, dtype=tf.int64, trainable=False)
-    # Multi-worker: every worker saves, only the chief into the logdir (the
-    # TF multi-worker recipe); a non-chief's copies go to a local temp dir.
-    self.is_chief = strategy.extended.should_checkpoint
+
+  def _make_checkpoint_manager(self):
+    """Multi-worker: every worker saves, only the chief into the logdir.
+
+    The TF multi-worker recipe; a non-chief's copies go to a local temp dir.
+    """
+    self.is_chief = self.strategy.extended.should_checkpoint
     self._worker_dir = (None if self.is_chief else tempfile.mkdtemp(
-        prefix=f"fast_seg_worker{strategy.cluster_resolver.task_id}_"))
+        prefix=f"fast_seg_worker{self.strategy.cluster_resolver.task_id}_"))
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, logdir if self.is_chief else self._worker_dir,
-        max_to_keep=train_config.max_checkpoints_to_keep,
+        self.checkpoint, self.logdir if self.is_chief else self._worker_dir,
+        max_to_keep=self.train_config.max_checkpoints_to_keep,
         checkpoint_name=CHECKPOINT_NAME, step_counter=self.step)
 
-    frozen = self.model.backbone_layers if train_config.freeze_backbone else []
+  def _select_trainable_variables(self):
+    """The variables the optimizer updates: all but a frozen backbone's."""
+    frozen = (self.model.backbone_layers if self.train_config.freeze_backbone
+              else [])
     frozen_ids = {id(w) for layer in frozen for w in layer.weights}
     if self.compression:
       # tfmot's quantize wrappers list their layer's weights as trainable
@@ -214,9 +264,7 @@ class Trainer:
     if self.compression:
       # The optimizer keys its slots by position: keep a float run's order.
       variables = self.compression.in_float_order(variables)
-    self.trainable_variables = [v for v in variables if id(v) not in frozen_ids]
-    self.train_function, self._train_steps = self._make_train_function()
-    self._make_validation()
+    return [v for v in variables if id(v) not in frozen_ids]
 
   def _make_validation(self):
     """The in-process evaluator and the best-checkpoint keeper, if asked for.
@@ -335,15 +383,11 @@ class Trainer:
 
   # -- the step -------------------------------------------------------------
 
-  def _make_train_function(self):
-    """The compiled step functions.
+  def _gradient_function(self):
+    """(images, labels) -> (losses by name, gradients of the trainable variables).
 
-    Returns:
-      (train_function, train_steps): train_function(iterator) runs
-      steps_per_call steps; train_steps(iterator, count) runs `count` (an
-      int32 scalar tensor, >= 1; one trace for every count), for the shorter
-      last call of a run. Both return the last step's losses (floats reduced
-      over replicas); the non-finite counter and self.step count every step.
+    Scaled for the replicas (and for float16 loss scaling); compiled with XLA
+    when train_config.use_xla.
     """
     model, optimizer = self.train_model, self.optimizer
     replicas = self.strategy.num_replicas_in_sync
@@ -370,7 +414,21 @@ class Trainer:
     if self.train_config.use_xla:
       # XLA's unit. Outside XLA no nested tf.function: under a multi-device
       # strategy the pruning wrappers' merge_call cannot run inside one.
-      compute_gradients = tf.function(compute_gradients, jit_compile=True)
+      return tf.function(compute_gradients, jit_compile=True)
+    return compute_gradients
+
+  def _make_train_function(self):
+    """The compiled step functions.
+
+    Returns:
+      (train_function, train_steps): train_function(iterator) runs
+      steps_per_call steps; train_steps(iterator, count) runs `count` (an
+      int32 scalar tensor, >= 1; one trace for every count), for the shorter
+      last call of a run. Both return the last step's losses (floats reduced
+      over replicas); the non-finite counter and self.step count every step.
+    """
+    optimizer, variables = self.optimizer, self.trainable_variables
+    compute_gradients = self._gradient_function()
 
     def replica_step(batch):
       losses, gradients = compute_gradients(
@@ -496,7 +554,6 @@ class Trainer:
         shutil.rmtree(self._worker_dir, ignore_errors=True)
 
   def _train(self, num_steps):
-    train_config = self.train_config
     start_step = self.restore_or_initialize()
     if self.compression:
       with self.strategy.scope():
@@ -508,22 +565,13 @@ class Trainer:
     dataset = self.build_dataset()
     iterator = self.distribute(dataset)
     summary_batch = (next(iter(dataset))
-                     if train_config.image_summary_every_n_steps else None)
+                     if self.train_config.image_summary_every_n_steps else None)
     writer = (tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
               if self.is_chief else tf.summary.create_noop_writer())
-    log_every = train_config.log_every_n_steps
-    checkpoint_every = train_config.checkpoint_every_n_steps
-    steps_per_call = train_config.steps_per_call
-    epochs = self._epochs(num_steps)
-    span = (f" ({epochs:.1f} epochs of {self.examples_per_epoch} examples)"
-            if epochs is not None else "")
-    print(f"Training {self.model.name} from step {start_step} to {num_steps}"
-          f"{span}, global batch {train_config.batch_size} on "
-          f"{self.strategy.num_replicas_in_sync} device(s), {steps_per_call} "
-          "step(s) per call", flush=True)
+    self._announce(start_step, num_steps)
+    meter = _Throughput(start_step, num_steps, self.train_config.batch_size)
     last_losses = {}
-    window_start, window_step = time.time(), start_step
-    run_start = time.time()
+    steps_per_call = self.train_config.steps_per_call
     try:
       with writer.as_default():
         step = start_step
@@ -535,46 +583,10 @@ class Trainer:
           else:
             losses = self._train_steps(iterator, tf.constant(count, tf.int32))
           previous, step = step, step + count
-          if _crossed(previous, step, log_every) or step == num_steps:
-            self._check_finite()
-            now = time.time()
-            images_per_sec = ((step - window_step) * train_config.batch_size
-                              / max(now - window_start, 1e-9))
-            window_start, window_step = now, step
-            last_losses = {k: float(v) for k, v in losses.items()}
-            lr = float(self.learning_rate(step))
-            for name, value in last_losses.items():
-              tf.summary.scalar(f"losses/{name}", value, step=step)
-            tf.summary.scalar("learning_rate", lr, step=step)
-            tf.summary.scalar("images_per_second", images_per_sec, step=step)
-            sparsity = (self.compression.mask_sparsity() if self.compression
-                        else None)
-            if sparsity is not None:
-              tf.summary.scalar("pruning/sparsity", sparsity, step=step)
-            eta = ((num_steps - step) * (now - run_start)
-                   / max(step - start_step, 1))
-            heads = " ".join(f"{k.replace('_loss', '')}={v:.3f}"
-                             for k, v in last_losses.items()
-                             if k != fields.LossFields.total)
-            epoch = self._epochs(step)
-            epoch = f" (epoch {epoch:.1f})" if epoch is not None else ""
-            print(f"step {step}/{num_steps}{epoch}  loss {last_losses[fields.LossFields.total]:.4f}"
-                  f" ({heads})  lr {lr:.5f}  {images_per_sec:.1f} img/s"
-                  f"  ETA {_format_duration(eta)}"
-                  + (f"  sparsity {sparsity:.3f}" if sparsity is not None else ""),
-                  flush=True)
-          if (summary_batch is not None
-              and _crossed(previous, step,
-                           train_config.image_summary_every_n_steps)):
-            self._image_summary(summary_batch, self.palette)
-          if _crossed(previous, step, checkpoint_every) or step == num_steps:
-            self._check_finite()
-            self._save()
-          if self.evaluator and (
-              _crossed(previous, step, train_config.eval_every_n_steps)
+          if (_crossed(previous, step, self.train_config.log_every_n_steps)
               or step == num_steps):
-            self._check_finite()
-            self._validate(step)
+            last_losses = self._log(losses, step, meter)
+          self._after_call(previous, step, step == num_steps, summary_batch)
     except KeyboardInterrupt:
       saved = self._save()
       logging.warning("Interrupted at step %d; %s", int(self.step.numpy()),
@@ -583,6 +595,73 @@ class Trainer:
     writer.flush()
     last_losses["step"] = int(self.step.numpy())
     return last_losses
+
+  def _announce(self, start_step, num_steps):
+    epochs = self._epochs(num_steps)
+    span = (f" ({epochs:.1f} epochs of {self.examples_per_epoch} examples)"
+            if epochs is not None else "")
+    print(f"Training {self.model.name} from step {start_step} to {num_steps}"
+          f"{span}, global batch {self.train_config.batch_size} on "
+          f"{self.strategy.num_replicas_in_sync} device(s), "
+          f"{self.train_config.steps_per_call} step(s) per call", flush=True)
+
+  def _log(self, losses, step, meter):
+    """TensorBoard scalars and one progress line; returns the losses as floats."""
+    self._check_finite()
+    images_per_sec, eta = meter.update(step)
+    losses = {k: float(v) for k, v in losses.items()}
+    lr = float(self.learning_rate(step))
+    for name, value in losses.items():
+      tf.summary.scalar(f"losses/{name}", value, step=step)
+    tf.summary.scalar("learning_rate", lr, step=step)
+    tf.summary.scalar("images_per_second", images_per_sec, step=step)
+    sparsity = self.compression.mask_sparsity() if self.compression else None
+    if sparsity is not None:
+      tf.summary.scalar("pruning/sparsity", sparsity, step=step)
+    heads = " ".join(f"{k.replace('_loss', '')}={v:.3f}"
+                     for k, v in losses.items() if k != fields.LossFields.total)
+    epoch = self._epochs(step)
+    epoch = f" (epoch {epoch:.1f})" if epoch is not None else ""
+    print(f"step {step}/{meter.num_steps}{epoch}  loss "
+          f"{losses[fields.LossFields.total]:.4f} ({heads})  lr {lr:.5f}  "
+          f"{images_per_sec:.1f} img/s  ETA {_format_duration(eta)}"
+          + (f"  sparsity {sparsity:.3f}" if sparsity is not None else ""),
+          flush=True)
+    return losses
+
+  def _after_call(self, previous, step, is_last, summary_batch):
+    """Image summary, checkpoint and validation when their interval passed."""
+    train_config = self.train_config
+    if (summary_batch is not None and _crossed(
+        previous, step, train_config.image_summary_every_n_steps)):
+      self._image_summary(summary_batch, self.palette)
+    if _crossed(previous, step, train_config.checkpoint_every_n_steps) or is_last:
+      self._check_finite()
+      self._save()
+    if self.evaluator and (
+        _crossed(previous, step, train_config.eval_every_n_steps) or is_last):
+      self._check_finite()
+      self._validate(step)
+
+
+class _Throughput:
+  """Images per second since the last log line, and the run's ETA."""
+
+  def __init__(self, start_step, num_steps, batch_size):
+    self.start_step = self.window_step = start_step
+    self.num_steps = num_steps
+    self.batch_size = batch_size
+    self.run_start = self.window_start = time.time()
+
+  def update(self, step):
+    """(images per second since the previous update, seconds left)."""
+    now = time.time()
+    images_per_sec = ((step - self.window_step) * self.batch_size
+                      / max(now - self.window_start, 1e-9))
+    self.window_start, self.window_step = now, step
+    eta = ((self.num_steps - step) * (now - self.run_start)
+           / max(step - self.start_step, 1))
+    return images_per_sec, eta
 
 
 def resolve_num_steps(pipeline_config, info, info_path):
@@ -606,7 +685,7 @@ def resolve_num_steps(pipeline_config, info, info_path):
   examples = (dataset_info.num_examples_for(info, globs)
               if info is not None else None)
   epochs = train_config.num_epochs
-  if epochs < 0 or epochs != epochs:
+  if epochs < 0 or math.isnan(epochs):
     raise ValueError(f"train_config.num_epochs must be >= 0, got {epochs}")
   if epochs:
     if not examples:
@@ -678,17 +757,19 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   Returns:
     dict of the last logged losses and the final step.
   """
+  config = pipeline_pb2.PipelineConfig()
+  config.CopyFrom(pipeline_config)
   if num_steps:
     # The command line wins over the config's length, in steps or epochs.
-    pipeline_config.train_config.num_steps = num_steps
-    pipeline_config.train_config.ClearField("num_epochs")
+    config.train_config.num_steps = num_steps
+    config.train_config.ClearField("num_epochs")
   # First: MultiWorkerMirroredStrategy must be created before other TF work.
   strategy = build_strategy(strategy)
   chief = strategy.extended.should_checkpoint
   if chief:
-    config_util.save_pipeline_config(pipeline_config, logdir)
-  trainer = Trainer(pipeline_config, logdir, strategy)
+    config_util.save_pipeline_config(config, logdir)
+  trainer = Trainer(config, logdir, strategy)
   if chief:
-    # Again: the trainer may have filled in computed class weights.
-    config_util.save_pipeline_config(pipeline_config, logdir)
-  return trainer.train(pipeline_config.train_config.num_steps)
+    # Again: the as-run config has the computed steps and class weights.
+    config_util.save_pipeline_config(trainer.config, logdir)
+  return trainer.train(trainer.config.train_config.num_steps)

@@ -1,4 +1,5 @@
-"""Shared plumbing of the entry points: common flags and user-error handling.
+"""Shared plumbing of the entry points: common flags, flag values that are
+lists (shapes, format names) and user-error handling.
 
 A user error (bad config, missing file, bad data, diverged training) ends
 with one readable message and exit status 2, not a traceback.
@@ -55,6 +56,32 @@ def check_output_dir(path, flag):
     if parent == probe:
       return
     probe = parent
+
+
+def parse_shape(text, rank, flag):
+  """'1,512,1024,3' -> (1, 512, 1024, 3), with a clear error naming the flag."""
+  try:
+    shape = tuple(int(v) for v in text.split(","))
+  except (AttributeError, ValueError):
+    shape = ()
+  if len(shape) != rank or any(v < 1 for v in shape):
+    raise ValueError(f"{flag} must be {rank} positive integers separated by "
+                     f"commas, got {text!r}")
+  return shape
+
+
+def parse_subset(text, allowed, flag):
+  """'b,a' -> ('a', 'b'): names from `allowed`, in its order, at least one.
+
+  The order is `allowed`'s, not the user's, so that a flag such as
+  --formats means the same whatever order its names were typed in.
+  """
+  names = [n.strip() for n in text.split(",") if n.strip()]
+  unknown = [n for n in names if n not in allowed]
+  if unknown or not names:
+    raise ValueError(f"{flag} must be a comma-separated subset of "
+                     f"{', '.join(allowed)}, got '{text}'")
+  return tuple(n for n in allowed if n in names)
 
 
 def load_config(path):

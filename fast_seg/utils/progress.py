@@ -8,6 +8,8 @@ the same calls print one line per quarter of the work instead.
 import sys
 import time
 
+import tf_keras as keras
+
 
 def bar(target, unit_name="step", verbose=True):
   """An object with update(current): Progbar on a TTY, else quarter lines.
@@ -18,7 +20,6 @@ def bar(target, unit_name="step", verbose=True):
     verbose: False shows nothing.
   """
   if verbose and sys.stdout.isatty():
-    import tf_keras as keras  # pylint: disable=g-import-not-at-top
     return keras.utils.Progbar(target, unit_name=unit_name)
   return _Lines(target if verbose else None, unit_name)
 

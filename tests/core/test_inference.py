@@ -35,7 +35,7 @@ class FullResolutionModel(core_model.SegmentationModel):
   def _build_heads(self, preprocessed_images):
     hidden = keras.layers.Conv2D(16, self.kernel_size, padding="same",
                                  activation="tanh", name="hidden")(preprocessed_images)
-    return {fields.PredictionFields.logits: self.main_head(hidden, "classifier")}
+    return hidden, {fields.PredictionFields.logits: self.classifier("classifier")(hidden)}
 
 
 def _full_resolution_model(kernel_size=1, binary=False, seed=0):

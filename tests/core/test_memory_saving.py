@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
+from fast_seg.core import recompute
 from fast_seg.model_optimization import tfmot_lib
 from fast_seg.protos import train_pb2
 from fast_seg.utils import checkpoint_util
@@ -97,7 +98,9 @@ def test_same_step_in_tf_function():
 
 def test_every_stage_is_recomputed(monkeypatch):
   _, saving = _twins("pspnet", "resnet_v1_50", 8)
-  segments = saving._recompute_plan.segments  # pylint: disable=protected-access
+  plan = saving._recompute_plan  # pylint: disable=protected-access
+  assert isinstance(plan, recompute.RecomputePlan)
+  segments = plan.segments
   assert [s.name for s in segments] == list(
       saving.feature_extractor.stage_names)
   # The trunk's layers all belong to a recomputed stage, nothing else does.

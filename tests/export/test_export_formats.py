@@ -15,6 +15,8 @@ from fast_seg.compression import compress_lib
 from fast_seg.data import convert
 from fast_seg.data.converters import camvid
 from fast_seg.export import export_lib
+from fast_seg.export import serving
+from fast_seg.utils import cli
 from tests import helpers
 
 CAMVID = helpers.SHARED_DATA / "camvid"
@@ -95,7 +97,7 @@ def test_float_exports_match_on_a_real_image(camvid_eval_records, tmp_path,
                     formats=("saved_model", "frozen_graph", "tflite", "onnx"),
                     output="probabilities", log=lambda line: None)
   report = json.loads(
-      (tmp_path / "export" / export_lib.REPORT_NAME).read_text())
+      (tmp_path / "export" / serving.REPORT_NAME).read_text())
   assert report["check_input"] == "eval image"
   _float_agreement(report)
   frozen = report["formats"]["frozen_graph"]
@@ -134,7 +136,7 @@ def test_random_weights_and_errors(trained_run, tmp_path):
                            (1, 64, 64, 3), output="colours",
                            random_weights=True, log=lambda line: None)
   assert info["checkpoint"] is None and info["random_weights"]
-  report = json.loads((tmp_path / "random" / export_lib.REPORT_NAME).read_text())
+  report = json.loads((tmp_path / "random" / serving.REPORT_NAME).read_text())
   # Random weights give near-tied logits; folding BN reorders float sums, so
   # one pixel in a few thousand may flip its argmax (0.99976 seen in CI).
   assert report["formats"]["frozen_graph"]["pixel_agreement"] >= 0.995
@@ -145,8 +147,9 @@ def test_random_weights_and_errors(trained_run, tmp_path):
                       formats=("tflite",), quantize="int4",
                       random_weights=True)
   with pytest.raises(ValueError, match="--formats must be"):
-    export_lib.parse_formats("saved_model,tensorrt")
-  assert export_lib.parse_formats("onnx,saved_model") == ("saved_model", "onnx")
+    cli.parse_subset("saved_model,tensorrt", export_lib.format_names(), "--formats")
+  assert cli.parse_subset("onnx,saved_model", export_lib.format_names(),
+                          "--formats") == ("saved_model", "onnx")
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """Export: the frozen graph and the SavedModel give the Keras model's labels."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +11,11 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
+from fast_seg.export import inference_graph
+from fast_seg.export import serving
 from fast_seg.utils import checkpoint_util
+from fast_seg.utils import cli
+from tests import helpers
 
 
 def _keras_labels(config, checkpoint, images):
@@ -43,7 +49,7 @@ def test_frozen_graph_and_saved_model_match_keras(trained_run, tmp_path):
   expected = _keras_labels(config, logdir, tf.constant(images))
   assert len(np.unique(expected)) > 1  # a constant map would prove nothing
 
-  frozen = _run_frozen_graph(out / export_lib.FROZEN_GRAPH_NAME, images)
+  frozen = _run_frozen_graph(out / serving.FROZEN_GRAPH_NAME, images)
   assert frozen.dtype == np.int32 and frozen.shape == (2, 64, 80)
   np.testing.assert_array_equal(frozen, expected)
 
@@ -53,7 +59,7 @@ def test_frozen_graph_and_saved_model_match_keras(trained_run, tmp_path):
 
   # No auxiliary heads in the exported graph.
   graph_def = tf.compat.v1.GraphDef()
-  graph_def.ParseFromString((out / export_lib.FROZEN_GRAPH_NAME).read_bytes())
+  graph_def.ParseFromString((out / serving.FROZEN_GRAPH_NAME).read_bytes())
   assert not any("aux" in node.name for node in graph_def.node)
 
 
@@ -62,9 +68,9 @@ def test_pad_to_shape_pads_then_crops(trained_run, tmp_path):
   out = tmp_path / "padded"
   export_lib.export(config, logdir, str(out), (1, 50, 60, 3), pad_to_shape=(64, 64))
   images = np.random.default_rng(1).integers(0, 256, size=(1, 50, 60, 3), dtype=np.uint8)
-  padded = np.full((1, 64, 64, 3), export_lib.PAD_VALUE, np.float32)
+  padded = np.full((1, 64, 64, 3), inference_graph.PAD_VALUE, np.float32)
   padded[:, :50, :60] = images
-  frozen = _run_frozen_graph(out / export_lib.FROZEN_GRAPH_NAME, images)
+  frozen = _run_frozen_graph(out / serving.FROZEN_GRAPH_NAME, images)
   assert frozen.shape == (1, 50, 60)
   # Equal to running the mean-grey padded 64x64 image and cropping.
   reference = _keras_labels(config, logdir, tf.constant(padded))
@@ -76,14 +82,14 @@ def test_pad_to_shape_pads_then_crops(trained_run, tmp_path):
                                               ("1,0,4,3", 4, "--input_shape")])
 def test_parse_shape_errors(text, rank, flag):
   with pytest.raises(ValueError, match=flag):
-    export_lib.parse_shape(text, rank, flag)
+    cli.parse_shape(text, rank, flag)
 
 
 def test_pad_smaller_than_input_raises(trained_run):
   config, _ = trained_run
   model = model_builder.build(config.model)
   with pytest.raises(ValueError, match="pad_to_shape"):
-    export_lib.build_inference_function(model, (1, 64, 64, 3), (32, 64))
+    inference_graph.build_inference_function(model, (1, 64, 64, 3), (32, 64))
 
 
 def test_fast_labels_upsample_the_low_resolution_argmax(trained_run, tmp_path):
@@ -102,7 +108,7 @@ def test_fast_labels_upsample_the_low_resolution_argmax(trained_run, tmp_path):
   assert 0.8 <= report["fast_labels_agreement_with_exact"] <= 1.0
   # Each 4x4 block (the logits' stride) carries one label: the arg-max there.
   images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
-  labels = export_lib.run_frozen_graph(_graph_def(tmp_path), images)[0]
+  labels = inference_graph.run_frozen_graph(_graph_def(tmp_path), images)[0]
   blocks = labels.reshape(16, 4, 16, 4)
   assert (blocks == blocks[:, :1, :, :1]).all()
   model = model_builder.build(config.model)
@@ -139,3 +145,24 @@ def test_failed_export_leaves_nothing_and_stale_files_go(trained_run, tmp_path):
   export_lib.export(config, logdir, str(out), (1, 64, 64, 3), log=lambda line: None)
   assert not (out / "model.onnx").exists()  # not this export's: not kept beside it
   assert (out / "saved_model").is_dir() and (out / "notes.txt").exists()
+
+
+def test_every_format_has_a_writer():
+  # The SavedModel first: the converters start from it.
+  assert export_lib.format_names() == (
+      "saved_model", "frozen_graph", "tflite", "onnx", "coreml")
+  assert set(export_lib.DEFAULT_FORMATS) <= set(export_lib.format_names())
+  for writer in export_lib.FORMAT_WRITERS.values():
+    assert callable(writer.write) and writer.file_names
+
+
+def test_export_lib_imports_without_the_export_extra():
+  """The converters load their runtimes on first use, so the default
+  formats (saved_model, frozen_graph) need none of the [export] extra."""
+  blocked = ("coremltools", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert")
+  code = (f"import sys\nsys.modules.update(dict.fromkeys({blocked!r}))\n"
+          "from fast_seg.export import export_lib\n"
+          "from fast_seg.tools import benchmark, predict\n")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, cwd=helpers.REPO_ROOT, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
-from fast_seg.export import export_lib
+from fast_seg.export import inference_graph
 from fast_seg.export import tflite_format
 from fast_seg.utils import checkpoint_util
 from tests import helpers
@@ -29,12 +29,8 @@ CLEAR_MARGIN = 0.06
 
 def _save(model, directory, output, input_shape=INPUT_SHAPE):
   """A SavedModel of build_inference_function, saved as export() saves it."""
-  serve = export_lib.build_inference_function(model, input_shape, output=output)
-  module = tf.Module()
-  module.model_variables = list(model.inference_model.variables)
-  module.serve = serve
-  tf.saved_model.save(module, str(directory),
-                      signatures={"serving_default": serve.get_concrete_function()})
+  serve = inference_graph.build_inference_function(model, input_shape, output=output)
+  inference_graph.save_saved_model(model, serve, str(directory))
   return str(directory)
 
 

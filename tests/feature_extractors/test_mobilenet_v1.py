@@ -1,12 +1,14 @@
-"""Tests for the MobileNetV1 feature extractor."""
+"""MobileNetV1: slim's topology, dilations and width rule.
+
+The checks every backbone passes are in test_backbones.py.
+"""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
-from fast_seg import feature_extractors
 from fast_seg.builders import hyperparams_builder
+from fast_seg.feature_extractors import base
 from fast_seg.feature_extractors import mobilenet_v1
 from fast_seg.protos import hyperparams_pb2
 
@@ -14,8 +16,6 @@ from fast_seg.protos import hyperparams_pb2
 # paper's table 1), written out independently of the module's table.
 _DEPTHS = [64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
 _STRIDES = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
-_STAGE_DEPTHS = {"stem": 64, "stage2": 128, "stage3": 256, "stage4": 512,
-                 "stage5": 1024}
 
 
 def _hyperparams():
@@ -36,34 +36,6 @@ def _layers(extractor):
 def _depthwise(layers, i):
   layer = layers[f"mobilenet_v1_Conv2d_{i}_depthwise"]
   return layer.strides[0], layer.dilation_rate[0]
-
-
-def test_registered():
-  assert feature_extractors.get("mobilenet_v1") is mobilenet_v1.MobileNetV1
-  assert mobilenet_v1.MobileNetV1.name == "mobilenet_v1"
-  assert {"mobilenet_v1", "mobilenet_v2", "resnet_v1_50"} <= set(
-      feature_extractors.registered_names())
-
-
-@pytest.mark.parametrize("output_stride", [2, 4, 12])
-def test_bad_output_stride(output_stride):
-  with pytest.raises(ValueError, match=r"feature_extractor\.output_stride.*"
-                     r"allowed: 8, 16, 32"):
-    mobilenet_v1.MobileNetV1(_hyperparams(), output_stride=output_stride)
-
-
-@pytest.mark.parametrize("output_stride,strides", [
-    (8, {"stem": 2, "stage2": 4, "stage3": 8, "stage4": 8, "stage5": 8}),
-    (16, {"stem": 2, "stage2": 4, "stage3": 8, "stage4": 16, "stage5": 16}),
-    (32, {"stem": 2, "stage2": 4, "stage3": 8, "stage4": 16, "stage5": 32}),
-])
-def test_endpoint_shapes(output_stride, strides):
-  extractor, _, endpoints = _build(output_stride=output_stride)
-  assert list(endpoints) == list(extractor.stage_names)
-  assert extractor.stage_strides == strides
-  for stage, tensor in endpoints.items():
-    size = 64 // strides[stage]
-    assert tuple(tensor.shape) == (None, size, size, _STAGE_DEPTHS[stage])
 
 
 def test_topology_at_full_width():
@@ -102,7 +74,7 @@ def test_parameter_count_is_slims_trunk():
   channels: 3,185,088 + 4 * 10,944 = 3,228,864 in all (Keras' MobileNet
   without top has the same), 3,185,088 + 2 * 10,944 = 3,206,976 trainable.
   """
-  extractor, inputs, endpoints = _build(output_stride=32)
+  _, inputs, endpoints = _build(output_stride=32)
   model = keras.Model(inputs, endpoints["stage5"])
   in_depths = [32] + _DEPTHS[:-1]
   convs = 3 * 3 * 3 * 32 + sum(9 * c_in + c_in * c_out
@@ -153,29 +125,10 @@ def test_filter_scale_widths(filter_scale, conv0, depths):
 def test_min_depth_is_eight():
   """slim's V1 rule: max(int(d * multiplier), 8), truncating."""
   extractor = mobilenet_v1.MobileNetV1(_hyperparams(), filter_scale=0.1)
-  assert extractor.scaled_depth(32) == 8  # int(3.2) = 3 -> 8
-  assert extractor.scaled_depth(64) == 8
-  assert extractor.scaled_depth(128) == 12  # int(12.8): no rounding up
-  assert extractor.scaled_depth(1024) == 102
-
-
-def test_two_part_build_and_forward():
-  extractor = mobilenet_v1.MobileNetV1(_hyperparams(), filter_scale=0.25,
-                                       output_stride=8)
-  inputs = keras.Input((64, 64, 3))
-  early = extractor.build(extractor.preprocess(inputs), last_stage="stage3")
-  late = extractor.build(early["stage3"], first_stage="stage4")
-  assert tuple(late["stage5"].shape) == (None, 8, 8, 256)
-  with pytest.raises(ValueError, match="already built"):
-    extractor.build(early["stage3"], first_stage="stage5")
-  model = keras.Model(inputs, late["stage5"])
-  out = model(np.random.RandomState(0).uniform(
-      0, 255, (1, 64, 64, 3)).astype(np.float32))
-  assert out.shape == (1, 8, 8, 256)
-  assert np.all(np.isfinite(out.numpy()))
-
-
-def test_preprocess_maps_to_unit_range():
-  extractor = mobilenet_v1.MobileNetV1(_hyperparams())
-  out = extractor.preprocess(tf.constant([[[[0.0, 127.5, 255.0]]]])).numpy()
-  np.testing.assert_allclose(out, [[[[-1.0, 0.0, 1.0]]]], atol=1e-6)
+  assert extractor.width(32) == 8  # int(3.2) = 3 -> 8
+  assert extractor.width(64) == 8
+  assert extractor.width(128) == 12  # int(12.8): no rounding up
+  assert extractor.width(1024) == 102
+  # Heads that ask for plain rounding get it on this backbone too.
+  assert extractor.width(32, base.Rounding.PLAIN) == 3
+  assert extractor.width(128, base.Rounding.PLAIN) == 13

@@ -98,12 +98,20 @@ def test_skips_come_from_every_stride(small_model):
     assert probe(images).shape[1:3] == (64 // stride, 96 // stride)
 
 
+def _encoder(filter_scale):
+  return mobilenet_v1.MobileNetV1(
+      hyperparams_builder.build(hyperparams_pb2.Hyperparams()),
+      filter_scale=filter_scale, output_stride=32)
+
+
 def test_decoder_width_helper():
-  assert mobile_unet.decoder_width(512, 1.0, 1.0) == 512
-  assert mobile_unet.decoder_width(512, 0.5, 0.5) == 128
-  assert mobile_unet.decoder_width(64, 0.5, 0.25) == 8
-  assert mobile_unet.decoder_width(32, 0.1, 0.25) == 1  # 0.8 rounds to 1
-  assert mobile_unet.decoder_width(32, 0.01, 0.25) == 1  # never 0
+  assert mobile_unet.decoder_width(_encoder(1.0), 512, 1.0) == 512
+  assert mobile_unet.decoder_width(_encoder(0.5), 512, 0.5) == 128
+  assert mobile_unet.decoder_width(_encoder(0.25), 64, 0.5) == 8
+  assert mobile_unet.decoder_width(_encoder(0.25), 32, 0.1) == 1  # 0.8 -> 1
+  assert mobile_unet.decoder_width(_encoder(0.25), 32, 0.01) == 1  # never 0
+  # Plain rounding, not the encoder's rule (which keeps >= 8 filters).
+  assert mobile_unet.decoder_width(_encoder(0.25), 64, 0.3) == 5
 
 
 def test_decoder_multiplier_halves_only_the_decoder():

@@ -13,6 +13,7 @@ from fast_seg.builders import model_builder
 from fast_seg.model_optimization import tfmot_lib
 from fast_seg.evaluation import eval_lib
 from fast_seg.export import export_lib
+from fast_seg.export import serving
 from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
 from tests import helpers
@@ -239,7 +240,7 @@ def test_export_strips_pruning_and_reports_sparsity(pruning_run, tmp_path, capsy
   # Plain convs only: no mask or pruning op in the exported graphs.
   graph_def = tf.compat.v1.GraphDef()
   graph_def.ParseFromString(
-      (tmp_path / "pruned" / export_lib.FROZEN_GRAPH_NAME).read_bytes())
+      (tmp_path / "pruned" / serving.FROZEN_GRAPH_NAME).read_bytes())
   assert not any("prune" in node.name or "mask" in node.name
                  for node in graph_def.node)
   variables = tf.train.list_variables(
@@ -286,7 +287,7 @@ def test_qat_export_converts_to_int8_tflite(qat_run, tmp_path):
   info = export_lib.export(config, logdir, str(tmp_path), INPUT_SHAPE)
   assert info["compression"]["technique"] == tfmot_lib.QUANTIZATION_AWARE_TRAINING
   graph_def = tf.compat.v1.GraphDef()
-  graph_def.ParseFromString((tmp_path / export_lib.FROZEN_GRAPH_NAME).read_bytes())
+  graph_def.ParseFromString((tmp_path / serving.FROZEN_GRAPH_NAME).read_bytes())
   assert any(node.op.startswith("FakeQuantWithMinMaxVars") for node in graph_def.node)
 
   converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"))

@@ -15,6 +15,7 @@ from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
 from fast_seg.data import synthetic
 from fast_seg.export import export_lib
+from fast_seg.export import serving
 from fast_seg.tools import predict
 from fast_seg.utils import visualization
 from tests import helpers
@@ -83,8 +84,8 @@ def test_saved_model_and_frozen_graph_agree(export_dir, images, reference,
                                             tmp_path):
   for labels in reference.values():
     assert labels.shape == (40, 50) and labels.max() < 6
-  for i, model in enumerate([export_dir / export_lib.SAVED_MODEL_DIR,
-                             export_dir / export_lib.FROZEN_GRAPH_NAME]):
+  for i, model in enumerate([export_dir / serving.SAVED_MODEL_DIR,
+                             export_dir / serving.FROZEN_GRAPH_NAME]):
     labels = _predict(model, images, tmp_path / str(i))
     for name in _NAMES:
       np.testing.assert_array_equal(labels[name], reference[name])
@@ -93,17 +94,17 @@ def test_saved_model_and_frozen_graph_agree(export_dir, images, reference,
 def test_tflite_and_onnx_agree_with_saved_model(export_dir, images, reference,
                                                 tmp_path):
   converter = tf.lite.TFLiteConverter.from_saved_model(
-      str(export_dir / export_lib.SAVED_MODEL_DIR))
+      str(export_dir / serving.SAVED_MODEL_DIR))
   tflite = tmp_path / "model.tflite"
   tflite.write_bytes(converter.convert())
   # The frozen graph is the SavedModel's function; in-process, ~2 s.
   tf2onnx = pytest.importorskip("tf2onnx")
   graph_def = tf.compat.v1.GraphDef.FromString(
-      (export_dir / export_lib.FROZEN_GRAPH_NAME).read_bytes())
+      (export_dir / serving.FROZEN_GRAPH_NAME).read_bytes())
   onnx = tmp_path / "model.onnx"
   tf2onnx.convert.from_graph_def(
-      graph_def, input_names=[f"{export_lib.INPUT_NAME}:0"],
-      output_names=[f"{export_lib.OUTPUT_NAME}:0"], output_path=str(onnx))
+      graph_def, input_names=[serving.INPUT_TENSOR],
+      output_names=[serving.OUTPUT_TENSOR], output_path=str(onnx))
   for model in (tflite, onnx):
     predictor = predict.open_predictor(str(model), num_threads=2)
     assert predictor.input_shape == (1, 64, 64, 3)
@@ -208,7 +209,7 @@ def test_default_palette_without_dataset_info(export_dir, images, reference,
                                               tmp_path):
   assert predict.load_palette(str(tmp_path)) is None
   frozen = tmp_path / "alone.pb"
-  shutil.copy(export_dir / export_lib.FROZEN_GRAPH_NAME, frozen)
+  shutil.copy(export_dir / serving.FROZEN_GRAPH_NAME, frozen)
   _predict(frozen, images, tmp_path / "out", alpha=1.0)
   labels = reference["sample_000"]
   colours = _overlay_colours(tmp_path / "out", labels)

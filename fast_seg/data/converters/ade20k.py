@@ -275,13 +275,31 @@ def parse_whitelist(text):
   return groups
 
 
+@convert_lib.register
 class ADE20KConverter(convert_lib.Converter):
   """Pairs images/<dir>/X.jpg with annotations/<dir>/X.png."""
   name = "ade20k"
   splits = ("train", "val")
   description = ("ADE20K SceneParsing (ADEChallengeData2016), 150 classes "
                  "or a --whitelist")
-  flag_names = ("input_dir", "whitelist", "whitelist_threshold", "unlisted")
+  flags = (
+      convert_lib.INPUT_DIR,
+      convert_lib.Flag("string", "whitelist", None,
+                       "Classes to keep, '|' between classes, ':' merges "
+                       "several into one, e.g. 'person|car:truck:van'."),
+      convert_lib.Flag("float", "whitelist_threshold", 0.0,
+                       "Fraction of the whitelisted classes an image must "
+                       "contain to be kept."),
+      convert_lib.Flag("enum", "unlisted", "background",
+                       "With --whitelist: classes not in the whitelist "
+                       "become class 0 'background' or the ignore label.",
+                       UNLISTED_CHOICES))
+  info_flags = (convert_lib.Flag("bool", "list_labels", False,
+                                 "Print the 150 class names and exit."),)
+
+  @classmethod
+  def info_text(cls, flag_values):
+    return labels_text() if flag_values["list_labels"].value else None
 
   def __init__(self, input_dir, whitelist=None, whitelist_threshold=0.0,
                unlisted="background"):

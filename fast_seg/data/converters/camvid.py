@@ -31,6 +31,7 @@ PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128),
 VOID_ID = 11
 
 
+@convert_lib.register
 class CamVidConverter(convert_lib.Converter):
   """Pairs `<split>/X.png` with `<split>annot/X.png`, or by the split lists."""
   name = "camvid"
@@ -38,7 +39,7 @@ class CamVidConverter(convert_lib.Converter):
   description = (
       "CamVid, 11 classes: SegNet layout (train/ trainannot/ ...) or "
       "images/ + labels/ + train.txt / val.txt / test.txt")
-  flag_names = ("input_dir",)
+  flags = (convert_lib.INPUT_DIR,)
   fixed_class_names = CLASS_NAMES
   fixed_palette = PALETTE
 

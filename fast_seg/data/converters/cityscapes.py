@@ -67,13 +67,21 @@ def label_id_table():
                                  if i not in train_ids])
 
 
+@convert_lib.register
 class CityscapesConverter(convert_lib.Converter):
   """Pairs leftImg8bit images with gtFine (or gtCoarse) labels by file stem."""
   name = "cityscapes"
   splits = FINE_SPLITS
   description = ("Cityscapes, official layout (leftImg8bit/, gtFine/ or "
                  "gtCoarse/), 19 classes")
-  flag_names = ("input_dir", "label_source", "coarse")
+  flags = (convert_lib.INPUT_DIR,
+           convert_lib.Flag("enum", "label_source", "auto",
+                            "auto uses *_labelTrainIds.png when present, "
+                            "else maps *_labelIds.png to trainIds.",
+                            LABEL_SOURCES),
+           convert_lib.Flag("bool", "coarse", False,
+                            "Use the coarse annotations (gtCoarse, splits "
+                            "train, train_extra, val)."))
   fixed_class_names = CLASS_NAMES
   fixed_palette = PALETTE
 

@@ -25,7 +25,7 @@ IGNORE_KEY = "ignore"
 def load_color_map(path):
   """Reads a colour map JSON; returns (class names, {colour: id})."""
   try:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       table = json.load(f)
   except FileNotFoundError:
     raise FileNotFoundError(f"--color_map file not found: {path}") from None
@@ -51,14 +51,30 @@ def load_color_map(path):
   return names, colors
 
 
+@convert_lib.register
 class FolderConverter(convert_lib.Converter):
   """Images and labels in two folders, paired by relative path and basename."""
   name = "folder"
   splits = ("train",)
   description = ("any folder: --images_dir + --labels_dir (index, palette or "
                  "colour labels); --val_fraction for a val split")
-  flag_names = ("images_dir", "labels_dir", "label_suffix", "class_names",
-                "num_classes", "color_map", "ignore_value", "reduce_zero_label")
+  flags = (
+      convert_lib.IMAGES_DIR, convert_lib.LABELS_DIR,
+      convert_lib.Flag("string", "label_suffix", "",
+                       "Suffix of label basenames, e.g. '_mask' for a.jpg + "
+                       "a_mask.png."),
+      convert_lib.Flag("list", "class_names", None,
+                       "Class names (their count is num_classes)."),
+      convert_lib.Flag("integer", "num_classes", None,
+                       "Number of classes when names are not given."),
+      convert_lib.Flag("string", "color_map", None,
+                       "JSON file {\"class name\": [r, g, b], ...} for RGB "
+                       "colour labels (order = class ids)."),
+      convert_lib.Flag("integer", "ignore_value", None,
+                       "Label value that means 'ignore' (mapped to 255)."),
+      convert_lib.Flag("bool", "reduce_zero_label", False,
+                       "Label 0 means 'unlabelled' (-> ignore) and ids 1..N "
+                       "become 0..N-1 (LoveDA, ISPRS, ADE-style labels)."))
 
   def __init__(self, images_dir, labels_dir, label_suffix="", class_names=None,
                num_classes=None, color_map=None, ignore_value=None,

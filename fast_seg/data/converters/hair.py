@@ -105,14 +105,21 @@ def parse_mask_classes(text):
   return kinds.pop(), rules
 
 
+@convert_lib.register
 class HairConverter(convert_lib.Converter):
   """Hair (and other) masks in the Figaro1k, LFW or a plain folder layout."""
   name = "hair"
   splits = ("train",)  # figaro: train and test, set per instance
   description = ("hair masks: --layout figaro (Figaro1k, splits train and "
                  "test), lfw (LFW Part Labels) or folder; --mask_classes")
-  flag_names = ("layout", "input_dir", "images_dir", "labels_dir",
-                "mask_classes")
+  flags = (
+      convert_lib.Flag("enum", "layout", "folder",
+                       "figaro (Original/ GT/), lfw (part labels) or folder "
+                       "(--images_dir/--labels_dir).", LAYOUTS),
+      convert_lib.INPUT_DIR, convert_lib.IMAGES_DIR, convert_lib.LABELS_DIR,
+      convert_lib.Flag("string", "mask_classes", None,
+                       "Classes by mask colour or channel, e.g. "
+                       "'hair=255,0,0;face=0,255,0' or 'hair=channel:0'."))
 
   def __init__(self, layout="folder", input_dir=None, images_dir=None,
                labels_dir=None, mask_classes=None):

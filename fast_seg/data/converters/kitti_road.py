@@ -23,13 +23,17 @@ _COLORS = {(255, 0, 255): 1, (255, 0, 0): 0,
 _GT_NAME = re.compile(r"^([a-z]+)_([a-z]+)_(\d+)$")
 
 
+@convert_lib.register
 class KittiRoadConverter(convert_lib.Converter):
   """Pairs image_2/<cat>_<n>.png with gt_image_2/<cat>_{road,lane}_<n>.png."""
   name = "kitti_road"
   splits = ("train",)
   description = ("KITTI road (data_road/training), road vs not road or "
                  "--lane ego lane")
-  flag_names = ("input_dir", "lane")
+  flags = (convert_lib.INPUT_DIR,
+           convert_lib.Flag("bool", "lane", False,
+                            "Ego-lane ground truth (um_lane_*) instead of "
+                            "road."))
 
   def __init__(self, input_dir, lane=False):
     self.root = convert_lib.find_root(input_dir, ROOT_NAME)

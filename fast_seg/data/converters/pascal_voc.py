@@ -37,13 +37,17 @@ _IMAGE_EXTENSIONS = (".jpg",) + tuple(
 _MEANING = "VOC ids are 0..20 and 255 = boundary"
 
 
+@convert_lib.register
 class PascalVOCConverter(convert_lib.Converter):
   """Reads the split lists; labels are SegmentationClass PNGs or SBD .mat."""
   name = "voc2012"
   splits = VOC_SPLITS
   description = ("PASCAL VOC 2012 (VOCdevkit/VOC2012), 21 classes; "
                  "train_aug with --sbd_dir")
-  flag_names = ("input_dir", "sbd_dir")
+  flags = (convert_lib.INPUT_DIR,
+           convert_lib.Flag("string", "sbd_dir", None,
+                            "SBD root (dataset/cls/*.mat, train.txt, val.txt) "
+                            "for the train_aug split."))
   fixed_class_names = CLASS_NAMES
   fixed_palette = PALETTE
 
@@ -135,7 +139,7 @@ class PascalVOCConverter(convert_lib.Converter):
 def _read_sbd_mat(path):
   """The class map of an SBD cls/<id>.mat (struct GTcls, field Segmentation)."""
   # Imported here: scipy.io costs ~0.25 s and only train_aug needs it.
-  import scipy.io  # pylint: disable=g-import-not-at-top
+  import scipy.io  # optional: only SBD .mat labels need scipy
   try:
     segmentation = scipy.io.loadmat(path)["GTcls"][0]["Segmentation"][0]
   except (OSError, ValueError, KeyError, IndexError, TypeError,
