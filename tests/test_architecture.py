@@ -172,3 +172,25 @@ def test_layer_check_sees_nested_imports(module):
   # The function-level walk must find something in modules known to have
   # optional-runtime imports, or the check above could never fail.
   assert any(True for _ in _imports(TREES[module])[1])
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def _long_functions(tree, module):
+  return [f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+          for node in ast.walk(tree)
+          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+          and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def test_functions_read_at_once():
+  # Docstring included: a function whose explanation is that long is long.
+  long = [f for module, tree in TREES.items() for f in _long_functions(tree, module)]
+  assert not long, "split these functions:\n" + "\n".join(long)
+
+
+def test_length_check_can_fail():
+  body = "\n".join(f"  x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+  tree = ast.parse(f"def f():\n{body}\n")
+  assert _long_functions(tree, "m") == [f"m.f: {MAX_FUNCTION_LINES + 1} lines"]

@@ -206,40 +206,32 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
           field_name="train_input_reader"):
   """Builds a batched tf.data.Dataset of segmentation examples.
 
-  Training reads the files interleaved, shuffles (if `shuffle`), repeats
-  forever, augments and drops the last partial batch, so shapes are static.
-  With `cache`, the decoded examples are cached after the first pass and the
-  shuffle and repeat come after the cache (so each epoch is reshuffled).
-  Evaluation makes one pass in file order without augmentation-driven
-  shuffling (`shuffle` is not used); with `padded_size` every example is
-  padded (label with the ignore label) to that size and batched, otherwise
-  images keep their own size and the batch size must be 1.
+  Training interleaves the files, shuffles (if `shuffle`), repeats forever,
+  augments and drops the last partial batch (static shapes); `cache` keeps
+  the decoded examples and reshuffles after it. Evaluation makes one pass
+  in file order; with `padded_size` examples are padded (labels with the
+  ignore label) and batched, otherwise the batch size must be 1.
 
   Args:
     input_reader_config: input_reader_pb2.InputReader.
     is_training: training or evaluation pipeline.
-    batch_size: examples per batch (train_config.batch_size when training,
-      input_reader_config.batch_size when evaluating).
+    batch_size: train_config.batch_size, or the reader's batch_size in eval.
     num_classes: label values must be < num_classes or the ignore label.
     ignore_label: label value excluded from losses and metrics; used to pad.
-    augmentations: preprocessor_pb2.PreprocessingStep protos, applied in
-      order to every example.
+    augmentations: preprocessor_pb2.PreprocessingStep protos, in order.
     padded_size: (height, width) for padded evaluation, or None.
-    field_name: config field of `input_reader_config`, for messages
-      ('train_input_reader' or 'eval_input_reader').
+    field_name: config field of `input_reader_config`, for messages.
 
   Returns:
     tf.data.Dataset of dicts: InputFields.image float32 [N, H, W, 3] in
-    0..255, InputFields.label int32 [N, H, W, 1], InputFields.filename
-    string [N], InputFields.original_size int32 [N, 2] (height, width as
-    decoded, before augmentation and padding).
+    0..255, label int32 [N, H, W, 1], filename string [N], original_size
+    int32 [N, 2] (as decoded, before augmentation and padding).
 
   Raises:
     TypeError: an augmentation that is not a PreprocessingStep proto.
-    ValueError: wrong proto type, no input files, an out-of-range setting,
-      or a batch that cannot be formed from the given sizes. Problems inside
-      a record raise tf.errors.InvalidArgumentError while iterating, with the
-      TFRecord file and the image named.
+    ValueError: wrong proto type, no input files, an out-of-range setting
+      or sizes that cannot batch. A bad record raises
+      tf.errors.InvalidArgumentError while iterating, naming file and image.
   """
   config_util.check_type(
       input_reader_config, input_reader_pb2.InputReader, field_name)
@@ -265,6 +257,10 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
                                  ignore_label)
   dataset = _decode_and_augment(records, decode, to_example, config,
                                 is_training, shuffle)
+  return _batch(dataset, batch_size, is_training, shuffle)
+
+
+def _batch(dataset, batch_size, is_training, shuffle):
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
   dataset = dataset.prefetch(tf.data.AUTOTUNE)
   if shuffle:

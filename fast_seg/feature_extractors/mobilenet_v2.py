@@ -66,10 +66,6 @@ class MobileNetV2(base.FeatureExtractor):
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
 
-  def unit_schedule(self, unit_name):
-    """(stride, dilation rate) of the depthwise conv of `unit_name`."""
-    return self._unit_schedule[unit_name]
-
   def _backbone_width(self, nominal):
     """nominal * filter_scale rounded to a multiple of 8, as slim does."""
     return base.make_divisible(nominal * self.filter_scale, 8)

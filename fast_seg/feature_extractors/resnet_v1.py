@@ -50,10 +50,6 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
       self._unit_schedule[block_name] = tuple(tracker.step(s) for s in strides)
       self._stage_strides[block_name] = tracker.current_stride
 
-  def unit_schedule(self, block_name):
-    """Tuple of (stride, dilation rate) of each unit of `block_name`."""
-    return self._unit_schedule[block_name]
-
   def preprocess(self, images):
     """Subtracts the ImageNet RGB means from float RGB images in [0, 255]."""
     images = tf.cast(images, tf.float32)
