@@ -119,6 +119,13 @@ def test_camvid_listed_name_without_image_is_reported(tmp_path):
   assert len(problems) == 1 and names["val"][0] in problems[0]
 
 
+def _default_sigint():
+  # A shell starts background jobs with SIGINT ignored, and Python keeps it
+  # ignored (no KeyboardInterrupt) when it starts that way: as a terminal
+  # would, give the child the default action.
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_interrupted_conversion_leaves_no_partial_files(tmp_path, signum):
   out = tmp_path / "out"
@@ -127,7 +134,7 @@ def test_interrupted_conversion_leaves_no_partial_files(tmp_path, signum):
       [sys.executable, "-m", "fast_seg.data.convert", "--dataset", "camvid",
        "--input_dir", str(SOURCE), "--output_dir", str(out), "--workers", "1"],
       cwd=helpers.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+      text=True, preexec_fn=_default_sigint)
   deadline = time.time() + 120
   while not list(out.glob("*.partial")) and time.time() < deadline:
     assert process.poll() is None, process.communicate()
