@@ -19,7 +19,8 @@ flags.DEFINE_string("input", None, "Directory of images, a glob or a video file.
 flags.DEFINE_string("output_dir", None, "Where label maps and overlays go.")
 flags.DEFINE_string("crop", None,
                     "top,bottom: image rows removed before the model (labelled "
-                    "255 in the output).")
+                    "255 in the output); the road project's start,-stop form "
+                    "(150,-100) means the same as 150,100.")
 flags.DEFINE_string("resize", None,
                     "H,W the model is fed; only for a model without a fixed size.")
 flags.DEFINE_float("overlay_alpha", 0.5, "Opacity of the colours in the overlays.")

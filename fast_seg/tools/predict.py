@@ -213,15 +213,20 @@ def _image_or_problem(path):
 
 
 def parse_crop(text):
-  """'top,bottom' -> (top, bottom), two non-negative ints (--crop)."""
+  """--crop -> (rows removed at the top, rows removed at the bottom).
+
+  'top,bottom' counts removed rows; the road project's 'start,-stop' form
+  (a slice, '150,-100': rows 150 up to 100 from the bottom) gives the same
+  crop, so both '150,100' and '150,-100' remove 150 rows above and 100 below.
+  """
   try:
-    crop = tuple(int(v) for v in text.split(","))
+    top, bottom = (int(v) for v in text.split(","))
   except ValueError:
-    crop = ()
-  if len(crop) != 2 or min(crop) < 0:
-    raise ValueError(f"--crop must be top,bottom (two non-negative integers), "
-                     f"got {text!r}")
-  return crop
+    top = -1
+  if top < 0:
+    raise ValueError(f"--crop must be top,bottom (rows removed; or the road "
+                     f"project's start,-stop), got {text!r}")
+  return top, abs(bottom)
 
 
 def crop_rows(image, crop):

@@ -254,3 +254,15 @@ def test_corrupt_image_is_skipped_and_counted(export_dir, images, tmp_path):
   with pytest.raises(ValueError, match="broken.png: not a readable image"):
     predict.predict(str(export_dir), str(inputs), str(tmp_path / "out2"),
                     on_error="fail", log=lambda line: None)
+
+
+@pytest.mark.parametrize("text, crop", [("2,0", (2, 0)), ("150,100", (150, 100)),
+                                        ("150,-100", (150, 100)), ("0,-7", (0, 7))])
+def test_crop_takes_rows_or_the_road_projects_slice(text, crop):
+  assert predict.parse_crop(text) == crop
+
+
+@pytest.mark.parametrize("text", ["-1,5", "5", "a,b", "1,2,3"])
+def test_a_bad_crop_names_the_forms(text):
+  with pytest.raises(ValueError, match=r"--crop must be top,bottom .*start,-stop"):
+    predict.parse_crop(text)
