@@ -2,6 +2,7 @@
 
   python train.py --config_path configs/icnet_mobilenet_v2_synthetic_128.config \
       --logdir runs/demo [--num_steps 300] [--strategy one_device|mirrored|multi_worker]
+      [--split train_aug | --input_pattern 'data/x/train-*.tfrecord,more/*.tfrecord']
 
 Restarting with the same --logdir resumes from the latest checkpoint.
 
@@ -18,9 +19,11 @@ Worker 0 (the chief) writes checkpoints, summaries and pipeline.config.
 from absl import flags
 
 from fast_seg.training import train_lib
+from fast_seg.data import dataset_info
 from fast_seg.utils import cli
 
 cli.define_config_flags()
+cli.define_input_flags("train_input_reader")
 flags.DEFINE_string("logdir", None, "Checkpoints, TensorBoard events, as-run config.")
 flags.DEFINE_integer("num_steps", None, "Overrides train_config.num_steps.")
 flags.DEFINE_enum("strategy", "one_device", list(train_lib.STRATEGIES),
@@ -33,6 +36,9 @@ def main(argv):
   del argv
   cli.check_output_dir(FLAGS.logdir, "--logdir")
   config = cli.load_config(FLAGS.config_path)
+  for line in dataset_info.override_globs(
+      config.train_input_reader, "train_input_reader", FLAGS.input_pattern, FLAGS.split):
+    print(line, flush=True)
   result = train_lib.train(config, FLAGS.logdir, num_steps=FLAGS.num_steps,
                            strategy=FLAGS.strategy)
   print(f"Training done at step {result['step']}; checkpoints in {FLAGS.logdir}")

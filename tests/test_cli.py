@@ -24,9 +24,12 @@ def test_train_eval_export_predict(tiny_dataset, tmp_path):
   assert train.returncode == 0, train.stderr[-2000:]
   assert "step 4/4" in train.stdout and "img/s" in train.stdout
   evaluation = _run("eval.py", "--config_path", config, "--train_dir", run,
-                    "--eval_dir", run / "eval")
+                    "--eval_dir", run / "eval", "--split", "train")
   assert evaluation.returncode == 0, evaluation.stderr[-2000:]
   assert "mIoU" in evaluation.stdout and "stripe" in evaluation.stdout
+  # --split: the train split's glob from dataset_info.json, with its counts.
+  assert (f"eval_input_reader reads:\n  {tiny_dataset}/train-*.tfrecord: "
+          "2 files, 16 examples") in evaluation.stdout
   metrics = json.loads((run / "eval" / "metrics.json").read_text())
   assert metrics["step"] == 4 and 0.0 <= metrics["miou"] <= 1.0
   export = _run("export.py", "--config_path", config, "--trained_checkpoint",
@@ -59,6 +62,14 @@ def test_user_errors_are_one_clear_line(tiny_dataset, tmp_path):
   _user_error(_run("train.py", "--config_path", tmp_path / "missing.config",
                    "--logdir", tmp_path / "r"),
               "error: config file not found", "missing.config")
+  tiny = tmp_path / "tiny.config"
+  tiny.write_text(helpers.train_pipeline_text(tiny_dataset))
+  _user_error(_run("eval.py", "--config_path", tiny, "--eval_dir", tmp_path / "e",
+                   "--split", "test"),
+              "error: --split test is not a split of", "its splits: train, val")
+  _user_error(_run("train.py", "--config_path", tiny, "--logdir", tmp_path / "r",
+                   "--split", "val", "--input_pattern", "x/*.tfrecord"),
+              "give --input_pattern or --split, not both")
   bad_field = tmp_path / "field.config"
   bad_field.write_text("model { icnet { num_classes: 3 colour: 1 } }")
   _user_error(_run("train.py", "--config_path", bad_field, "--logdir", tmp_path / "r"),

@@ -100,6 +100,67 @@ def num_examples_for(info, file_patterns):
   return total
 
 
+def split_glob(file_patterns, split, flag="--split"):
+  """The glob of `split` of the converted dataset the reader's globs are from.
+
+  Args:
+    file_patterns: an input reader's globs; the dataset_info.json beside the
+      first one names the splits and their file patterns.
+    split: a split name, e.g. 'test'.
+    flag: named in errors.
+
+  Raises:
+    ValueError: no dataset_info.json beside the globs, or an unknown split
+      (the message lists the dataset's splits).
+  """
+  first = ",".join(file_patterns)
+  path = find(first)
+  if path is None:
+    raise ValueError(f"{flag} {split} needs the dataset_info.json that "
+                     f"fast_seg.data.convert writes beside the TFRecords; "
+                     f"none beside {first or 'the (empty) input glob'}; give "
+                     f"--input_pattern instead")
+  patterns = load(path).get(_INFO.file_patterns, {})
+  if split not in patterns:
+    raise ValueError(f"{flag} {split} is not a split of {path}; its splits: "
+                     f"{', '.join(sorted(patterns)) or 'none listed'}")
+  return os.path.join(os.path.dirname(path), patterns[split])
+
+
+def override_globs(reader, reader_field, input_pattern=None, split=None):
+  """Applies --input_pattern / --split to an input reader, in place.
+
+  Returns:
+    Lines for the user: the reader's resolved globs with their counts.
+
+  Raises:
+    ValueError: both given, or a split the dataset does not have.
+  """
+  if input_pattern and split:
+    raise ValueError("give --input_pattern or --split, not both")
+  if input_pattern:
+    reader.tf_record_input_path[:] = list(input_pattern)
+  elif split:
+    reader.tf_record_input_path[:] = [
+        split_glob(list(reader.tf_record_input_path), split)]
+  return [f"{reader_field} reads:"] + describe_globs(
+      list(reader.tf_record_input_path))
+
+
+def describe_globs(file_patterns):
+  """One line per glob: how many files it matches, and examples if known."""
+  lines = []
+  for pattern in file_patterns:
+    files = len(glob.glob(pattern))
+    line = f"  {pattern}: {files} file{'s' if files != 1 else ''}"
+    path = find(pattern)
+    examples = num_examples_for(load(path), [pattern]) if path else None
+    if examples is not None:
+      line += f", {examples} examples"
+    lines.append(line)
+  return lines
+
+
 def _splits_for(info, file_patterns):
   """The split names whose file patterns the globs are, or None."""
   by_pattern = {pattern: split for split, pattern in

@@ -39,6 +39,23 @@ def define_config_flags():
   flags.mark_flag_as_required("config_path")
 
 
+def define_input_flags(reader_field):
+  """--input_pattern and --split: the input override every user needs.
+
+  Args:
+    reader_field: the input reader they replace the globs of
+      ('train_input_reader' or 'eval_input_reader').
+  """
+  flags.DEFINE_list(
+      "input_pattern", None,
+      f"TFRecord globs (comma separated) read instead of {reader_field}."
+      "tf_record_input_path.")
+  flags.DEFINE_string(
+      "split", None,
+      f"A split of the converted dataset {reader_field} reads from (e.g. "
+      "test): its glob from the dataset_info.json beside the config's globs.")
+
+
 def check_output_dir(path, flag):
   """Refuses an output folder that is an existing file or lies under one.
 

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from fast_seg.data import dataset_info
+from fast_seg.data import synthetic
+from fast_seg.protos import input_reader_pb2
 
 
 def _info(**overrides):
@@ -50,3 +52,33 @@ def test_num_examples_for_split_globs():
   assert dataset_info.num_examples_for(
       _info(), ["d/train-*.tfrecord", "d/val-*.tfrecord"]) == 10
   assert dataset_info.num_examples_for(_info(), ["d/val-0000*.tfrecord"]) is None
+
+
+def test_override_globs_by_split_and_by_pattern(tmp_path):
+  synthetic.write_dataset(str(tmp_path), num_train=3, num_val=2, size=16,
+                          num_shards=1)
+  reader = input_reader_pb2.InputReader(
+      tf_record_input_path=[f"{tmp_path}/train-*.tfrecord"])
+  lines = dataset_info.override_globs(reader, "eval_input_reader", split="val")
+  assert list(reader.tf_record_input_path) == [f"{tmp_path}/val-*.tfrecord"]
+  assert lines == ["eval_input_reader reads:",
+                   f"  {tmp_path}/val-*.tfrecord: 1 file, 2 examples"]
+  lines = dataset_info.override_globs(
+      reader, "train_input_reader", input_pattern=[f"{tmp_path}/*.tfrecord", "nope/*"])
+  assert lines[1:] == [f"  {tmp_path}/*.tfrecord: 2 files", "  nope/*: 0 files"]
+  unchanged = dataset_info.override_globs(reader, "train_input_reader")
+  assert list(reader.tf_record_input_path) == [f"{tmp_path}/*.tfrecord", "nope/*"]
+  assert len(unchanged) == 3
+
+
+def test_an_unknown_split_lists_the_datasets(tmp_path):
+  synthetic.write_dataset(str(tmp_path), num_train=2, num_val=1, size=16,
+                          num_shards=1)
+  reader = input_reader_pb2.InputReader(
+      tf_record_input_path=[f"{tmp_path}/train-*.tfrecord"])
+  with pytest.raises(ValueError, match="--split test is not a split of .*; "
+                     "its splits: train, val"):
+    dataset_info.override_globs(reader, "eval_input_reader", split="test")
+  reader.tf_record_input_path[:] = ["elsewhere/x-*.tfrecord"]
+  with pytest.raises(ValueError, match="needs the dataset_info.json"):
+    dataset_info.override_globs(reader, "eval_input_reader", split="val")
