@@ -20,6 +20,10 @@ flags.DEFINE_string("train_dir", None, "Training logdir with checkpoints.")
 flags.DEFINE_string("eval_dir", None, "Where metrics.json, summaries and PNGs go.")
 flags.DEFINE_string("checkpoint", None, "Evaluate only this checkpoint.")
 flags.DEFINE_float("timeout", None, "Seconds to wait for each new checkpoint.")
+flags.DEFINE_bool("image_summaries", False,
+                  "The TF1 project's flag: image | ground truth | prediction "
+                  "panels also in TensorBoard (eval_config.image_summaries; "
+                  "3 panels unless eval_config.num_visualizations is set).")
 flags.mark_flags_as_required(["eval_dir"])
 FLAGS = flags.FLAGS
 
@@ -31,6 +35,10 @@ def main(argv):
   for line in dataset_info.override_globs(
       config.eval_input_reader, "eval_input_reader", FLAGS.input_pattern, FLAGS.split):
     print(line, flush=True)
+  if FLAGS.image_summaries:
+    config.eval_config.image_summaries = True
+    if not config.eval_config.num_visualizations:
+      config.eval_config.num_visualizations = 3
   results = eval_lib.evaluate(config, FLAGS.train_dir, FLAGS.eval_dir,
                               checkpoint=FLAGS.checkpoint, timeout=FLAGS.timeout)
   last = results[-1]

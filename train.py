@@ -28,6 +28,10 @@ flags.DEFINE_string("logdir", None, "Checkpoints, TensorBoard events, as-run con
 flags.DEFINE_integer("num_steps", None, "Overrides train_config.num_steps.")
 flags.DEFINE_enum("strategy", "one_device", list(train_lib.STRATEGIES),
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
+flags.DEFINE_bool("image_summaries", False,
+                  "The TF1 project's flag: input / ground truth / prediction "
+                  "overlays in TensorBoard at every checkpoint (sets "
+                  "train_config.image_summary_every_n_steps when it is 0).")
 flags.mark_flags_as_required(["logdir"])
 FLAGS = flags.FLAGS
 
@@ -39,6 +43,10 @@ def main(argv):
   for line in dataset_info.override_globs(
       config.train_input_reader, "train_input_reader", FLAGS.input_pattern, FLAGS.split):
     print(line, flush=True)
+  train_config = config.train_config
+  if FLAGS.image_summaries and not train_config.image_summary_every_n_steps:
+    train_config.image_summary_every_n_steps = (
+        train_config.checkpoint_every_n_steps)
   result = train_lib.train(config, FLAGS.logdir, num_steps=FLAGS.num_steps,
                            strategy=FLAGS.strategy)
   print(f"Training done at step {result['step']}; checkpoints in {FLAGS.logdir}")

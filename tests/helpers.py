@@ -142,3 +142,15 @@ def save_serving_model(model, directory, shape, output):
   signature = inference_graph.load_saved_model(str(directory))
   return lambda images: signature(inputs=tf.constant(images))[
       serving.OUTPUT_NAME].numpy()
+
+
+def summary_tags(directory):
+  """{tag: kind} of every summary in the TensorBoard event files of `directory`
+  (kind: 'image' for image summaries, else 'scalar' / 'tensor')."""
+  tags = {}
+  for path in sorted(Path(directory).glob("events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        plugin = value.metadata.plugin_data.plugin_name
+        tags[value.tag] = "image" if plugin == "images" else plugin or "scalar"
+  return tags

@@ -20,11 +20,18 @@ def test_train_eval_export_predict(tiny_dataset, tmp_path):
   config = tmp_path / "tiny.config"
   config.write_text(helpers.train_pipeline_text(tiny_dataset, num_steps=4))
   run = tmp_path / "run"
-  train = _run("train.py", "--config_path", config, "--logdir", run)
+  train = _run("train.py", "--config_path", config, "--logdir", run,
+               "--image_summaries")
   assert train.returncode == 0, train.stderr[-2000:]
   assert "step 4/4" in train.stdout and "img/s" in train.stdout
+  # --image_summaries (the TF1 flag): overlays at every checkpoint.
+  tags = helpers.summary_tags(run / "train")
+  assert {"input", "ground_truth", "prediction"} <= {
+      t for t, kind in tags.items() if kind == "image"}
+  assert "image_summary_every_n_steps: 2" in (run / "pipeline.config").read_text()
   evaluation = _run("eval.py", "--config_path", config, "--train_dir", run,
-                    "--eval_dir", run / "eval", "--split", "train")
+                    "--eval_dir", run / "eval", "--split", "train",
+                    "--image_summaries")
   assert evaluation.returncode == 0, evaluation.stderr[-2000:]
   assert "mIoU" in evaluation.stdout and "stripe" in evaluation.stdout
   # --split: the train split's glob from dataset_info.json, with its counts.
@@ -32,6 +39,8 @@ def test_train_eval_export_predict(tiny_dataset, tmp_path):
           "2 files, 16 examples") in evaluation.stdout
   metrics = json.loads((run / "eval" / "metrics.json").read_text())
   assert metrics["step"] == 4 and 0.0 <= metrics["miou"] <= 1.0
+  assert len([t for t in helpers.summary_tags(run / "eval")
+              if t.startswith("visualizations/")]) == 2  # the config's 2
   export = _run("export.py", "--config_path", config, "--trained_checkpoint",
                 run / "ckpt-4", "--output_dir", tmp_path / "export",
                 "--input_shape", "1,64,64,3")

@@ -72,6 +72,7 @@ class Evaluator:
     # Build the input now so a bad glob fails before any waiting.
     self.dataset = self._dataset()
     self._eval_step = self._make_eval_step()
+    self._writers = {}
 
   def _read_class_table(self, info):
     """Class names, palette and the eval set's size (for the progress bar)."""
@@ -245,6 +246,20 @@ class Evaluator:
       name = re.sub(r"[^\w.-]", "_", os.path.splitext(name)[0]) or "image"
       Image.fromarray(panel).save(
           os.path.join(out_dir, f"{offset + i:04d}_{name}.png"))
+      if self.eval_config.image_summaries:
+        self._image_summary(eval_dir, f"{offset + i:04d}_{name}", panel, step)
+
+  def _image_summary(self, eval_dir, name, panel, step):
+    writer = self._summary_writer(eval_dir)
+    with writer.as_default():
+      tf.summary.image(f"visualizations/{name}", panel[None], step=step)
+    writer.flush()
+
+  def _summary_writer(self, eval_dir):
+    """One TensorBoard writer per eval_dir, for scalars and images alike."""
+    if eval_dir not in self._writers:
+      self._writers[eval_dir] = tf.summary.create_file_writer(eval_dir)
+    return self._writers[eval_dir]
 
   def _write_results(self, result, eval_dir):
     tf.io.gfile.makedirs(eval_dir)
@@ -253,7 +268,7 @@ class Evaluator:
     history = {k: v for k, v in result.items() if k != "confusion_matrix"}
     with open(os.path.join(eval_dir, HISTORY_FILE), "a", encoding="utf-8") as f:
       f.write(json.dumps(history) + "\n")
-    writer = tf.summary.create_file_writer(eval_dir)
+    writer = self._summary_writer(eval_dir)
     with writer.as_default():
       step = result["step"]
       tf.summary.scalar("metrics/miou", result["miou"], step=step)

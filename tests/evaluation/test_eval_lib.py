@@ -8,7 +8,10 @@ import pytest
 
 from fast_seg.data import synthetic
 from fast_seg.evaluation import eval_lib
+from fast_seg.training import train_lib
+from fast_seg.utils import checkpoint_util
 from fast_seg.utils import visualization
+from tests import helpers
 
 VAL_PIXELS = 6 * 64 * 64  # tiny_dataset: 6 val images of 64x64, no ignore pixels
 
@@ -35,7 +38,20 @@ def test_evaluate_latest_writes_metrics(trained_run, config, tmp_path):
   assert on_disk["miou"] == pytest.approx(result["miou"])
   assert len(list((tmp_path / "visualizations" / "step_4").glob("*.png"))) == 2
   assert (tmp_path / "pipeline.config").exists()
-  assert list(tmp_path.glob("events.out.tfevents.*"))
+  tags = helpers.summary_tags(tmp_path)
+  assert "metrics/miou" in tags
+  assert not [t for t in tags if t.startswith("visualizations/")]
+
+
+def test_image_summaries_put_the_panels_in_tensorboard(trained_run, config,
+                                                       tmp_path):
+  config.eval_config.image_summaries = True
+  eval_lib.evaluate(config, trained_run[1], str(tmp_path))
+  pngs = sorted(p.stem for p in (tmp_path / "visualizations" / "step_4").glob("*.png"))
+  tags = helpers.summary_tags(tmp_path)
+  assert sorted(t for t, kind in tags.items() if kind == "image") == [
+      f"visualizations/{name}" for name in pngs]
+  assert len(pngs) == 2 and "metrics/miou" in tags
 
 
 def test_padded_eval_counts_only_real_pixels(trained_run, config, tmp_path):
@@ -143,9 +159,6 @@ def test_multi_scale_flip_window_padded_eval_counts_only_real_pixels(
 
 
 def test_continuous_eval_keeps_the_best_checkpoint(tiny_dataset, tmp_path):
-  from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
-  from fast_seg.utils import checkpoint_util  # pylint: disable=g-import-not-at-top
-  from tests import helpers  # pylint: disable=g-import-not-at-top
   logdir = tmp_path / "train"
   config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset, num_steps=6))
   train_lib.train(config, str(logdir))
