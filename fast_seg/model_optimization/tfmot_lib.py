@@ -167,6 +167,16 @@ def check_state(checkpoint_path, technique):
     raise _no_state_error(path, technique)
 
 
+def _assign(reader, found, missing, problem):
+  """Assigns every found variable its checkpoint value, or names the missing."""
+  if missing:
+    raise ValueError(
+        f"{problem} ({len(missing)} missing or mismatched: "
+        f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''})")
+  for variable, key in found:
+    variable.assign(reader.get_tensor(key))
+
+
 def _is_pruning_wrapper(layer):
   return isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "pruning_vars")
 
@@ -270,13 +280,8 @@ class Compression:
     found, missing = self._restore_group(reader, STATE_KEY, self.state)
     if not found:
       return False
-    if missing:
-      raise ValueError(
-          f"checkpoint {path} holds {self.technique} state that does not fit "
-          f"the model ({len(missing)} missing or mismatched: "
-          f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''})")
-    for variable, key in found:
-      variable.assign(reader.get_tensor(key))
+    _assign(reader, found, missing, f"checkpoint {path} holds {self.technique} "
+            "state that does not fit the model")
     return True
 
   def restore(self, checkpoint_path):
@@ -290,13 +295,8 @@ class Compression:
     reader = checkpoint_util.open_reader(path)
     found, missing = self._restore_group(reader, checkpoint_util.MODEL_KEY,
                                          self.variables)
-    if missing:
-      raise ValueError(
-          f"checkpoint {path} does not fit the model ({len(missing)} missing "
-          f"or mismatched: {', '.join(missing[:10])}"
-          f"{' ...' if len(missing) > 10 else ''})")
-    for variable, key in found:
-      variable.assign(reader.get_tensor(key))
+    _assign(reader, found, missing,
+            f"checkpoint {path} does not fit the model")
     if not self.restore_state(path):
       raise _no_state_error(path, self.technique)
 
