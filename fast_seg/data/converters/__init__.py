@@ -4,8 +4,6 @@ Importing this package imports every module in it, so a new dataset is one
 new module here and nothing else to edit.
 """
 
-import importlib
-import pkgutil
+from fast_seg.core import registry
 
-for _module in pkgutil.iter_modules(__path__):
-  importlib.import_module(f"{__name__}.{_module.name}")
+registry.import_all_modules(__name__, __path__)
