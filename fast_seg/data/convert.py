@@ -546,12 +546,26 @@ def _main(argv):
   if text:
     print(text)
     return
-  converter = make_converter(f.dataset, f)
-  if not f.output_dir:
-    raise ValueError("--output_dir is required")
-  convert(converter, f.output_dir, splits=f.split, num_shards=f.num_shards,
-          workers=f.workers, on_error=f.on_error, overwrite=f.overwrite,
-          val_fraction=f.val_fraction, seed=f.seed, progress=f.progress)
+  try:
+    converter = make_converter(f.dataset, f)
+    if not f.output_dir:
+      raise ValueError("--output_dir is required")
+    convert(converter, f.output_dir, splits=f.split, num_shards=f.num_shards,
+            workers=f.workers, on_error=f.on_error, overwrite=f.overwrite,
+            val_fraction=f.val_fraction, seed=f.seed, progress=f.progress)
+  except convert_lib.LayoutError as e:
+    e.hint = layout_hint(CONVERTERS[f.dataset])
+    raise
+
+
+def layout_hint(converter_class):
+  """What a LayoutError prints under its line: the tree the converter reads
+  and, for any other tree, the folder converter."""
+  return (f"--dataset {converter_class.name} reads:\n"
+          f"{converter_class.layout()}\n"
+          "Another layout: --dataset folder --images_dir DIR --labels_dir DIR "
+          "(with --train_list / --val_list / --test_list for split lists); "
+          "see docs/datasets.md")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import io
 import os
+import sys
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # Formats whose bytes go into the TFRecord unchanged (tf.io.decode_image reads
 # them); anything else is re-encoded as PNG.
 _PASSTHROUGH_FORMATS = {"PNG": "png", "JPEG": "jpeg"}
+
+
+class LayoutError(FileNotFoundError):
+  """A folder or list file the dataset's layout needs is not there.
+
+  convert.py adds the folder tree the converter reads as the error's `hint`
+  (printed under the error line), so the user sees what was expected.
+  """
+  hint = None
 
 
 class ConversionError(ValueError):
@@ -155,6 +165,20 @@ class Converter:
   fixed_class_names = ()
   fixed_palette = ()
 
+  @classmethod
+  def layout(cls):
+    """The folder trees it reads: the blocks indented by 4 spaces in its
+    module's docstring, where a reader of the code sees them too."""
+    doc = sys.modules[cls.__module__].__doc__ or ""
+    blocks, block = [], []
+    for line in doc.splitlines() + [""]:
+      if line.startswith("    "):
+        block.append(line.rstrip())
+      elif block:
+        blocks.append("\n".join(block))
+        block = []
+    return "\n  or\n".join(blocks)
+
   @property
   def class_names(self):
     return list(self.fixed_class_names)
@@ -203,7 +227,7 @@ def require_dir(path, flag):
   if not path:
     raise ValueError(f"{flag} is required")
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"{flag} is not a directory: {path}")
+    raise LayoutError(f"{flag} is not a directory: {path}")
   return path
 
 
@@ -220,7 +244,7 @@ def find_root(input_dir, marker, flag="--input_dir"):
 def list_files(directory, extensions=IMAGE_EXTENSIONS, recursive=False):
   """Sorted paths of files with one of `extensions` under `directory`."""
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f"missing directory: {directory}")
+    raise LayoutError(f"missing directory: {directory}")
   paths = []
   if recursive:
     for root, _, names in os.walk(directory):
@@ -292,9 +316,41 @@ def strip_suffix(path, suffixes):
 def read_list(path):
   """Non-empty stripped lines of a split list file."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"missing split list: {path}")
+    raise LayoutError(f"missing split list: {path}")
   with open(path, encoding="utf-8") as f:
     return [line.strip() for line in f if line.strip()]
+
+
+def _listed_name(line):
+  """A split list line's name: the first token (a name, a relative path or
+  SegNet's '<image> <label>' pair), as a '/' path without extension."""
+  return os.path.splitext(line.split()[0].replace("\\", "/"))[0].strip("/")
+
+
+def keep_listed(samples, problems, list_path):
+  """(samples, problems) restricted to the ones a split list names.
+
+  mmseg's ann_file and the SegNet tutorial's lists name a split's images by
+  name, relative path or full path. A line matches the sample whose name is
+  its longest trailing part ('data/images/sub/a.png' matches 'sub/a' and
+  'a'). A listed name with no sample is a problem, so a typo in a list is
+  reported, not lost; problems of files the list does not name are dropped.
+  """
+  by_name = {sample.name: sample for sample in samples}
+  stem = lambda path: os.path.splitext(os.path.basename(path))[0]
+  listed = [_listed_name(line).split("/") for line in read_list(list_path)]
+  problems = [p for p in problems if stem(p.path) in {n[-1] for n in listed}]
+  reported = {stem(p.path) for p in problems}
+  kept = {}
+  for parts in listed:
+    name = next(("/".join(parts[i:]) for i in range(len(parts))
+                 if "/".join(parts[i:]) in by_name), None)
+    if name is not None:
+      kept[name] = by_name[name]
+    elif parts[-1] not in reported:  # e.g. a typo: no file problem names it
+      problems.append(Problem(list_path, f"lists '{'/'.join(parts)}' but no "
+                              "image with a label has that name"))
+  return sorted(kept.values(), key=lambda s: s.name), problems
 
 
 def split_by_fraction(samples, val_fraction, seed):

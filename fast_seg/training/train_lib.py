@@ -9,6 +9,12 @@ without overwriting the last good checkpoint.
 train_config.steps_per_call > 1 runs that many steps inside one compiled call
 (a tf.range loop), so the per-step Python round trip is paid once per call.
 
+Binary models also log the foreground precision, recall and IoU of the
+training batches since the previous log line (the running metrics that Keras
+users of binary projects watched): every step counts its batch's TP, FP and
+FN from the logits it already has, sums them over the replicas and adds them
+to a variable that the log line reads and restarts.
+
 Multi-worker (MultiWorkerMirroredStrategy): every worker runs this same loop
 and every worker must save (the TF multi-worker recipe: a save may read
 variables through collective ops), but only the chief writes to the logdir; the others save
@@ -33,6 +39,7 @@ from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
 from fast_seg.core import losses as core_losses
+from fast_seg.core import metrics
 from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
@@ -90,6 +97,26 @@ def _crossed(previous, step, every):
 def _format_duration(seconds):
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def binary_batch_counts(model, logits, labels):
+  """Foreground (TP, FP, FN) of a binary model's batch: int64 [3], in-graph.
+
+  Scored as evaluation scores it, so the training log's precision, recall
+  and IoU mean what validation's do: the logits upsampled to the labels'
+  size and thresholded by model.postprocess, the labels mapped to 0 / 1 by
+  model.metric_labels (the binary loss's foreground rule), ignored pixels
+  left out.
+
+  Args:
+    model: a binary core_model.SegmentationModel.
+    logits: float [N, h, w, 1] of the main head (aux heads are not scored).
+    labels: int [N, H, W, 1] dataset class ids.
+  """
+  predicted = model.postprocess(logits, tf.shape(labels)[1:3])[
+      fields.PredictionFields.labels]
+  targets = model.metric_labels(tf.squeeze(labels, -1))
+  return metrics.binary_counts(targets, predicted, model.ignore_label)
 
 
 def check_train_config(pipeline_config, strategy):
@@ -158,7 +185,9 @@ class Trainer:
   `build_dataset()` (the training tf.data.Dataset), `distribute(dataset)`
   (an iterator over it under the strategy) and `train_function(iterator)`
   (one compiled call of train_config.steps_per_call steps; returns the last
-  step's losses). They neither restore nor save anything.
+  step's losses). They neither restore nor save anything. Binary models'
+  steps also add to `foreground_counts` (TP, FP, FN), which only a log line
+  restarts.
   """
 
   def __init__(self, pipeline_config, logdir, strategy):
@@ -234,6 +263,12 @@ class Trainer:
         self.checkpoint = checkpoint_util.make_checkpoint(
             self.model.keras_model, optimizer=optimizer, step=self.step)
     self.nonfinite_losses = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Binary models: foreground (TP, FP, FN) of the steps since the last log
+    # line, summed over replicas; not checkpointed (a resumed run restarts).
+    self.foreground_counts = (
+        tf.Variable(tf.zeros([3], tf.int64), trainable=False,
+                    name="foreground_counts")
+        if self.model.is_binary else None)
 
   def _make_checkpoint_manager(self):
     """Multi-worker: every worker saves, only the chief into the logdir.
@@ -384,15 +419,18 @@ class Trainer:
   # -- the step -------------------------------------------------------------
 
   def _gradient_function(self):
-    """(images, labels) -> (losses by name, gradients of the trainable variables).
+    """(images, labels) -> (losses by name, gradients, foreground counts).
 
-    Scaled for the replicas (and for float16 loss scaling); compiled with XLA
-    when train_config.use_xla.
+    Gradients of the trainable variables, scaled for the replicas (and for
+    float16 loss scaling); compiled with XLA when train_config.use_xla. The
+    counts: {'foreground': binary_batch_counts of the main head} for a binary
+    model, from the logits the loss used; {} for a multi-class one.
     """
     model, optimizer = self.train_model, self.optimizer
     replicas = self.strategy.num_replicas_in_sync
     loss_scaling = self.loss_scaling
     variables = self.trainable_variables
+    count_foreground = self.foreground_counts is not None
 
     def compute_gradients(images, labels):
       with tf.GradientTape() as tape:
@@ -409,7 +447,11 @@ class Trainer:
       if loss_scaling:
         gradients = optimizer.get_unscaled_gradients(gradients)
       losses[fields.LossFields.total] = total
-      return losses, gradients
+      counts = {}
+      if count_foreground:
+        counts["foreground"] = binary_batch_counts(
+            model, predictions[fields.PredictionFields.logits], labels)
+      return losses, gradients, counts
 
     if self.train_config.use_xla:
       # XLA's unit. Outside XLA no nested tf.function: under a multi-device
@@ -431,16 +473,21 @@ class Trainer:
     compute_gradients = self._gradient_function()
 
     def replica_step(batch):
-      losses, gradients = compute_gradients(
+      losses, gradients, counts = compute_gradients(
           batch[fields.InputFields.image], batch[fields.InputFields.label])
       optimizer.apply_gradients(zip(gradients, variables))
-      return losses
+      return losses, counts
 
     def one_step(iterator):
-      per_replica = self.strategy.run(replica_step, args=(next(iterator),))
+      per_replica, counts = self.strategy.run(replica_step,
+                                              args=(next(iterator),))
       losses = {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
                                            axis=None)
                 for name, value in per_replica.items()}
+      if counts:
+        # Pixels of the global batch: a sum over the replicas, not a mean.
+        self.foreground_counts.assign_add(self.strategy.reduce(
+            tf.distribute.ReduceOp.SUM, counts["foreground"], axis=None))
       finite = tf.math.is_finite(losses[fields.LossFields.total])
       self.nonfinite_losses.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
       self.step.assign_add(1)
@@ -535,7 +582,8 @@ class Trainer:
     that crosses their interval.
 
     Returns:
-      dict of the last logged losses (floats) and the final step.
+      dict of the last logged losses (floats), binary models' precision,
+      recall and iou of that log line, and the final step.
     """
     try:
       return self._train(num_steps)
@@ -606,7 +654,11 @@ class Trainer:
           f"{self.train_config.steps_per_call} step(s) per call", flush=True)
 
   def _log(self, losses, step, meter):
-    """TensorBoard scalars and one progress line; returns the losses as floats."""
+    """TensorBoard scalars and one progress line.
+
+    Returns:
+      The losses as floats, and a binary model's foreground metrics.
+    """
     self._check_finite()
     images_per_sec, eta = meter.update(step)
     losses = {k: float(v) for k, v in losses.items()}
@@ -620,14 +672,35 @@ class Trainer:
       tf.summary.scalar("pruning/sparsity", sparsity, step=step)
     heads = " ".join(f"{k.replace('_loss', '')}={v:.3f}"
                      for k, v in losses.items() if k != fields.LossFields.total)
+    foreground = self._foreground_metrics(step)
+    scores = ("  " + " ".join(f"{name} {value:.3f}"
+                              for name, value in foreground.items())
+              if foreground else "")
     epoch = self._epochs(step)
     epoch = f" (epoch {epoch:.1f})" if epoch is not None else ""
     print(f"step {step}/{meter.num_steps}{epoch}  loss "
-          f"{losses[fields.LossFields.total]:.4f} ({heads})  lr {lr:.5f}  "
+          f"{losses[fields.LossFields.total]:.4f} ({heads}){scores}  lr {lr:.5f}  "
           f"{images_per_sec:.1f} img/s  ETA {_format_duration(eta)}"
           + (f"  sparsity {sparsity:.3f}" if sparsity is not None else ""),
           flush=True)
-    return losses
+    return {**losses, **foreground}
+
+  def _foreground_metrics(self, step):
+    """Binary models: foreground precision, recall and IoU since the last log.
+
+    Over the steps since the previous line, not since the start (Keras runs
+    its metrics over an epoch): each line says how the model does now, at
+    any log interval and steps_per_call. Written to TensorBoard; {} for a
+    multi-class model.
+    """
+    if self.foreground_counts is None:
+      return {}
+    counts = self.foreground_counts.numpy()
+    self.foreground_counts.assign(tf.zeros_like(counts))
+    result = metrics.precision_recall_iou(counts)
+    for name, value in result.items():
+      tf.summary.scalar(f"metrics/foreground_{name}", value, step=step)
+    return result
 
   def _after_call(self, previous, step, is_last, summary_batch):
     """Image summary, checkpoint and validation when their interval passed."""

@@ -25,7 +25,8 @@ def bar(target, unit_name="step", verbose=True):
 
 
 class _Lines:
-  """Prints `done/target unit(s) (percent), elapsed` at 25, 50, 75 and 100%."""
+  """Prints `done/target unit(s) (percent), elapsed, ETA` at 25, 50, 75 and
+  100% (the ETA assumes the rest goes at the rate so far)."""
 
   def __init__(self, target, unit_name):
     self.target = target
@@ -37,7 +38,9 @@ class _Lines:
     if not self.target:
       return
     while self.next_quarter <= 4 and current >= self.target * self.next_quarter / 4:
+      elapsed = time.time() - self.start
+      left = elapsed * (self.target - current) / max(current, 1)
       print(f"  {current}/{self.target} {self.unit_name}s "
-            f"({25 * self.next_quarter}%), {time.time() - self.start:.1f} s",
+            f"({25 * self.next_quarter}%), {elapsed:.1f} s, ETA {left:.0f} s",
             flush=True)
       self.next_quarter += 1

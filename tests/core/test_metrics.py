@@ -75,3 +75,25 @@ def test_binary_threshold_metrics_by_hand():
   assert rows[2]["recall"] == pytest.approx(1 / 3)
   table = metrics.format_threshold_table(rows)
   assert "0.50" in table and "50.00" in table
+
+
+def test_binary_counts_by_hand():
+  # Ignored pixels count for nothing, whatever is predicted there.
+  labels = np.array([[1, 1, 0, 255], [1, 0, 0, 255]])
+  predictions = np.array([[1, 1, 1, 1], [0, 0, 0, 0]])
+  counts = metrics.binary_counts(labels, predictions, 255).numpy()
+  np.testing.assert_array_equal(counts, [2, 1, 1])  # TP, FP, FN
+  agrees = metrics.compute_metrics(
+      metrics.confusion_matrix(labels, predictions, 2, 255).numpy())
+  result = metrics.precision_recall_iou(counts)
+  assert result == pytest.approx({"precision": 2 / 3, "recall": 2 / 3,
+                                  "iou": 2 / 4})
+  assert result["iou"] == pytest.approx(agrees["per_class_iou"][1])
+  assert result["precision"] == pytest.approx(agrees["per_class_precision"][1])
+
+
+def test_undefined_binary_ratios_are_zero_as_in_keras():
+  assert metrics.precision_recall_iou([0, 0, 3]) == {
+      "precision": 0.0, "recall": 0.0, "iou": 0.0}
+  assert metrics.precision_recall_iou([0, 0, 0]) == {
+      "precision": 0.0, "recall": 0.0, "iou": 0.0}

@@ -267,3 +267,26 @@ def test_cli_converts_and_reports_user_errors(tmp_path):
   assert listing.returncode == 0
   for name in convert.CONVERTERS:
     assert name in listing.stdout
+
+
+@pytest.mark.parametrize("name", sorted(convert.CONVERTERS))
+def test_every_converter_shows_its_layout(name):
+  layout = convert.CONVERTERS[name].layout()
+  assert layout.strip() and all(line.startswith("    ") or line == "  or"
+                                for line in layout.splitlines())
+
+
+def test_missing_folder_prints_the_expected_tree(tmp_path):
+  (tmp_path / "CamVid").mkdir()
+  result = _cli("--dataset", "camvid", "--input_dir", str(tmp_path),
+                "--output_dir", str(tmp_path / "out"))
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  lines = result.stderr.splitlines()
+  errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+  assert len(errors) == 1
+  assert lines[errors[0]] == f"error: missing directory: {tmp_path / 'CamVid' / 'train'}"
+  hint = "\n".join(lines[errors[0] + 1:])
+  assert "--dataset camvid reads:" in hint
+  assert "CamVid/train/*.png  CamVid/trainannot/*.png" in hint
+  assert "images/<name>.png|jpg  labels/<name>.png  train.txt val.txt test.txt" in hint
+  assert "--dataset folder --images_dir DIR --labels_dir DIR" in hint

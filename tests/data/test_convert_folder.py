@@ -111,3 +111,47 @@ def test_loveda_with_reduce_zero_label(tmp_path):
   for name, (_, label) in records.items():
     raw = np.asarray(Image.open(source / "labels" / f"{name}.png")).astype(int)
     np.testing.assert_array_equal(label, np.where(raw == 0, 255, raw - 1))
+
+
+def _pairs(root, names):
+  """Images and index labels under root/images and root/labels; the label
+  of image i holds the value i everywhere, to tell them apart."""
+  for i, name in enumerate(names):
+    for folder_name in ("images", "labels"):
+      (root / folder_name / name).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((2, 2, 3), 10 * i, np.uint8)).save(
+        root / "images" / f"{name}.jpg")
+    Image.fromarray(np.full((2, 2), i, np.uint8)).save(
+        root / "labels" / f"{name}.png")
+
+
+def test_split_lists_make_the_splits(tmp_path):
+  _pairs(tmp_path, ["a", "b", "sub/c", "d"])
+  # A name, a relative path with extension, SegNet's pair of full paths.
+  (tmp_path / "train.txt").write_text(
+      "a\nsub/c.jpg\n\n/data/set/images/b.jpg /data/set/labels/b.png\n")
+  (tmp_path / "val.txt").write_text("d\n")
+  converter = folder.FolderConverter(
+      str(tmp_path / "images"), str(tmp_path / "labels"), num_classes=4,
+      train_list=str(tmp_path / "train.txt"), val_list=str(tmp_path / "val.txt"))
+  assert converter.splits == ("train", "val")
+  _convert(converter, tmp_path / "out")
+  train = helpers.read_records(str(tmp_path / "out/train-*.tfrecord"))
+  val = helpers.read_records(str(tmp_path / "out/val-*.tfrecord"))
+  assert sorted(train) == ["a", "b", "sub/c"] and sorted(val) == ["d"]
+  assert {name: int(label[0, 0]) for name, (_, label) in train.items()} == {
+      "a": 0, "b": 1, "sub/c": 2}
+
+
+def test_split_list_typo_is_reported_not_lost(tmp_path):
+  _pairs(tmp_path, ["a", "b"])
+  (tmp_path / "train.txt").write_text("a\nbb\n")
+  converter = folder.FolderConverter(
+      str(tmp_path / "images"), str(tmp_path / "labels"), num_classes=2,
+      train_list=str(tmp_path / "train.txt"))
+  summary = _convert(converter, tmp_path / "out", on_error="skip")
+  (problem,) = summary["splits"]["train"]["problems"]
+  assert "train.txt" in problem and "lists 'bb' but no image" in problem
+  with pytest.raises(FileNotFoundError, match="--val_list file not found"):
+    folder.FolderConverter(str(tmp_path / "images"), str(tmp_path / "labels"),
+                           num_classes=2, val_list=str(tmp_path / "nope.txt"))

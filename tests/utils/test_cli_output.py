@@ -14,6 +14,7 @@ def test_progress_off_a_terminal_prints_quarter_lines(capsys):
   assert [line.split(",")[0].strip() for line in lines] == [
       "2/8 images (25%)", "4/8 images (50%)", "6/8 images (75%)", "8/8 images (100%)"]
   assert "\r" not in "".join(lines)
+  assert lines[-1].endswith("ETA 0 s") and all(", ETA " in line for line in lines)
 
 
 def test_quiet_progress_prints_nothing(capsys):

@@ -69,19 +69,12 @@ class CamVidConverter(convert_lib.Converter):
     image_dir = os.path.join(self.root, "images")
     label_dir = os.path.join(self.root, "labels")
     stem = lambda path: os.path.splitext(os.path.basename(path))[0]
-    names = {stem(line.split()[0]) for line in convert_lib.read_list(
-        os.path.join(self.root, f"{split}.txt"))}
-    images = [p for p in convert_lib.list_files(image_dir) if stem(p) in names]
-    labels = [p for p in convert_lib.list_files(label_dir) if stem(p) in names]
     samples, problems = convert_lib.pair_by_key(
-        images, labels, stem, stem,
+        convert_lib.list_files(image_dir), convert_lib.list_files(label_dir),
+        stem, stem,
         expected_label=lambda p: os.path.join(label_dir, stem(p) + ".png"))
-    found = {sample.name for sample in samples} | {
-        stem(problem.path) for problem in problems}
-    problems += [convert_lib.Problem(os.path.join(image_dir, name),
-                                     f"listed in {split}.txt but no image found")
-                 for name in sorted(names - found)]
-    return samples, problems
+    return convert_lib.keep_listed(samples, problems,
+                                   os.path.join(self.root, f"{split}.txt"))
 
   def read_label(self, sample, image_size):
     raw = convert_lib.require_single_channel(

@@ -95,7 +95,7 @@ class CityscapesConverter(convert_lib.Converter):
     if not os.path.isdir(os.path.join(root, "leftImg8bit")):
       root = convert_lib.find_root(input_dir, "cityscapes")
     if not os.path.isdir(os.path.join(root, "leftImg8bit")):
-      raise FileNotFoundError(
+      raise convert_lib.LayoutError(
           f"--input_dir {input_dir} has no leftImg8bit/ folder; expected the "
           "Cityscapes root (leftImg8bit/<split>/<city>/, gtFine/<split>/"
           "<city>/) or its parent")
@@ -124,7 +124,7 @@ class CityscapesConverter(convert_lib.Converter):
     label_dir = os.path.join(self.root, self.annotation, split)
     for directory in (image_dir, label_dir):
       if not os.path.isdir(directory):
-        raise FileNotFoundError(
+        raise convert_lib.LayoutError(
             f"missing {directory} (Cityscapes {split} split); pass --split "
             "with the splits you have")
     images = convert_lib.list_files(image_dir, (".png",), recursive=True)

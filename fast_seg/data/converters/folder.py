@@ -2,6 +2,13 @@
 
     --images_dir photos/ --labels_dir masks/ [--label_suffix _mask]
     --class_names sky,road,car | --num_classes 3 | --color_map colours.json
+    [--train_list train.txt --val_list val.txt --test_list test.txt]
+
+With split lists (mmseg's ann_file, the SegNet tutorial's train.txt) each
+list makes a split of the images it names, one per line: a name, a path
+relative to --images_dir or any path ending in one, extension optional, or
+an '<image> <label>' pair. Without them all pairs are one train split
+(`--val_fraction` holds part out).
 
 Labels may be single-channel index PNGs, palette PNGs (their indices are the
 ids, as in VOC), or RGB colour images with a colour map JSON
@@ -20,6 +27,8 @@ from fast_seg.data import convert_lib
 from fast_seg.utils import visualization
 
 IGNORE_KEY = "ignore"
+# Splits that a list file can define (--train_list, ...).
+SPLIT_LISTS = ("train", "val", "test")
 
 
 def load_color_map(path):
@@ -74,13 +83,24 @@ class FolderConverter(convert_lib.Converter):
                        "Label value that means 'ignore' (mapped to 255)."),
       convert_lib.Flag("bool", "reduce_zero_label", False,
                        "Label 0 means 'unlabelled' (-> ignore) and ids 1..N "
-                       "become 0..N-1 (LoveDA, ISPRS, ADE-style labels)."))
+                       "become 0..N-1 (LoveDA, ISPRS, ADE-style labels)."),
+      *(convert_lib.Flag("string", f"{split}_list", None,
+                         f"Text file naming the {split} split's images, one "
+                         "per line (mmseg's ann_file; SegNet's lists).")
+        for split in SPLIT_LISTS))
 
   def __init__(self, images_dir, labels_dir, label_suffix="", class_names=None,
                num_classes=None, color_map=None, ignore_value=None,
-               reduce_zero_label=False):
+               reduce_zero_label=False, train_list=None, val_list=None,
+               test_list=None):
     self.images_dir = convert_lib.require_dir(images_dir, "--images_dir")
     self.labels_dir = convert_lib.require_dir(labels_dir, "--labels_dir")
+    self.split_lists = {split: path for split, path in zip(
+        SPLIT_LISTS, (train_list, val_list, test_list)) if path}
+    for split, path in self.split_lists.items():
+      if not os.path.isfile(path):
+        raise convert_lib.LayoutError(f"--{split}_list file not found: {path}")
+    self.splits = tuple(self.split_lists) or FolderConverter.splits
     self.label_suffix = label_suffix or ""
     self.colors = None
     given = [n for n, v in (("--class_names", class_names),
@@ -159,15 +179,19 @@ class FolderConverter(convert_lib.Converter):
     return stem
 
   def list_pairs(self, split):
-    del split  # one split; convert.py carves val with --val_fraction
+    """Every pair, or those the split's list names; without lists there is
+    one split and convert.py carves val with --val_fraction."""
     images = convert_lib.list_files(self.images_dir, recursive=True)
     labels = convert_lib.list_files(self.labels_dir, recursive=True)
-    return convert_lib.pair_by_key(
+    samples, problems = convert_lib.pair_by_key(
         images, labels, lambda p: self._key(self.images_dir, p),
         lambda p: self._key(self.labels_dir, p, self.label_suffix),
         expected_label=lambda p: os.path.join(
             self.labels_dir, self._key(self.images_dir, p) + self.label_suffix
             + ".png"))
+    if split not in self.split_lists:
+      return samples, problems
+    return convert_lib.keep_listed(samples, problems, self.split_lists[split])
 
   def read_label(self, sample, image_size):
     array = convert_lib.read_label_array(sample.label_path)

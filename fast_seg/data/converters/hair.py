@@ -309,7 +309,7 @@ class HairConverter(convert_lib.Converter):
 def _require_layout(directories, expected):
   for directory in directories:
     if not os.path.isdir(directory):
-      raise FileNotFoundError(f"missing {directory}; --input_dir should be "
+      raise convert_lib.LayoutError(f"missing {directory}; --input_dir should be "
                               f"{expected}")
 
 

@@ -57,7 +57,7 @@ class KittiRoadConverter(convert_lib.Converter):
     label_dir = os.path.join(self.root, "training", "gt_image_2")
     for directory in (image_dir, label_dir):
       if not os.path.isdir(directory):
-        raise FileNotFoundError(
+        raise convert_lib.LayoutError(
             f"missing {directory}; --input_dir should be {ROOT_NAME} (with "
             "training/image_2 and training/gt_image_2) or its parent")
     images = convert_lib.list_files(image_dir)

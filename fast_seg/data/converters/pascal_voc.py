@@ -55,7 +55,7 @@ class PascalVOCConverter(convert_lib.Converter):
     root = convert_lib.find_root(
         convert_lib.find_root(input_dir, "VOCdevkit"), "VOC2012")
     if not os.path.isdir(os.path.join(root, "JPEGImages")):
-      raise FileNotFoundError(
+      raise convert_lib.LayoutError(
           f"--input_dir {input_dir} has no JPEGImages/ folder; expected "
           "VOC2012 (JPEGImages/, SegmentationClass/, ImageSets/), VOCdevkit "
           "or its parent")
@@ -66,7 +66,7 @@ class PascalVOCConverter(convert_lib.Converter):
           convert_lib.find_root(sbd_dir, "benchmark_RELEASE", "--sbd_dir"),
           "dataset", "--sbd_dir")
       if not os.path.isdir(os.path.join(sbd, "cls")):
-        raise FileNotFoundError(
+        raise convert_lib.LayoutError(
             f"--sbd_dir {sbd_dir} has no cls/ folder; expected SBD's dataset/ "
             "(cls/<id>.mat, train.txt, val.txt) or its parent")
       self.sbd_root = sbd
