@@ -4,12 +4,17 @@
       --output_dir exported/X --input_shape 1,1024,2048,3 \
       [--formats saved_model,frozen_graph,tflite,coreml,onnx] \
       [--quantize none|float16|dynamic|int8] [--output labels|probabilities|colours] \
-      [--input_type uint8|float32] [--random_weights] [--pad_to_shape 1025,2049]
+      [--input_type uint8|float32] [--random_weights] [--pad_to_shape 1025,2049] \
+      [--contract fast_seg|tf1|keras_coreml]
 
 The graph takes `inputs` [N,H,W,3] pixels (0..255) and returns `predictions`
 at the input size: preprocessing, the main head only and the resize are
 inside. Every format is run once on an eval image and compared with the TF
-function (export_report.json).
+function (export_report.json). --contract keeps the interface of the
+projects fast_seg replaces (docs/export.md#contracts): `tf1` is the TF1
+fast-semantic-segmentation frozen graph (int64 [N,H,W,1] labels, zero
+padding; with --input_shape H,W,3 or -1 sizes as it allowed), `keras_coreml`
+the Keras Core ML models (probabilities [C,H,W] named `output`).
 """
 
 from absl import flags
@@ -22,7 +27,9 @@ cli.define_config_flags()
 flags.DEFINE_string("trained_checkpoint", None,
                     "Checkpoint prefix (runs/X/ckpt-300) or a train dir (its latest).")
 flags.DEFINE_string("output_dir", None, "Destination folder.")
-flags.DEFINE_string("input_shape", None, "N,H,W,3 of the exported input.")
+flags.DEFINE_string("input_shape", None,
+                    "N,H,W,3 of the exported input, or H,W,3 (no batch axis); "
+                    "-1 for a dynamic size (saved_model, frozen_graph, onnx).")
 flags.DEFINE_string("pad_to_shape", None,
                     "H,W the input is padded to before the network (optional).")
 flags.DEFINE_string("formats", ",".join(export_lib.DEFAULT_FORMATS),
@@ -44,6 +51,10 @@ flags.DEFINE_bool("fast_labels", False,
 flags.DEFINE_bool("random_weights", False,
                   "Export an untrained model of the same architecture (for "
                   "on-device speed tests); no checkpoint needed.")
+flags.DEFINE_enum("contract", "fast_seg", list(serving.CONTRACTS),
+                  "The interface: fast_seg; tf1 (int64 [N,H,W,1] labels, zero "
+                  "padding); keras_coreml (Core ML probabilities [C,H,W] "
+                  "named `output`).")
 flags.mark_flags_as_required(["output_dir", "input_shape"])
 FLAGS = flags.FLAGS
 
@@ -53,7 +64,7 @@ def main(argv):
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
-  input_shape = cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")
+  input_shape = cli.parse_input_shape(FLAGS.input_shape)
   pad_to_shape = (cli.parse_shape(FLAGS.pad_to_shape, 2, "--pad_to_shape")
                   if FLAGS.pad_to_shape else None)
   formats = cli.parse_subset(FLAGS.formats, export_lib.format_names(), "--formats")
@@ -63,12 +74,12 @@ def main(argv):
       output=FLAGS.output, input_type=FLAGS.input_type,
       random_weights=FLAGS.random_weights,
       num_calibration_images=FLAGS.num_calibration_images,
-      fast_labels=FLAGS.fast_labels)
+      fast_labels=FLAGS.fast_labels, contract=FLAGS.contract)
   source = ("random weights" if info["random_weights"] else info["checkpoint"])
   print(f"Exported {source} to {FLAGS.output_dir}")
   print(f"  params: {info['params']:,}")
   print(f"  FLOPs:  {info['flops'] / 1e9:.2f} G per run of shape "
-        f"{info['input_shape']} (multiply-add = 2 FLOPs)")
+        f"{info['flops_input_shape']} (multiply-add = 2 FLOPs)")
   print(f"  formats: {', '.join(info['formats'])}; see "
         f"{FLAGS.output_dir}/{serving.REPORT_NAME}")
 

@@ -2,10 +2,12 @@
 
   python predict.py --model exported/X --input 'photos/*.jpg' --output_dir predictions/ \
       [--crop 0,0] [--resize H,W] [--overlay_alpha 0.5] [--palette dataset_info.json] \
-      [--num_threads 2]
+      [--num_threads 2] [--video_output auto] [--fps N] [--max_frames N]
 
 --model is an export dir, a SavedModel dir, a frozen .pb, a .tflite or an
-.onnx file; --input a directory, a glob or a video (needs opencv-python).
+.onnx file; --input a directory, a glob or a video (needs the [video] extra:
+pip install 'fast_seg[video]'), which becomes <video>_overlay.mp4 (and a GIF
+preview for a short clip).
 """
 
 from absl import flags
@@ -33,8 +35,19 @@ flags.DEFINE_float("threshold", 0.5,
                    "--output probabilities.")
 flags.mark_flags_as_required(["model", "input", "output_dir"])
 flags.DEFINE_enum("on_error", "skip", ["skip", "fail"],
-                  "An unreadable image: skip it, go on and exit 2 at the end "
-                  "listing it, or fail (stop at once).")
+                  "An unreadable image or video frame: skip it, go on and exit "
+                  "2 at the end listing it, or fail (stop at once).")
+flags.DEFINE_string("video_output", "auto",
+                    "What a video becomes: auto (an mp4, plus a GIF preview "
+                    "when the clip is at most 15 s), none (only the latency), "
+                    "or a comma list of mp4 (<video>_overlay.mp4, the input's "
+                    "frame rate), gif (<video>_overlay.gif: <= 10 fps, <= 480 "
+                    "px wide, the first 15 s) and frames (a label and overlay "
+                    "PNG per frame).")
+flags.DEFINE_float("fps", None,
+                   "Frame rate of the written mp4 / GIF (default: the input's).")
+flags.DEFINE_integer("max_frames", 0,
+                     "Stop after this many video frames or images (0: all).")
 FLAGS = flags.FLAGS
 
 
@@ -48,13 +61,17 @@ def main(argv):
               else None),
       alpha=FLAGS.overlay_alpha, palette_path=FLAGS.palette,
       num_threads=FLAGS.num_threads, threshold=FLAGS.threshold,
-      on_error=FLAGS.on_error)
-  print(f"Wrote label maps and overlays to {FLAGS.output_dir}")
-  skipped = result["skipped"]
+      on_error=FLAGS.on_error, video_output=FLAGS.video_output,
+      fps=FLAGS.fps, max_frames=FLAGS.max_frames)
+  for path in result["outputs"]:
+    print(f"Wrote {path}")
+  if result["pngs"]:
+    print(f"Wrote label maps and overlays to {FLAGS.output_dir}")
+  skipped = result["num_skipped"]
   if skipped:
     # Exit 2: a script must notice that not every input was predicted.
-    raise ValueError(f"{len(skipped)} of {len(skipped) + len(result['names'])} "
-                     f"inputs skipped: {'; '.join(skipped[:5])}")
+    raise ValueError(f"{skipped} of {skipped + len(result['names'])} inputs "
+                     f"skipped: {'; '.join(result['skipped'][:5])}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,10 @@ class AdaptiveAveragePool(keras.layers.Layer):
     bands = []
     for i in range(self.bins):
       start = (i * size) // self.bins
-      end = -((-(i + 1) * size) // self.bins)
+      # ceil((i + 1) * size / bins) without a negative floor division:
+      # ONNX's integer Div truncates, so -(-a // b) would come out as a // b
+      # in a graph of dynamic size.
+      end = ((i + 1) * size + self.bins - 1) // self.bins
       band = x[:, start:end] if axis == 1 else x[:, :, start:end]
       bands.append(tf.reduce_mean(band, axis=axis, keepdims=True))
     return tf.concat(bands, axis=axis)

@@ -76,8 +76,12 @@ def preprocessing_scale_bias(model):
   return scale, [float(b) for b in bias]
 
 
-def _network_function(model, input_shape, output):
-  """Preprocessed float images -> {output: labels or probabilities}."""
+def _network_function(model, input_shape, output, channels_first=False):
+  """Preprocessed float images -> {output: labels or probabilities}.
+
+  channels_first: probabilities [C, H, W] of the one image, the layout of
+  Keras' Core ML converter that apps of the Keras projects index.
+  """
 
   @tf.function(input_signature=[
       tf.TensorSpec(input_shape, tf.float32, name=serving.COREML_INPUT_NAME)])
@@ -86,7 +90,10 @@ def _network_function(model, input_shape, output):
     result = model.postprocess(
         logits, input_shape[1:3],
         with_probabilities=output == fields.PredictionFields.probabilities)
-    return {output: result[output]}
+    value = result[output]
+    if channels_first:
+      value = tf.transpose(value[0], [2, 0, 1])
+    return {output: value}
 
   return network.get_concrete_function()
 
@@ -104,7 +111,7 @@ def _check_target(input_shape, convert_to, output_path):
                      f"*{CONVERT_TO[convert_to]}, got {output_path}")
 
 
-def _model_network(model, input_shape, output, scale, bias):
+def _model_network(model, input_shape, output, scale, bias, channels_first):
   """(network function, scale, bias) of a SegmentationModel."""
   if scale is not None or bias is not None:
     raise ValueError("scale and bias come from the model's preprocessing; "
@@ -112,8 +119,11 @@ def _model_network(model, input_shape, output, scale, bias):
   if output not in OUTPUT_KINDS:
     raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, "
                      f"got '{output}'")
+  if channels_first and output != fields.PredictionFields.probabilities:
+    raise ValueError("channels_first is a layout of probabilities")
   scale, bias = preprocessing_scale_bias(model)
-  return _network_function(model, input_shape, output), scale, bias
+  return (_network_function(model, input_shape, output, channels_first),
+          scale, bias)
 
 
 def _given_network(function, input_shape, output, scale, bias):
@@ -172,7 +182,7 @@ def _save(mlmodel, spec, convert_to, output_path):
 def convert(model_or_function, output_path, input_shape,
             convert_to="mlprogram", output=fields.PredictionFields.labels,
             scale=None, bias=None, minimum_deployment_target=None,
-            compute_precision=None):
+            compute_precision=None, contract=serving.CONTRACTS["fast_seg"]):
   """Converts a model (or a preprocessed-input function) to Core ML.
 
   Args:
@@ -190,6 +200,8 @@ def convert(model_or_function, output_path, input_shape,
     minimum_deployment_target: a coremltools.target, passed on.
     compute_precision: a coremltools.precision for 'mlprogram' (default
       coremltools': float16).
+    contract: a model's serving.Contract: its Core ML output's name (else
+      the kind) and layout.
 
   Returns:
     inspect()'s dict for the written model, plus path and bytes.
@@ -200,7 +212,9 @@ def convert(model_or_function, output_path, input_shape,
   _check_target(input_shape, convert_to, output_path)
   if isinstance(model_or_function, model_lib.SegmentationModel):
     function, scale, bias = _model_network(model_or_function, input_shape,
-                                           output, scale, bias)
+                                           output, scale, bias,
+                                           contract.coreml_channels_first)
+    output = contract.coreml_output or output
   else:
     function, output, scale, bias = _given_network(
         model_or_function, input_shape, output, scale, bias)
@@ -332,7 +346,7 @@ def write(job):
 
   Args:
     job: an export_lib.ExportJob of batch 1, output labels or
-      probabilities.
+      probabilities; its contract names the output and sets its layout.
 
   Returns:
     {'coreml_<type>': convert()'s dict, the files' sizes, the spec} for
@@ -343,7 +357,7 @@ def write(job):
     job.log(f"converting to Core ML ({kind}) ...")
     path = os.path.join(job.output_dir, name)
     result = convert(job.model, path, job.input_shape, convert_to=kind,
-                     output=job.output)
+                     output=job.output, contract=job.contract)
     entries[f"coreml_{kind}"] = {
         **result, **size_report.file_sizes(path), "spec": inspect(path),
         "agreement": "spec checked (Core ML runs only on Apple systems)"}

@@ -59,6 +59,16 @@ class ExportRequest:
   random_weights: bool = False
   num_calibration_images: int = 100
   fast_labels: bool = False
+  contract: str = "fast_seg"
+
+  @property
+  def serving_contract(self):
+    return serving.CONTRACTS[self.contract]
+
+  @property
+  def flexible_input(self):
+    """The input has no batch axis or a dynamic (None) size."""
+    return len(self.input_shape) == 3 or None in self.input_shape
 
   def check(self):
     """ValueErrors for flags no format can honour, before any work."""
@@ -73,11 +83,46 @@ class ExportRequest:
     if self.quantize != "none" and "tflite" not in self.formats:
       raise ValueError("--quantize applies to the tflite format; add tflite "
                        "to --formats")
+    self._check_contract()
+    self._check_input_shape()
     if "coreml" in self.formats and (self.output == "colours"
                                      or self.pad_to_shape
                                      or self.input_shape[0] != 1):
       raise ValueError("the coreml format takes batch 1, no --pad_to_shape "
                        "and --output labels or probabilities")
+
+  def _check_contract(self):
+    if self.contract not in serving.CONTRACTS:
+      raise ValueError(f"--contract must be one of "
+                       f"{', '.join(serving.CONTRACTS)}, got '{self.contract}'")
+    contract = self.serving_contract
+    if self.output not in contract.outputs:
+      raise ValueError(f"--contract {self.contract} serves --output "
+                       f"{' or '.join(contract.outputs)}, got '{self.output}'")
+    refused = [f for f in self.formats
+               if contract.formats is not None and f not in contract.formats]
+    if refused:
+      raise ValueError(f"--contract {self.contract} is written as "
+                       f"{', '.join(contract.formats)}; not as "
+                       f"{', '.join(refused)}")
+
+  def _check_input_shape(self):
+    """Only some formats take an input of rank 3 or of dynamic size."""
+    if not self.flexible_input:
+      return
+    rigid = [f for f in self.formats if not FORMAT_WRITERS[f].flexible_input]
+    if rigid:
+      flexible = [n for n, w in FORMAT_WRITERS.items() if w.flexible_input]
+      raise ValueError(
+          f"--input_shape {_shape_text(self.input_shape)} (no batch axis or "
+          f"-1 sizes) can be written as {', '.join(flexible)}; "
+          f"{', '.join(rigid)} need a static N,H,W,3")
+    if self.quantize != "none":
+      raise ValueError("--quantize needs a static N,H,W,3 --input_shape")
+
+
+def _shape_text(shape):
+  return ",".join("-1" if v is None else str(v) for v in shape)
 
 
 @dataclasses.dataclass
@@ -96,6 +141,7 @@ class ExportJob:
     calibration: uint8 eval images [1, H, W, 3] that calibrate int8.
     check_input: the images every written format is run on.
     reference: serve(check_input): what every format should return.
+    contract: the serving.Contract of the export's interface.
     log: called with progress lines.
   """
   model: Any
@@ -109,6 +155,7 @@ class ExportJob:
   calibration: list
   check_input: np.ndarray
   reference: np.ndarray
+  contract: Any
   log: Callable[[str], Any]
 
   @property
@@ -150,14 +197,15 @@ def _write_frozen_graph(job):
 # What a format writes: write(job) -> {report name: entry}, and the names of
 # its files in the export folder (removed before an export and after a
 # failed one).
-FormatWriter = collections.namedtuple("FormatWriter", ["write", "file_names"])
+FormatWriter = collections.namedtuple(
+    "FormatWriter", ["write", "file_names", "flexible_input"])
 
 # --formats name -> FormatWriter, in the order they are written: the
 # SavedModel first, as the converters start from it.
 FORMAT_WRITERS = {}
 
 
-def register_format(name, write, file_names):
+def register_format(name, write, file_names, flexible_input=False):
   """Makes `name` a value of --formats: a new format is this call + its module.
 
   Args:
@@ -166,13 +214,16 @@ def register_format(name, write, file_names):
       into job.output_dir, runs them on job.check_input and reports
       job.agreement(output) with the sizes (size_report.file_sizes).
     file_names: the names it writes in the export folder.
+    flexible_input: its files can take an input without a batch axis or of
+      dynamic size (-1 in --input_shape).
 
   Raises:
     ValueError: `name` is taken.
   """
   if name in FORMAT_WRITERS:
     raise ValueError(f"export format '{name}' is registered twice")
-  FORMAT_WRITERS[name] = FormatWriter(write, tuple(file_names))
+  FORMAT_WRITERS[name] = FormatWriter(write, tuple(file_names),
+                                      flexible_input)
 
 
 def unregister_format(name):
@@ -185,11 +236,13 @@ def format_names():
   return tuple(FORMAT_WRITERS)
 
 
-register_format("saved_model", _write_saved_model, (serving.SAVED_MODEL_DIR,))
+register_format("saved_model", _write_saved_model, (serving.SAVED_MODEL_DIR,),
+                flexible_input=True)
 register_format("frozen_graph", _write_frozen_graph,
-                (serving.FROZEN_GRAPH_NAME,))
+                (serving.FROZEN_GRAPH_NAME,), flexible_input=True)
 register_format("tflite", tflite_format.write, (tflite_format.FILE_NAME,))
-register_format("onnx", onnx_format.write, (onnx_format.FILE_NAME,))
+register_format("onnx", onnx_format.write, (onnx_format.FILE_NAME,),
+                flexible_input=True)
 register_format("coreml", coreml_format.write,
                 coreml_format.FILE_NAMES.values())
 
@@ -240,11 +293,12 @@ def load_model(pipeline_config, trained_checkpoint, random_weights=False):
   return model, float_model, technique, checkpoint_path
 
 
-def eval_images(pipeline_config, input_shape, count):
+def eval_images(pipeline_config, size, count):
   """Up to `count` uint8 images [1, H, W, 3] from the eval TFRecords.
 
   They calibrate int8 quantization and are the agreement check's input; an
-  empty list when the config's eval files are not there.
+  empty list when the config's eval files are not there. Resized to `size`
+  (H, W); kept at their own size when `size` is None.
   """
   patterns = list(pipeline_config.eval_input_reader.tf_record_input_path)
   files = [f for p in patterns for f in tf.io.gfile.glob(p)]
@@ -257,8 +311,9 @@ def eval_images(pipeline_config, input_shape, count):
     encoded = tf.io.parse_single_example(record, feature)[
         fields.TfExampleFields.image_encoded]
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image = tf.image.resize(image, input_shape[1:3], method="bilinear")
-    images.append(tf.cast(tf.round(image), tf.uint8)[tf.newaxis].numpy())
+    if size is not None:
+      image = tf.cast(tf.round(tf.image.resize(image, size)), tf.uint8)
+    images.append(image[tf.newaxis].numpy())
   return images
 
 
@@ -301,19 +356,38 @@ def _output_palette(pipeline_config, model):
   return palette
 
 
-def _check_images(pipeline_config, input_shape, num_calibration_images):
-  """(calibration images, check images [N, H, W, 3] uint8, from eval data).
+# The check image's size when the exported input's is dynamic and no
+# --pad_to_shape or eval image gives one: no multiple of 32, on purpose.
+DYNAMIC_CHECK_SIZE = (120, 176)
+# The check batch when the exported batch is dynamic: more than one image.
+DYNAMIC_CHECK_BATCH = 2
 
-  The check image is the first eval image repeated to the batch, else
-  random pixels (seeded) when the config's eval data is not there.
+
+def _check_images(pipeline_config, request):
+  """(calibration images, check input, whether it is an eval image).
+
+  The check input is the first eval image repeated to the batch (random
+  pixels, seeded, when the config's eval data is not there), shaped as the
+  exported input: no batch axis for an input of rank 3; for dynamic sizes
+  the eval image's own size (or --pad_to_shape) and a batch of two.
   """
-  found = eval_images(pipeline_config, input_shape,
-                      max(num_calibration_images, 1))
-  if not found:
-    return [], np.random.default_rng(0).integers(
-        0, 256, input_shape, dtype=np.uint8), False
-  return (found[:num_calibration_images],
-          np.concatenate([found[0]] * input_shape[0]), True)
+  size = tuple(request.input_shape[-3:-1])
+  if None in size:
+    size = tuple(request.pad_to_shape) if request.pad_to_shape else None
+  found = eval_images(pipeline_config, size,
+                      max(request.num_calibration_images, 1))
+  batch = (1 if len(request.input_shape) == 3
+           else request.input_shape[0] or DYNAMIC_CHECK_BATCH)
+  if found:
+    check = np.concatenate([found[0]] * batch)
+  else:
+    check = np.random.default_rng(0).integers(
+        0, 256, (batch, *(size or DYNAMIC_CHECK_SIZE), 3), dtype=np.uint8)
+  if len(request.input_shape) == 3:
+    check = check[0]
+  calibration = [] if request.flexible_input else found[
+      :request.num_calibration_images]
+  return calibration, check.astype(request.input_type), bool(found)
 
 
 def _start_job(request, pipeline_config, model, serve, technique, output_dir,
@@ -323,9 +397,8 @@ def _start_job(request, pipeline_config, model, serve, technique, output_dir,
   The check image is run through `serve` and the graph frozen here, once,
   for every writer.
   """
-  calibration, check_image, from_eval = _check_images(
-      pipeline_config, request.input_shape, request.num_calibration_images)
-  check_input = check_image.astype(request.input_type)
+  calibration, check_input, from_eval = _check_images(pipeline_config,
+                                                      request)
   job = ExportJob(
       model=model, serve=serve,
       frozen_graph=inference_graph.freeze(serve.get_concrete_function()),
@@ -333,7 +406,8 @@ def _start_job(request, pipeline_config, model, serve, technique, output_dir,
       output=request.output, quantize=request.quantize,
       qat=technique == tfmot_lib.QUANTIZATION_AWARE_TRAINING,
       calibration=calibration, check_input=check_input,
-      reference=_predictions(serve, check_input), log=log)
+      reference=_predictions(serve, check_input),
+      contract=request.serving_contract, log=log)
   return job, from_eval
 
 
@@ -349,9 +423,24 @@ def _serving_function(request, model, palette, fast_labels):
   """
   serve = inference_graph.build_inference_function(
       model, request.input_shape, request.pad_to_shape, output=request.output,
-      input_type=request.input_type, palette=palette, fast_labels=fast_labels)
+      input_type=request.input_type, palette=palette, fast_labels=fast_labels,
+      contract=request.serving_contract)
   serve.get_concrete_function()
   return serve
+
+
+def _flops(request, job, palette):
+  """(FLOPs of one run, the input shape they were counted at).
+
+  A graph of dynamic size has no count of its own: it is counted at the
+  check input's shape.
+  """
+  if None not in request.input_shape:
+    return inference_graph.count_flops(job.frozen_graph), request.input_shape
+  static = dataclasses.replace(request, input_shape=job.check_input.shape)
+  serve = _serving_function(static, job.model, palette, request.fast_labels)
+  return (inference_graph.count_flops(inference_graph.freeze(
+      serve.get_concrete_function())), static.input_shape)
 
 
 def _new_report(request, job, from_eval, palette):
@@ -396,19 +485,23 @@ def _finish(job, report, pipeline_config, technique):
 
 
 def _export_info(request, job, float_model, checkpoint_path, report,
-                 compression, info_path):
+                 compression, info_path, flops):
   """The export_info dict: the source, the interface, the cost, the files."""
   return {
       "checkpoint": checkpoint_path,
       "random_weights": request.random_weights,
+      "contract": request.contract,
+      # None where the size is dynamic (-1 on the command line).
       "input_shape": list(request.input_shape),
       "pad_to_shape": (list(request.pad_to_shape) if request.pad_to_shape
                        else None),
       "input": f"{serving.INPUT_TENSOR} {request.input_type}",
-      "output": f"{serving.OUTPUT_TENSOR} {request.output}",
+      "output": (f"{serving.OUTPUT_TENSOR} {request.output} "
+                 f"{job.reference.dtype}"),
       # The float model's: a QAT model also counts its quantizer ranges.
       "params": int(float_model.inference_model.count_params()),
-      "flops": inference_graph.count_flops(job.frozen_graph),
+      "flops": flops[0],
+      "flops_input_shape": list(flops[1]),
       "saved_model": job.saved_model_dir,
       "frozen_graph": job.frozen_graph_path,
       "formats": list(report["formats"]),
@@ -420,7 +513,8 @@ def _export_info(request, job, float_model, checkpoint_path, report,
 def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
            pad_to_shape=None, formats=DEFAULT_FORMATS, quantize="none",
            output="labels", input_type="uint8", random_weights=False,
-           num_calibration_images=100, fast_labels=False, log=print):
+           num_calibration_images=100, fast_labels=False, contract="fast_seg",
+           log=print):
   """Writes the requested formats, each checked by running it.
 
   saved_model/ (the other converters start from it) and
@@ -435,7 +529,8 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     trained_checkpoint: checkpoint prefix or a train dir (its latest); None
       with random_weights.
     output_dir: destination folder.
-    input_shape: (N, H, W, 3) of the exported input.
+    input_shape: (N, H, W, 3) of the exported input, or (H, W, 3); None
+      for a dynamic size (saved_model, frozen_graph and onnx only).
     pad_to_shape: optional (H, W), see build_inference_function.
     formats: names from format_names().
     quantize: TFLite weights: none, float16, dynamic or int8.
@@ -445,6 +540,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     num_calibration_images: eval images that calibrate int8.
     fast_labels: see build_inference_function; the report then also gives
       the labels' agreement with the exact (bilinear) output.
+    contract: a name in serving.CONTRACTS: the interface apps expect.
     log: called with progress lines.
 
   Returns:
@@ -452,7 +548,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   """
   request = ExportRequest(input_shape, pad_to_shape, formats, quantize, output,
                           input_type, random_weights, num_calibration_images,
-                          fast_labels)
+                          fast_labels, contract)
   request.check()
   model, float_model, technique, checkpoint_path = load_model(
       pipeline_config, trained_checkpoint, random_weights)
@@ -468,7 +564,8 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     _write_formats(job, request.formats, report)
     compression, info_path = _finish(job, report, pipeline_config, technique)
     info = _export_info(request, job, float_model, checkpoint_path, report,
-                        compression, info_path)
+                        compression, info_path,
+                        _flops(request, job, palette))
     _write_json(info, os.path.join(output_dir, serving.INFO_NAME))
     return info
 

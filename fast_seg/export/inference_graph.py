@@ -17,15 +17,11 @@ from tensorflow.python.tools import optimize_for_inference_lib
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import serving
 
-# Mean grey, the value random_crop pads training images with.
-PAD_VALUE = 127.5
-
-
 def _check_inference_args(input_shape, pad_to_shape, output, input_type,
                           palette):
   """ValueErrors naming export.py's flags, before anything is traced."""
-  if len(input_shape) != 4 or input_shape[-1] != 3:
-    raise ValueError(f"--input_shape must be N,H,W,3, got {input_shape}")
+  if len(input_shape) not in (3, 4) or input_shape[-1] != 3:
+    raise ValueError(f"--input_shape must be N,H,W,3 or H,W,3, got {input_shape}")
   if output not in serving.OUTPUT_KINDS:
     raise ValueError(f"--output must be one of "
                      f"{', '.join(serving.OUTPUT_KINDS)}, got '{output}'")
@@ -34,18 +30,37 @@ def _check_inference_args(input_shape, pad_to_shape, output, input_type,
                      f"{', '.join(serving.INPUT_TYPES)}, got '{input_type}'")
   if output == "colours" and palette is None:
     raise ValueError("--output colours needs a palette")
-  height, width = input_shape[1:3]
-  if pad_to_shape and (pad_to_shape[0] < height or pad_to_shape[1] < width):
+  height, width = input_shape[-3:-1]
+  if pad_to_shape and ((height or 0) > pad_to_shape[0]
+                       or (width or 0) > pad_to_shape[1]):
     raise ValueError(f"--pad_to_shape {pad_to_shape} is smaller than the input "
                      f"size {(height, width)}")
 
 
-def _pad(images, pad_to_shape):
-  """Pads [N, H, W, 3] at the bottom and right to pad_to_shape with grey."""
-  height, width = images.shape[1:3]
-  return tf.pad(images - PAD_VALUE,
-                [[0, 0], [0, pad_to_shape[0] - height],
-                 [0, pad_to_shape[1] - width], [0, 0]]) + PAD_VALUE
+def _size(images):
+  """(H, W) of [N, H, W, C]: Python ints where static, else a tensor."""
+  if images.shape[1:3].is_fully_defined():
+    return tuple(images.shape[1:3])
+  return tf.shape(images)[1:3]
+
+
+def _pad(images, pad_to_shape, value):
+  """Pads [N, H, W, 3] at the bottom and right to pad_to_shape with `value`.
+
+  The padded size is static even when H and W are not, so the network runs
+  at one known size; an image larger than pad_to_shape fails here.
+  """
+  size = tf.shape(images)[1:3]
+  check = tf.debugging.assert_less_equal(
+      size, tf.constant(pad_to_shape, tf.int32),
+      message=f"the image is larger than --pad_to_shape {pad_to_shape}")
+  # A data dependency: a frozen, pruned graph keeps the check.
+  with tf.control_dependencies([check]):
+    size = tf.identity(size)
+  padded = tf.pad(images - value,
+                  [[0, 0], [0, pad_to_shape[0] - size[0]],
+                   [0, pad_to_shape[1] - size[1]], [0, 0]]) + value
+  return tf.ensure_shape(padded, [images.shape[0], *pad_to_shape, 3])
 
 
 def _fast_labels(model, logits, size):
@@ -64,7 +79,8 @@ def _fast_labels(model, logits, size):
 
 def build_inference_function(model, input_shape, pad_to_shape=None,
                              output="labels", input_type="uint8",
-                             palette=None, fast_labels=False):
+                             palette=None, fast_labels=False,
+                             contract=serving.CONTRACTS["fast_seg"]):
   """The image -> segmentation function that every export format wraps.
 
   Preprocessing, the main head only and the resize to the input size are
@@ -72,10 +88,12 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
 
   Args:
     model: a SegmentationModel with weights loaded.
-    input_shape: (N, H, W, 3).
-    pad_to_shape: optional (H', W') >= (H, W): the image is padded with mean
-      grey to this size before the network and the output cropped back, so a
-      network trained at H' x W' can serve other sizes with static shapes.
+    input_shape: (N, H, W, 3), or (H, W, 3) for one image without a batch
+      axis (the TF1 project's option); None where the size is dynamic.
+    pad_to_shape: optional (H', W') >= (H, W): the image is padded to this
+      size (with contract.pad_value) before the network and the output
+      cropped back, so a network trained at H' x W' serves other sizes at
+      one static size.
     output: 'labels' (int32 [N, H, W]), 'probabilities' (float32
       [N, H, W, C], softmax; binary models: the sigmoid map [N, H, W, 1]) or
       'colours' (uint8 [N, H, W, 3] from `palette`).
@@ -83,10 +101,10 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
     palette: [C, 3] uint8 colours, for output 'colours'.
     fast_labels: labels / colours only: take the arg-max (or threshold) at
       the logits' resolution and upsample the labels by nearest neighbour,
-      instead of resizing all C logit maps bilinearly to the input size
-      first. At 1024x2048 that resize and arg-max cost about as much as a
-      small network; the labels differ only along class boundaries (within
-      the logits' stride).
+      instead of resizing all C logit maps bilinearly first (at 1024x2048
+      as costly as a small network); labels differ only along class
+      boundaries.
+    contract: a serving.Contract: the labels' dtype and shape, the padding.
 
   Returns:
     A tf.function with a fixed input signature named `inputs`, returning
@@ -94,7 +112,6 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
     frozen graph has `inputs:0` and `predictions:0`.
   """
   _check_inference_args(input_shape, pad_to_shape, output, input_type, palette)
-  height, width = input_shape[1:3]
   colours = (tf.constant(palette, tf.uint8) if output == "colours" else None)
   probabilities = output == "probabilities"
 
@@ -102,23 +119,36 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
       input_shape, tf.as_dtype(input_type), name=serving.INPUT_NAME)])
   def serve(inputs):
     images = tf.cast(inputs, tf.float32)
+    if len(input_shape) == 3:
+      images = images[tf.newaxis]
+    size = _size(images)
     if pad_to_shape:
-      images = _pad(images, pad_to_shape)
+      images = _pad(images, pad_to_shape, contract.pad_value)
     logits = model.predict(model.preprocess(images))[
         fields.PredictionFields.logits]
     if fast_labels and not probabilities:
-      result = _fast_labels(model, logits, images.shape[1:3])
+      result = _fast_labels(model, logits, _size(images))
     else:
-      result = model.postprocess(logits, images.shape[1:3],
+      result = model.postprocess(logits, _size(images),
                                  with_probabilities=probabilities)
     kind = (fields.PredictionFields.probabilities if probabilities
             else fields.PredictionFields.labels)
-    value = result[kind][:, :height, :width]
-    if colours is not None:
-      value = tf.gather(colours, value)
+    value = _served_value(result[kind], size, colours, contract)
     return {serving.OUTPUT_NAME: tf.identity(value, name=serving.OUTPUT_NAME)}
 
   return serve
+
+
+def _served_value(value, size, colours, contract):
+  """The output cropped to `size` (the unpadded input): labels as colours, or
+  in the contract's dtype and shape; probabilities as they are."""
+  value = value[:, :size[0], :size[1]]
+  if value.dtype != tf.int32:  # Probabilities.
+    return value
+  if colours is not None:
+    return tf.gather(colours, value)
+  value = tf.cast(value, tf.as_dtype(contract.labels_dtype))
+  return value[..., tf.newaxis] if contract.labels_channel else value
 
 
 def with_xla(serve):

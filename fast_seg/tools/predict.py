@@ -5,14 +5,21 @@ Behind predict.py. The model is an export dir, a SavedModel, a frozen graph
 fed by the same pre- and post-processing here, so the runtimes differ only in
 how they run a batch.
 
-For each image or frame: `<name>_labels.png` (class ids, the image's size,
-cropped rows 255) and `<name>_overlay.png` (colours blended over the image).
+For each image: `<name>_labels.png` (class ids, the image's size, cropped
+rows 255) and `<name>_overlay.png` (colours blended over the image, a legend
+below). A video (read and written with imageio's ffmpeg plugin, the optional
+[video] extra) streams into `<video>_overlay.mp4` at its own frame rate, plus
+a short GIF preview, or into those PNG pairs per frame (--video_output).
 """
 
 import collections
 import glob
+import itertools
+import math
 import os
+import re
 import statistics
+import subprocess
 import time
 
 import numpy as np
@@ -27,6 +34,7 @@ from fast_seg.export import onnx_format
 from fast_seg.export import serving
 from fast_seg.export import tflite_format
 from fast_seg.utils import config_util
+from fast_seg.utils import progress
 from fast_seg.utils import visualization
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -101,8 +109,27 @@ class OnnxPredictor:
     return self._model(batch)
 
 
+class _OneImage:
+  """A model exported without a batch axis (--input_shape H,W,3, the TF1
+  project's option), seen as a model of batch 1."""
+
+  def __init__(self, predictor):
+    self._predictor = predictor
+    self.input_shape = (1, *predictor.input_shape)
+    self.input_dtype = predictor.input_dtype
+
+  def run(self, batch):
+    return self._predictor.run(batch[0])
+
+
 def open_predictor(path, num_threads=2):
   """The Predictor for an export dir, SavedModel dir, .pb, .tflite or .onnx."""
+  predictor = _open(path, num_threads)
+  return _OneImage(predictor) if len(predictor.input_shape) == 3 else predictor
+
+
+def _open(path, num_threads):
+  """open_predictor's Predictor, with the model's own input shape."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model not found: {path}")
   if os.path.isdir(path):
@@ -143,32 +170,140 @@ def _read_image(path):
     raise ValueError(f"{path}: not a readable image ({e})") from None
 
 
-def _read_video(path):
-  """(name, RGB frame) of every frame of a video, via OpenCV."""
+def _imageio():
+  """imageio with its ffmpeg plugin, imported here: only videos need them.
+
+  They are the optional [video] extra, so a missing one is a one-line error
+  naming it and the install command rather than an ImportError traceback.
+  """
   try:
-    # Imported here: OpenCV is optional, only videos need it.
-    import cv2
-  except ImportError:
-    raise ValueError(f"reading the video {path} needs OpenCV: "
-                     "pip install opencv-python") from None
-  capture = cv2.VideoCapture(path)
-  if not capture.isOpened():
-    raise ValueError(f"{path}: OpenCV cannot open this video")
-  stem = os.path.splitext(os.path.basename(path))[0]
+    import imageio.v2  # mp4 (any ffmpeg format) reading and writing.
+    import imageio.v3  # The pillow plugin's GIF writer.
+    import imageio.plugins.ffmpeg  # Imports imageio-ffmpeg, the binary.
+  except ImportError as e:
+    missing = "imageio-ffmpeg" if "ffmpeg" in (e.name or "") else "imageio"
+    raise ValueError(f"videos need {missing}, which is not installed: "
+                     "pip install 'fast_seg[video]'") from None
+  return imageio
 
-  def frames():
-    index = 0
+
+def _last_line(text):
+  """The last non-empty line of ffmpeg's (long) log: its actual complaint."""
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  return lines[-1] if lines else "no message"
+
+
+def _reason(error):
+  """A read error's own words, without the ffmpeg log imageio appends."""
+  text = " ".join(str(error).split("=== stderr ===", maxsplit=1)[0].split())
+  return text or _last_line(error)
+
+
+def _count_packets(path, ffmpeg_exe):
+  """The frames the container holds, counted without decoding them.
+
+  ffmpeg drops a frame it cannot decode, so this count minus the frames
+  delivered is how many were lost; it is also the progress bar's total. A
+  stream copy reads the file once and decodes nothing, so it costs little
+  next to the model, and it fails (one line) for a file ffmpeg cannot open.
+  """
+  result = subprocess.run(
+      [ffmpeg_exe, "-hide_banner", "-nostdin", "-i", path, "-map", "0:v:0",
+       "-c", "copy", "-f", "null", "-"],
+      capture_output=True, text=True, errors="replace", check=False)
+  counts = re.findall(r"frame=\s*(\d+)", result.stderr)
+  if result.returncode or not counts:
+    raise ValueError(f"{path}: not a readable video ({_last_line(result.stderr)})")
+  return int(counts[-1])
+
+
+# A reader still failing after this many frames in a row is given up.
+_MAX_ERRORS_IN_A_ROW = 10
+
+
+def decoded_frames(frames, stem):
+  """(name, RGB frame) of each of `frames`; a frame that fails to read comes
+  as (name, ValueError), so the caller reports and skips it like an image.
+
+  ffmpeg's pipe usually ends at such an error (the iterator then stops);
+  frames that ffmpeg itself drops as undecodable never get here and are
+  counted by Video.undecodable instead.
+  """
+  iterator, errors = iter(frames), 0
+  for index in itertools.count():
+    name = f"{stem}_{index:06d}"
     try:
-      while True:
-        ok, frame = capture.read()
-        if not ok:
-          return
-        yield f"{stem}_{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        index += 1
-    finally:
-      capture.release()
+      frame = next(iterator)
+    except StopIteration:
+      return
+    except (RuntimeError, OSError, ValueError) as e:
+      errors += 1
+      yield name, ValueError(f"{name}: not a readable frame ({_reason(e)})")
+      if errors >= _MAX_ERRORS_IN_A_ROW:
+        return
+      continue
+    errors = 0
+    yield name, np.asarray(frame)
 
-  return frames()
+
+def _open_reader(imageio, path):
+  """imageio's ffmpeg reader of `path` passing every frame through once.
+
+  -fps_mode is ffmpeg 5.1's name; the ffmpeg 4 of older imageio-ffmpeg
+  wheels (or one named by IMAGEIO_FFMPEG_EXE) knows only -vsync, which
+  ffmpeg 8 removed.
+  """
+  problem = None
+  for option in ("-fps_mode", "-vsync"):
+    try:
+      return imageio.v2.get_reader(path, "ffmpeg",
+                                   output_params=[option, "passthrough"])
+    except (OSError, RuntimeError) as e:
+      problem = e
+      if "Unrecognized option" not in str(e):
+        break
+  raise ValueError(f"{path}: not a readable video ({_last_line(problem)})")
+
+
+class Video:
+  """A video file read once, in order, with imageio's ffmpeg plugin.
+
+  Every decoded frame comes exactly once (-fps_mode passthrough): ffmpeg's
+  default constant-rate output would paper over a frame it cannot decode
+  with a copy of its neighbour. So a lost frame is simply missing, and
+  `undecodable` counts them against the container's packets at the end.
+  """
+
+  def __init__(self, path):
+    imageio = _imageio()
+    self.path = path
+    self.stem = os.path.splitext(os.path.basename(path))[0]
+    self.packets = _count_packets(path, imageio.plugins.ffmpeg.get_exe())
+    self._reader = _open_reader(imageio, path)
+    meta = self._reader.get_meta_data()
+    self.fps = float(meta.get("fps") or 0.0)
+    self.size = tuple(meta["size"])  # (width, height)
+    self.read, self.read_to_end = 0, False
+
+  @property
+  def seconds(self):
+    return self.packets / self.fps if self.fps > 0 else 0.0
+
+  @property
+  def undecodable(self):
+    """Frames in the file that never came out (known once read to the end)."""
+    return max(0, self.packets - self.read) if self.read_to_end else 0
+
+  def frames(self, max_frames=0):
+    """decoded_frames of the video, the first max_frames (0: all), streamed."""
+    try:
+      for item in itertools.islice(decoded_frames(self._reader, self.stem),
+                                   max_frames or None):
+        self.read += 1
+        yield item
+      self.read_to_end = not max_frames or self.read < max_frames
+    finally:
+      self._reader.close()
 
 
 def list_inputs(spec):
@@ -187,25 +322,27 @@ def list_inputs(spec):
   return "images", paths
 
 
-def read_inputs(spec):
-  """(name, RGB uint8 image) of every image or frame of `spec`, lazily.
+def _images(paths):
+  """(name, image) of each path; an undecodable file comes as (name,
+  ValueError naming the file), so the caller can report it and go on."""
+  for path in paths:
+    name = os.path.splitext(os.path.basename(path))[0]
+    try:
+      yield name, _read_image(path)
+    except ValueError as e:
+      yield name, e
 
-  The listing and the video reader are checked now, before any model loads.
-  An image file that cannot be decoded comes as (name, ValueError naming the
-  file), so the caller can report it and go on with the next one.
+
+def read_inputs(spec):
+  """(name, RGB uint8 image or ValueError) of every image or frame, lazily.
+
+  The listing and the video (imageio present, file readable) are checked
+  now, before any model loads.
   """
   kind, source = list_inputs(spec)
   if kind == "video":
-    return _read_video(source)
-  return ((os.path.splitext(os.path.basename(path))[0], _image_or_problem(path))
-          for path in source)
-
-
-def _image_or_problem(path):
-  try:
-    return _read_image(path)
-  except ValueError as e:
-    return e
+    return Video(source).frames()
+  return _images(source)
 
 
 # ----------------------------------------------------------------------------
@@ -268,8 +405,8 @@ def postprocess(prediction, image_shape, crop=None, threshold=0.5):
   """One image's output at the original image size.
 
   Args:
-    prediction: the model's output for one image: int labels [h, w],
-      float probabilities [h, w, C] (arg-maxed here; a binary model's
+    prediction: the model's output for one image: int labels [h, w] (or
+      [h, w, 1], the TF1 contract), float probabilities [h, w, C] (arg-maxed here; a binary model's
       [h, w, 1] sigmoid map is thresholded) or uint8 colours [h, w, 3].
     image_shape: (H, W) of the original, uncropped image.
     crop: (top, bottom) rows removed before the model.
@@ -285,7 +422,9 @@ def postprocess(prediction, image_shape, crop=None, threshold=0.5):
   if prediction.ndim == 3 and prediction.dtype == np.uint8:
     colours = _resize_nearest(prediction, size)
     return None, np.pad(colours, padding + ((0, 0),))
-  if prediction.ndim == 3 and prediction.shape[-1] == 1:
+  if prediction.ndim == 3 and prediction.dtype.kind in "iu":
+    prediction = prediction[..., 0]  # --contract tf1: int64 [h, w, 1] labels
+  elif prediction.ndim == 3 and prediction.shape[-1] == 1:
     prediction = (prediction[..., 0] > threshold).astype(np.uint8)
   elif prediction.ndim == 3:
     prediction = np.argmax(prediction, axis=-1)
@@ -374,16 +513,151 @@ def with_legend(blended, labels, palette, names):
 
 
 # ----------------------------------------------------------------------------
+# Outputs.
+
+VIDEO_OUTPUTS = ("mp4", "gif", "frames")
+# --video_output auto adds a GIF to the mp4 for a clip up to this long, and a
+# GIF covers at most this much of a longer one: a GIF is a preview to paste
+# into a chat or an issue; footage belongs in the mp4 (10-50x smaller).
+GIF_MAX_SECONDS = 15.0
+# ...at most this many frames a second (every k-th frame) and this wide.
+GIF_MAX_FPS = 10.0
+GIF_MAX_WIDTH = 480
+# x264 at imageio's quality 6.5 is crf 17, visually lossless: class borders
+# and thin classes keep their colour, which the default crf 25 smears.
+MP4_QUALITY = 6.5
+# More inputs than this: a progress bar instead of a line per input.
+PROGRESS_MIN_INPUTS = 50
 
 
-def _check_options(alpha, threshold, on_error):
-  """ValueErrors naming predict.py's flags for values out of range."""
+def video_outputs(text, seconds):
+  """--video_output -> what to write for a clip of `seconds`: a tuple of
+  VIDEO_OUTPUTS; 'auto' is the mp4, plus the GIF when the clip fits in one."""
+  names = [name.strip() for name in text.split(",") if name.strip()]
+  if names == ["auto"]:
+    return ("mp4", "gif") if seconds <= GIF_MAX_SECONDS else ("mp4",)
+  if names == ["none"]:
+    return ()
+  if not names or not set(names) <= set(VIDEO_OUTPUTS):
+    raise ValueError("--video_output must be auto, none or a comma list of "
+                     f"{', '.join(VIDEO_OUTPUTS)}; got {text!r}")
+  return tuple(dict.fromkeys(names))
+
+
+def _even(frame):
+  """`frame` with its last row / column repeated to an even size: yuv420p,
+  the pixel format every player plays, has no odd widths or heights."""
+  pad = (frame.shape[0] % 2, frame.shape[1] % 2)
+  if not any(pad):
+    return frame
+  return np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
+
+
+class _Mp4:
+  """The overlays as an H.264 mp4 at the video's frame rate, no audio."""
+
+  def __init__(self, path, fps):
+    self._writer = _imageio().v2.get_writer(
+        path, "ffmpeg", fps=fps, codec="libx264", quality=MP4_QUALITY,
+        macro_block_size=1, ffmpeg_log_level="error",
+        output_params=["-movflags", "+faststart"])  # Plays while loading.
+
+  def add(self, frame):
+    self._writer.append_data(_even(frame))
+
+  def close(self):
+    self._writer.close()
+
+
+class _Gif:
+  """A preview: every k-th overlay (<= GIF_MAX_FPS), at most GIF_MAX_WIDTH
+  wide, of the first GIF_MAX_SECONDS, looping.
+
+  Pillow writes a GIF in one piece when it is closed, so the chosen frames
+  wait until then as 8-bit palette images; the caps bound them (150 frames
+  of 480 x 270 are 20 MB) however long the video is.
+  """
+
+  def __init__(self, path, fps):
+    self._step = max(1, math.ceil(fps / GIF_MAX_FPS - 1e-6))
+    self._limit = max(1, round(GIF_MAX_SECONDS * fps))
+    self._duration_ms = 1000.0 * self._step / fps
+    self._file = _imageio().v3.imopen(path, "w", plugin="pillow")
+    self._index = 0
+
+  def add(self, frame):
+    if self._index < self._limit and self._index % self._step == 0:
+      height, width = frame.shape[:2]
+      if width > GIF_MAX_WIDTH:
+        size = (GIF_MAX_WIDTH, max(1, round(height * GIF_MAX_WIDTH / width)))
+        frame = np.asarray(Image.fromarray(frame).resize(size, Image.BOX))
+      self._file.write(frame, is_batch=False, duration=self._duration_ms,
+                       loop=0, bits=8)
+    self._index += 1
+
+  def close(self):
+    self._file.close()
+
+
+# How the outputs are drawn: rows cropped before the model, the binary
+# threshold, the overlay's opacity, and load_legend's palette and names.
+_Drawing = collections.namedtuple(
+    "_Drawing", ["crop", "threshold", "alpha", "palette", "class_names"])
+
+
+class _Outputs:
+  """Where each predicted image or frame goes: its PNG pair, the mp4, the GIF.
+
+  Frames stream through: each is encoded as soon as it is drawn, so memory
+  does not grow with the video (the GIF's capped frames aside).
+  """
+
+  def __init__(self, output_dir, kinds, stem=None, fps=None):
+    os.makedirs(output_dir, exist_ok=True)
+    self._dir, self.pngs = output_dir, "frames" in kinds
+    self.paths, self._videos = [], []
+    for kind, writer in (("mp4", _Mp4), ("gif", _Gif)):
+      if kind in kinds:
+        self.paths.append(os.path.join(output_dir, f"{stem}_overlay.{kind}"))
+        self._videos.append(writer(self.paths[-1], fps))
+
+  def add(self, name, image, prediction, drawing):
+    labels, colours = postprocess(prediction, image.shape[:2], drawing.crop,
+                                  drawing.threshold)
+    blended = overlay(image, labels, colours, drawing.palette, drawing.alpha,
+                      drawing.crop)
+    for video in self._videos:
+      video.add(blended)
+    if not self.pngs:
+      return
+    if labels is not None:
+      Image.fromarray(labels).save(os.path.join(self._dir, f"{name}_labels.png"))
+      blended = with_legend(blended, labels, drawing.palette,
+                            drawing.class_names)
+    Image.fromarray(blended).save(os.path.join(self._dir, f"{name}_overlay.png"))
+
+  def close(self):
+    for video in self._videos:
+      video.close()
+
+
+# ----------------------------------------------------------------------------
+
+
+def _check_options(alpha, threshold, on_error, video_output, fps, max_frames):
+  """ValueErrors naming predict.py's flags for values out of range, raised
+  before anything is read or loaded."""
   if on_error not in ("skip", "fail"):
     raise ValueError(f"--on_error must be skip or fail, got {on_error!r}")
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f"--overlay_alpha must be in 0..1, got {alpha}")
   if not 0.0 < threshold < 1.0:
     raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
+  video_outputs(video_output, 0.0)
+  if fps is not None and not fps > 0:
+    raise ValueError(f"--fps must be > 0, got {fps}")
+  if max_frames < 0:
+    raise ValueError(f"--max_frames must be >= 0 (0: all), got {max_frames}")
 
 
 def _timed_run(predictor, image, crop, size, warm_up):
@@ -397,88 +671,134 @@ def _timed_run(predictor, image, crop, size, warm_up):
   return prediction, (time.perf_counter() - start) * 1000.0
 
 
-# How the outputs are drawn: rows cropped before the model, the binary
-# threshold, the overlay's opacity, and load_legend's palette and names.
-_Drawing = collections.namedtuple(
-    "_Drawing", ["crop", "threshold", "alpha", "palette", "class_names"])
+# What predict() was asked for, handed to the loop in one piece.
+_Options = collections.namedtuple(
+    "_Options", ["model", "palette_path", "crop", "size", "threshold", "alpha",
+                 "on_error"])
 
 
-def _write_outputs(output_dir, name, image, prediction, drawing):
-  """`<name>_labels.png` (not for a colours model) and `<name>_overlay.png`."""
-  labels, colours = postprocess(prediction, image.shape[:2], drawing.crop,
-                                drawing.threshold)
-  if labels is not None:
-    Image.fromarray(labels).save(os.path.join(output_dir, f"{name}_labels.png"))
-  blended = overlay(image, labels, colours, drawing.palette, drawing.alpha,
-                    drawing.crop)
-  if labels is not None:
-    blended = with_legend(blended, labels, drawing.palette,
-                          drawing.class_names)
-  Image.fromarray(blended).save(os.path.join(output_dir, f"{name}_overlay.png"))
+def _run_all(items, predictor, outputs, options, log, bar):
+  """Predicts each (name, image or problem) of `items` into `outputs`.
 
-
-def _summary(inputs, names, latencies, skipped):
-  """The closing line; ValueError when no input could be predicted."""
-  if not names:
-    if skipped:
-      raise ValueError(f"--input {inputs}: no readable image; "
-                       + "; ".join(skipped[:3]))
-    raise ValueError(f"--input {inputs}: the video has no frames")
-  mean = statistics.mean(latencies)
-  return (f"{len(names)} images, latency mean {mean:.1f} ms, median "
-          f"{statistics.median(latencies):.1f} ms, {1000.0 / mean:.1f} fps"
-          + (f"; {len(skipped)} skipped (unreadable)" if skipped else ""))
-
-
-def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
-            palette_path=None, num_threads=2, threshold=0.5, on_error="skip",
-            log=print):
-  """Predicts every image or frame of `inputs` with `model`; writes PNGs.
-
-  Args:
-    model: export dir, SavedModel dir, frozen .pb, .tflite or .onnx.
-    inputs: a directory of images, a glob or a video file.
-    output_dir: where `<name>_labels.png` and `<name>_overlay.png` go.
-    crop: (top, bottom) rows removed before the model; their labels are 255.
-    resize: (H, W) for a model without a fixed input size.
-    alpha: opacity of the class colours in the overlays, in 0..1.
-    palette_path: dataset_info.json whose palette colours the overlays;
-      None: the one beside the model, else a default palette.
-    num_threads: CPU threads of the TFLite and ONNX runtimes.
-    threshold: foreground probability, in (0, 1), for a binary model
-      exported with --output probabilities.
-    on_error: an unreadable image among the inputs: "skip" reports it and
-      goes on (listed in the result's `skipped`), "fail" stops there.
-    log: where the per-image and summary lines go.
-
-  Returns:
-    dict: names (in order), latencies_ms (model run only), skipped (one
-    "file: reason" each), summary (a line).
+  Returns (names, model latencies in ms, skipped: one message each).
   """
-  _check_options(alpha, threshold, on_error)
-  images = read_inputs(inputs)
-  predictor = open_predictor(model, num_threads)
-  size = model_size(predictor.input_shape, resize)
-  os.makedirs(output_dir, exist_ok=True)
   names, latencies, skipped, drawing = [], [], [], None
-  for name, image in images:
+  for name, image in items:
     if isinstance(image, Exception):
-      if on_error == "fail":
+      if options.on_error == "fail":
         raise image
       log(f"{name}: skipped, {image}")
       skipped.append(str(image))
       continue
-    prediction, latency = _timed_run(predictor, image, crop, size,
-                                     warm_up=not latencies)
+    prediction, latency = _timed_run(predictor, image, options.crop,
+                                     options.size, warm_up=not latencies)
     latencies.append(latency)
     if drawing is None:  # Probabilities tell the number of classes to check.
       num_classes = prediction.shape[-1] if prediction.dtype.kind == "f" else None
-      drawing = _Drawing(crop, threshold, alpha, *load_legend(
-          model_home(model), palette_path, num_classes))
-    _write_outputs(output_dir, name, image, prediction, drawing)
+      drawing = _Drawing(options.crop, options.threshold, options.alpha,
+                         *load_legend(model_home(options.model),
+                                      options.palette_path, num_classes))
+    outputs.add(name, image, prediction, drawing)
     names.append(name)
-    log(f"{name}: {latency:.1f} ms")
-  summary = _summary(inputs, names, latencies, skipped)
+    if bar:
+      bar.update(len(names) + len(skipped))
+    else:
+      log(f"{name}: {latency:.1f} ms")
+  return names, latencies, skipped
+
+
+def _summary(inputs, unit, names, latencies, num_skipped, seconds):
+  """The closing line; ValueError when no input could be predicted.
+
+  Model latency (median, p90: the tail a live system must budget for) and
+  end-to-end frames a second, reading, drawing and writing included (what
+  a video actually runs at; the warm-up run counts too).
+  """
+  if not names:
+    raise ValueError(f"--input {inputs}: no readable {unit}"
+                     + (f"; {num_skipped} skipped" if num_skipped else ""))
+  mean = statistics.mean(latencies)
+  return (f"{len(names)} {unit}s, latency mean {mean:.1f} ms, median "
+          f"{np.median(latencies):.1f} ms, p90 {np.percentile(latencies, 90):.1f}"
+          f" ms ({1000.0 / mean:.1f} fps for the model alone); end to end "
+          f"{len(names) / seconds:.1f} fps ({seconds:.1f} s)"
+          + (f"; {num_skipped} skipped (unreadable)" if num_skipped else ""))
+
+
+def _open_outputs(source, video, output_dir, video_output, fps, max_frames):
+  """(items to predict, their number, _Outputs) for images or a video."""
+  if video is None:
+    paths = source[:max_frames or None]
+    return _images(paths), len(paths), _Outputs(output_dir, ("frames",))
+  fps = fps or video.fps
+  if not fps > 0:
+    raise ValueError(f"{video.path}: the video has no frame rate; give --fps")
+  total = min(video.packets, max_frames or video.packets)
+  kinds = video_outputs(video_output, video.seconds)
+  return (video.frames(max_frames), total,
+          _Outputs(output_dir, kinds, video.stem, fps))
+
+
+def _undecodable(video, on_error, log):
+  """[The message on the frames ffmpeg dropped as undecodable], or []."""
+  if video is None or not video.undecodable:
+    return []
+  message = (f"{video.path}: {video.undecodable} of {video.packets} frames "
+             "could not be decoded (corrupt?)")
+  if on_error == "fail":
+    raise ValueError(message)
+  log(f"{message}, skipped")
+  return [message]
+
+
+def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
+            palette_path=None, num_threads=2, threshold=0.5, on_error="skip",
+            log=print, video_output="auto", fps=None, max_frames=0):
+  """Predicts every image or frame of `inputs` with `model`; writes overlays.
+
+  Args:
+    model: export dir, SavedModel dir, frozen .pb, .tflite or .onnx.
+    inputs: a directory of images, a glob or a video file.
+    output_dir: where `<name>_labels.png` and `<name>_overlay.png` go, and a
+      video's `<video>_overlay.mp4` / `.gif`.
+    crop, resize, alpha, palette_path, num_threads, threshold: predict.py's
+      --crop (top, bottom), --resize (H, W), --overlay_alpha, --palette,
+      --num_threads and --threshold.
+    on_error: an unreadable image or frame: "skip" reports it and goes on
+      (listed in the result's `skipped`), "fail" stops there.
+    log: where the per-image, skip and summary lines go (the progress bar
+      shown instead of per-image lines past 50 inputs prints to stdout).
+    video_output, fps, max_frames: --video_output (see video_outputs),
+      --fps (of the written video; None: the input's) and --max_frames (0: all).
+
+  Returns:
+    dict: names (in order), latencies_ms (model run only), skipped (one
+    message each), num_skipped (frames lost inside a video included),
+    outputs (video files written), pngs (whether PNG pairs were), summary.
+  """
+  _check_options(alpha, threshold, on_error, video_output, fps, max_frames)
+  kind, source = list_inputs(inputs)
+  video = Video(source) if kind == "video" else None  # Checked before the model.
+  predictor = open_predictor(model, num_threads)
+  options = _Options(model, palette_path, crop,
+                     model_size(predictor.input_shape, resize), threshold,
+                     alpha, on_error)
+  items, total, outputs = _open_outputs(source, video, output_dir, video_output,
+                                        fps, max_frames)
+  bar = (progress.bar(total, unit_name="frame" if video else "image")
+         if total > PROGRESS_MIN_INPUTS else None)
+  start = time.perf_counter()
+  try:
+    names, latencies, skipped = _run_all(items, predictor, outputs, options,
+                                         log, bar)
+  finally:
+    items.close()
+    outputs.close()
+  num_skipped = len(skipped) + (video.undecodable if video else 0)
+  skipped += _undecodable(video, on_error, log)
+  summary = _summary(inputs, "frame" if video else "image", names, latencies,
+                     num_skipped, time.perf_counter() - start)
   log(summary)
   return {"names": names, "latencies_ms": latencies, "skipped": skipped,
-          "summary": summary}
+          "num_skipped": num_skipped, "outputs": outputs.paths,
+          "pngs": outputs.pngs, "summary": summary}

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 
 from absl import app
 from absl import flags
@@ -85,6 +86,20 @@ def parse_shape(text, rank, flag):
     raise ValueError(f"{flag} must be {rank} positive integers separated by "
                      f"commas, got {text!r}")
   return shape
+
+
+def parse_input_shape(text, flag="--input_shape"):
+  """An exported input's shape: '1,360,480,3', '360,480,3' (no batch axis)
+  or with -1 for a dynamic size -> a tuple with None for -1."""
+  try:
+    shape = tuple(int(v) for v in text.split(","))
+  except (AttributeError, ValueError):
+    shape = ()
+  if (len(shape) not in (3, 4) or shape[-1] != 3
+      or any(v < 1 and v != -1 for v in shape)):
+    raise ValueError(f"{flag} must be N,H,W,3 or H,W,3 (positive integers, "
+                     f"-1 for a dynamic size), got {text!r}")
+  return tuple(None if v == -1 else v for v in shape)
 
 
 def parse_subset(text, allowed, flag):
@@ -170,6 +185,8 @@ def run(main, user_errors=()):
     except errors as e:  # pylint: disable=catching-non-exception
       logging.debug("user error", exc_info=True)
       print(f"error: {short_message(e)}", file=sys.stderr, flush=True)
+      if getattr(e, "hint", None):  # e.g. the folder tree a converter reads
+        print(textwrap.indent(e.hint, "  "), file=sys.stderr, flush=True)
       sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
       print("interrupted; stopped cleanly (nothing half-written is left)",

@@ -90,7 +90,7 @@ def test_float_exports_match_on_a_real_image(camvid_eval_records, tmp_path,
                                              arch, extractor):
   config = _config(arch, extractor, camvid_eval_records)
   checkpoint = _calibrated_checkpoint(
-      config, export_lib.eval_images(config, (1, 64, 64, 3), 2),
+      config, export_lib.eval_images(config, (64, 64), 2),
       str(tmp_path / "checkpoint"))
   export_lib.export(config, checkpoint, str(tmp_path / "export"),
                     (1, 64, 64, 3),
@@ -168,7 +168,7 @@ def test_quantized_tflite_agrees_on_a_trained_model(tiny_dataset, tmp_path,
                     num_calibration_images=6, log=lambda line: None)
   serve = tf.saved_model.load(str(tmp_path / "export" / "saved_model"))
   serve = serve.signatures["serving_default"]
-  images = export_lib.eval_images(config, (1, 64, 64, 3), 6)
+  images = export_lib.eval_images(config, (64, 64), 6)
   agree = []
   for image in images:
     expected = serve(inputs=tf.constant(image))["predictions"].numpy()

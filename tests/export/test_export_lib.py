@@ -68,7 +68,7 @@ def test_pad_to_shape_pads_then_crops(trained_run, tmp_path):
   out = tmp_path / "padded"
   export_lib.export(config, logdir, str(out), (1, 50, 60, 3), pad_to_shape=(64, 64))
   images = np.random.default_rng(1).integers(0, 256, size=(1, 50, 60, 3), dtype=np.uint8)
-  padded = np.full((1, 64, 64, 3), inference_graph.PAD_VALUE, np.float32)
+  padded = np.full((1, 64, 64, 3), serving.CONTRACTS["fast_seg"].pad_value, np.float32)
   padded[:, :50, :60] = images
   frozen = _run_frozen_graph(out / serving.FROZEN_GRAPH_NAME, images)
   assert frozen.shape == (1, 50, 60)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.export import coreml_format
 from fast_seg.export import onnx_format
+from fast_seg.export import serving
 from fast_seg.utils import checkpoint_util
 from tests import helpers
 
@@ -125,3 +126,29 @@ class _Preprocess:
 def test_preprocessing_scale_bias_rejects_non_affine(function, message):
   with pytest.raises(ValueError, match=message):
     coreml_format.preprocessing_scale_bias(_Preprocess(function))
+
+
+@pytest.mark.parametrize("contract, output, name, shape", [
+    ("fast_seg", "labels", "labels", [1, 64, 96]),
+    ("fast_seg", "probabilities", "probabilities", [1, 64, 96, 1]),
+    ("keras_coreml", "probabilities", "output", [1, 64, 96]),
+])
+def test_binary_mobile_unet_through_core_ml(tmp_path, contract, output, name, shape):
+  """The hair model (MobileUNet, one sigmoid channel) as the hair project's
+  iOS app took it: an RGB image in, the matte (or mask) out."""
+  config = helpers.pipeline_config(helpers.model_text(
+      arch="mobile_unet", extractor="mobilenet_v1", num_classes=3, filter_scale=0.25,
+      output_stride=32, extra="binary_output { foreground_class_ids: 1 }",
+      loss="binary_cross_entropy {}"))
+  model = model_builder.build(config.model)
+  info = coreml_format.convert(model, str(tmp_path / "hair.mlpackage"), (1, 64, 96, 3),
+                               output=output,
+                               contract=serving.CONTRACTS[contract])
+  assert info["inputs"][0]["name"] == "image" and info["inputs"][0]["shape"] == [1, 64, 96, 3]
+  (spec_output,) = info["outputs"]
+  assert spec_output["name"] == name and spec_output["shape"] == shape
+  # MobileNet's [-1, 1] scaling is the image input's own.
+  assert info["image_scale"] == pytest.approx(1 / 127.5)
+  assert info["image_bias"] == pytest.approx([-1.0, -1.0, -1.0])
+  if output == "probabilities":
+    assert "sigmoid" in info["ops"] and "softmax" not in info["ops"]

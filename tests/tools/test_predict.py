@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,28 +143,224 @@ def test_glob_and_directory(images, tmp_path):
     predict.list_inputs(str(tmp_path / "*.jpg"))
 
 
-def test_video_without_opencv_is_a_clear_error(monkeypatch, tmp_path):
+def test_video_without_imageio_is_a_clear_error(monkeypatch, tmp_path):
   video = tmp_path / "drive.mp4"
   video.write_bytes(b"")
   assert predict.list_inputs(str(video)) == ("video", str(video))
-  monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
-  with pytest.raises(ValueError, match="pip install opencv-python"):
+  monkeypatch.setitem(sys.modules, "imageio", None)  # import imageio -> ImportError
+  with pytest.raises(ValueError, match=r"^videos need imageio, which is not "
+                     r"installed: pip install 'fast_seg\[video\]'$"):
     predict.read_inputs(str(video))
 
 
-def test_video_frames_are_read_in_order(tmp_path):
-  cv2 = pytest.importorskip("cv2", reason="OpenCV is optional (videos only)")
-  path = str(tmp_path / "drive.avi")
-  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 24))
-  for value in (0, 120, 240):
-    writer.write(np.full((24, 32, 3), value, np.uint8))
-  writer.release()
-  frames = list(predict.read_inputs(path))
-  assert [name for name, _ in frames] == [
-      "drive_000000", "drive_000001", "drive_000002"]
-  assert all(frame.shape == (24, 32, 3) for _, frame in frames)
-  means = [frame.mean() for _, frame in frames]
-  assert means[0] < 10 and 100 < means[1] < 140 and means[2] > 225
+def test_video_without_imageio_ffmpeg_names_it(monkeypatch, tmp_path):
+  pytest.importorskip("imageio")
+  monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+  monkeypatch.delitem(sys.modules, "imageio.plugins.ffmpeg", raising=False)
+  video = tmp_path / "drive.mp4"
+  video.write_bytes(b"")
+  with pytest.raises(ValueError, match=r"^videos need imageio-ffmpeg, .*"
+                     r"pip install 'fast_seg\[video\]'$"):
+    predict.read_inputs(str(video))
+
+
+def test_a_video_that_cannot_be_opened_is_one_line(tmp_path):
+  pytest.importorskip("imageio")
+  video = tmp_path / "drive.mp4"
+  video.write_bytes(b"not a video at all")
+  with pytest.raises(ValueError, match="drive.mp4: not a readable video") as e:
+    predict.read_inputs(str(video))
+  assert "\n" not in str(e.value)
+
+
+_CLIP_FRAMES, _CLIP_FPS, _CLIP_SIZE = 12, 5, (48, 64)
+
+
+def _clip_frames():
+  pairs = synthetic.generate_split(_CLIP_FRAMES, size=_CLIP_SIZE, seed=7)
+  return [image for image, _ in pairs]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+  """A 12-frame 64x48 mp4 at 5 fps (2.4 s) of synthetic scenes."""
+  iio = pytest.importorskip("imageio.v2")
+  path = tmp_path_factory.mktemp("video") / "clip.mp4"
+  with iio.get_writer(str(path), "ffmpeg", fps=_CLIP_FPS, codec="libx264",
+                      quality=9, macro_block_size=1,
+                      ffmpeg_log_level="error") as writer:
+    for frame in _clip_frames():
+      writer.append_data(frame)
+  return path
+
+
+def _read_video(path):
+  """(frames, fps, (width, height)) of a written video."""
+  iio = pytest.importorskip("imageio.v2")
+  with iio.get_reader(str(path), "ffmpeg") as reader:
+    meta = reader.get_meta_data()
+    return [np.asarray(f) for f in reader], meta["fps"], tuple(meta["size"])
+
+
+def _expected_overlays(export_dir, clip_path):
+  """The overlay of each frame of clip_path, drawn by predict's functions."""
+  predictor = predict.open_predictor(str(export_dir))
+  palette = predict.load_palette(str(export_dir))
+  overlays = []
+  for _, frame in predict.read_inputs(str(clip_path)):
+    batch = predict.preprocess(frame, predict.model_size(predictor.input_shape),
+                               1, predictor.input_dtype)
+    labels, _ = predict.postprocess(predictor.run(batch)[0], frame.shape[:2])
+    overlays.append(predict.overlay(frame, labels, None, palette, 0.5))
+  return overlays
+
+
+def test_video_becomes_an_annotated_mp4_and_a_gif(export_dir, clip, tmp_path,
+                                                  capsys):
+  out = tmp_path / "out"
+  result = predict.predict(str(export_dir), str(clip), str(out))
+  printed = capsys.readouterr().out
+  # auto: a 2.4 s clip gets the mp4 and the GIF, and no PNGs.
+  assert result["outputs"] == [str(out / "clip_overlay.mp4"),
+                               str(out / "clip_overlay.gif")]
+  assert sorted(p.name for p in out.iterdir()) == ["clip_overlay.gif",
+                                                  "clip_overlay.mp4"]
+  assert result["num_skipped"] == 0 and len(result["names"]) == _CLIP_FRAMES
+  assert f"{_CLIP_FRAMES} frames, latency mean" in printed
+  assert re.search(r"median [\d.]+ ms, p90 [\d.]+ ms", printed)
+  assert re.search(r"end to end [\d.]+ fps", printed)
+
+  frames, fps, size = _read_video(out / "clip_overlay.mp4")
+  assert (len(frames), fps, size) == (_CLIP_FRAMES, _CLIP_FPS, (64, 48))
+  inputs = [frame for _, frame in predict.read_inputs(str(clip))]
+  for frame, expected, original in zip(frames, _expected_overlays(export_dir, clip),
+                                       inputs):
+    # Within x264's loss of the overlay (mostly 4:2:0 chroma at the class
+    # borders of a tiny frame: mean 4-6), far from the undrawn frame (30-47).
+    error = np.abs(frame.astype(int) - expected)
+    assert error.mean() < 8.0 and np.median(error) <= 4, error.mean()
+    assert np.abs(frame.astype(int) - original).mean() > 3 * error.mean()
+  ffmpeg = subprocess.run(
+      [predict._imageio().plugins.ffmpeg.get_exe(), "-hide_banner", "-i",
+       str(out / "clip_overlay.mp4")], capture_output=True, text=True, check=False)
+  assert "Video: h264" in ffmpeg.stderr and "Audio:" not in ffmpeg.stderr
+
+  gif = Image.open(out / "clip_overlay.gif")
+  assert (gif.n_frames, gif.size) == (_CLIP_FRAMES, (64, 48))
+  assert gif.info["duration"] == 1000 // _CLIP_FPS and gif.info["loop"] == 0
+
+
+def test_video_frames_fps_and_max_frames(export_dir, clip, tmp_path):
+  out = tmp_path / "out"
+  result = predict.predict(str(export_dir), str(clip), str(out),
+                           video_output="mp4,frames", fps=10, max_frames=3,
+                           log=lambda line: None)
+  names = [f"clip_{i:06d}" for i in range(3)]
+  assert result["names"] == names and result["outputs"] == [
+      str(out / "clip_overlay.mp4")]
+  for name in names:
+    labels = np.asarray(Image.open(out / f"{name}_labels.png"))
+    assert labels.shape == _CLIP_SIZE and labels.max() < 6
+    assert (out / f"{name}_overlay.png").is_file()
+  frames, fps, size = _read_video(out / "clip_overlay.mp4")
+  assert (len(frames), fps, size) == (3, 10, (64, 48))
+  with pytest.raises(ValueError, match="--video_output must be"):
+    predict.predict(str(export_dir), str(clip), str(out), video_output="avi")
+
+
+def test_video_output_rules():
+  assert predict.video_outputs("auto", 15.0) == ("mp4", "gif")
+  assert predict.video_outputs("auto", 15.1) == ("mp4",)
+  assert predict.video_outputs("none", 3.0) == ()
+  assert predict.video_outputs("gif, mp4,gif", 99.0) == ("gif", "mp4")
+  for bad in ("", "mp4,none", "png"):
+    with pytest.raises(ValueError, match="--video_output must be auto, none"):
+      predict.video_outputs(bad, 1.0)
+
+
+def test_gif_of_a_long_clip_is_capped(tmp_path):
+  pytest.importorskip("imageio")
+  # 20 s at 25 fps, 720 px wide: every 3rd frame of the first 15 s, 480 wide.
+  gif = predict._Gif(str(tmp_path / "long.gif"), fps=25)
+  for i in range(20 * 25):
+    gif.add(np.full((36, 720, 3), i % 256, np.uint8))
+  gif.close()
+  written = Image.open(tmp_path / "long.gif")
+  assert written.n_frames == 15 * 25 // 3 and written.size == (480, 24)
+  assert written.info["duration"] == 120
+
+
+def _mjpeg_avi_with_a_corrupt_frame(path, bad):
+  """An MJPEG AVI of the clip's frames whose frame `bad` holds no JPEG.
+
+  The container stays intact (ffmpeg finds every packet); the decoder
+  rejects that one frame, as it would a damaged frame in real footage.
+  """
+  iio = pytest.importorskip("imageio.v2")
+  with iio.get_writer(str(path), "ffmpeg", fps=_CLIP_FPS, codec="mjpeg",
+                      quality=9, pixelformat="yuvj420p", macro_block_size=1,
+                      ffmpeg_log_level="error") as writer:
+    for frame in _clip_frames():
+      writer.append_data(frame)
+  data = bytearray(path.read_bytes())
+  chunk = data.index(b"movi")
+  for _ in range(bad + 1):
+    chunk = data.index(b"00dc", chunk + 4)
+  size = int.from_bytes(data[chunk + 4:chunk + 8], "little")
+  data[chunk + 8:chunk + 8 + size] = bytes(size)
+  path.write_bytes(bytes(data))
+
+
+def test_corrupt_video_frame_is_skipped_and_counted(export_dir, tmp_path):
+  video = tmp_path / "drive.avi"
+  _mjpeg_avi_with_a_corrupt_frame(video, bad=6)
+  lines = []
+  result = predict.predict(str(export_dir), str(video), str(tmp_path / "out"),
+                           video_output="mp4", log=lines.append)
+  # Every other frame was predicted and written.
+  assert len(result["names"]) == _CLIP_FRAMES - 1
+  assert result["num_skipped"] == 1
+  assert result["skipped"] == [
+      f"{video}: 1 of {_CLIP_FRAMES} frames could not be decoded (corrupt?)"]
+  assert result["summary"].startswith(f"{_CLIP_FRAMES - 1} frames, ")
+  assert result["summary"].endswith("; 1 skipped (unreadable)")
+  frames, _, _ = _read_video(tmp_path / "out" / "drive_overlay.mp4")
+  assert len(frames) == _CLIP_FRAMES - 1
+  with pytest.raises(ValueError, match="1 of 12 frames could not be decoded"):
+    predict.predict(str(export_dir), str(video), str(tmp_path / "out2"),
+                    video_output="none", on_error="fail", log=lambda line: None)
+
+
+class _FlakyReader:
+  """Five frames whose third cannot be read, as a reader that goes on."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    self.calls += 1
+    if self.calls > 5:
+      raise StopIteration
+    if self.calls == 3:
+      raise RuntimeError("Frame is 10 bytes, but expected 9216.\n"
+                         "=== stderr ===\nffmpeg's log")
+    return np.full((4, 4, 3), self.calls, np.uint8)
+
+
+def test_a_frame_that_fails_to_read_is_reported_and_skipped():
+  # ffmpeg itself drops frames it cannot decode (counted above); this is an
+  # error while reading one, which the frame iterator reports like a bad image.
+  items = list(predict.decoded_frames(_FlakyReader(), "drive"))
+  assert [name for name, _ in items] == [f"drive_{i:06d}" for i in range(5)]
+  error = items[2][1]
+  assert isinstance(error, ValueError) and str(error) == (
+      "drive_000002: not a readable frame (Frame is 10 bytes, but expected "
+      "9216.)")
+  assert [int(frame[0, 0, 0]) for _, frame in items if
+          not isinstance(frame, Exception)] == [1, 2, 4, 5]
 
 
 def test_postprocess_output_kinds():
@@ -240,6 +437,21 @@ def test_cli(export_dir, images, tmp_path):
   assert "error: --model not found" in missing.stderr
 
 
+def test_cli_video_with_a_corrupt_frame(export_dir, tmp_path):
+  video = tmp_path / "drive.avi"
+  _mjpeg_avi_with_a_corrupt_frame(video, bad=6)
+  result = _run_cli("--model", export_dir, "--input", video, "--output_dir",
+                    tmp_path / "out", "--video_output", "gif", "--fps", "10")
+  # The run went through, then exits 2 saying a frame was lost.
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert f"{_CLIP_FRAMES - 1} frames, latency mean" in result.stdout
+  assert f"Wrote {tmp_path / 'out' / 'drive_overlay.gif'}" in result.stdout
+  assert "error: 1 of 12 inputs skipped: " in result.stderr
+  assert "1 of 12 frames could not be decoded" in result.stderr
+  gif = Image.open(tmp_path / "out" / "drive_overlay.gif")
+  assert (gif.n_frames, gif.info["duration"]) == (_CLIP_FRAMES - 1, 100)
+
+
 def test_corrupt_image_is_skipped_and_counted(export_dir, images, tmp_path):
   inputs = tmp_path / "inputs"
   shutil.copytree(images, inputs)
@@ -266,3 +478,18 @@ def test_crop_takes_rows_or_the_road_projects_slice(text, crop):
 def test_a_bad_crop_names_the_forms(text):
   with pytest.raises(ValueError, match=r"--crop must be top,bottom .*start,-stop"):
     predict.parse_crop(text)
+
+
+def test_tf1_contract_exports_give_the_same_labels(trained_run, images, reference,
+                                                   tmp_path):
+  """--contract tf1 (int64 [N,H,W,1]) with and without a batch axis: predict.py
+  reads both and writes the labels of fast_seg's own export."""
+  config, logdir = trained_run
+  for shape in ((1, 64, 64, 3), (64, 64, 3)):
+    export = tmp_path / f"tf1_{len(shape)}"
+    export_lib.export(config, logdir, str(export), shape, contract="tf1")
+    out = tmp_path / f"out_{len(shape)}"
+    predict.predict(str(export / serving.FROZEN_GRAPH_NAME), str(images), str(out),
+                    log=lambda line: None)
+    for name, labels in _labels(out).items():
+      np.testing.assert_array_equal(labels, reference[name])
