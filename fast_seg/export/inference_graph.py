@@ -6,6 +6,10 @@ folded GraphDef, counts its FLOPs and runs those files back, so export,
 compression and the benchmark measure one and the same graph.
 """
 
+import collections
+import copy
+
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -182,16 +186,88 @@ def _grappler(graph_def, output_names):
 
 
 def optimize_frozen_graph(graph_def):
-  """Folds batch norms into their convs and constants into constants.
+  """Folds every batch norm into its conv, and constants into constants.
 
   Grappler first (it turns the variables' Identity reads into the Const
-  inputs the batch-norm folding looks for), then folding, then Grappler
-  again. Batch norms after a dilated conv (SpaceToBatchND / BatchToSpaceND
-  between them) stay as they are.
+  inputs the batch-norm folding looks for), then TensorFlow's folding of
+  conv -> BN, then ours of the dilated conv -> BatchToSpaceND -> BN that it
+  skips, then Grappler again.
   """
   folded = optimize_for_inference_lib.fold_batch_norms(
       _grappler(graph_def, [serving.OUTPUT_NAME]))
-  return _grappler(folded, [serving.OUTPUT_NAME])
+  return _grappler(fold_dilated_batch_norms(folded), [serving.OUTPUT_NAME])
+
+
+_BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV3")
+_CONVS = ("Conv2D", "DepthwiseConv2dNative")
+
+
+def _dilated_conv_batch_norms(graph_def):
+  """(BN, conv, filter Const) of every inference batch norm that follows a
+  dilated conv: conv -> BatchToSpaceND -> BN, the filter a Const used once."""
+  nodes = {node.name: node for node in graph_def.node}
+  inputs = [name.lstrip("^") for node in graph_def.node for name in node.input]
+  uses = collections.Counter(name.split(":")[0] for name in inputs)
+  # A BN whose mean / variance outputs are read cannot become a BiasAdd.
+  side_outputs = {name.split(":")[0] for name in inputs
+                  if name.split(":")[-1] not in (name, "0")}
+  source = lambda node, i: nodes.get(node.input[i].split(":")[0])
+  found = []
+  for node in graph_def.node:
+    if (node.op not in _BATCH_NORMS or node.attr["is_training"].b
+        or node.name in side_outputs):
+      continue
+    batch_to_space = source(node, 0)
+    if batch_to_space is None or batch_to_space.op != "BatchToSpaceND":
+      continue
+    conv = source(batch_to_space, 0)
+    if conv is None or conv.op not in _CONVS or uses[conv.name] != 1:
+      continue
+    weights = source(conv, 1)
+    if (weights is not None and weights.op == "Const"
+        and uses[weights.name] == 1
+        and all(source(node, i).op == "Const" for i in range(1, 5))):
+      found.append((node, conv, weights))
+  return found, nodes
+
+
+def fold_dilated_batch_norms(graph_def):
+  """Folds the batch norms that follow dilated convs into those convs.
+
+  Keras runs a dilated conv as SpaceToBatchND -> Conv2D -> BatchToSpaceND,
+  so TensorFlow's folding, which wants the conv right before the BN, leaves
+  these (every dilated block of ICNet's and PSPNet's deep stages). The BN
+  is per channel and BatchToSpaceND only moves pixels, so the BN's scale
+  goes into the conv's filter and its offset becomes a BiasAdd, named as
+  the BN was so that its consumers are unchanged.
+
+  Returns:
+    A new GraphDef; `graph_def` is left as it is.
+  """
+  graph_def = copy.deepcopy(graph_def)
+  found, nodes = _dilated_conv_batch_norms(graph_def)
+  value = lambda node, i: tf.make_ndarray(
+      nodes[node.input[i].split(":")[0]].attr["value"].tensor)
+  for norm, conv, weights in found:
+    gamma, beta, mean, variance = (value(norm, i) for i in range(1, 5))
+    scale = gamma / np.sqrt(variance + norm.attr["epsilon"].f)
+    kernel = tf.make_ndarray(weights.attr["value"].tensor)
+    # Output channels: Conv2D's last filter axis; a depthwise conv's are
+    # in_channels x multiplier, its last two axes.
+    kernel = kernel * scale.reshape(kernel.shape[2:] if conv.op == _CONVS[1]
+                                    else kernel.shape[3:])
+    weights.attr["value"].tensor.CopyFrom(
+        tf.make_tensor_proto(kernel.astype(np.float32)))
+    offset = graph_def.node.add(name=f"{norm.name}/folded_offset", op="Const")
+    offset.attr["dtype"].type = tf.float32.as_datatype_enum
+    offset.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(
+        (beta - mean * scale).astype(np.float32)))
+    name, inputs = norm.name, [norm.input[0], offset.name]
+    norm.Clear()
+    norm.name, norm.op = name, "BiasAdd"
+    norm.input.extend(inputs)
+    norm.attr["T"].type = tf.float32.as_datatype_enum
+  return graph_def
 
 
 def count_flops(graph_def):
