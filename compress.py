@@ -3,6 +3,7 @@
   python compress.py --config_path configs/X.config --checkpoint runs/X \
       --output_dir pruned/X --filter_scale 0.5 [--plot] [--soft]
   python compress.py ... --schedule 1.0,0.75,0.5 --finetune_steps 2000
+  python compress.py ... --group_scales block3=0.75,block4=0.5 [--filter_scale 0.9]
 
 Writes the pruned checkpoint (ckpt-0), the pipeline.config of the smaller
 model starting from it, and a report of channels, params and FLOPs before
@@ -24,6 +25,10 @@ flags.DEFINE_string("output_dir", None, "Destination folder.")
 flags.DEFINE_float("filter_scale", None,
                    "New width multiplier in (0, 1], e.g. 0.5 halves every "
                    "prunable layer.")
+flags.DEFINE_string("group_scales", None,
+                    "Per-group widths, e.g. block3=0.75,block4=0.5 (groups: "
+                    "the backbone's stages and 'head'); the other groups "
+                    "follow --filter_scale (default: the current one).")
 flags.DEFINE_string("schedule", None,
                     "Progressive pruning, e.g. 1.0,0.75,0.5 (decreasing).")
 flags.DEFINE_integer("finetune_steps", 0,
@@ -42,8 +47,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
-  if (FLAGS.filter_scale is None) == (FLAGS.schedule is None):
-    raise ValueError("pass exactly one of --filter_scale and --schedule")
+  if FLAGS.group_scales is not None and FLAGS.schedule is not None:
+    raise ValueError("--group_scales applies to one stage, not --schedule")
+  if (FLAGS.group_scales is None and
+      (FLAGS.filter_scale is None) == (FLAGS.schedule is None)):
+    raise ValueError("pass exactly one of --filter_scale and --schedule "
+                     "(or --group_scales)")
   if FLAGS.finetune_steps < 0:
     raise ValueError(f"--finetune_steps must be >= 0, got {FLAGS.finetune_steps}")
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
@@ -59,9 +68,11 @@ def main(argv):
     if FLAGS.finetune_steps:
       raise ValueError("--finetune_steps applies to --schedule; after "
                        "--filter_scale, train with the written pipeline.config")
+    group_scales = (compress_lib.parse_group_scales(FLAGS.group_scales)
+                    if FLAGS.group_scales is not None else None)
     compress_lib.prune(config, FLAGS.checkpoint, FLAGS.output_dir,
                        FLAGS.filter_scale, soft=FLAGS.soft, plot=FLAGS.plot,
-                       input_shape=input_shape)
+                       input_shape=input_shape, new_group_scales=group_scales)
   print(f"Wrote {FLAGS.output_dir}/pipeline.config; train the pruned model with "
         f"train.py --config_path {FLAGS.output_dir}/pipeline.config")
 

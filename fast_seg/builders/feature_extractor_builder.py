@@ -12,7 +12,7 @@ def build(config, conv_hyperparams, field_path="feature_extractor"):
   """Instantiates the registered extractor named by `config.type`.
 
   The values are checked once, by the registry (type) and the extractor
-  (filter_scale, output_stride); their errors are given here with the
+  (filter_scale, group_widths, output_stride); their errors are given here with the
   field's place in the pipeline.
 
   Args:
@@ -33,8 +33,12 @@ def build(config, conv_hyperparams, field_path="feature_extractor"):
     raise ValueError(f"{field_path}.type is not set; allowed: {allowed}")
   try:
     extractor_class = feature_extractors.get(config.type)
+    # group_widths only when set: a backbone without them keeps working.
+    group_scales = {"group_scales": [(w.group, w.scale)
+                                     for w in config.group_widths]
+                    } if config.group_widths else {}
     return extractor_class(conv_hyperparams, filter_scale=config.filter_scale,
-                           output_stride=config.output_stride)
+                           output_stride=config.output_stride, **group_scales)
   except ValueError as e:
     raise ValueError(_at(field_path, str(e))) from None
 

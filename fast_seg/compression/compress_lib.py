@@ -2,9 +2,10 @@
 
 One stage reads a checkpoint of the config's model (training checkpoints,
 aux heads included), prunes every channel group by L1 norm to the widths of
-the same config at the new `filter_scale`, and writes
+the same config at the new `filter_scale` (and, per width group, the
+scales of `new_group_scales`: feature_extractor.group_widths), and writes
   ckpt-0              the pruned weights (loads into the new model by name),
-  pipeline.config     the config with `filter_scale` set and
+  pipeline.config     the config with `filter_scale` (+ group_widths) set and
                       `fine_tune_checkpoint` pointing at ckpt-0,
   compression_report.json / .md   channels per group and layer, params
                       and FLOPs before and after,
@@ -22,10 +23,12 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from fast_seg import feature_extractors
 from fast_seg.builders import model_builder
 from fast_seg.builders import preprocessor_builder
 from fast_seg.compression import filter_pruning
 from fast_seg.compression import report as report_lib
+from fast_seg.feature_extractors import base as extractor_base
 from fast_seg.export import inference_graph
 from fast_seg.protos import train_pb2
 from fast_seg.training import train_lib
@@ -36,10 +39,11 @@ REPORT_NAME = "compression_report"
 PLOT_DIR = "plots"
 
 # One stage's models: the source, the pruned target and its config, and
-# filter_pruning's plan (channel graph, keep masks, filter scores) and rows.
+# filter_pruning's plan (channel graph, keep masks, filter scores), rows, and
+# the source's config.
 _Pruned = collections.namedtuple(
     "_Pruned", ["source", "target", "config", "graph", "masks", "scores",
-                "rows"])
+                "rows", "source_config"])
 
 
 def check_scale(scale, flag="--filter_scale"):
@@ -65,15 +69,66 @@ def parse_schedule(text):
 
 
 def current_scale(pipeline_config):
-  return config_util.get_model_config(
-      pipeline_config.model).feature_extractor.filter_scale
+  return _extractor_config(pipeline_config).filter_scale
 
 
-def with_scale(pipeline_config, scale):
-  """A copy of the config whose model has `filter_scale` = scale."""
+def _extractor_config(pipeline_config):
+  return config_util.get_model_config(pipeline_config.model).feature_extractor
+
+
+def group_names(pipeline_config):
+  """The width groups of the config's backbone: its stages, then 'head'."""
+  extractor = feature_extractors.get(_extractor_config(pipeline_config).type)
+  return tuple(extractor.stage_names) + (extractor_base.HEAD_GROUP,)
+
+
+def group_scales(pipeline_config):
+  """{group: scale} of every width group (group_widths, else filter_scale)."""
+  fe = _extractor_config(pipeline_config)
+  listed = {w.group: w.scale for w in fe.group_widths}
+  return {g: listed.get(g, fe.filter_scale) for g in group_names(
+      pipeline_config)}
+
+
+def parse_group_scales(text):
+  """'block3=0.75,block4=0.5' -> {'block3': 0.75, 'block4': 0.5}."""
+  scales = {}
+  for item in (v.strip() for v in text.split(",")):
+    if not item:
+      continue
+    group, sep, value = item.partition("=")
+    try:
+      scale = float(value) if sep else None
+    except ValueError:
+      scale = None
+    if scale is None or not group.strip():
+      raise ValueError(f"--group_scales must be GROUP=SCALE pairs separated "
+                       f"by commas, e.g. block4=0.5, got '{text}'")
+    if group.strip() in scales:
+      raise ValueError(f"--group_scales gives {group.strip()} twice")
+    scales[group.strip()] = check_scale(scale, f"--group_scales {group}")
+  if not scales:
+    raise ValueError("--group_scales is empty")
+  return scales
+
+
+def with_scale(pipeline_config, scale, new_group_scales=None):
+  """A copy of the config whose model has `filter_scale` = scale.
+
+  Groups in `new_group_scales` get those scales; a group the config lists
+  in group_widths keeps min(its scale, `scale`), so it never widens. Only
+  groups whose scale differs from `scale` are written to group_widths.
+  """
   config = copy.deepcopy(pipeline_config)
-  config_util.get_model_config(config.model).feature_extractor.filter_scale = (
-      scale)
+  fe = _extractor_config(config)
+  scales = {w.group: min(w.scale, scale) for w in fe.group_widths}
+  scales.update(new_group_scales or {})
+  fe.filter_scale = scale
+  del fe.group_widths[:]
+  order = {g: i for i, g in enumerate(group_names(config))}
+  for group in sorted(scales, key=lambda g: order.get(g, len(order))):
+    if abs(scales[group] - scale) > 1e-9:
+      fe.group_widths.add(group=group, scale=scales[group])
   return config
 
 
@@ -121,25 +176,44 @@ def save_checkpoint(model, output_dir):
   return manager.save(checkpoint_number=0)
 
 
-def _scale_before(pipeline_config, filter_scale):
-  """The checkpoint's filter_scale; ValueError unless filter_scale narrows it."""
+def _scale_before(pipeline_config, filter_scale, new_group_scales=None):
+  """The checkpoint's filter_scale; ValueError unless the new widths narrow.
+
+  Groups of `new_group_scales` must be width groups of the backbone and no
+  wider than in the checkpoint's model; so must filter_scale unless every
+  group is listed.
+  """
   check_scale(filter_scale)
   scale_before = current_scale(pipeline_config)
-  if filter_scale > scale_before + 1e-9:
+  names = group_names(pipeline_config)
+  new_group_scales = new_group_scales or {}
+  unknown = sorted(set(new_group_scales) - set(names))
+  if unknown:
+    raise ValueError(f"--group_scales: unknown group(s) {', '.join(unknown)}; "
+                     f"the groups of this model are: {', '.join(names)}")
+  if filter_scale > scale_before + 1e-9 and set(names) - set(new_group_scales):
     raise ValueError(f"--filter_scale {filter_scale} is wider than the "
                      f"checkpoint's model ({scale_before}); pruning only "
                      "narrows")
+  before = group_scales(pipeline_config)
+  for group, scale in new_group_scales.items():
+    if scale > before[group] + 1e-9:
+      raise ValueError(f"--group_scales {group}={scale} is wider than the "
+                       f"checkpoint's model ({before[group]}); pruning only "
+                       "narrows")
   return scale_before
 
 
-def _prune_models(pipeline_config, checkpoint, filter_scale, soft):
-  """The _Pruned stage of `checkpoint` at `filter_scale`.
+def _prune_models(pipeline_config, checkpoint, filter_scale, soft,
+                  new_group_scales=None):
+  """The _Pruned stage of `checkpoint` at `filter_scale` (+ group scales).
 
-  The pruned model has the widths of `filter_scale` (soft: the source's
-  widths, the pruned filters zeroed) and the source's surviving weights.
+  The pruned model has the widths of `filter_scale` and `new_group_scales`
+  (soft: the source's widths, the pruned filters zeroed) and the source's
+  surviving weights.
   """
   source = load_model(pipeline_config, checkpoint)
-  target_config = with_scale(pipeline_config, filter_scale)
+  target_config = with_scale(pipeline_config, filter_scale, new_group_scales)
   shaped_by = model_builder.build(target_config.model)
   graph, masks, scores = filter_pruning.plan(source.keras_model,
                                              shaped_by.keras_model)
@@ -147,7 +221,8 @@ def _prune_models(pipeline_config, checkpoint, filter_scale, soft):
   target = model_builder.build(output_config.model) if soft else shaped_by
   rows = filter_pruning.apply(source.keras_model, target.keras_model, graph,
                               masks, soft=soft)
-  return _Pruned(source, target, output_config, graph, masks, scores, rows)
+  return _Pruned(source, target, output_config, graph, masks, scores, rows,
+                 pipeline_config)
 
 
 def _save_pruned(target, output_config, output_dir):
@@ -175,6 +250,8 @@ def _stage_report(checkpoint, pruned_path, soft, scale_before, input_shape,
       "soft": soft,
       "filter_scale_before": scale_before,
       "filter_scale_after": current_scale(pruned.config),
+      "group_scales_before": group_scales(pruned.source_config),
+      "group_scales_after": group_scales(pruned.config),
       "input_shape": list(input_shape),
       "params_before": source.keras_model.count_params(),
       "params_after": target.keras_model.count_params(),
@@ -182,13 +259,24 @@ def _stage_report(checkpoint, pruned_path, soft, scale_before, input_shape,
       "inference_params_after": target.inference_model.count_params(),
       "flops_before": count_flops(source, input_shape),
       "flops_after": count_flops(target, input_shape),
-      "groups": filter_pruning.group_table(pruned.graph, pruned.masks),
+      "groups": _with_width_groups(
+          filter_pruning.group_table(pruned.graph, pruned.masks), source),
       "layers": pruned.rows,
   }
   if soft:
     report["zeroed_channels"] = int(sum(
         r["before"] - r["after"] for r in report["groups"]))
   return report
+
+
+def _with_width_groups(rows, model):
+  """Adds each channel group's width group: its first conv's trunk stage."""
+  stage_of = {name: io.name for io in model.feature_extractor.stage_io
+              for name in io.layer_names}
+  for row in rows:
+    row["width_group"] = stage_of.get(row["convs"][0],
+                                      extractor_base.HEAD_GROUP)
+  return rows
 
 
 def _write_report(report, output_dir, log):
@@ -203,29 +291,36 @@ def _write_report(report, output_dir, log):
 
 
 def prune(pipeline_config, checkpoint, output_dir, filter_scale, soft=False,
-          plot=False, input_shape=None, log=print):
+          plot=False, input_shape=None, log=print, new_group_scales=None):
   """One pruning stage; returns the report dict.
 
   Args:
     pipeline_config: the config the checkpoint was trained with.
     checkpoint: a checkpoint prefix or a train dir (its latest).
     output_dir: where ckpt-0, pipeline.config, the report and plots go.
-    filter_scale: the new width multiplier, in (0, current].
+    filter_scale: the new width multiplier, in (0, current]; None: the
+      current one (with new_group_scales, to prune only those groups).
     soft: keep the shapes and zero the pruned filters (the written config
       keeps the current filter_scale).
     plot: write a PNG per channel group of its sorted filter norms.
     input_shape: (1, H, W, 3) for the FLOPs; default from the config.
     log: called with each report line.
+    new_group_scales: {width group: scale} written to group_widths, e.g.
+      {'block4': 0.5}; the other groups follow filter_scale.
 
   Raises:
-    ValueError: a scale outside (0, current], or a checkpoint that does not
-      fit the config (naming the variables).
+    ValueError: a scale outside (0, current], an unknown group, or a
+      checkpoint that does not fit the config (naming the variables).
   """
-  scale_before = _scale_before(pipeline_config, filter_scale)
+  if filter_scale is None:
+    filter_scale = current_scale(pipeline_config)
+  scale_before = _scale_before(pipeline_config, filter_scale,
+                               new_group_scales)
   input_shape = tuple(input_shape or default_input_shape(pipeline_config))
   checkpoint = checkpoint_util.resolve_checkpoint(checkpoint)
   start = time.time()
-  pruned = _prune_models(pipeline_config, checkpoint, filter_scale, soft)
+  pruned = _prune_models(pipeline_config, checkpoint, filter_scale, soft,
+                         new_group_scales)
   pruned_path = _save_pruned(pruned.target, pruned.config, output_dir)
   report = _stage_report(checkpoint, pruned_path, soft, scale_before,
                          input_shape, pruned)

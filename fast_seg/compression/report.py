@@ -33,6 +33,10 @@ def _title(report):
   else:
     what = (f"filter_scale {report['filter_scale_before']} -> "
             f"{report['filter_scale_after']}")
+    listed = _listed_groups(report)
+    if listed:
+      what += " (" + ", ".join(
+          f"{g} {report['group_scales_after'][g]:g}" for g in listed) + ")"
   return f"Pruned {report['checkpoint']}: {what} -> {report['output_checkpoint']}"
 
 
@@ -61,11 +65,34 @@ def _group_rows(report):
   return lines
 
 
+def _listed_groups(report):
+  """Width groups whose scale is not the uniform filter_scale (before or
+  after): the ones worth a line, since the rest follow filter_scale."""
+  before = report.get("group_scales_before", {})
+  after = report.get("group_scales_after", {})
+  return [g for g in after
+          if abs(after[g] - report["filter_scale_after"]) > 1e-9
+          or abs(before.get(g, 0.0) - report["filter_scale_before"]) > 1e-9]
+
+
+def _width_group_rows(report):
+  """A table of the per-group scales, only when some group has its own."""
+  listed = _listed_groups(report)
+  if not listed:
+    return []
+  lines = ["", "| width group | scale before | after |", "|---|---:|---:|"]
+  for group in report["group_scales_after"]:
+    lines.append(f"| {group} | {report['group_scales_before'][group]:g} | "
+                 f"{report['group_scales_after'][group]:g} |")
+  return lines
+
+
 def report_markdown(report):
-  """The human report: totals, then one row per channel group."""
+  """The human report: totals, width groups, then each channel group."""
   return "\n".join(
       [_title(report), "", "| | before | after | ratio |", "|---|---:|---:|---:|"]
       + _totals(report)
+      + _width_group_rows(report)
       + ["", "| channel group | convs | channels before | after |",
          "|---|---|---:|---:|"]
       + _group_rows(report))

@@ -23,6 +23,9 @@ WeightsFormat = feature_extractor_pb2.WeightsFormat
 
 _REGISTRY = registry.Registry("feature_extractor.type")
 
+# The width group of every conv a meta-architecture adds on the trunk.
+HEAD_GROUP = "head"
+
 StageIO = collections.namedtuple(
     "StageIO", ["name", "input", "output", "layer_names"])
 StageIO.__doc__ = """One built stage: its input and output tensors and the names
@@ -83,6 +86,9 @@ def registered_names():
 
 class Rounding(enum.Enum):
   """The two rules by which `FeatureExtractor.width` applies filter_scale.
+
+  (Or, for a width group listed in group_widths, that group's own scale:
+  the rule stays the same, only the multiplier changes.)
 
   Each architecture keeps the rule its checkpoints were trained with, so
   widths and parameter counts never change:
@@ -162,7 +168,8 @@ class FeatureExtractor(abc.ABC):
   stage_names = ()
   allowed_output_strides = (8, 16, 32)
 
-  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8,
+               group_scales=None):
     """Stores the settings; no layer is created before `build`.
 
     Args:
@@ -171,13 +178,17 @@ class FeatureExtractor(abc.ABC):
       filter_scale: width multiplier of every prunable conv (1.0 full model).
       output_stride: stride of the last stage relative to the image; later
         strides become dilations.
+      group_scales: (group, scale) pairs (or a dict) from the config's
+        `group_widths`: those width groups (`group_names`) use their own
+        scale instead of filter_scale. None or empty: uniform filter_scale.
 
     Raises:
-      ValueError: filter_scale is outside (0, 1] or output_stride is not one
-        of `allowed_output_strides`. The message names the field relative to
-        the FeatureExtractor message ('feature_extractor.filter_scale'); the
-        builder puts it at its place in the pipeline. This is the one place
-        both values are checked.
+      ValueError: filter_scale or a group's scale is outside (0, 1], a group
+        is unknown (the message lists `group_names`) or repeated, or
+        output_stride is not one of `allowed_output_strides`. The message
+        names the field relative to the FeatureExtractor message
+        ('feature_extractor.filter_scale'); the builder puts it at its place
+        in the pipeline. This is the one place these values are checked.
     """
     if not 0.0 < filter_scale <= 1.0:
       raise ValueError("feature_extractor.filter_scale must be in (0, 1], "
@@ -189,7 +200,9 @@ class FeatureExtractor(abc.ABC):
           f"by {self.name}; allowed: {allowed}")
     self._hyperparams = conv_hyperparams
     self._filter_scale = float(filter_scale)
+    self._group_scales = self._checked_group_scales(group_scales)
     self._output_stride = int(output_stride)
+    self._building_stage = None
     self._layers = []
     self._built_stages = set()
     # StageIO of every built stage, in build order (memory saving reads it).
@@ -202,6 +215,49 @@ class FeatureExtractor(abc.ABC):
   @property
   def filter_scale(self):
     return self._filter_scale
+
+  @property
+  def group_names(self):
+    """The width groups a config may list: the trunk stages, then 'head'."""
+    return tuple(self.stage_names) + (HEAD_GROUP,)
+
+  def group_scale(self, group):
+    """Width multiplier of width group `group`: its own, else filter_scale."""
+    return self._group_scales.get(group, self._filter_scale)
+
+  @property
+  def group_scales(self):
+    """{group: scale} of every width group, listed or not (for reports)."""
+    return {group: self.group_scale(group) for group in self.group_names}
+
+  def _checked_group_scales(self, group_scales):
+    """group_scales as a dict, refused (naming the field) when invalid."""
+    pairs = list((group_scales or {}).items()
+                 if isinstance(group_scales, dict) else group_scales or ())
+    checked = {}
+    for group, scale in pairs:
+      field = f"feature_extractor.group_widths['{group}']"
+      if group not in self.group_names:
+        raise ValueError(
+            f"{field}: unknown group '{group}' of {self.name}; allowed: "
+            f"{', '.join(self.group_names)}")
+      if group in checked:
+        raise ValueError(f"{field} is given twice")
+      if not 0.0 < scale <= 1.0:
+        raise ValueError(f"{field}.scale must be in (0, 1], got {scale}")
+      checked[group] = float(scale)
+    return checked
+
+  def _enters_new_width(self, stage_name):
+    """True if `stage_name`'s input comes from a stage of another scale.
+
+    Its first unit must then keep the full model's topology (a projection
+    shortcut, no residual add) even where the two widths happen to be
+    equal, so a checkpoint pruned to these widths keeps every layer.
+    """
+    index = self.stage_names.index(stage_name)
+    return index > 0 and (self.group_scale(self.stage_names[index - 1])
+                          != self.group_scale(stage_name))
 
   @property
   def output_stride(self):
@@ -220,27 +276,34 @@ class FeatureExtractor(abc.ABC):
     """
     return dict(self._stage_strides)
 
-  def width(self, nominal, rounding=Rounding.BACKBONE):
+  def width(self, nominal, rounding=Rounding.BACKBONE, group=None):
     """Width of a conv of nominal width `nominal` in this model.
 
-    The one place a width is scaled by filter_scale, for the trunk and for
-    every head; `rounding` names which of the two rules applies.
+    The one place a width is scaled, for the trunk and for every head;
+    `rounding` names which of the two rules applies and `group` whose
+    scale (group_widths, else filter_scale).
 
     Args:
       nominal: the width at filter_scale 1.0 (may be fractional, e.g. after
         another multiplier).
       rounding: a Rounding; the trunk uses BACKBONE.
+      group: a width group; None: the stage being built (so a backbone's
+        convs follow their stage without saying so), else 'head' (the
+        meta-architecture's convs, built outside `build`).
 
     Returns:
       int, at least 1.
     """
+    if group is None:
+      group = self._building_stage or HEAD_GROUP
+    scale = self.group_scale(group)
     if rounding is Rounding.PLAIN:
-      return max(1, int(round(nominal * self._filter_scale)))
-    return self._backbone_width(nominal)
+      return max(1, int(round(nominal * scale)))
+    return self._backbone_width(nominal, scale)
 
-  def _backbone_width(self, nominal):
+  def _backbone_width(self, nominal, scale):
     """Rounding.BACKBONE: plain rounding unless the backbone has its own."""
-    return self.width(nominal, Rounding.PLAIN)
+    return max(1, int(round(nominal * scale)))
 
   @abc.abstractmethod
   def preprocess(self, images):
@@ -300,7 +363,11 @@ class FeatureExtractor(abc.ABC):
     net = inputs
     for stage in stages:
       stage_input, first_layer = net, len(self._layers)
-      net = self._build_stage(stage, net)
+      self._building_stage = stage
+      try:
+        net = self._build_stage(stage, net)
+      finally:
+        self._building_stage = None
       self._built_stages.add(stage)
       self.stage_io.append(StageIO(
           stage, stage_input, net,

@@ -38,8 +38,10 @@ class MobileNetV1(base.FeatureExtractor):
   stage_names = ("stem", "stage2", "stage3", "stage4", "stage5")
   allowed_output_strides = (8, 16, 32)
 
-  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
-    super().__init__(conv_hyperparams, filter_scale, output_stride)
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8,
+               group_scales=None):
+    super().__init__(conv_hyperparams, filter_scale, output_stride,
+                     group_scales)
     # Fixed from the nominal strides so a stage built on its own gets the
     # same dilations as in a full build. Conv2d_0 always has stride 2 (every
     # allowed output stride is larger).
@@ -60,9 +62,9 @@ class MobileNetV1(base.FeatureExtractor):
     """(stride, dilation rate) of the depthwise conv of Conv2d_`index`."""
     return self._unit_schedule[index]
 
-  def _backbone_width(self, nominal):
+  def _backbone_width(self, nominal, scale):
     """slim's V1 rule: max(int(nominal * multiplier), 8), truncating."""
-    return max(int(nominal * self.filter_scale), MIN_DEPTH)
+    return max(int(nominal * scale), MIN_DEPTH)
 
   # The same [-1, 1] input as slim's MobileNetV2.
   preprocess = mobilenet_v2.MobileNetV2.preprocess

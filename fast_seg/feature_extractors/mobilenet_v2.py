@@ -2,8 +2,9 @@
 
 The layers are those of slim's MobilenetV2 (Conv, expanded_conv,
 expanded_conv_1..16) without the final 1x1 conv to 1280 and the classifier, so
-the model-zoo checkpoint loads by a plain name map. `filter_scale` plays the
-role of slim's depth multiplier, with the same rounding to multiples of 8.
+the model-zoo checkpoint loads by a plain name map. `filter_scale` (or a
+stage's group_widths scale) plays the role of slim's depth multiplier, with
+the same rounding to multiples of 8.
 """
 
 import tensorflow as tf
@@ -48,8 +49,10 @@ class MobileNetV2(base.FeatureExtractor):
   stage_names = ("stem", "stage2", "stage3", "stage4", "stage5")
   allowed_output_strides = (8, 16, 32)
 
-  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
-    super().__init__(conv_hyperparams, filter_scale, output_stride)
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8,
+               group_scales=None):
+    super().__init__(conv_hyperparams, filter_scale, output_stride,
+                     group_scales)
     # Fixed from the nominal strides so a stage built on its own gets the
     # same dilations as in a full build.
     tracker = base.StrideTracker(self.output_stride)
@@ -66,9 +69,9 @@ class MobileNetV2(base.FeatureExtractor):
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
 
-  def _backbone_width(self, nominal):
-    """nominal * filter_scale rounded to a multiple of 8, as slim does."""
-    return base.make_divisible(nominal * self.filter_scale, 8)
+  def _backbone_width(self, nominal, scale):
+    """nominal * scale rounded to a multiple of 8, as slim does."""
+    return base.make_divisible(nominal * scale, 8)
 
   def preprocess(self, images):
     """Maps float RGB images in [0, 255] to [-1, 1]."""
@@ -87,8 +90,13 @@ class MobileNetV2(base.FeatureExtractor):
         depth, kernel_size, name=name, strides=strides))(net)
     return self._bn_relu6(net, name, relu)
 
-  def _inverted_residual(self, net, name, expansion, depth, stride, rate):
-    """Expand 1x1 (if t > 1), depthwise 3x3, linear 1x1 projection."""
+  def _inverted_residual(self, net, name, expansion, depth, stride, rate,
+                         new_width=False):
+    """Expand 1x1 (if t > 1), depthwise 3x3, linear 1x1 projection.
+
+    `new_width`: the input comes from a stage of another scale, so there is
+    no residual add (as in the full model) even if the widths match.
+    """
     in_depth = net.shape[-1]
     out_depth = self.width(depth)
     x = net
@@ -100,7 +108,7 @@ class MobileNetV2(base.FeatureExtractor):
     x = self._bn_relu6(x, name + "_depthwise", relu=True)
     x = self._conv(x, out_depth, 1, name + "_project", relu=False)
     # slim decides on the layer's actual stride, after output_stride.
-    if stride == 1 and in_depth == out_depth:
+    if stride == 1 and in_depth == out_depth and not new_width:
       x = self._track(keras.layers.Add(name=name + "_add"))([net, x])
     return x
 
@@ -110,8 +118,10 @@ class MobileNetV2(base.FeatureExtractor):
       conv_stride, _ = self._conv_schedule
       net = self._conv(net, self.width(32), 3, prefix + "_Conv",
                        strides=conv_stride)
+    new_width = self._enters_new_width(stage_name)
     for unit_name, expansion, depth, _ in self._stage_units[stage_name]:
       stride, rate = self._unit_schedule[unit_name]
       net = self._inverted_residual(net, f"{prefix}_{unit_name}", expansion,
-                                    depth, stride, rate)
+                                    depth, stride, rate, new_width)
+      new_width = False
     return net

@@ -37,8 +37,10 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
   stage_names = ("stem", "block1", "block2", "block3", "block4")
   allowed_output_strides = (8, 16, 32)
 
-  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8):
-    super().__init__(conv_hyperparams, filter_scale, output_stride)
+  def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8,
+               group_scales=None):
+    super().__init__(conv_hyperparams, filter_scale, output_stride,
+                     group_scales)
     # The whole (stride, rate) schedule is fixed here from the nominal
     # strides, so a stage built on its own gets the same dilations as in a
     # full build.
@@ -67,11 +69,16 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
       net = self._track(keras.layers.ReLU(name=name + "_relu"))(net)
     return net
 
-  def _bottleneck(self, net, prefix, depth, bottleneck_depth, stride, rate):
-    """One bottleneck_v1 unit; the stride sits on the 3x3 conv as in slim."""
+  def _bottleneck(self, net, prefix, depth, bottleneck_depth, stride, rate,
+                  new_width=False):
+    """One bottleneck_v1 unit; the stride sits on the 3x3 conv as in slim.
+
+    `new_width`: the input comes from a stage of another scale, so the unit
+    keeps its projection shortcut even if the widths happen to match.
+    """
     depth = self.width(depth)
     bottleneck_depth = self.width(bottleneck_depth)
-    if net.shape[-1] == depth:
+    if net.shape[-1] == depth and not new_width:
       shortcut = net
       if stride > 1:
         # A 1x1 max-pool with stride is plain subsampling.
@@ -102,7 +109,9 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
     # build() has checked the name: every other stage is a block.
     depth, bottleneck_depth = _BLOCK_DEPTHS[stage_name]
     schedule = self._unit_schedule[stage_name]
+    new_width = self._enters_new_width(stage_name)
     for unit, (stride, rate) in enumerate(schedule, start=1):
       net = self._bottleneck(net, f"{prefix}_{stage_name}_unit_{unit}", depth,
-                             bottleneck_depth, stride, rate)
+                             bottleneck_depth, stride, rate,
+                             new_width=new_width and unit == 1)
     return net
