@@ -70,6 +70,16 @@ eval_input_reader {{ tf_record_input_path: "{data_dir}/val-*.tfrecord" }}
 """
 
 
+def deterministic_train_pipeline_text(data_dir, **kwargs):
+  """train_pipeline_text without randomness: no shuffle, no flip, a crop of
+  the full 64x64 images; so two runs see the same batches."""
+  text = train_pipeline_text(data_dir, **kwargs)
+  text = text.replace(
+      "data_augmentation_options { random_horizontal_flip {} }", "")
+  return text.replace("train_input_reader {",
+                      "train_input_reader { shuffle: false")
+
+
 def read_records(pattern):
   """Decodes every example of the TFRecords matching `pattern`.
 

@@ -49,6 +49,7 @@ from fast_seg.model_optimization import tfmot_lib
 from fast_seg.protos import losses_pb2
 from fast_seg.protos import pipeline_pb2
 from fast_seg.protos import train_pb2
+from fast_seg.training import distillation as distillation_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from fast_seg.utils import visualization
@@ -248,6 +249,10 @@ class Trainer:
       self.compression = tfmot_lib.apply(self.model, train_config)
       self.train_model = (self.compression.model if self.compression
                           else self.model)
+      # train_config.distillation: the frozen teacher, outside the
+      # checkpoint and the optimizer; None without one.
+      self.distillation = distillation_lib.build(
+          train_config, self.config.model, self.model, self.train_model)
       optimizer, self.learning_rate = optimizer_builder.build(
           train_config.optimizer, train_config.num_steps)
       if self.loss_scaling:
@@ -431,11 +436,18 @@ class Trainer:
     loss_scaling = self.loss_scaling
     variables = self.trainable_variables
     count_foreground = self.foreground_counts is not None
+    distillation = self.distillation
 
     def compute_gradients(images, labels):
       with tf.GradientTape() as tape:
-        predictions = model.predict(model.preprocess(images), training=True)
+        if distillation:
+          predictions, features = distillation.student_predict(
+              model.preprocess(images))
+        else:
+          predictions = model.predict(model.preprocess(images), training=True)
         losses = model.loss(predictions, labels)
+        if distillation:
+          losses.update(distillation.losses(images, predictions, features))
         regularization = model.keras_model.losses
         losses[fields.LossFields.regularization] = (
             tf.add_n(regularization) if regularization else tf.constant(0.0))

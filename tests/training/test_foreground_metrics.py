@@ -67,15 +67,6 @@ def _scalars(directory, prefix):
   return values
 
 
-def _deterministic_text(data_dir, **kwargs):
-  """The same batches on every pass: no shuffle, no flip, a full-size crop."""
-  text = helpers.train_pipeline_text(data_dir, model=_MODEL, **kwargs)
-  text = text.replace(
-      "data_augmentation_options { random_horizontal_flip {} }", "")
-  return text.replace("train_input_reader {",
-                      "train_input_reader { shuffle: false")
-
-
 def _foreground_pixels(trainer, first, count):
   """Foreground-labelled pixels of global batches first .. first + count - 1."""
   return sum(int(np.sum(batch[fields.InputFields.label].numpy() == 1)) for batch in
@@ -85,8 +76,8 @@ def _foreground_pixels(trainer, first, count):
 def test_log_line_and_tensorboard_have_foreground_metrics(
     tiny_dataset, tmp_path, capsys, monkeypatch):
   # Logs at step 4 (two calls of 2 steps) and at the last step, 6.
-  config = helpers.pipeline_config(_deterministic_text(
-      tiny_dataset, num_steps=6, checkpoint_every=6,
+  config = helpers.pipeline_config(helpers.deterministic_train_pipeline_text(
+      tiny_dataset, model=_MODEL, num_steps=6, checkpoint_every=6,
       extra_train="steps_per_call: 2").replace(
           "log_every_n_steps: 2", "log_every_n_steps: 4"))
   trainer = train_lib.Trainer(config, str(tmp_path),
@@ -167,7 +158,8 @@ def test_counts_sum_over_replicas(tiny_dataset, tmp_path):
   # step) is a TP or an FN, whatever the weights; a mean over the replicas,
   # or one replica's counts, would give about half.
   config_path = tmp_path / "pipeline.config"
-  config_path.write_text(_deterministic_text(tiny_dataset, num_steps=2))
+  config_path.write_text(helpers.deterministic_train_pipeline_text(
+      tiny_dataset, model=_MODEL, num_steps=2))
   process = subprocess.run(
       [sys.executable, "-c", _DRIVER, str(config_path), str(tmp_path / "run")],
       cwd=str(helpers.REPO_ROOT), capture_output=True, text=True,

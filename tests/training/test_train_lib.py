@@ -248,21 +248,13 @@ def test_imagenet_weights_from_config(tiny_dataset, tmp_path):
       reference.get_layer("block_3_expand").kernel.numpy())
 
 
-def _deterministic_text(data_dir, **kwargs):
-  """train_pipeline_text without randomness: no shuffle, no flip, a crop of
-  the full 64x64 images; so two runs see the same batches."""
-  text = helpers.train_pipeline_text(data_dir, **kwargs)
-  text = text.replace(
-      "data_augmentation_options { random_horizontal_flip {} }", "")
-  return text.replace("train_input_reader {",
-                      "train_input_reader { shuffle: false")
-
-
 def test_steps_per_call_matches_one_step_per_call(tiny_dataset, tmp_path):
-  looped = _trainer(helpers.pipeline_config(_deterministic_text(
+  looped = _trainer(helpers.pipeline_config(
+      helpers.deterministic_train_pipeline_text(
       tiny_dataset, num_steps=7, extra_train="steps_per_call: 3")),
                     tmp_path / "looped")
-  single = _trainer(helpers.pipeline_config(_deterministic_text(
+  single = _trainer(helpers.pipeline_config(
+      helpers.deterministic_train_pipeline_text(
       tiny_dataset, num_steps=7)), tmp_path / "single")
   single.model.keras_model.set_weights(looped.model.keras_model.get_weights())
   looped_result = looped.train(7)
