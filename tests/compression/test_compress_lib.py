@@ -144,6 +144,7 @@ def test_scale_and_checkpoint_errors(trained_run, tmp_path):
       compress_lib.parse_schedule(text)
 
 
+@pytest.mark.slow
 def test_progressive_schedule_keeps_every_stage(trained_run, tmp_path):
   config, logdir = trained_run
   reports = compress_lib.progressive(

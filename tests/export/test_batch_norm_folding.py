@@ -23,7 +23,8 @@ def _with_random_batch_norm_statistics(model, seed=0):
 
 
 @pytest.mark.parametrize("arch, extractor", [("icnet", "resnet_v1_50"),
-                                             ("pspnet", "resnet_v1_50"),
+                                             pytest.param("pspnet", "resnet_v1_50",
+                                                          marks=pytest.mark.slow),
                                              ("icnet", "mobilenet_v2")])
 def test_every_batch_norm_is_folded(arch, extractor):
   keras.utils.set_random_seed(0)

@@ -156,6 +156,7 @@ def test_input_shape_flag_refused(text):
     cli.parse_input_shape(text)
 
 
+@pytest.mark.slow
 def test_keras_coreml_contract_names_the_output_and_puts_channels_first(tmp_path):
   pytest.importorskip("coremltools")
   config = helpers.pipeline_config(helpers.model_text(num_classes=5, filter_scale=0.25))
@@ -172,6 +173,7 @@ def test_keras_coreml_contract_names_the_output_and_puts_channels_first(tmp_path
     assert output["data_type"] in ("FLOAT32", "DOUBLE")
 
 
+@pytest.mark.slow
 def test_cli_contract_flag(trained_run, tmp_path):
   config, logdir = trained_run
   config_path = tmp_path / "pipeline.config"

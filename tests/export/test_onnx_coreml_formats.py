@@ -129,7 +129,7 @@ def test_preprocessing_scale_bias_rejects_non_affine(function, message):
 
 
 @pytest.mark.parametrize("contract, output, name, shape", [
-    ("fast_seg", "labels", "labels", [1, 64, 96]),
+    pytest.param("fast_seg", "labels", "labels", [1, 64, 96], marks=pytest.mark.slow),
     ("fast_seg", "probabilities", "probabilities", [1, 64, 96, 1]),
     ("keras_coreml", "probabilities", "output", [1, 64, 96]),
 ])

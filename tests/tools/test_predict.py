@@ -482,10 +482,10 @@ def test_a_bad_crop_names_the_forms(text):
 
 def test_tf1_contract_exports_give_the_same_labels(trained_run, images, reference,
                                                    tmp_path):
-  """--contract tf1 (int64 [N,H,W,1]) with and without a batch axis: predict.py
-  reads both and writes the labels of fast_seg's own export."""
+  """--contract tf1 (int64 [1,H,W,1]) without a batch axis, the TF1 option:
+  predict.py reads it and writes the labels of fast_seg's own export."""
   config, logdir = trained_run
-  for shape in ((1, 64, 64, 3), (64, 64, 3)):
+  for shape in ((64, 64, 3),):
     export = tmp_path / f"tf1_{len(shape)}"
     export_lib.export(config, logdir, str(export), shape, contract="tf1")
     out = tmp_path / f"out_{len(shape)}"

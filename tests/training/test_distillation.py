@@ -72,6 +72,7 @@ def test_distillation_trains_the_student_only(tiny_dataset, trained_run,
   assert {k for k in keys if k.startswith("model/")} == student_keys
 
 
+@pytest.mark.slow
 def test_distillation_losses_are_logged(tiny_dataset, trained_run, tmp_path,
                                         capsys):
   _, teacher_dir = trained_run

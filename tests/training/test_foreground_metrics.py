@@ -153,6 +153,7 @@ print({_RESULT!r} + json.dumps({{
 """
 
 
+@pytest.mark.slow
 def test_counts_sum_over_replicas(tiny_dataset, tmp_path):
   # Every true-foreground pixel of both global batches (two calls of one
   # step) is a TP or an FN, whatever the weights; a mean over the replicas,

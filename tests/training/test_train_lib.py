@@ -218,6 +218,7 @@ def test_summaries_and_frozen_backbone(tiny_dataset, tmp_path):
           "input", "ground_truth", "prediction"} <= tags
 
 
+@pytest.mark.slow
 def test_mixed_precision_and_xla_step(tiny_dataset, tmp_path):
   config = helpers.pipeline_config(helpers.train_pipeline_text(
       tiny_dataset, num_steps=2, extra_train="mixed_precision: true use_xla: true"))
@@ -271,6 +272,7 @@ def test_steps_per_call_matches_one_step_per_call(tiny_dataset, tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_function_counts_every_step_of_a_call(tiny_dataset, tmp_path):
   # The benchmark's API; with an infinite class weight every step is Inf.
   model = helpers.model_text(

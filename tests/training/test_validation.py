@@ -139,6 +139,7 @@ def test_command_line_steps_win_over_epochs(tiny_dataset, tmp_path):
   assert train_lib.train(config, str(tmp_path), num_steps=2)["step"] == 2
 
 
+@pytest.mark.slow
 def test_from_scratch_notice_names_the_field(tiny_dataset, tmp_path, capsys):
   train_lib.train(_config(tiny_dataset, num_steps=1), str(tmp_path))
   out = capsys.readouterr().out
