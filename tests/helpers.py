@@ -8,9 +8,11 @@ from PIL import Image
 import tensorflow as tf
 import tf_keras as keras
 
+from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields
 from fast_seg.export import inference_graph
 from fast_seg.export import serving
+from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +145,16 @@ def check_pruning_keeps_outputs(full, half, image_shape, max_param_ratio):
   np.testing.assert_allclose(got, expected, rtol=1e-4,
                              atol=1e-4 * np.abs(expected).max())
   return graph
+
+
+def restore_every_weight(config, checkpoint):
+  """The model `config` builds, restored from `checkpoint`; asserts that
+  every one of its weights (aux heads included) came from it."""
+  model = model_builder.build(config.model)
+  restored = checkpoint_util.restore_layers(
+      [l for l in model.keras_model.layers if l.weights], checkpoint)
+  assert restored == len(model.keras_model.weights)
+  return model
 
 
 def save_serving_model(model, directory, shape, output):

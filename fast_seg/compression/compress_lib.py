@@ -206,13 +206,20 @@ def _scale_before(pipeline_config, filter_scale, new_group_scales=None):
 
 def _prune_models(pipeline_config, checkpoint, filter_scale, soft,
                   new_group_scales=None):
-  """The _Pruned stage of `checkpoint` at `filter_scale` (+ group scales).
+  """The _Pruned stage of `checkpoint` at `filter_scale` (+ group scales)."""
+  return prune_loaded(load_model(pipeline_config, checkpoint),
+                      pipeline_config, filter_scale, soft, new_group_scales)
+
+
+def prune_loaded(source, pipeline_config, filter_scale, soft=False,
+                 new_group_scales=None):
+  """The _Pruned stage of the loaded model `source` of `pipeline_config`.
 
   The pruned model has the widths of `filter_scale` and `new_group_scales`
   (soft: the source's widths, the pruned filters zeroed) and the source's
-  surviving weights.
+  surviving weights; `source` is left as it was, so one loaded model can
+  be pruned many ways (sensitivity analysis, budgeted search).
   """
-  source = load_model(pipeline_config, checkpoint)
   target_config = with_scale(pipeline_config, filter_scale, new_group_scales)
   shaped_by = model_builder.build(target_config.model)
   graph, masks, scores = filter_pruning.plan(source.keras_model,
@@ -277,6 +284,12 @@ def _with_width_groups(rows, model):
     row["width_group"] = stage_of.get(row["convs"][0],
                                       extractor_base.HEAD_GROUP)
   return rows
+
+
+def written_config(output_dir):
+  """The pipeline.config a stage wrote into output_dir."""
+  return config_util.load_pipeline_config(
+      os.path.join(output_dir, config_util.PIPELINE_CONFIG_NAME))
 
 
 def _write_report(report, output_dir, log):
@@ -345,7 +358,7 @@ def _stage_scales(schedule, start_scale):
   return scales
 
 
-def _finetune(config, stage_dir, finetune_steps, train, report, log):
+def finetune(config, stage_dir, finetune_steps, train, report, log):
   """Trains a stage's pruned model; returns its latest checkpoint.
 
   report['finetune'] records the steps, folder, checkpoint and last losses,
@@ -410,11 +423,10 @@ def progressive(pipeline_config, checkpoint, output_dir, schedule,
         f"-> {scale:g}")
     report = prune(config, source, stage_dir, scale, soft=soft, plot=plot,
                    input_shape=input_shape, log=log)
-    config = config_util.load_pipeline_config(
-        os.path.join(stage_dir, config_util.PIPELINE_CONFIG_NAME))
+    config = written_config(stage_dir)
     source = report["output_checkpoint"]
     if finetune_steps > 0:
-      source = _finetune(config, stage_dir, finetune_steps, train, report, log)
+      source = finetune(config, stage_dir, finetune_steps, train, report, log)
     reports.append(report)
   _write_summary(pipeline_config, config, output_dir, start_scale, scales,
                  reports)

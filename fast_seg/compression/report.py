@@ -133,3 +133,107 @@ def _plot_sorted(values, keep, title, path):
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
+
+
+def _cost_header(analysis):
+  unit = analysis.get("cost_unit")
+  return f" | {unit} |" if unit else " |"
+
+
+def sensitivity_markdown(analysis):
+  """Rows of mIoU per width group and ratio (Li et al.'s sensitivity table)."""
+  base = analysis["baseline"]
+  unit = analysis.get("cost_unit")
+  lines = [f"Sensitivity of {analysis['checkpoint']}: each width group pruned "
+           f"alone, no fine-tuning, mIoU on {analysis['num_examples']} eval "
+           "images" + (f"; cost: {analysis['cost']}" if unit else ""), "",
+           "| group | ratio | scale | params | mIoU | drop" + _cost_header(
+               analysis),
+           "|---|---:|---:|---:|---:|---:|" + ("---:|" if unit else "")]
+  cost_cell = (lambda r: f" {r['cost']:.3f} |") if unit else (lambda r: "")
+  lines.append(f"| (unpruned) | 1 | | {_millions(base['params'])} | "
+               f"{base['miou']:.2f} | 0.00 |" + cost_cell(base))
+  for row in analysis["rows"]:
+    if "error" in row:
+      lines.append(f"| {row['group']} | {row['ratio']:g} | {row['scale']:g} | "
+                   f"not prunable: {row['error']} | | |" + (" |" if unit else ""))
+      continue
+    lines.append(f"| {row['group']} | {row['ratio']:g} | {row['scale']:g} | "
+                 f"{_millions(row['params'])} | {row['miou']:.2f} | "
+                 f"{row['drop']:.2f} |" + cost_cell(row))
+  return "\n".join(lines)
+
+
+def plot_sensitivity(analysis, path):
+  """mIoU against the kept fraction, a line per group (and cost saved).
+
+  The unpruned model is the point at ratio 1 of every line; with a cost, a
+  second panel shows what each group's pruning saves of it.
+  """
+  unit = analysis.get("cost_unit")
+  figure, panels = plt.subplots(1, 2 if unit else 1, squeeze=False,
+                                figsize=(11.0 if unit else 6.4, 4.0), dpi=100)
+  base = analysis["baseline"]
+  by_group = {}
+  for row in analysis["rows"]:
+    if "error" not in row:
+      by_group.setdefault(row["group"], []).append(row)
+  for group, rows in by_group.items():
+    ratios = [1.0] + [r["ratio"] for r in rows]
+    panels[0][0].plot(ratios, [base["miou"]] + [r["miou"] for r in rows],
+                      marker="o", label=group)
+    if unit:
+      panels[0][1].plot(ratios, [0.0] + [base["cost"] - r["cost"]
+                                         for r in rows], marker="o",
+                        label=group)
+  panels[0][0].set_xlabel("fraction of the group's filters kept")
+  panels[0][0].set_ylabel(f"mIoU (%), {analysis['num_examples']} eval images")
+  panels[0][0].set_title("each group pruned alone, no fine-tuning",
+                         fontsize=10)
+  panels[0][0].legend(fontsize=8)
+  if unit:
+    panels[0][1].set_xlabel("fraction of the group's filters kept")
+    panels[0][1].set_ylabel(f"{unit} saved")
+    panels[0][1].set_title(analysis["cost"], fontsize=9)
+  for axes in panels[0]:
+    axes.invert_xaxis()
+    axes.grid(alpha=0.3)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def _mious(report):
+  """mIoU rows: before, after pruning, after fine-tuning (when run)."""
+  rows = [("unpruned", report["miou_before"]),
+          ("pruned, no fine-tuning", report["miou_pruned"])]
+  if report.get("miou_finetuned") is not None:
+    rows.append((f"pruned + {report['finetune']['steps']} fine-tuning steps",
+                 report["miou_finetuned"]))
+  return [f"| mIoU, {label} | {value:.2f} |" for label, value in rows]
+
+
+def budget_markdown(report):
+  """The budgeted pruning summary: budget, cost, widths and mIoU."""
+  unit = report["cost_unit"]
+  ratio = report["cost_after"] / report["target"]
+  lines = [
+      f"Budgeted pruning of {report['checkpoint']} -> "
+      f"{report['output_checkpoint']}",
+      f"budget: {report['target']:g} {unit} ({report['cost']}); measured "
+      f"{report['cost_after']:.3f} {unit} = {ratio:.3f} x the budget",
+      "", "| | value |", "|---|---:|",
+      f"| {unit}, unpruned (measured) | {report['cost_before']:.3f} |",
+      f"| {unit}, pruned (measured) | {report['cost_after']:.3f} |",
+      f"| params | {_millions(report['params_before'])} -> "
+      f"{_millions(report['params_after'])} |",
+      f"| FLOPs | {_giga(report['flops_before'])} -> "
+      f"{_giga(report['flops_after'])} |"]
+  lines += _mious(report)
+  lines += [f"| mIoU drop the table predicted | "
+            f"{report['estimated_drop']:.2f} |",
+            "", "| width group | scale before | after |", "|---|---:|---:|"]
+  for group, scale in report["group_scales_after"].items():
+    lines.append(f"| {group} | {report['group_scales_before'][group]:g} | "
+                 f"{scale:g} |")
+  return "\n".join(lines)

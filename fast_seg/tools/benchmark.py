@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 import time
 
@@ -38,6 +37,7 @@ import tf_keras as keras
 
 from fast_seg.builders import model_builder
 from fast_seg.export import inference_graph
+from fast_seg.export import latency as latency_lib
 from fast_seg.export import onnx_format
 from fast_seg.export import serving
 from fast_seg.export import size_report
@@ -118,37 +118,6 @@ def _short_error(error):
   return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
 
 
-def time_function(function, runs, warmup):
-  """Latency of `function()` in ms: first call, then median/min/max of `runs`.
-
-  The first call is timed on its own because it includes tracing (and XLA
-  compilation), which a server pays once; the `warmup` calls (first one
-  included) are not counted in the statistics.
-  """
-  if runs < 1:
-    raise ValueError(f"--runs must be >= 1, got {runs}")
-  if warmup < 0:
-    raise ValueError(f"--warmup must be >= 0, got {warmup}")
-  first_ms = None
-  for i in range(warmup):
-    start = time.perf_counter()
-    function()
-    if i == 0:
-      first_ms = 1000.0 * (time.perf_counter() - start)
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    function()
-    times.append(1000.0 * (time.perf_counter() - start))
-  return {
-      "median": statistics.median(times),
-      "min": min(times),
-      "max": max(times),
-      "runs": times,
-      "first_call": first_ms,
-  }
-
-
 def measure_ceiling(runs=5):
   """The machine's own dense throughput, in GFLOP/s (best of `runs`).
 
@@ -158,7 +127,7 @@ def measure_ceiling(runs=5):
   """
   def best_gflops(function, flops):
     function()  # trace and warm up
-    best = min(time_function(function, runs, 0)["runs"])
+    best = min(latency_lib.time_function(function, runs, 0)["runs"])
     return flops / (best / 1000.0) / 1e9
 
   rng = np.random.default_rng(0)
@@ -204,7 +173,7 @@ class _PathTimer:
 
   def __call__(self, path, make_function):
     try:
-      self.latency[path] = time_function(make_function(), self.runs,
+      self.latency[path] = latency_lib.time_function(make_function(), self.runs,
                                          self.warmup)
     except Exception as e:  # pylint: disable=broad-except
       self.latency[path] = {"error": _short_error(e)}
@@ -285,8 +254,7 @@ def _time_batch(model, shape, timing, scratch):
   """Latency of every requested path at one input shape."""
   latency = {}
   timer = _PathTimer(latency, timing.runs, timing.warmup)
-  images = np.random.default_rng(0).integers(0, 256, size=shape,
-                                             dtype=np.uint8)
+  images = latency_lib.random_images(shape)
   serve = inference_graph.build_inference_function(
       model, tuple(shape), fast_labels=timing.fast_labels)
   graph_def = inference_graph.optimize_frozen_graph(

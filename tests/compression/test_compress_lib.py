@@ -43,11 +43,7 @@ def test_pruned_checkpoint_fits_the_smaller_model(pruned):
       report["output_checkpoint"])
   assert written.train_config.fine_tune_checkpoint_type == 1  # SEGMENTATION
   # Every weight of the 0.125 model, aux heads included, comes from it.
-  smaller = model_builder.build(written.model)
-  restored = checkpoint_util.restore_layers(
-      [l for l in smaller.keras_model.layers if l.weights],
-      report["output_checkpoint"])
-  assert restored == len(smaller.keras_model.weights)
+  smaller = helpers.restore_every_weight(written, report["output_checkpoint"])
   assert report["params_after"] == smaller.keras_model.count_params()
   assert report["inference_params_after"] == smaller.inference_model.count_params()
   full = model_builder.build(config.model)

@@ -1,0 +1,247 @@
+"""Budgeted pruning: per-group widths that meet a latency or FLOPs budget.
+
+The NetAdapt / AMC question ("the most accurate model that runs in X ms on
+this runtime"), answered with the sensitivity table (sensitivity.py):
+
+1. Each width group is pruned alone at each ratio; its mIoU drop and its
+   cost (latency measured on the runtime, or FLOPs) are the lookup table.
+2. A greedy path from the unpruned model to the thinnest: each step
+   narrows the one group (to any of its deeper ratios) that loses the
+   least mIoU per unit of cost saved, as the table says.
+3. The table's costs only add up approximately (groups interact, timing is
+   noisy), so the path is searched with real measurements: the pruned
+   model of a step is exported and timed (or its graph counted), bisecting
+   for the first step whose measured cost is within the budget, starting
+   at the step the table predicts. A handful of measurements, not one per
+   step.
+4. That model is written like any compress.py stage (ckpt-0, its
+   pipeline.config with group_widths, compression_report), optionally
+   fine-tuned, and budget_report.json / .md give the widths, the measured
+   cost before and after and the mIoU before, after pruning and after
+   fine-tuning.
+"""
+
+import json
+import os
+
+from fast_seg.compression import compress_lib
+from fast_seg.compression import report as report_lib
+from fast_seg.compression import sensitivity
+from fast_seg.training import train_lib
+from fast_seg.utils import config_util
+
+REPORT_NAME = "budget_report"
+DEFAULT_TOLERANCE = 0.05
+
+
+def _levels(analysis):
+  """{group: [(ratio, mIoU drop, cost saved)]}, unpruned first, by ratio."""
+  base_cost = analysis["baseline"]["cost"]
+  levels = {}
+  for row in analysis["rows"]:
+    levels.setdefault(row["group"], [(1.0, 0.0, 0.0)])
+    if "error" not in row:
+      levels[row["group"]].append(
+          (row["ratio"], row["drop"], base_cost - row["cost"]))
+  return {g: sorted(v, reverse=True) for g, v in levels.items()}
+
+
+def _best_step(levels, state):
+  """(group, level) of the cheapest next step in mIoU per cost saved."""
+  best = None
+  for group, options in levels.items():
+    here = options[state[group]]
+    for level in range(state[group] + 1, len(options)):
+      saved = options[level][2] - here[2]
+      if saved <= 0:
+        continue  # costs no less as the table measured it
+      score = (options[level][1] - here[1]) / saved
+      if best is None or score < best[0]:
+        best = (score, group, level)
+  return best[1:] if best else None
+
+
+def greedy_path(analysis):
+  """The states from the unpruned model to the thinnest, one step each.
+
+  Returns:
+    list of {'ratios': {group: ratio}, 'estimated_cost', 'estimated_drop'}.
+  """
+  levels = _levels(analysis)
+  state = {group: 0 for group in levels}
+  path = []
+  while True:
+    chosen = {g: levels[g][i] for g, i in state.items()}
+    path.append({
+        "ratios": {g: level[0] for g, level in chosen.items()},
+        "estimated_cost": analysis["baseline"]["cost"] - sum(
+            level[2] for level in chosen.values()),
+        "estimated_drop": sum(level[1] for level in chosen.values())})
+    step = _best_step(levels, state)
+    if step is None:
+      return path
+    state[step[0]] = step[1]
+
+
+def group_scales_of(state, scales):
+  """{group: new scale} of a path state's narrowed groups."""
+  return {g: scales[g] * r for g, r in state["ratios"].items() if r < 1.0}
+
+
+class _Measured:
+  """Real costs of path states, each measured once, in order of measuring."""
+
+  def __init__(self, pruner, cost, path, log):
+    self.pruner, self.cost, self.path, self.log = pruner, cost, path, log
+    self.costs = {}
+
+  def __call__(self, index):
+    if index not in self.costs:
+      pruned = self.pruner.prune(group_scales_of(self.path[index],
+                                                 self.pruner.scales))
+      self.costs[index] = self.cost.of(pruned.target)
+      self.log(f"step {index}/{len(self.path) - 1}: measured "
+               f"{self.costs[index]:.3f} {self.cost.unit} (table: "
+               f"{self.path[index]['estimated_cost']:.3f})")
+    return self.costs[index]
+
+
+def search(path, measured, target, tolerance):
+  """Index of the first path state measured within target x (1 + tolerance).
+
+  Raises:
+    ValueError: the unpruned model already meets the budget, or not even
+      the path's thinnest model does.
+  """
+  limit = target * (1.0 + tolerance)
+  if measured(0) <= limit:
+    raise ValueError(f"the unpruned model already meets the budget "
+                     f"({measured(0):.3f} <= {target:g} x {1 + tolerance:g})")
+  last = len(path) - 1
+  if measured(last) > limit:
+    raise ValueError(
+        f"the budget {target:g} cannot be met with these --ratios: the "
+        f"thinnest model ({path[last]['ratios']}) measures "
+        f"{measured(last):.3f}; allow smaller ratios or a larger budget")
+  low, high = 0, last  # measured(low) > limit >= measured(high)
+  guess = next((i for i, s in enumerate(path)
+                if s["estimated_cost"] <= target), last)
+  if low < guess < high:
+    if measured(guess) <= limit:
+      high = guess
+    else:
+      low = guess
+  while high - low > 1:
+    middle = (low + high) // 2
+    if measured(middle) <= limit:
+      high = middle
+    else:
+      low = middle
+  return high
+
+
+def _check_analysis(analysis, checkpoint, cost):
+  """ValueError unless `analysis` measured this checkpoint with this cost."""
+  if analysis.get("cost") != cost.describe():
+    raise ValueError(f"--sensitivity: the table measured "
+                     f"'{analysis.get('cost')}', this budget counts "
+                     f"'{cost.describe()}'; analyze again with the same "
+                     "--runtime and --input_shape")
+  if analysis.get("checkpoint") != checkpoint:
+    raise ValueError(f"--sensitivity: the table is of "
+                     f"{analysis.get('checkpoint')}, not of {checkpoint}")
+
+
+def _finetuned_miou(config, output_dir, finetune_steps, evaluation, train,
+                    report, log):
+  """Fine-tunes the written model; its mIoU on the same eval subset."""
+  if finetune_steps <= 0:
+    return None
+  checkpoint = compress_lib.finetune(config, output_dir, finetune_steps,
+                                     train or train_lib.train, report, log)
+  # pipeline.config now trains on from the fine-tuned weights.
+  config_util.save_pipeline_config(config, output_dir)
+  return evaluation.miou(compress_lib.load_model(config, checkpoint), config)
+
+
+def _budget_report(analysis, path, measured, chosen, target, cost, pruned):
+  """budget_report.json's dict, before pruned mIoU and fine-tuning."""
+  return {
+      "target": target, "cost": cost.describe(), "cost_unit": cost.unit,
+      "checkpoint": analysis["checkpoint"],
+      "output_checkpoint": pruned["output_checkpoint"],
+      "group_scales_before": pruned["group_scales_before"],
+      "group_scales_after": pruned["group_scales_after"],
+      "ratios": path[chosen]["ratios"],
+      "cost_before": measured(0), "cost_after": measured(chosen),
+      "params_before": pruned["params_before"],
+      "params_after": pruned["params_after"],
+      "flops_before": pruned["flops_before"],
+      "flops_after": pruned["flops_after"],
+      "miou_before": analysis["baseline"]["miou"],
+      "estimated_drop": path[chosen]["estimated_drop"],
+      "num_examples": analysis["num_examples"],
+      "path": path, "chosen_step": chosen,
+      "measured_steps": {str(i): c for i, c in measured.costs.items()},
+  }
+
+
+def prune_to_budget(pipeline_config, checkpoint, output_dir, cost, target,
+                    ratios=sensitivity.DEFAULT_RATIOS, num_examples=50,
+                    tolerance=DEFAULT_TOLERANCE, finetune_steps=0, train=None,
+                    log=print, analysis=None):
+  """Writes the most accurate pruned model (by the table) within `target`.
+
+  Args:
+    cost: a cost.Cost (latency on a runtime, or FLOPs) and the target in its
+      unit (ms or GFLOPs).
+    ratios, num_examples: of the sensitivity analysis.
+    tolerance: the budget is met when measured <= target x (1 + tolerance).
+    finetune_steps: train the written model this many steps, then evaluate.
+    train: train(config, train_dir) -> losses; train_lib.train when None.
+    analysis: an earlier sensitivity analysis of this checkpoint with the
+      same cost (sensitivity.json), to try another budget without measuring
+      the table again; `ratios` and `num_examples` are then its own.
+
+  Returns:
+    the budget report dict (also budget_report.json / .md in output_dir).
+  """
+  if target <= 0:
+    raise ValueError(f"the budget must be > 0, got {target:g}")
+  pruner = sensitivity.Pruner(pipeline_config, checkpoint)
+  if analysis is None:
+    analysis = sensitivity.analyze(pipeline_config, checkpoint, ratios,
+                                   num_examples, cost, log, pruner)
+  else:
+    _check_analysis(analysis, pruner.checkpoint, cost)
+  sensitivity.write(analysis, output_dir, log=lambda line: None)
+  path = greedy_path(analysis)
+  measured = _Measured(pruner, cost, path, log)
+  measured.costs[0] = analysis["baseline"]["cost"]
+  chosen = search(path, measured, target, tolerance)
+  pruned = compress_lib.prune(
+      pipeline_config, pruner.checkpoint, output_dir, None,
+      input_shape=cost.input_shape, log=lambda line: None,
+      new_group_scales=group_scales_of(path[chosen], pruner.scales))
+  report = _budget_report(analysis, path, measured, chosen, target, cost,
+                          pruned)
+  evaluation = sensitivity.Evaluation(pipeline_config, num_examples)
+  written = compress_lib.written_config(output_dir)
+  report["miou_pruned"] = evaluation.miou(
+      compress_lib.load_model(written, report["output_checkpoint"]), written)
+  report["miou_finetuned"] = _finetuned_miou(
+      written, output_dir, finetune_steps, evaluation, train, report, log)
+  _write(report, output_dir, log)
+  return report
+
+
+def _write(report, output_dir, log):
+  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w",
+            encoding="utf-8") as f:
+    json.dump(report, f, indent=2)
+  text = report_lib.budget_markdown(report)
+  with open(os.path.join(output_dir, REPORT_NAME + ".md"), "w",
+            encoding="utf-8") as f:
+    f.write(text + "\n")
+  for line in text.splitlines():
+    log(line)

@@ -1,0 +1,263 @@
+"""Sensitivity analysis and budgeted pruning (compress.py --analyze, budgets)."""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+
+from PIL import Image
+import pytest
+
+from fast_seg.builders import model_builder
+from fast_seg.compression import budget
+from fast_seg.compression import compress_lib
+from fast_seg.compression import cost as cost_lib
+from fast_seg.compression import sensitivity
+from fast_seg.evaluation import eval_lib
+from fast_seg.export import latency
+from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
+from tests import helpers
+
+SHAPE = (1, 64, 64, 3)
+EXAMPLES = 6  # the whole tiny val set
+
+
+def _flops(config, group_scales=None):
+  model = model_builder.build(compress_lib.with_scale(
+      config, compress_lib.current_scale(config), group_scales).model)
+  return model, compress_lib.count_flops(model, SHAPE) / 1e9
+
+
+def _eval_miou(config, checkpoint, eval_dir):
+  """eval.py's figure for a written checkpoint, on the same eval images."""
+  config = copy.deepcopy(config)
+  config.eval_config.num_examples = EXAMPLES
+  return 100 * eval_lib.Evaluator(config).evaluate(checkpoint, eval_dir)["miou"]
+
+
+@pytest.fixture(name="analysis", scope="module")
+def _analysis(trained_run, tmp_path_factory):
+  """The shared ICNet-MobileNetV2 0.25 run, every group at 0.5, FLOPs."""
+  config, logdir = trained_run
+  lines = []
+  result = sensitivity.analyze(config, logdir, (0.5,), EXAMPLES,
+                               cost_lib.Cost(cost_lib.FLOPS, SHAPE),
+                               log=lines.append)
+  output_dir = str(tmp_path_factory.mktemp("sensitivity"))
+  paths = sensitivity.write(result, output_dir, log=lines.append)
+  return result, paths, lines
+
+
+def test_each_row_is_the_config_model_with_one_group_narrowed(
+    analysis, trained_run):
+  result, _, lines = analysis
+  config, _ = trained_run
+  groups = compress_lib.group_names(config)
+  assert [(r["group"], r["ratio"]) for r in result["rows"]] == [
+      (g, 0.5) for g in groups]
+  for row in result["rows"]:
+    assert "error" not in row, row
+    assert row["scale"] == 0.125
+    assert row["drop"] == pytest.approx(result["baseline"]["miou"] - row["miou"])
+  for row in result["rows"][-2:]:  # stage5 and head, rebuilt from the config
+    model, flops = _flops(config, {row["group"]: 0.125})
+    assert row["params"] == model.keras_model.count_params()
+    assert row["cost"] == pytest.approx(flops, rel=1e-9)
+  assert result["baseline"]["cost"] == pytest.approx(_flops(config)[1])
+  head = result["rows"][-1]
+  assert head["params"] < 0.7 * result["baseline"]["params"]
+  assert f"head x0.5: mIoU {head['miou']:.2f}" in "\n".join(lines)
+
+
+def test_scores_are_eval_figures_of_the_pruned_checkpoint(
+    analysis, trained_run, tmp_path):
+  """The in-memory rows score what compress.py writes and eval.py reads."""
+  result, _, _ = analysis
+  config, logdir = trained_run
+  assert result["num_examples"] == EXAMPLES
+  assert result["baseline"]["miou"] == pytest.approx(
+      _eval_miou(config, checkpoint_util.resolve_checkpoint(
+          logdir), str(tmp_path / "base")), abs=1e-6)
+  report = compress_lib.prune(config, logdir, str(tmp_path / "head"), None,
+                              log=lambda line: None,
+                              new_group_scales={"head": 0.125})
+  written = compress_lib.written_config(str(tmp_path / "head"))
+  assert result["rows"][-1]["miou"] == pytest.approx(_eval_miou(
+      written, report["output_checkpoint"], str(tmp_path / "eval")), abs=1e-6)
+
+
+def test_analysis_files(analysis):
+  result, paths, lines = analysis
+  assert [os.path.basename(p) for p in paths] == [
+      "sensitivity.json", "sensitivity.md", "sensitivity.png"]
+  assert sensitivity.read(paths[0]) == json.loads(json.dumps(result))
+  text = open(paths[1], encoding="utf-8").read()
+  row = result["rows"][0]
+  assert (f"| {row['group']} | 0.5 | 0.125 | {row['params'] / 1e6:.2f} M | "
+          f"{row['miou']:.2f} | {row['drop']:.2f} | {row['cost']:.3f} |") in text
+  assert text.splitlines()[0] in lines
+  with Image.open(paths[2]) as image:
+    assert image.size == (1100, 400)
+
+
+def _table(rows):
+  """A hand-made analysis: baseline cost 10; rows (group, ratio, drop, cost)."""
+  return {"baseline": {"miou": 50.0, "cost": 10.0}, "rows": [
+      {"group": g, "ratio": r, "drop": d, "cost": c} if c is not None else
+      {"group": g, "ratio": r, "error": "cannot narrow"}
+      for g, r, d, c in rows]}
+
+
+def test_greedy_path_takes_the_least_drop_per_cost_saved():
+  path = budget.greedy_path(_table([
+      ("a", 0.5, 1.0, 8.0), ("a", 0.25, 4.0, 7.0),  # 0.5 / unit, then 3
+      ("b", 0.5, 0.5, 9.0), ("b", 0.25, 2.4, 4.0),  # 0.5 / unit; 0.4 at once
+      ("c", 0.5, None, None)]))
+  assert [s["ratios"] for s in path] == [
+      {"a": 1.0, "b": 1.0, "c": 1.0},
+      {"a": 1.0, "b": 0.25, "c": 1.0},  # skips b's 0.5: 2.4 / 6 = 0.4
+      {"a": 0.5, "b": 0.25, "c": 1.0},
+      {"a": 0.25, "b": 0.25, "c": 1.0}]
+  assert [s["estimated_cost"] for s in path] == [10.0, 4.0, 2.0, 1.0]
+  assert [s["estimated_drop"] for s in path] == pytest.approx(
+      [0.0, 2.4, 3.4, 6.4])
+
+
+def test_greedy_path_skips_steps_that_measured_no_saving():
+  path = budget.greedy_path(_table([("a", 0.5, 0.1, 10.2),
+                                    ("b", 0.5, 3.0, 5.0)]))
+  assert [s["ratios"] for s in path] == [{"a": 1.0, "b": 1.0},
+                                         {"a": 1.0, "b": 0.5}]
+
+
+class _Costs:
+  """Measured costs of a path's states, counting the measurements."""
+
+  def __init__(self, costs):
+    self.costs, self.calls = costs, []
+
+  def __call__(self, index):
+    self.calls.append(index)
+    return self.costs[index]
+
+
+def test_search_bisects_for_the_first_state_within_the_budget():
+  costs = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5]
+  # The table's estimates are off by 2: measurements decide.
+  path = [{"estimated_cost": c - 2.0, "ratios": {"a": i}}
+          for i, c in enumerate(costs)]
+  measured = _Costs(costs)
+  assert budget.search(path, measured, 5.5, 0.0) == 5
+  assert len(set(measured.calls)) <= 2 + math.ceil(math.log2(len(costs)))
+  assert budget.search(path, _Costs(costs), 5.0, 0.1) == 5  # 5 <= 5.5
+  assert budget.search(path, _Costs(costs), 4.9, 0.0) == 6
+  with pytest.raises(ValueError, match="already meets the budget"):
+    budget.search(path, _Costs(costs), 10.0, 0.0)
+  with pytest.raises(ValueError, match="cannot be met.*thinnest model"):
+    budget.search(path, _Costs(costs), 0.4, 0.05)
+
+
+@pytest.fixture(name="budgeted", scope="module")
+def _budgeted(analysis, trained_run, tmp_path_factory):
+  """A FLOPs budget of 0.6x the run's, from the fixture's table, 1 step of
+  fine-tuning."""
+  config, logdir = trained_run
+  result, _, _ = analysis
+  output_dir = str(tmp_path_factory.mktemp("budget"))
+  lines = []
+  target = 0.6 * result["baseline"]["cost"]
+  report = budget.prune_to_budget(
+      config, logdir, output_dir, cost_lib.Cost(cost_lib.FLOPS, SHAPE),
+      target, finetune_steps=1, log=lines.append, analysis=result)
+  return report, output_dir, lines, target
+
+
+def test_budgeted_model_meets_the_budget_and_loads(budgeted, trained_run):
+  report, output_dir, lines, target = budgeted
+  config, _ = trained_run
+  assert report["cost_after"] <= target * 1.05
+  assert report["cost_before"] > target
+  narrowed = {g: 0.25 * r for g, r in report["ratios"].items() if r < 1}
+  assert narrowed and report["group_scales_after"] == {
+      g: narrowed.get(g, 0.25) for g in compress_lib.group_names(config)}
+  written = compress_lib.written_config(output_dir)
+  model = helpers.restore_every_weight(written, report["output_checkpoint"])
+  assert report["cost_after"] == pytest.approx(
+      compress_lib.count_flops(model, SHAPE) / 1e9)
+  assert report["params_after"] == model.keras_model.count_params()
+  extractor = config_util.get_model_config(written.model).feature_extractor
+  assert {w.group: w.scale for w in extractor.group_widths} == narrowed
+  assert f"= {report['cost_after'] / target:.3f} x the budget" in "\n".join(
+      lines)
+
+
+def test_budgeted_model_scores_and_fine_tunes(budgeted, tmp_path):
+  report, output_dir, _, _ = budgeted
+  written = compress_lib.written_config(output_dir)
+  assert report["miou_pruned"] == pytest.approx(_eval_miou(
+      written, report["output_checkpoint"], str(tmp_path)), abs=1e-6)
+  # pipeline.config trains on from the fine-tuned weights.
+  assert written.train_config.fine_tune_checkpoint.endswith(
+      os.path.join("train", "ckpt-1"))
+  assert report["finetune"]["steps"] == 1
+  assert 0.0 <= report["miou_finetuned"] <= 100.0
+  stored = json.load(open(os.path.join(output_dir, "budget_report.json"),
+                          encoding="utf-8"))
+  assert stored["chosen_step"] == report["chosen_step"]
+  assert os.path.exists(os.path.join(output_dir, "sensitivity.png"))
+
+
+def test_a_table_of_another_cost_is_refused(analysis, trained_run, tmp_path):
+  config, logdir = trained_run
+  result, _, _ = analysis
+  with pytest.raises(ValueError, match="--sensitivity: the table measured"):
+    budget.prune_to_budget(
+        config, logdir, str(tmp_path), cost_lib.Cost(
+            cost_lib.FLOPS, (1, 96, 96, 3)), 0.01, analysis=result)
+
+
+@pytest.mark.parametrize("runtime", [latency.TF, latency.TFLITE_INT8])
+def test_latency_is_measured_on_the_exported_model(runtime):
+  model = model_builder.build(helpers.model_config(filter_scale=0.25))
+  timing = latency.measure(model, runtime, SHAPE, runs=2, warmup=1)
+  assert len(timing["runs"]) == 2 and timing["median"] > 0
+  assert cost_lib.Cost(cost_lib.LATENCY, SHAPE, runtime, runs=1).unit == "ms"
+
+
+def test_cost_refuses_unknown_runtimes():
+  with pytest.raises(ValueError, match="--runtime must be one of tf, tflite, "
+                     "tflite_int8, got 'gpu'"):
+    cost_lib.Cost(cost_lib.LATENCY, SHAPE, "gpu")
+  with pytest.raises(ValueError, match="--ratios must be numbers in"):
+    sensitivity.parse_ratios("0.5,1.5")
+  assert sensitivity.parse_ratios("0.5,0.75,0.5") == (0.75, 0.5)
+
+
+def _compress(*args):
+  return subprocess.run([sys.executable, "compress.py", *args],
+                        capture_output=True, text=True, cwd=helpers.REPO_ROOT,
+                        timeout=600)
+
+
+def test_cli_budget_from_a_saved_table(analysis, trained_run, tmp_path):
+  result, paths, _ = analysis
+  _, logdir = trained_run
+  common = ["--config_path", os.path.join(logdir, "pipeline.config"),
+            "--checkpoint", logdir]
+  target = 0.6 * result["baseline"]["cost"] * 1e9
+  done = _compress(*common, "--output_dir", str(tmp_path / "out"),
+                   "--target_flops", str(target), "--input_shape", "1,64,64,3",
+                   "--sensitivity", paths[0], "--eval_examples", "6")
+  assert done.returncode == 0, done.stderr
+  report = json.load(open(tmp_path / "out" / "budget_report.json",
+                          encoding="utf-8"))
+  assert report["cost_after"] * 1e9 <= target * 1.05
+  assert "x the budget" in done.stdout
+  both = _compress(*common, "--output_dir", str(tmp_path / "bad"),
+                   "--analyze", "--filter_scale", "0.1")
+  assert both.returncode == 2
+  assert ("error: pass exactly one of --filter_scale (and/or --group_scales), "
+          "--schedule, --analyze") in both.stderr
