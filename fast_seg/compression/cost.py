@@ -3,9 +3,14 @@
 Both are read off the real model: latency by exporting it to the runtime and
 timing it on this machine (export/latency.py), FLOPs by counting the frozen
 inference graph (multiply-add = 2), as compress.py's report does.
-"""
 
-import dataclasses
+Latency on a shared host drifts by tens of percent within minutes, more
+than the differences a pruning search must see. So the unpruned model is
+measured once as the reference, and every other model is timed alongside
+it, run for run in one fresh process: its cost is the median of the per-run
+ratios times the reference's latency. A slow minute slows both sides of a
+ratio alike.
+"""
 
 from fast_seg.compression import compress_lib
 from fast_seg.export import latency
@@ -14,29 +19,27 @@ LATENCY = "latency"
 FLOPS = "flops"
 
 
-@dataclasses.dataclass(frozen=True)
 class Cost:
-  """How one model is costed.
+  """How models are costed: in ms on a runtime, or in GFLOPs.
 
   Attributes:
-    kind: LATENCY (milliseconds, median of `runs`) or FLOPS.
+    kind: LATENCY (milliseconds) or FLOPS.
     input_shape: (N, H, W, 3) the model is exported, timed or counted at.
     runtime: for LATENCY, one of latency.RUNTIMES.
-    runs: timed runs per measurement (the median is the cost).
+    runs: timed runs per measurement (twice as many for the reference).
   """
-  kind: str
-  input_shape: tuple
-  runtime: str = latency.TFLITE_INT8
-  runs: int = 5
 
-  def __post_init__(self):
-    if self.kind not in (LATENCY, FLOPS):
-      raise ValueError(f"cost kind must be {LATENCY} or {FLOPS}, got "
-                       f"{self.kind}")
-    if self.kind == LATENCY:
-      latency.check_runtime(self.runtime)
-    if self.runs < 1:
-      raise ValueError(f"--latency_runs must be >= 1, got {self.runs}")
+  def __init__(self, kind, input_shape, runtime=latency.TFLITE_INT8, runs=5):
+    if kind not in (LATENCY, FLOPS):
+      raise ValueError(f"cost kind must be {LATENCY} or {FLOPS}, got {kind}")
+    if kind == LATENCY:
+      latency.check_runtime(runtime)
+    if runs < 1:
+      raise ValueError(f"--latency_runs must be >= 1, got {runs}")
+    self.kind, self.input_shape = kind, tuple(input_shape)
+    self.runtime, self.runs = runtime, runs
+    self._reference = None
+    self._reference_ms = None
 
   @property
   def unit(self):
@@ -46,12 +49,34 @@ class Cost:
     size = f"{self.input_shape[1]}x{self.input_shape[2]}"
     if self.kind == LATENCY:
       return (f"latency on {self.runtime} at {size}, batch "
-              f"{self.input_shape[0]}, median of {self.runs} runs")
+              f"{self.input_shape[0]}, {self.runs} runs alongside the "
+              "unpruned model")
     return f"GFLOPs at {size} (multiply-add = 2)"
+
+  def reference(self, model, known=None):
+    """Costs the unpruned model; later latencies are measured against it.
+
+    known: its latency as measured before (a saved table), kept instead of
+    timing it again so that new figures agree with the old ones.
+    """
+    if self.kind == FLOPS:
+      return self.of(model)
+    if self._reference is not None:
+      self._reference.close()
+    self._reference = latency.Exported(model, self.runtime, self.input_shape)
+    self._reference_ms = known or self._reference.time(
+        runs=2 * self.runs)["median"]
+    return self._reference_ms
 
   def of(self, model):
     """The model's cost in `unit`."""
-    if self.kind == LATENCY:
-      return latency.measure(model, self.runtime, self.input_shape,
-                             runs=self.runs)["median"]
-    return compress_lib.count_flops(model, self.input_shape) / 1e9
+    if self.kind == FLOPS:
+      return compress_lib.count_flops(model, self.input_shape) / 1e9
+    exported = latency.Exported(model, self.runtime, self.input_shape)
+    try:
+      if self._reference is None:
+        return exported.time(runs=self.runs)["median"]
+      timing = exported.time(runs=self.runs, alongside=self._reference)
+      return timing["ratio"] * self._reference_ms
+    finally:
+      exported.close()

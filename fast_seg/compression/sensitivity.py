@@ -122,7 +122,7 @@ def analyze(pipeline_config, checkpoint, ratios=DEFAULT_RATIOS,
   baseline = {"miou": evaluation.miou(pruner.source),
               "params": pruner.source.keras_model.count_params()}
   if cost is not None:
-    baseline["cost"] = cost.of(pruner.source)
+    baseline["cost"] = cost.reference(pruner.source)
   log(f"unpruned: mIoU {baseline['miou']:.2f} on {evaluation.num_examples} "
       f"eval images" + _cost_text(baseline, cost))
   rows = []

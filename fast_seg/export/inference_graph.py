@@ -310,6 +310,8 @@ def run_saved_model(saved_model_dir, images):
 def frozen_graph_runner(graph_def):
   """(run, close): run(images) feeds `inputs:0` and returns `predictions:0`.
 
+  run also takes a Session.run's `options` and `run_metadata` (tracing).
+
   One TF1 Session, kept open for many runs (the benchmark times them);
   close() ends it.
   """
@@ -318,8 +320,9 @@ def frozen_graph_runner(graph_def):
     tf.graph_util.import_graph_def(graph_def, name="")
   session = tf.compat.v1.Session(graph=graph)
 
-  def run(images):
-    return session.run(serving.OUTPUT_TENSOR, {serving.INPUT_TENSOR: images})
+  def run(images, options=None, run_metadata=None):
+    return session.run(serving.OUTPUT_TENSOR, {serving.INPUT_TENSOR: images},
+                       options=options, run_metadata=run_metadata)
 
   return run, session.close
 

@@ -7,12 +7,17 @@ TensorFlow, converted for LiteRT) and time real runs here: a budget is a
 measured number, never one estimated from FLOPs.
 """
 
+import collections
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from fast_seg.export import inference_graph
 from fast_seg.export import tflite_format
@@ -22,6 +27,7 @@ TF = "tf"  # the optimized frozen graph in a TF Session
 TFLITE = "tflite"  # float32 LiteRT
 TFLITE_INT8 = "tflite_int8"  # LiteRT, int8 weights and activations
 RUNTIMES = (TF, TFLITE, TFLITE_INT8)
+_RESULT_PREFIX = "FAST_SEG_LATENCY "
 
 
 def check_runtime(runtime, flag="--runtime"):
@@ -68,46 +74,179 @@ def random_images(input_shape, seed=0):
                                               dtype=np.uint8)
 
 
-def _tflite_runner(model, serve, images, quantize, num_threads, workdir):
-  """Exports to .tflite in workdir; returns one run of the loaded model."""
+def _write_runtime_file(model, runtime, input_shape, workdir):
+  """The model exported for `runtime` into workdir; returns its path."""
+  serve = inference_graph.build_inference_function(model, tuple(input_shape))
+  if runtime == TF:
+    graph_def = inference_graph.optimize_frozen_graph(
+        inference_graph.freeze(serve.get_concrete_function()))
+    path = os.path.join(workdir, "frozen_graph.pb")
+    with open(path, "wb") as f:
+      f.write(graph_def.SerializeToString())
+    return path
   saved_model_dir = os.path.join(workdir, "saved_model")
   inference_graph.save_saved_model(model, serve, saved_model_dir)
-  output = os.path.join(workdir, f"model_{quantize}.tflite")
+  quantize = "int8" if runtime == TFLITE_INT8 else "none"
+  path = os.path.join(workdir, f"model_{quantize}.tflite")
+  images = random_images(input_shape)
   # Random pixels calibrate int8 well enough for timing.
-  calibration = [images[:1], images[:1][:, ::-1]]
   tflite_format.convert(
-      saved_model_dir, output, quantize=quantize,
-      representative_images=calibration if quantize == "int8" else None)
-  run = tflite_format.Model(output, num_threads=num_threads)
-  return lambda: run(images)
+      saved_model_dir, path, quantize=quantize,
+      representative_images=([images[:1], images[:1][:, ::-1]]
+                             if quantize == "int8" else None))
+  return path
+
+
+def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
+                           num_threads):
+  """[time_function-like dict per file], timed interleaved by a new process.
+
+  A process that has built and evaluated many models (a pruning search)
+  holds their memory, threads and graphs; timing the exports in a process
+  of their own keeps one measurement from slowing the next.
+  """
+  command = [sys.executable, "-m", "fast_seg.export.latency", runtime,
+             ",".join(str(v) for v in input_shape), str(runs), str(warmup),
+             str(num_threads), *paths]
+  # The child imports this very package, wherever the parent runs from
+  # (`-m` puts the working directory first on the path).
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  done = subprocess.run(command, capture_output=True, text=True, check=False,
+                        cwd=root)
+  for line in done.stdout.splitlines():
+    if line.startswith(_RESULT_PREFIX):
+      return json.loads(line[len(_RESULT_PREFIX):])
+  tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+  raise RuntimeError(f"timing {paths} on {runtime} failed: {tail[-500:]}")
+
+
+class Exported:
+  """A model exported for a runtime once, then timed as often as needed."""
+
+  def __init__(self, model, runtime, input_shape, num_threads=2):
+    self.runtime = check_runtime(runtime)
+    self.input_shape = tuple(input_shape)
+    self.num_threads = num_threads
+    self._workdir = tempfile.TemporaryDirectory(prefix="fast_seg_latency_")
+    self.path = _write_runtime_file(model, runtime, self.input_shape,
+                                    self._workdir.name)
+
+  def time(self, runs=5, warmup=2, alongside=None):
+    """time_function's dict of this export, in a fresh process.
+
+    alongside: another Exported of the same runtime and shape, timed in
+    the same process run for run (this, it, this, it, ...): the result then
+    also has `alongside` (its dict) and `ratio`, the median of the per-run
+    ratios this / it, which a host's drift during the measurement leaves
+    nearly unchanged.
+    """
+    paths = [self.path] + ([alongside.path] if alongside else [])
+    results = _time_in_fresh_process(paths, self.runtime, self.input_shape,
+                                     runs, warmup, self.num_threads)
+    result = results[0]
+    if alongside:
+      result["alongside"] = results[1]
+      result["ratio"] = statistics.median(
+          a / b for a, b in zip(result["runs"], results[1]["runs"]))
+    return result
+
+  def close(self):
+    self._workdir.cleanup()
 
 
 def measure(model, runtime, input_shape, runs=5, warmup=2, num_threads=2):
-  """Median latency in ms of `model` exported to `runtime`, batch of labels.
+  """Latency in ms of `model` exported to `runtime`, timed on this machine.
 
-  Args:
-    model: a fast_seg SegmentationModel (its inference model is exported).
-    runtime: one of RUNTIMES.
-    input_shape: (N, H, W, 3) of the exported input.
-    runs, warmup: timed and untimed runs (time_function).
-    num_threads: LiteRT's threads.
+  The model is exported as export.py serves it (uint8 images in, labels
+  out): the optimized frozen graph for TF, a .tflite (int8: calibrated on
+  random pixels) for LiteRT; the file is timed in a fresh process.
 
   Returns:
     time_function's dict (median, min, max, runs, first_call) in ms.
   """
-  check_runtime(runtime)
+  exported = Exported(model, runtime, input_shape, num_threads)
+  try:
+    return exported.time(runs, warmup)
+  finally:
+    exported.close()
+
+
+def _runner(path, runtime, images, num_threads):
+  """(run, close) of one exported file."""
+  if runtime == TF:
+    graph_def = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+      graph_def.ParseFromString(f.read())
+    run, close = inference_graph.frozen_graph_runner(graph_def)
+    return lambda: run(images), close
+  model = tflite_format.Model(path, num_threads=num_threads)
+  return lambda: model(images), lambda: None
+
+
+def _time_files(paths, runtime, input_shape, runs, warmup, num_threads):
+  """time_function's dicts of the files, timed in turn run after run."""
   images = random_images(input_shape)
-  serve = inference_graph.build_inference_function(model, tuple(input_shape))
-  with tempfile.TemporaryDirectory(prefix="fast_seg_latency_") as workdir:
-    if runtime == TF:
-      graph_def = inference_graph.optimize_frozen_graph(
-          inference_graph.freeze(serve.get_concrete_function()))
-      run, close = inference_graph.frozen_graph_runner(graph_def)
-      try:
-        return time_function(lambda: run(images), runs, warmup)
-      finally:
-        close()
-    quantize = "int8" if runtime == TFLITE_INT8 else "none"
-    function = _tflite_runner(model, serve, images, quantize, num_threads,
-                              workdir)
-    return time_function(function, runs, warmup)
+  runners = [_runner(p, runtime, images, num_threads) for p in paths]
+  try:
+    firsts = [time_function(run, 1, warmup)["first_call"] if warmup else None
+              for run, _ in runners]
+    times = [[] for _ in runners]
+    for _ in range(runs):
+      for (run, _), collected in zip(runners, times):
+        collected.append(time_function(run, 1, 0)["median"])
+  finally:
+    for _, close in runners:
+      close()
+  return [{"median": statistics.median(t), "min": min(t), "max": max(t),
+           "runs": t, "first_call": first} for t, first in zip(times, firsts)]
+
+
+def op_profile(graph_def, images, runs=2):
+  """Time per op type of a frozen graph, from TensorFlow's step stats.
+
+  Each run is traced (RunOptions FULL_TRACE) after one untraced run; a
+  node's time is its start-to-end span, summed per op type (node_def.op)
+  and averaged over the runs. Ops that run in parallel overlap, so the sum
+  can exceed the wall time: read the shares, which say where the work is.
+
+  Returns:
+    {'runs', 'total_ms', 'ops': [{'op', 'ms', 'share', 'nodes'}]}, the most
+    expensive op type first.
+  """
+  op_types = {node.name: node.op for node in graph_def.node}
+  run, close = inference_graph.frozen_graph_runner(graph_def)
+  options = tf.compat.v1.RunOptions(
+      trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+  milliseconds, nodes = collections.Counter(), collections.Counter()
+  try:
+    run(images)
+    for _ in range(runs):
+      metadata = tf.compat.v1.RunMetadata()
+      run(images, options=options, run_metadata=metadata)
+      for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+          op = op_types.get(node.node_name.split(":")[0])
+          if op is not None:
+            milliseconds[op] += node.all_end_rel_micros / 1000.0 / runs
+            nodes[op] += 1.0 / runs
+  finally:
+    close()
+  total = sum(milliseconds.values())
+  return {"runs": runs, "total_ms": total, "ops": [
+      {"op": op, "ms": ms, "share": ms / max(total, 1e-9),
+       "nodes": int(round(nodes[op]))}
+      for op, ms in milliseconds.most_common()]}
+
+
+def _main(argv):
+  """python -m fast_seg.export.latency RUNTIME N,H,W,3 RUNS WARMUP THREADS FILE..."""
+  runtime, shape, runs, warmup, num_threads, *paths = argv
+  results = _time_files(paths, check_runtime(runtime),
+                        tuple(int(v) for v in shape.split(",")), int(runs),
+                        int(warmup), int(num_threads))
+  print(_RESULT_PREFIX + json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":
+  _main(sys.argv[1:])

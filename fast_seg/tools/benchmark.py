@@ -185,7 +185,7 @@ _Scratch = collections.namedtuple("_Scratch", ["workdir", "sizes", "cleanup"])
 # How every config is timed: benchmark_config's arguments of that name.
 _Timing = collections.namedtuple(
     "_Timing", ["paths", "runs", "warmup", "num_threads", "precisions",
-                "fast_labels"])
+                "fast_labels", "profile"])
 
 
 def _frozen_runner(graph_def, images, scratch):
@@ -251,7 +251,7 @@ def _time_converted_paths(timer, model, serve, images, paths, num_threads,
 
 
 def _time_batch(model, shape, timing, scratch):
-  """Latency of every requested path at one input shape."""
+  """(latency of every requested path, the optimized frozen graph)."""
   latency = {}
   timer = _PathTimer(latency, timing.runs, timing.warmup)
   images = latency_lib.random_images(shape)
@@ -264,7 +264,7 @@ def _time_batch(model, shape, timing, scratch):
   if {TFLITE, TFLITE_INT8, ONNX} & set(timing.paths):
     _time_converted_paths(timer, model, serve, images, timing.paths,
                           timing.num_threads, scratch)
-  return latency
+  return latency, graph_def
 
 
 def _time_precision(config, precision, shape, runs, warmup):
@@ -316,7 +316,10 @@ def _time_batches(row, config, model, shape, batch_sizes, timing, scratch):
   """row['latency_ms'] and row['fps'] of every batch size (and precision)."""
   for batch in batch_sizes:
     batch_shape = (batch,) + shape[1:]
-    latency = _time_batch(model, batch_shape, timing, scratch)
+    latency, graph_def = _time_batch(model, batch_shape, timing, scratch)
+    if batch == batch_sizes[0] and timing.profile:
+      row["op_profile"] = latency_lib.op_profile(
+          graph_def, latency_lib.random_images(batch_shape))
     if batch == batch_sizes[0]:
       for precision in timing.precisions:
         latency.update(_time_precision(config, precision, batch_shape,
@@ -327,14 +330,33 @@ def _time_batches(row, config, model, shape, batch_sizes, timing, scratch):
         for path, entry in latency.items() if "median" in entry}
 
 
+def _achieved_gflops(row, batch):
+  """{path: the model's achieved GFLOP/s} at a batch size."""
+  return {path: row["flops"] * batch / (entry["median"] / 1000.0) / 1e9
+          for path, entry in row["latency_ms"].get(str(batch), {}).items()
+          if "median" in entry}
+
+
 def _achieved_fractions(row, batch, ceiling):
   """{path: achieved FLOP/s / conv ceiling} at the first batch size."""
-  fractions = {}
-  for path, entry in row["latency_ms"].get(str(batch), {}).items():
-    if "median" in entry:
-      achieved = row["flops"] * batch / (entry["median"] / 1000.0) / 1e9
-      fractions[path] = achieved / ceiling["conv3x3_gflops"]
-  return fractions
+  return {path: gflops / ceiling["conv3x3_gflops"]
+          for path, gflops in _achieved_gflops(row, batch).items()}
+
+
+def _interleaved_fractions(row, batch, before, after):
+  """Fractions against the mean of the ceilings measured before and after
+  the model, and the range the two ceilings allow.
+
+  A shared host's speed drifts during a run; the ceiling next to the
+  model describes its hour, not the run's start.
+  """
+  ceilings = [before["conv3x3_gflops"], after["conv3x3_gflops"]]
+  mean = sum(ceilings) / 2.0
+  achieved = _achieved_gflops(row, batch)
+  row["ceiling"] = {"before": before, "after": after}
+  row["achieved_fraction"] = {p: g / mean for p, g in achieved.items()}
+  row["achieved_fraction_range"] = {
+      p: [g / max(ceilings), g / min(ceilings)] for p, g in achieved.items()}
 
 
 def _release(scratch):
@@ -350,7 +372,7 @@ def _release(scratch):
 def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
                      num_classes=None, runs=3, warmup=1, paths=PATHS,
                      batch_sizes=None, num_threads=2, precisions=(),
-                     ceiling=None, fast_labels=False):
+                     ceiling=None, fast_labels=False, profile=False):
   """Measures one config; never raises for a model that fails.
 
   Args:
@@ -366,6 +388,8 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     ceiling: measure_ceiling()'s dict, for the achieved fractions.
     fast_labels: serve labels upsampled from the logits' resolution
       (export.py --fast_labels) instead of resizing the logits.
+    profile: add `op_profile` (latency.op_profile of the frozen graph at
+      the first batch size: time per op type).
 
   Returns:
     A row dict: config, name, architecture, params, flops (batch 1), gflops,
@@ -382,7 +406,8 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
          "input_shape": list(shape), "params": None, "flops": None,
          "gflops": None, "sizes": {}, "latency_ms": {}, "fps": {},
          "achieved_fraction": {}, "error": None}
-  timing = _Timing(paths, runs, warmup, num_threads, precisions, fast_labels)
+  timing = _Timing(paths, runs, warmup, num_threads, precisions, fast_labels,
+                   profile)
   scratch = _Scratch(tempfile.mkdtemp(prefix="fast_seg_bench_"), row["sizes"],
                      [])
   try:
@@ -402,13 +427,18 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
                   num_classes=None, runs=3, warmup=1, paths=PATHS,
                   batch_sizes=None, num_threads=2, precisions=(),
                   train_configs=(), train_steps=10, train_input_path=None,
-                  fast_labels=False, output_json=None, log=print):
-  """Measures the machine, then each config, and writes the JSON report.
+                  fast_labels=False, output_json=None, log=print,
+                  profile=False):
+  """Measures the machine and each config in turn; writes the JSON report.
+
+  The ceiling is measured again after every model: each row's achieved
+  fractions are against the mean of the ceilings just before and after it
+  (row['ceiling']), with the range the two allow.
 
   Args:
     config_paths: pipeline configs; None: DEFAULT_CONFIGS.
     input_shape, num_classes, runs, warmup, paths, batch_sizes, num_threads,
-      precisions, fast_labels: as in benchmark_config.
+      precisions, fast_labels, profile: as in benchmark_config.
     train_configs: configs whose training throughput and memory are measured
       (fast_seg.tools.train_benchmark); empty: none.
     train_steps: timed training steps per measurement.
@@ -435,13 +465,18 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
     if output_json:
       write_report(report, output_json)
   save()
+  before = report["ceiling"]
   for path in config_paths:
     log(f"benchmarking {path} at {'x'.join(map(str, input_shape[1:3]))} ...")
     start = time.perf_counter()
     row = benchmark_config(path, input_shape, num_classes, runs, warmup, paths,
-                           batch_sizes, num_threads, precisions,
-                           report["ceiling"], fast_labels)
+                           batch_sizes, num_threads, precisions, None,
+                           fast_labels, profile)
     row["wall_s"] = time.perf_counter() - start
+    after = measure_ceiling()
+    if row["latency_ms"]:
+      _interleaved_fractions(row, report["batch_sizes"][0], before, after)
+    before = after
     report["rows"].append(row)
     save()
   for path in train_configs:
@@ -520,9 +555,12 @@ def _throughput_line(row, first):
     return None
   best = max(fps, key=fps.get)
   fraction = row.get("achieved_fraction", {})
+  ceiling = row.get("ceiling")
   return [row["name"], f"{fps[best]:.2f} ({best})",
           f"{100 * fraction[KERAS]:.1f}%" if KERAS in fraction else "-",
           f"{100 * max(fraction.values()):.1f}%" if fraction else "-",
+          f"{ceiling['before']['conv3x3_gflops']:.0f} / "
+          f"{ceiling['after']['conv3x3_gflops']:.0f}" if ceiling else "-",
           ", ".join(f"{k} {v / 1e6:.1f}" for k, v in
                     sorted(row.get("sizes", {}).items())
                     if k.endswith(f"_b{first}"))]
@@ -535,9 +573,25 @@ def _throughput_table(report):
   if not lines:
     return []
   return (["", f"Throughput at batch {first} (achieved = FLOP/s / 3x3-conv "
-           "ceiling; sizes in MB):"]
+           "ceiling, the mean of those measured just before and after the "
+           "model; sizes in MB):"]
           + _markdown(["config", "best fps", "achieved keras", "achieved best",
-                       "sizes MB"], lines))
+                       "ceiling before / after GFLOP/s", "sizes MB"], lines))
+
+
+def _profile_lines(report, top=8):
+  """Each profiled model's most expensive op types in the frozen graph."""
+  out = []
+  for row in report["rows"]:
+    profile = row.get("op_profile")
+    if not profile:
+      continue
+    out += ["", f"{row['name']}: time per op type, frozen graph "
+            f"({profile['total_ms']:.1f} ms of op time per run):"]
+    out += _markdown(["op", "ms", "share", "nodes"], [
+        [op["op"], f"{op['ms']:.1f}", f"{100 * op['share']:.1f}%",
+         str(op["nodes"])] for op in profile["ops"][:top]])
+  return out
 
 
 def _training_notes(entry):
@@ -590,7 +644,8 @@ def _error_lines(report):
 def format_table(report):
   """Markdown tables of the report: machine, models, latency, training."""
   return "\n".join(_setting_lines(report) + _latency_tables(report)
-                   + _throughput_table(report) + _training_table(report)
+                   + _throughput_table(report) + _profile_lines(report)
+                   + _training_table(report)
                    + _error_lines(report))
 
 
@@ -622,6 +677,9 @@ flags.DEFINE_string("train_input_path", None,
 flags.DEFINE_bool("fast_labels", False,
                   "Serve labels upsampled from the logits' resolution "
                   "(export.py --fast_labels).")
+flags.DEFINE_bool("profile", False,
+                  "Add each model's time per op type in the frozen graph "
+                  "(traced runs) to the JSON and the tables.")
 flags.DEFINE_string("output_json", "bench_output/benchmark.json",
                     "Where the JSON report goes.")
 FLAGS = flags.FLAGS
@@ -659,7 +717,8 @@ def main(argv):
       FLAGS.configs or None, input_shape, FLAGS.num_classes, FLAGS.runs,
       FLAGS.warmup, FLAGS.paths, batch_sizes or None, FLAGS.num_threads,
       precisions, FLAGS.train_configs, FLAGS.train_steps,
-      FLAGS.train_input_path, FLAGS.fast_labels, FLAGS.output_json)
+      FLAGS.train_input_path, FLAGS.fast_labels, FLAGS.output_json,
+      profile=FLAGS.profile)
   print(format_table(report))
   print(f"Wrote {FLAGS.output_json}")
 

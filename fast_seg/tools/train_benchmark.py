@@ -8,7 +8,12 @@ Modes (each in a fresh process, so its peak memory is its own):
                         pipeline): what the model alone can do;
   pipeline              the tf.data input pipeline alone (read, decode,
                         augment, batch): what it can feed;
-  together              the train step fed by the pipeline, as train.py runs;
+  together              the train step fed by the pipeline;
+  train_py              train.py's own loop (Trainer.train: class weights,
+                        logging, summaries, checkpoints and validation at the
+                        config's intervals, the last step included) in a
+                        temporary logdir: the rate of its steps after the
+                        first call, and where its wall time went;
   synthetic_memory_saving  synthetic with train_config.memory_saving.
 Peak memory is the process's peak RSS on a CPU, the allocator's peak on a GPU.
 The pipeline is not the bottleneck when `together` is close to `synthetic`.
@@ -26,13 +31,15 @@ from absl import flags
 import tensorflow as tf
 
 from fast_seg.core import standard_fields as fields
+from fast_seg.training import time_profile
 from fast_seg.training import train_lib
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
 
 SYNTHETIC, PIPELINE, TOGETHER = "synthetic", "pipeline", "together"
 SYNTHETIC_MEMORY_SAVING = "synthetic_memory_saving"
-MODES = (SYNTHETIC, PIPELINE, TOGETHER, SYNTHETIC_MEMORY_SAVING)
+TRAIN_PY = "train_py"
+MODES = (SYNTHETIC, PIPELINE, TOGETHER, SYNTHETIC_MEMORY_SAVING, TRAIN_PY)
 _RESULT_PREFIX = "TRAIN_BENCHMARK_RESULT "
 
 
@@ -82,6 +89,18 @@ def _time_training(trainer, dataset, steps, warmup_calls, steps_per_call):
   return time.perf_counter() - start, calls * per_call
 
 
+def _measure_train_py(trainer, steps):
+  """train.py's loop for `steps` steps (first call excluded from the rate)."""
+  trainer.train(steps)
+  summary = trainer.time_profile.summary()
+  return {"mode": TRAIN_PY,
+          "images_per_second": summary["step_images_per_second"],
+          "end_to_end_images_per_second": summary["images_per_second"],
+          "seconds": summary["phases"][time_profile.STEPS],
+          "steps": summary["steps"], "batch_size": summary["batch_size"],
+          "time": summary, "peak_memory_mb": _peak_memory_mb()}
+
+
 def measure(config, mode, steps, warmup_calls=2):
   """Images per second of one mode in this process.
 
@@ -101,6 +120,8 @@ def measure(config, mode, steps, warmup_calls=2):
   logdir = tempfile.mkdtemp(prefix="fast_seg_train_bench_")
   trainer = train_lib.Trainer(config, logdir,
                               train_lib.build_strategy("one_device"))
+  if mode == TRAIN_PY:
+    return _measure_train_py(trainer, steps)
   dataset = trainer.build_dataset()
   if mode == PIPELINE:
     seconds, done = _time_pipeline(dataset, steps, warmup_calls)
@@ -209,6 +230,8 @@ def main(argv):
     else:
       print(f"{result['mode']:<24} {result['images_per_second']:8.2f} img/s  "
             f"peak {result['peak_memory_mb']:.0f} MB")
+      if "time" in result:
+        print(f"{'':<24} {time_profile.describe(result['time'])}")
   if "pipeline_overhead" in entry:
     print(f"pipeline overhead: {100 * entry['pipeline_overhead']:.1f}%")
   if "memory_saving_ratio" in entry:

@@ -50,6 +50,7 @@ from fast_seg.protos import losses_pb2
 from fast_seg.protos import pipeline_pb2
 from fast_seg.protos import train_pb2
 from fast_seg.training import distillation as distillation_lib
+from fast_seg.training import time_profile
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from fast_seg.utils import visualization
@@ -207,6 +208,7 @@ class Trainer:
     self.trainable_variables = self._select_trainable_variables()
     self.train_function, self._train_steps = self._make_train_function()
     self._make_validation()
+    self.time_profile = None  # the last train()'s, see time_profile.py
 
   def _read_dataset_facts(self):
     """Epoch length, palette and class weights from dataset_info.json.
@@ -630,22 +632,20 @@ class Trainer:
               if self.is_chief else tf.summary.create_noop_writer())
     self._announce(start_step, num_steps)
     meter = _Throughput(start_step, num_steps, self.train_config.batch_size)
+    self.time_profile = time_profile.TimeProfile(self.train_config.batch_size)
     last_losses = {}
-    steps_per_call = self.train_config.steps_per_call
     try:
       with writer.as_default():
         step = start_step
         while step < num_steps:
           # The Python counter mirrors self.step without a device sync per call.
-          count = min(steps_per_call, num_steps - step)
-          if count == steps_per_call:
-            losses = self.train_function(iterator)
-          else:
-            losses = self._train_steps(iterator, tf.constant(count, tf.int32))
+          count = min(self.train_config.steps_per_call, num_steps - step)
+          losses = self._call(iterator, count)
           previous, step = step, step + count
           if (_crossed(previous, step, self.train_config.log_every_n_steps)
               or step == num_steps):
-            last_losses = self._log(losses, step, meter)
+            with self.time_profile.phase(time_profile.LOGGING):
+              last_losses = self._log(losses, step, meter)
           self._after_call(previous, step, step == num_steps, summary_batch)
     except KeyboardInterrupt:
       saved = self._save()
@@ -653,8 +653,23 @@ class Trainer:
                       f"saved {saved}" if saved else "nothing saved")
       raise
     writer.flush()
+    self._report_time()
     last_losses["step"] = int(self.step.numpy())
     return last_losses
+
+  def _call(self, iterator, count):
+    """One compiled call of `count` steps, timed; the last step's losses."""
+    with self.time_profile.call(count):
+      if count == self.train_config.steps_per_call:
+        return self.train_function(iterator)
+      return self._train_steps(iterator, tf.constant(count, tf.int32))
+
+  def _report_time(self):
+    """The time line on the console and <logdir>/train_time.json."""
+    summary = self.time_profile.summary()
+    print(time_profile.describe(summary), flush=True)
+    if self.is_chief:
+      time_profile.write(summary, self.logdir)
 
   def _announce(self, start_step, num_steps):
     epochs = self._epochs(num_steps)
@@ -717,16 +732,20 @@ class Trainer:
   def _after_call(self, previous, step, is_last, summary_batch):
     """Image summary, checkpoint and validation when their interval passed."""
     train_config = self.train_config
+    phase = self.time_profile.phase
     if (summary_batch is not None and _crossed(
         previous, step, train_config.image_summary_every_n_steps)):
-      self._image_summary(summary_batch, self.palette)
+      with phase(time_profile.IMAGE_SUMMARIES):
+        self._image_summary(summary_batch, self.palette)
     if _crossed(previous, step, train_config.checkpoint_every_n_steps) or is_last:
       self._check_finite()
-      self._save()
+      with phase(time_profile.CHECKPOINTS):
+        self._save()
     if self.evaluator and (
         _crossed(previous, step, train_config.eval_every_n_steps) or is_last):
       self._check_finite()
-      self._validate(step)
+      with phase(time_profile.VALIDATION):
+        self._validate(step)
 
 
 class _Throughput:

@@ -31,7 +31,7 @@ def report(tmp_path_factory):
   result = benchmark.run_benchmark(
       [DEMO_CONFIG, str(broken)], input_shape=(1, 64, 64, 3), runs=2,
       warmup=1, paths=_PATHS, batch_sizes=[1],
-      output_json=str(output), log=None)
+      output_json=str(output), log=None, profile=True)
   assert json.loads(output.read_text()) == result
   return result
 
@@ -75,12 +75,33 @@ def test_xla_and_a_larger_batch():
 
 
 def test_ceiling_and_achieved_fraction(report):
+  """Fractions are against the ceilings measured just before and after."""
   ceiling = report["ceiling"]
   assert ceiling["matmul_gflops"] > 0 and ceiling["conv3x3_gflops"] > 0
   good = report["rows"][0]
+  assert good["ceiling"]["before"] == ceiling  # the first model's
+  convs = [good["ceiling"][k]["conv3x3_gflops"] for k in ("before", "after")]
   keras_ms = good["latency_ms"]["1"][benchmark.KERAS]["median"]
-  expected = good["flops"] / (keras_ms / 1000.0) / 1e9 / ceiling["conv3x3_gflops"]
-  assert good["achieved_fraction"][benchmark.KERAS] == pytest.approx(expected)
+  achieved = good["flops"] / (keras_ms / 1000.0) / 1e9
+  assert good["achieved_fraction"][benchmark.KERAS] == pytest.approx(
+      achieved / (sum(convs) / 2))
+  assert good["achieved_fraction_range"][benchmark.KERAS] == pytest.approx(
+      [achieved / max(convs), achieved / min(convs)])
+  assert "ceiling" not in report["rows"][1]  # the broken one timed nothing
+
+
+def test_op_profile_of_the_frozen_graph(report):
+  profile = report["rows"][0]["op_profile"]
+  ops = {op["op"]: op for op in profile["ops"]}
+  assert sum(op["share"] for op in profile["ops"]) == pytest.approx(1.0)
+  assert profile["total_ms"] == pytest.approx(
+      sum(op["ms"] for op in profile["ops"]))
+  assert [op["ms"] for op in profile["ops"]] == sorted(
+      (op["ms"] for op in profile["ops"]), reverse=True)
+  # Every batch norm is folded; the convs and the arg-max are there.
+  assert not {"FusedBatchNormV3", "FusedBatchNorm"} & set(ops)
+  assert ops["Conv2D"]["nodes"] > 10 and ops["ArgMax"]["nodes"] == 1
+  assert "time per op type, frozen graph" in benchmark.format_table(report)
 
 
 def test_broken_config_is_a_row_and_tables_render(report):
