@@ -59,11 +59,11 @@ class TimeProfile:
     """{'wall_s', 'phases': {name: seconds}, 'other_s', images per second
     overall and of the steps alone (after the first call)}."""
     wall = time.perf_counter() - self._start
-    phases = {name: round(self.seconds.get(name, 0.0), 3) for name in PHASES}
+    phases = {name: round(self.seconds.get(name, 0.0), 6) for name in PHASES}
     steps = self.steps[STEPS] + self.steps[FIRST_CALL]
     return {
-        "wall_s": round(wall, 3), "phases": phases,
-        "other_s": round(max(wall - sum(phases.values()), 0.0), 3),
+        "wall_s": round(wall, 6), "phases": phases,
+        "other_s": round(max(wall - sum(phases.values()), 0.0), 6),
         "steps": steps, "batch_size": self.batch_size,
         "images_per_second": steps * self.batch_size / max(wall, 1e-9),
         "step_images_per_second": (

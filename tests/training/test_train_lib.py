@@ -1,5 +1,6 @@
 """Training: resume with the step counter, NaN stop, fine-tuning, real data."""
 
+import json
 import shutil
 
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.data import synthetic
+from fast_seg.training import time_profile
 from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -216,6 +218,40 @@ def test_summaries_and_frozen_backbone(tiny_dataset, tmp_path):
   assert {"losses/total_loss", "losses/logits_loss", "losses/aux_1_8_loss",
           "losses/regularization_loss", "learning_rate", "images_per_second",
           "input", "ground_truth", "prediction"} <= tags
+  _check_time_profile(tmp_path)
+
+
+def _check_time_profile(logdir):
+  """train_time.json: every phase of the 2-step run, adding up to its wall."""
+  with open(logdir / time_profile.FILE_NAME, encoding="utf-8") as f:
+    summary = json.load(f)
+  phases = summary["phases"]
+  assert set(phases) == set(time_profile.PHASES)
+  # 2 steps, one per call: the first call, then one more; a checkpoint and
+  # an image summary at step 2, a log line for the last step.
+  assert summary["steps"] == 2
+  for name in ("steps", "first_call", "checkpoints", "image_summaries",
+               "logging"):
+    assert phases[name] > 0, name
+  assert phases["validation"] == 0  # no eval_every_n_steps
+  assert sum(phases.values()) + summary["other_s"] == pytest.approx(
+      summary["wall_s"], abs=2e-3)
+  assert summary["images_per_second"] == pytest.approx(
+      2 * 4 / summary["wall_s"], rel=1e-3)
+  assert summary["step_images_per_second"] == pytest.approx(
+      4 / phases["steps"], rel=1e-3)
+
+
+def test_time_line_gives_every_share():
+  summary = {"wall_s": 200.0, "steps": 100, "images_per_second": 4.0,
+             "step_images_per_second": 5.0, "other_s": 10.0,
+             "phases": {"steps": 150.0, "first_call": 20.0, "logging": 0.0,
+                        "image_summaries": 0.0, "checkpoints": 4.0,
+                        "validation": 16.0}}
+  assert time_profile.describe(summary) == (
+      "Time: 200 s for 100 steps, 4.0 img/s end to end (5.0 img/s in the steps "
+      "after the first call): steps 75.0%, first call 10.0%, checkpoints 2.0%, "
+      "validation 8.0%, other 5.0%")
 
 
 @pytest.mark.slow
