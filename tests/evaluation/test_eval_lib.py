@@ -139,6 +139,7 @@ def test_window_as_large_as_the_image_equals_whole_image_eval(trained_run, confi
   assert result["test_time"]["sliding_window"] == {"height": 64, "width": 64, "stride": 32}
 
 
+@pytest.mark.slow  # overlaps the default suite; make test-all
 def test_multi_scale_flip_window_padded_eval_counts_only_real_pixels(
     trained_run, config, tmp_path):
   logdir = trained_run[1]

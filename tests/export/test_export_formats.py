@@ -104,6 +104,7 @@ def test_float_exports_match_on_a_real_image(camvid_eval_records, tmp_path,
   assert frozen["op_count"] < 0.6 * frozen["op_count_before_folding"]
 
 
+@pytest.mark.slow  # overlaps the default suite; make test-all
 def test_cli_writes_every_format(trained_run, tmp_path):
   config, logdir = trained_run
   out = tmp_path / "export"

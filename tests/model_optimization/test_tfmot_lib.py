@@ -281,6 +281,7 @@ def test_qat_trains_and_eval_reads_float_weights(qat_run, tmp_path):
   assert result["step"] == 1
 
 
+@pytest.mark.slow  # overlaps the default suite; make test-all
 def test_qat_export_converts_to_int8_tflite(qat_run, tmp_path):
   interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
   config, logdir, _ = qat_run

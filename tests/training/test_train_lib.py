@@ -285,6 +285,7 @@ def test_imagenet_weights_from_config(tiny_dataset, tmp_path):
       reference.get_layer("block_3_expand").kernel.numpy())
 
 
+@pytest.mark.slow  # overlaps the default suite; make test-all
 def test_steps_per_call_matches_one_step_per_call(tiny_dataset, tmp_path):
   looped = _trainer(helpers.pipeline_config(
       helpers.deterministic_train_pipeline_text(
