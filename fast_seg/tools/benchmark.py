@@ -423,6 +423,19 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
   return row
 
 
+def _measure_between_ceilings(report, config_path, measure, before):
+  """Appends the config's row, its fractions against the ceilings measured
+  before and after it; returns the one after (the next row's before)."""
+  start = time.perf_counter()
+  row = measure(config_path)
+  row["wall_s"] = time.perf_counter() - start
+  after = measure_ceiling()
+  if row["latency_ms"]:
+    _interleaved_fractions(row, report["batch_sizes"][0], before, after)
+  report["rows"].append(row)
+  return after
+
+
 def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
                   num_classes=None, runs=3, warmup=1, paths=PATHS,
                   batch_sizes=None, num_threads=2, precisions=(),
@@ -465,19 +478,15 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
     if output_json:
       write_report(report, output_json)
   save()
+  measure = functools.partial(
+      benchmark_config, input_shape=input_shape, num_classes=num_classes,
+      runs=runs, warmup=warmup, paths=paths, batch_sizes=batch_sizes,
+      num_threads=num_threads, precisions=precisions, fast_labels=fast_labels,
+      profile=profile)
   before = report["ceiling"]
   for path in config_paths:
     log(f"benchmarking {path} at {'x'.join(map(str, input_shape[1:3]))} ...")
-    start = time.perf_counter()
-    row = benchmark_config(path, input_shape, num_classes, runs, warmup, paths,
-                           batch_sizes, num_threads, precisions, None,
-                           fast_labels, profile)
-    row["wall_s"] = time.perf_counter() - start
-    after = measure_ceiling()
-    if row["latency_ms"]:
-      _interleaved_fractions(row, report["batch_sizes"][0], before, after)
-    before = after
-    report["rows"].append(row)
+    before = _measure_between_ceilings(report, path, measure, before)
     save()
   for path in train_configs:
     log(f"training throughput and memory of {path} ...")
