@@ -10,6 +10,7 @@ measured number, never one estimated from FLOPs.
 import collections
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,9 +129,9 @@ class Exported:
     self.runtime = check_runtime(runtime)
     self.input_shape = tuple(input_shape)
     self.num_threads = num_threads
-    self._workdir = tempfile.TemporaryDirectory(prefix="fast_seg_latency_")
+    self._workdir = tempfile.mkdtemp(prefix="fast_seg_latency_")
     self.path = _write_runtime_file(model, runtime, self.input_shape,
-                                    self._workdir.name)
+                                    self._workdir)
 
   def time(self, runs=5, warmup=2, alongside=None):
     """time_function's dict of this export, in a fresh process.
@@ -152,7 +153,7 @@ class Exported:
     return result
 
   def close(self):
-    self._workdir.cleanup()
+    shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 def measure(model, runtime, input_shape, runs=5, warmup=2, num_threads=2):
