@@ -6,8 +6,8 @@ this runtime"), answered with the sensitivity table (sensitivity.py):
 1. Each width group is pruned alone at each ratio; its mIoU drop and its
    cost (latency measured on the runtime, or FLOPs) are the lookup table.
 2. A greedy path from the unpruned model to the thinnest: each step
-   narrows the one group (to any of its deeper ratios) that loses the
-   least mIoU per unit of cost saved, as the table says.
+   narrows the one group (to its next ratio that saves anything) that
+   loses the least mIoU per unit of cost saved, as the table says.
 3. The table's costs only add up approximately (groups interact, timing is
    noisy), so the path is searched with real measurements: the pruned
    model of a step is exported and timed (or its graph counted), bisecting
@@ -47,18 +47,30 @@ def _levels(analysis):
   return {g: sorted(v, reverse=True) for g, v in levels.items()}
 
 
+def _next_level(options, level):
+  """The nearest deeper level that the table says saves cost, or None."""
+  for deeper in range(level + 1, len(options)):
+    if options[deeper][2] > options[level][2]:
+      return deeper
+  return None
+
+
 def _best_step(levels, state):
-  """(group, level) of the cheapest next step in mIoU per cost saved."""
+  """(group, level) of the cheapest next step in mIoU per cost saved.
+
+  Each group's candidate is its nearest deeper ratio that saves anything
+  (a ratio the table measured as no cheaper is skipped): small steps keep
+  the path fine enough to stop close under the budget.
+  """
   best = None
   for group, options in levels.items():
-    here = options[state[group]]
-    for level in range(state[group] + 1, len(options)):
-      saved = options[level][2] - here[2]
-      if saved <= 0:
-        continue  # costs no less as the table measured it
-      score = (options[level][1] - here[1]) / saved
-      if best is None or score < best[0]:
-        best = (score, group, level)
+    level = _next_level(options, state[group])
+    if level is None:
+      continue
+    here, there = options[state[group]], options[level]
+    score = (there[1] - here[1]) / (there[2] - here[2])
+    if best is None or score < best[0]:
+      best = (score, group, level)
   return best[1:] if best else None
 
 

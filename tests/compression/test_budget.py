@@ -114,23 +114,26 @@ def _table(rows):
 def test_greedy_path_takes_the_least_drop_per_cost_saved():
   path = budget.greedy_path(_table([
       ("a", 0.5, 1.0, 8.0), ("a", 0.25, 4.0, 7.0),  # 0.5 / unit, then 3
-      ("b", 0.5, 0.5, 9.0), ("b", 0.25, 2.4, 4.0),  # 0.5 / unit; 0.4 at once
+      ("b", 0.5, 0.6, 9.0), ("b", 0.25, 2.4, 4.0),  # 0.6 / unit, then 0.36
       ("c", 0.5, None, None)]))
   assert [s["ratios"] for s in path] == [
       {"a": 1.0, "b": 1.0, "c": 1.0},
-      {"a": 1.0, "b": 0.25, "c": 1.0},  # skips b's 0.5: 2.4 / 6 = 0.4
-      {"a": 0.5, "b": 0.25, "c": 1.0},
+      {"a": 0.5, "b": 1.0, "c": 1.0},  # 0.5 < 0.6
+      {"a": 0.5, "b": 0.5, "c": 1.0},  # 0.6 < 3
+      {"a": 0.5, "b": 0.25, "c": 1.0},  # 1.8 / 5 = 0.36
       {"a": 0.25, "b": 0.25, "c": 1.0}]
-  assert [s["estimated_cost"] for s in path] == [10.0, 4.0, 2.0, 1.0]
+  assert [s["estimated_cost"] for s in path] == [10.0, 8.0, 7.0, 2.0, 1.0]
   assert [s["estimated_drop"] for s in path] == pytest.approx(
-      [0.0, 2.4, 3.4, 6.4])
+      [0.0, 1.0, 1.6, 3.4, 6.4])
 
 
-def test_greedy_path_skips_steps_that_measured_no_saving():
-  path = budget.greedy_path(_table([("a", 0.5, 0.1, 10.2),
-                                    ("b", 0.5, 3.0, 5.0)]))
+def test_greedy_path_skips_ratios_that_measured_no_saving():
+  path = budget.greedy_path(_table([
+      ("a", 0.75, 0.1, 10.2), ("a", 0.5, 0.5, 9.5),  # 0.75 costs more
+      ("b", 0.5, 3.0, 5.0)]))
   assert [s["ratios"] for s in path] == [{"a": 1.0, "b": 1.0},
-                                         {"a": 1.0, "b": 0.5}]
+                                         {"a": 1.0, "b": 0.5},  # 3 / 5
+                                         {"a": 0.5, "b": 0.5}]  # 0.5 / 0.5
 
 
 class _Costs:
