@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 
@@ -228,6 +229,22 @@ def test_latency_is_measured_on_the_exported_model(runtime):
   timing = latency.measure(model, runtime, SHAPE, runs=2, warmup=1)
   assert len(timing["runs"]) == 2 and timing["median"] > 0
   assert cost_lib.Cost(cost_lib.LATENCY, SHAPE, runtime, runs=1).unit == "ms"
+
+
+def test_a_candidate_is_timed_run_for_run_alongside_the_reference():
+  small = model_builder.build(helpers.model_config(filter_scale=0.25))
+  large = model_builder.build(helpers.model_config(filter_scale=0.5))
+  reference = latency.Exported(large, latency.TF, SHAPE)
+  candidate = latency.Exported(small, latency.TF, SHAPE)
+  try:
+    timing = candidate.time(runs=3, warmup=1, alongside=reference)
+  finally:
+    reference.close()
+    candidate.close()
+  assert len(timing["runs"]) == len(timing["alongside"]["runs"]) == 3
+  assert timing["ratio"] == pytest.approx(statistics.median(
+      a / b for a, b in zip(timing["runs"], timing["alongside"]["runs"])))
+  assert not os.path.exists(candidate.path)  # close() removed the export
 
 
 def test_cost_refuses_unknown_runtimes():
