@@ -6,6 +6,7 @@ group's filter scores sorted and where the cut fell.
 """
 
 import os
+import textwrap
 
 from matplotlib import pyplot as plt
 import numpy as np
@@ -194,7 +195,7 @@ def plot_sensitivity(analysis, path):
   if unit:
     panels[0][1].set_xlabel("fraction of the group's filters kept")
     panels[0][1].set_ylabel(f"{unit} saved")
-    panels[0][1].set_title(analysis["cost"], fontsize=9)
+    panels[0][1].set_title(textwrap.fill(analysis["cost"], 60), fontsize=9)
   for axes in panels[0]:
     axes.invert_xaxis()
     axes.grid(alpha=0.3)
