@@ -89,13 +89,21 @@ def _write_runtime_file(model, runtime, input_shape, workdir):
   inference_graph.save_saved_model(model, serve, saved_model_dir)
   quantize = "int8" if runtime == TFLITE_INT8 else "none"
   path = os.path.join(workdir, f"model_{quantize}.tflite")
-  images = random_images(input_shape)
-  # Random pixels calibrate int8 well enough for timing.
-  tflite_format.convert(
-      saved_model_dir, path, quantize=quantize,
+  convert_for_timing(saved_model_dir, path, quantize,
+                     random_images(input_shape))
+  return path
+
+
+def convert_for_timing(saved_model_dir, output_path, quantize, images):
+  """tflite_format.convert for a timing run; returns its info dict.
+
+  int8 is calibrated on `images` (random pixels do for timing: the
+  quantized graph's kernels and shapes do not depend on the ranges).
+  """
+  return tflite_format.convert(
+      saved_model_dir, output_path, quantize=quantize,
       representative_images=([images[:1], images[:1][:, ::-1]]
                              if quantize == "int8" else None))
-  return path
 
 
 def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
@@ -119,7 +127,10 @@ def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
     if line.startswith(_RESULT_PREFIX):
       return json.loads(line[len(_RESULT_PREFIX):])
   tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-  raise RuntimeError(f"timing {paths} on {runtime} failed: {tail[-500:]}")
+  # A runtime that cannot run the export (an op it lacks, memory) is the
+  # user's --runtime choice to revisit: one line, not a traceback.
+  raise ValueError(f"--runtime {runtime}: timing {', '.join(paths)} failed "
+                   f"in its process: {tail[-500:]}")
 
 
 class Exported:
@@ -185,17 +196,23 @@ def _runner(path, runtime, images, num_threads):
   return lambda: model(images), lambda: None
 
 
+def _milliseconds(function):
+  start = time.perf_counter()
+  function()
+  return 1000.0 * (time.perf_counter() - start)
+
+
 def _time_files(paths, runtime, input_shape, runs, warmup, num_threads):
   """time_function's dicts of the files, timed in turn run after run."""
   images = random_images(input_shape)
   runners = [_runner(p, runtime, images, num_threads) for p in paths]
   try:
-    firsts = [time_function(run, 1, warmup)["first_call"] if warmup else None
-              for run, _ in runners]
-    times = [[] for _ in runners]
-    for _ in range(runs):
-      for (run, _), collected in zip(runners, times):
-        collected.append(time_function(run, 1, 0)["median"])
+    firsts = [None] * len(runners)
+    for _ in range(warmup):
+      for i, (run, _) in enumerate(runners):
+        firsts[i] = firsts[i] or _milliseconds(run)
+    times = [[_milliseconds(run) for run, _ in runners] for _ in range(runs)]
+    times = [list(column) for column in zip(*times)]
   finally:
     for _, close in runners:
       close()

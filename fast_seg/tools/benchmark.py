@@ -213,11 +213,8 @@ def _tflite_runner(saved_model_dir, images, path, quantize, num_threads,
   """Converts to TFLite, records its size; returns one timed run."""
   name = f"{path}_b{images.shape[0]}"
   output = os.path.join(scratch.workdir, f"{name}.tflite")
-  # Random pixels calibrate int8 well enough for timing.
-  calibration = [images[:1], images[:1][:, ::-1]]
-  info = tflite_format.convert(
-      saved_model_dir, output, quantize=quantize,
-      representative_images=calibration if quantize == "int8" else None)
+  info = latency_lib.convert_for_timing(saved_model_dir, output, quantize,
+                                       images)
   scratch.sizes[name] = info["bytes"]
   run = tflite_format.Model(output, num_threads=num_threads)
   return lambda: run(images)
@@ -276,8 +273,7 @@ def _time_precision(config, precision, shape, runs, warmup):
     model = model_builder.build(config.model)
   finally:
     keras.mixed_precision.set_global_policy("float32")
-  images = tf.constant(np.random.default_rng(0).integers(
-      0, 256, size=shape, dtype=np.uint8))
+  images = tf.constant(latency_lib.random_images(shape))
   serve = inference_graph.build_inference_function(model, tuple(shape))
   timer(f"{KERAS}_{precision}",
         lambda: functools.partial(_served, serve, images))
