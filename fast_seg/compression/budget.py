@@ -21,7 +21,6 @@ this runtime"), answered with the sensitivity table (sensitivity.py):
    fine-tuning.
 """
 
-import json
 import os
 
 from fast_seg.compression import compress_lib
@@ -242,23 +241,15 @@ def prune_to_budget(pipeline_config, checkpoint, output_dir, cost, target,
       new_group_scales=group_scales_of(path[chosen], pruner.scales))
   report = _budget_report(analysis, path, measured, chosen, target, cost,
                           pruned)
-  evaluation = sensitivity.Evaluation(pipeline_config, num_examples)
+  # The table's own eval images, so the mIoUs before and after compare.
+  evaluation = sensitivity.Evaluation(pipeline_config,
+                                      analysis["num_examples"])
   written = compress_lib.written_config(output_dir)
   report["miou_pruned"] = evaluation.miou(
       compress_lib.load_model(written, report["output_checkpoint"]), written)
   report["miou_finetuned"] = _finetuned_miou(
       written, output_dir, finetune_steps, evaluation, train, report, log)
-  _write(report, output_dir, log)
+  report_lib.write_json_and_markdown(
+      report, report_lib.budget_markdown(report),
+      os.path.join(output_dir, REPORT_NAME), log)
   return report
-
-
-def _write(report, output_dir, log):
-  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w",
-            encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
-  text = report_lib.budget_markdown(report)
-  with open(os.path.join(output_dir, REPORT_NAME + ".md"), "w",
-            encoding="utf-8") as f:
-    f.write(text + "\n")
-  for line in text.splitlines():
-    log(line)

@@ -294,13 +294,9 @@ def written_config(output_dir):
 
 def _write_report(report, output_dir, log):
   """compression_report.json and .md; each markdown line to `log`."""
-  with open(os.path.join(output_dir, REPORT_NAME + ".json"), "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
-  text = report_lib.report_markdown(report)
-  with open(os.path.join(output_dir, REPORT_NAME + ".md"), "w", encoding="utf-8") as f:
-    f.write(text + "\n")
-  for line in text.splitlines():
-    log(line)
+  report_lib.write_json_and_markdown(
+      report, report_lib.report_markdown(report),
+      os.path.join(output_dir, REPORT_NAME), log)
 
 
 def prune(pipeline_config, checkpoint, output_dir, filter_scale, soft=False,

@@ -5,6 +5,7 @@ channels of every channel group); with --plot, plots/<group>.png shows a
 group's filter scores sorted and where the cut fell.
 """
 
+import json
 import os
 import textwrap
 
@@ -16,6 +17,17 @@ plt.switch_backend("Agg")  # files only, never a display
 _KEPT_COLOUR = "#466ec8"
 _CUT_COLOUR = "#b4b4b4"
 _CUT_LINE_COLOUR = "#dc0000"
+
+
+def write_json_and_markdown(value, text, base_path, log):
+  """base_path.json (the dict) and base_path.md (its text); each line of the
+  text to `log`. Every compress.py report is written this way."""
+  with open(base_path + ".json", "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=2)
+  with open(base_path + ".md", "w", encoding="utf-8") as f:
+    f.write(text + "\n")
+  for line in text.splitlines():
+    log(line)
 
 
 def _millions(value):

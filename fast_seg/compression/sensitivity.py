@@ -151,14 +151,9 @@ def write(analysis, output_dir, log=print):
   """sensitivity.json, sensitivity.md and sensitivity.png in output_dir."""
   os.makedirs(output_dir, exist_ok=True)
   base = os.path.join(output_dir, ANALYSIS_NAME)
-  with open(base + ".json", "w", encoding="utf-8") as f:
-    json.dump(analysis, f, indent=2)
-  text = report_lib.sensitivity_markdown(analysis)
-  with open(base + ".md", "w", encoding="utf-8") as f:
-    f.write(text + "\n")
+  report_lib.write_json_and_markdown(
+      analysis, report_lib.sensitivity_markdown(analysis), base, log)
   report_lib.plot_sensitivity(analysis, base + ".png")
-  for line in text.splitlines():
-    log(line)
   return [base + ext for ext in (".json", ".md", ".png")]
 
 
