@@ -20,6 +20,7 @@ the Keras Core ML models (probabilities [C,H,W] named `output`).
 from absl import flags
 
 from fast_seg.export import export_lib
+from fast_seg.export import full_resolution_labels
 from fast_seg.export import serving
 from fast_seg.utils import cli
 
@@ -44,10 +45,19 @@ flags.DEFINE_enum("output", "labels", list(serving.OUTPUT_KINDS),
                   "colours (uint8 RGB from the dataset palette).")
 flags.DEFINE_enum("input_type", "uint8", list(serving.INPUT_TYPES),
                   "Pixel type of `inputs` (values 0..255 either way).")
-flags.DEFINE_bool("fast_labels", False,
-                  "Labels / colours: arg-max at the logits' resolution, then "
-                  "nearest upsampling (much cheaper at high resolution; "
-                  "differs only along class boundaries).")
+flags.DEFINE_enum("labels_method", full_resolution_labels.AUTO,
+                  [full_resolution_labels.AUTO, *full_resolution_labels.METHODS],
+                  "How labels / colours reach the input size: boundary "
+                  "(exact; only the cells along class boundaries are "
+                  "interpolated), resize (exact; every logit map resized), "
+                  "nearest (approximate: the low-resolution arg-max "
+                  "upsampled). auto: boundary, and resize in the TFLite "
+                  "file, where it runs faster.")
+flags.DEFINE_bool("fast_labels", False, "Same as --labels_method nearest.")
+flags.DEFINE_enum("labels_dtype", None, list(serving.LABELS_DTYPES),
+                  "The type of --output labels instead of the contract's "
+                  "(int32; tf1: int64); uint8 holds up to 256 classes in a "
+                  "quarter of the bytes.")
 flags.DEFINE_bool("random_weights", False,
                   "Export an untrained model of the same architecture (for "
                   "on-device speed tests); no checkpoint needed.")
@@ -74,7 +84,9 @@ def main(argv):
       output=FLAGS.output, input_type=FLAGS.input_type,
       random_weights=FLAGS.random_weights,
       num_calibration_images=FLAGS.num_calibration_images,
-      fast_labels=FLAGS.fast_labels, contract=FLAGS.contract)
+      labels_method=full_resolution_labels.from_flags(FLAGS.labels_method,
+                                                      FLAGS.fast_labels),
+      contract=FLAGS.contract, labels_dtype=FLAGS.labels_dtype)
   source = ("random weights" if info["random_weights"] else info["checkpoint"])
   print(f"Exported {source} to {FLAGS.output_dir}")
   print(f"  params: {info['params']:,}")

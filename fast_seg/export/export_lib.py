@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.export import coreml_format
+from fast_seg.export import full_resolution_labels
 from fast_seg.export import inference_graph
 from fast_seg.export import onnx_format
 from fast_seg.export import serving
@@ -58,12 +60,21 @@ class ExportRequest:
   input_type: str = "uint8"
   random_weights: bool = False
   num_calibration_images: int = 100
-  fast_labels: bool = False
+  labels_method: str = full_resolution_labels.AUTO
   contract: str = "fast_seg"
+  labels_dtype: Any = None
 
   @property
   def serving_contract(self):
-    return serving.CONTRACTS[self.contract]
+    """The contract, its labels' dtype replaced by --labels_dtype."""
+    contract = serving.CONTRACTS[self.contract]
+    if self.labels_dtype:
+      contract = dataclasses.replace(contract, labels_dtype=self.labels_dtype)
+    return contract
+
+  def labels_method_of(self, litert=False):
+    """The labels tail of the served function, or of the LiteRT file's."""
+    return full_resolution_labels.resolve(self.labels_method, litert)
 
   @property
   def flexible_input(self):
@@ -83,7 +94,9 @@ class ExportRequest:
     if self.quantize != "none" and "tflite" not in self.formats:
       raise ValueError("--quantize applies to the tflite format; add tflite "
                        "to --formats")
+    self._check_labels_method()
     self._check_contract()
+    self._check_labels_dtype()
     self._check_input_shape()
     if "coreml" in self.formats and (self.output == "colours"
                                      or self.pad_to_shape
@@ -105,6 +118,34 @@ class ExportRequest:
       raise ValueError(f"--contract {self.contract} is written as "
                        f"{', '.join(contract.formats)}; not as "
                        f"{', '.join(refused)}")
+
+  def _check_labels_method(self):
+    full_resolution_labels.check_method(self.labels_method)
+    if (self.labels_method_of(litert=True) == full_resolution_labels.BOUNDARY
+        and "tflite" in self.formats and self.quantize == "int8"):
+      # The calibrator crashes the process on its WHERE / tf.cond graph.
+      raise ValueError("--labels_method boundary cannot be calibrated for "
+                       "--quantize int8; use --labels_method auto (the "
+                       "TFLite file resizes) or resize")
+
+  def _check_labels_dtype(self):
+    if not self.labels_dtype:
+      return
+    if self.labels_dtype not in serving.LABELS_DTYPES:
+      raise ValueError(f"--labels_dtype must be one of "
+                       f"{', '.join(serving.LABELS_DTYPES)}, got "
+                       f"'{self.labels_dtype}'")
+    if self.output != "labels" or "coreml" in self.formats:
+      raise ValueError("--labels_dtype sets the type of --output labels in "
+                       "the saved_model, frozen_graph, tflite and onnx "
+                       "formats (Core ML's labels are int32)")
+
+  def check_num_classes(self, num_classes):
+    """A ValueError where the labels' dtype cannot hold every class id."""
+    dtype = tf.as_dtype(self.serving_contract.labels_dtype)
+    if self.output == "labels" and num_classes - 1 > dtype.max:
+      raise ValueError(f"--labels_dtype {dtype.name} holds ids up to "
+                       f"{dtype.max}; the model has {num_classes} classes")
 
   def _check_input_shape(self):
     """Only some formats take an input of rank 3 or of dynamic size."""
@@ -132,6 +173,9 @@ class ExportJob:
   Attributes:
     model: the SegmentationModel exported, weights loaded.
     serve: its build_inference_function.
+    tflite_serve: the function the TFLite file is converted from: `serve`,
+      or the same with the labels tail LiteRT runs faster (labels_method
+      auto).
     frozen_graph: `serve` frozen, before any folding (GraphDef).
     output_dir: the export folder.
     input_shape: (N, H, W, 3).
@@ -146,6 +190,7 @@ class ExportJob:
   """
   model: Any
   serve: Any
+  tflite_serve: Any
   frozen_graph: Any
   output_dir: str
   input_shape: tuple
@@ -169,6 +214,17 @@ class ExportJob:
   def agreement(self, got):
     """How closely a format's output on check_input matches `reference`."""
     return _agreement(self.reference, got, self.output)
+
+  @contextlib.contextmanager
+  def tflite_saved_model(self):
+    """The SavedModel folder TFLite converts: saved_model/, or one of
+    tflite_serve in a temporary folder where that function differs."""
+    if self.tflite_serve is self.serve:
+      yield self.saved_model_dir
+      return
+    with tempfile.TemporaryDirectory() as scratch:
+      inference_graph.save_saved_model(self.model, self.tflite_serve, scratch)
+      yield scratch
 
 
 def _write_saved_model(job):
@@ -390,8 +446,8 @@ def _check_images(pipeline_config, request):
   return calibration, check.astype(request.input_type), bool(found)
 
 
-def _start_job(request, pipeline_config, model, serve, technique, output_dir,
-               log):
+def _start_job(request, pipeline_config, model, serve, palette, technique,
+               output_dir, log):
   """(ExportJob, whether its check image is an eval image).
 
   The check image is run through `serve` and the graph frozen here, once,
@@ -401,6 +457,7 @@ def _start_job(request, pipeline_config, model, serve, technique, output_dir,
                                                       request)
   job = ExportJob(
       model=model, serve=serve,
+      tflite_serve=_tflite_serving_function(request, model, serve, palette),
       frozen_graph=inference_graph.freeze(serve.get_concrete_function()),
       output_dir=output_dir, input_shape=request.input_shape,
       output=request.output, quantize=request.quantize,
@@ -415,7 +472,7 @@ def _predictions(serve, images):
   return serve(tf.constant(images))[serving.OUTPUT_NAME].numpy()
 
 
-def _serving_function(request, model, palette, fast_labels):
+def _serving_function(request, model, palette, labels_method):
   """The requested build_inference_function, traced.
 
   Traced now, so that a model that cannot be served fails before the
@@ -423,10 +480,19 @@ def _serving_function(request, model, palette, fast_labels):
   """
   serve = inference_graph.build_inference_function(
       model, request.input_shape, request.pad_to_shape, output=request.output,
-      input_type=request.input_type, palette=palette, fast_labels=fast_labels,
-      contract=request.serving_contract)
+      input_type=request.input_type, palette=palette,
+      labels_method=labels_method, contract=request.serving_contract)
   serve.get_concrete_function()
   return serve
+
+
+def _tflite_serving_function(request, model, serve, palette):
+  """`serve`, or its twin with the labels tail of a LiteRT file."""
+  litert_method = request.labels_method_of(litert=True)
+  if ("tflite" not in request.formats or request.output == "probabilities"
+      or litert_method == request.labels_method_of()):
+    return serve
+  return _serving_function(request, model, palette, litert_method)
 
 
 def _flops(request, job, palette):
@@ -438,7 +504,8 @@ def _flops(request, job, palette):
   if None not in request.input_shape:
     return inference_graph.count_flops(job.frozen_graph), request.input_shape
   static = dataclasses.replace(request, input_shape=job.check_input.shape)
-  serve = _serving_function(static, job.model, palette, request.fast_labels)
+  serve = _serving_function(static, job.model, palette,
+                            request.labels_method_of())
   return (inference_graph.count_flops(inference_graph.freeze(
       serve.get_concrete_function())), static.input_shape)
 
@@ -449,8 +516,13 @@ def _new_report(request, job, from_eval, palette):
   report = {"check_input": "eval image" if from_eval else "random pixels",
             "output": request.output, "input_type": request.input_type,
             "formats": {}}
-  if request.fast_labels and request.output != "probabilities":
-    exact = _serving_function(request, job.model, palette, fast_labels=False)
+  if request.output != "probabilities":
+    report["labels_method"] = {"served": request.labels_method_of(),
+                               "tflite": request.labels_method_of(litert=True)}
+  if (request.labels_method_of() == full_resolution_labels.NEAREST
+      and request.output != "probabilities"):
+    exact = _serving_function(request, job.model, palette,
+                              full_resolution_labels.RESIZE)
     report["fast_labels_agreement_with_exact"] = _agreement(
         _predictions(exact, job.check_input), job.reference,
         request.output)["pixel_agreement"]
@@ -513,8 +585,9 @@ def _export_info(request, job, float_model, checkpoint_path, report,
 def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
            pad_to_shape=None, formats=DEFAULT_FORMATS, quantize="none",
            output="labels", input_type="uint8", random_weights=False,
-           num_calibration_images=100, fast_labels=False, contract="fast_seg",
-           log=print):
+           num_calibration_images=100,
+           labels_method=full_resolution_labels.AUTO, contract="fast_seg",
+           labels_dtype=None, log=print):
   """Writes the requested formats, each checked by running it.
 
   saved_model/ (the other converters start from it) and
@@ -538,9 +611,13 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     input_type: uint8 or float32.
     random_weights: export an untrained model (for on-device speed tests).
     num_calibration_images: eval images that calibrate int8.
-    fast_labels: see build_inference_function; the report then also gives
-      the labels' agreement with the exact (bilinear) output.
+    labels_method: 'auto' or a full_resolution_labels.METHODS name; auto
+      serves 'boundary' and converts TFLite with 'resize' (resolve()).
+      With 'nearest' the report also gives the labels' agreement with the
+      exact (bilinear) output.
     contract: a name in serving.CONTRACTS: the interface apps expect.
+    labels_dtype: the labels' dtype instead of the contract's (e.g.
+      uint8: a quarter of int32's bytes), a name in serving.LABELS_DTYPES.
     log: called with progress lines.
 
   Returns:
@@ -548,18 +625,20 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   """
   request = ExportRequest(input_shape, pad_to_shape, formats, quantize, output,
                           input_type, random_weights, num_calibration_images,
-                          fast_labels, contract)
+                          labels_method, contract, labels_dtype)
   request.check()
   model, float_model, technique, checkpoint_path = load_model(
       pipeline_config, trained_checkpoint, random_weights)
+  request.check_num_classes(model.output_num_classes)
   palette = _output_palette(pipeline_config, model)
-  serve = _serving_function(request, model, palette, fast_labels)
+  serve = _serving_function(request, model, palette,
+                            request.labels_method_of())
   tf.io.gfile.makedirs(output_dir)
   # The folder then holds this export alone: no file of an earlier one
   # stays beside it, and nothing of this one if it fails half-way.
   with _replacing_export_files(output_dir):
     job, from_eval = _start_job(request, pipeline_config, model, serve,
-                                technique, output_dir, log)
+                                palette, technique, output_dir, log)
     report = _new_report(request, job, from_eval, palette)
     _write_formats(job, request.formats, report)
     compression, info_path = _finish(job, report, pipeline_config, technique)
@@ -610,7 +689,7 @@ def report_lines(report):
   """The export report as a table: size, gzip size, ops, agreement."""
   lines = []
   if "fast_labels_agreement_with_exact" in report:
-    lines.append("--fast_labels: "
+    lines.append("--labels_method nearest: "
                  f"{100 * report['fast_labels_agreement_with_exact']:.2f}% of "
                  "pixels equal the exact (bilinear logits) labels")
   lines += [f"Agreement with the TF function on one {report['check_input']} "

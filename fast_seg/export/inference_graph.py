@@ -7,7 +7,9 @@ compression and the benchmark measure one and the same graph.
 """
 
 import collections
+import contextlib
 import copy
+import io
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +21,7 @@ from tensorflow.python.grappler import tf_optimizer
 from tensorflow.python.tools import optimize_for_inference_lib
 
 from fast_seg.core import standard_fields as fields
+from fast_seg.export import full_resolution_labels
 from fast_seg.export import serving
 
 def _check_inference_args(input_shape, pad_to_shape, output, input_type,
@@ -67,23 +70,10 @@ def _pad(images, pad_to_shape, value):
   return tf.ensure_shape(padded, [images.shape[0], *pad_to_shape, 3])
 
 
-def _fast_labels(model, logits, size):
-  """Labels arg-maxed at the logits' resolution, upsampled to `size`."""
-  # Same static size: postprocess's resize is skipped.
-  low = model.postprocess(logits, logits.shape[1:3])[
-      fields.PredictionFields.labels]
-  # float32: TFLite's nearest resize has no integer kernels; ids are exact
-  # in float32.
-  labels = tf.image.resize(tf.cast(low, tf.float32)[..., None], size,
-                           method="nearest")
-  # Rounded: an int8 TFLite model quantizes this float map too.
-  return {fields.PredictionFields.labels: tf.cast(tf.round(labels[..., 0]),
-                                                  tf.int32)}
-
-
 def build_inference_function(model, input_shape, pad_to_shape=None,
                              output="labels", input_type="uint8",
-                             palette=None, fast_labels=False,
+                             palette=None,
+                             labels_method=full_resolution_labels.RESIZE,
                              contract=serving.CONTRACTS["fast_seg"]):
   """The image -> segmentation function that every export format wraps.
 
@@ -103,11 +93,12 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
       'colours' (uint8 [N, H, W, 3] from `palette`).
     input_type: 'uint8' or 'float32' pixels (0..255 either way).
     palette: [C, 3] uint8 colours, for output 'colours'.
-    fast_labels: labels / colours only: take the arg-max (or threshold) at
-      the logits' resolution and upsample the labels by nearest neighbour,
-      instead of resizing all C logit maps bilinearly first (at 1024x2048
-      as costly as a small network); labels differ only along class
-      boundaries.
+    labels_method: how labels / colours reach the input size, a name in
+      full_resolution_labels.METHODS: 'resize' (exact, every logit map
+      resized; runs in every converter), 'boundary' (exact, interpolates
+      only the cells along class boundaries; export.py's choice for
+      TensorFlow and ONNX) or 'nearest' (approximate: the low-resolution
+      arg-max upsampled).
     contract: a serving.Contract: the labels' dtype and shape, the padding.
 
   Returns:
@@ -130,14 +121,17 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
       images = _pad(images, pad_to_shape, contract.pad_value)
     logits = model.predict(model.preprocess(images))[
         fields.PredictionFields.logits]
-    if fast_labels and not probabilities:
-      result = _fast_labels(model, logits, _size(images))
+    if probabilities:
+      value = model.postprocess(logits, _size(images), with_probabilities=True)[
+          fields.PredictionFields.probabilities]
     else:
-      result = model.postprocess(logits, _size(images),
-                                 with_probabilities=probabilities)
-    kind = (fields.PredictionFields.probabilities if probabilities
-            else fields.PredictionFields.labels)
-    value = _served_value(result[kind], size, colours, contract)
+      value = full_resolution_labels.labels(
+          model, logits, _size(images), labels_method,
+          # Colours index a palette; labels are made in the contract's
+          # dtype from the start (a quarter of int32's bytes as uint8).
+          dtype=(tf.int32 if colours is not None
+                 else tf.as_dtype(contract.labels_dtype)))
+    value = _served_value(value, size, colours, contract)
     return {serving.OUTPUT_NAME: tf.identity(value, name=serving.OUTPUT_NAME)}
 
   return serve
@@ -147,11 +141,10 @@ def _served_value(value, size, colours, contract):
   """The output cropped to `size` (the unpadded input): labels as colours, or
   in the contract's dtype and shape; probabilities as they are."""
   value = value[:, :size[0], :size[1]]
-  if value.dtype != tf.int32:  # Probabilities.
+  if value.dtype.is_floating:  # Probabilities.
     return value
   if colours is not None:
     return tf.gather(colours, value)
-  value = tf.cast(value, tf.as_dtype(contract.labels_dtype))
   return value[..., tf.newaxis] if contract.labels_channel else value
 
 
@@ -271,13 +264,19 @@ def fold_dilated_batch_norms(graph_def):
 
 
 def count_flops(graph_def):
-  """Floating-point operations of one run of a frozen graph (multiply-add = 2)."""
+  """Floating-point operations of one run of a frozen graph (multiply-add = 2).
+
+  Ops whose size depends on the data (the few cells the 'boundary' labels
+  tail interpolates) have no static count and are left out, silently: the
+  profiler's stderr line about them would read as a fault.
+  """
   graph = tf.Graph()
   with graph.as_default():
     tf.graph_util.import_graph_def(graph_def, name="")
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(graph, options=options)
+    with contextlib.redirect_stderr(io.StringIO()):
+      profile = tf.compat.v1.profiler.profile(graph, options=options)
   return int(profile.total_float_ops)
 
 

@@ -20,6 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from fast_seg.export import full_resolution_labels
 from fast_seg.export import inference_graph
 from fast_seg.export import tflite_format
 
@@ -76,8 +77,11 @@ def random_images(input_shape, seed=0):
 
 
 def _write_runtime_file(model, runtime, input_shape, workdir):
-  """The model exported for `runtime` into workdir; returns its path."""
-  serve = inference_graph.build_inference_function(model, tuple(input_shape))
+  """The model exported for `runtime` into workdir, with the labels tail
+  export.py gives that runtime by default; returns its path."""
+  serve = inference_graph.build_inference_function(
+      model, tuple(input_shape), labels_method=full_resolution_labels.resolve(
+          full_resolution_labels.AUTO, litert=runtime != TF))
   if runtime == TF:
     graph_def = inference_graph.optimize_frozen_graph(
         inference_graph.freeze(serve.get_concrete_function()))

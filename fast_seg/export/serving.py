@@ -34,6 +34,8 @@ INFO_NAME = "export_info.json"
 # What the served function can return, and the pixel types it can take.
 OUTPUT_KINDS = ("labels", "probabilities", "colours")
 INPUT_TYPES = ("uint8", "float32")
+# The integer types labels can be served as (export.py --labels_dtype).
+LABELS_DTYPES = ("int32", "int64", "uint16", "uint8")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.builders import model_builder
+from fast_seg.export import export_lib
+from fast_seg.export import full_resolution_labels
 from fast_seg.export import inference_graph
 from fast_seg.export import latency as latency_lib
 from fast_seg.export import onnx_format
@@ -185,7 +187,7 @@ _Scratch = collections.namedtuple("_Scratch", ["workdir", "sizes", "cleanup"])
 # How every config is timed: benchmark_config's arguments of that name.
 _Timing = collections.namedtuple(
     "_Timing", ["paths", "runs", "warmup", "num_threads", "precisions",
-                "fast_labels", "profile"])
+                "labels_method", "profile", "image_files"])
 
 
 def _frozen_runner(graph_def, images, scratch):
@@ -230,19 +232,27 @@ def _onnx_runner(saved_model_dir, images, num_threads, scratch):
   return lambda: run(images)
 
 
-def _time_converted_paths(timer, model, serve, images, paths, num_threads,
+def _time_converted_paths(timer, model, serves, images, paths, num_threads,
                           scratch):
-  """The runtimes converted from a SavedModel: TFLite, int8 and ONNX."""
+  """The runtimes converted from a SavedModel: TFLite, int8 and ONNX.
+
+  serves: (the served function, the one LiteRT files are converted from).
+  """
+  serve, lite_serve = serves
   batch = images.shape[0]
   saved_model_dir = os.path.join(scratch.workdir, f"saved_model_b{batch}")
   inference_graph.save_saved_model(model, serve, saved_model_dir)
   scratch.sizes[f"saved_model_b{batch}"] = size_report.byte_size(
       saved_model_dir)
+  if {TFLITE, TFLITE_INT8} & set(paths) and lite_serve is not serve:
+    saved_model_dir = os.path.join(scratch.workdir, f"saved_model_lite_b{batch}")
+    inference_graph.save_saved_model(model, lite_serve, saved_model_dir)
   for path, quantize in ((TFLITE, "none"), (TFLITE_INT8, "int8")):
     if path in paths:
       timer(path, functools.partial(_tflite_runner, saved_model_dir, images,
                                     path, quantize, num_threads, scratch))
   if ONNX in paths:
+    saved_model_dir = os.path.join(scratch.workdir, f"saved_model_b{batch}")
     timer(ONNX, functools.partial(_onnx_runner, saved_model_dir, images,
                                   num_threads, scratch))
 
@@ -251,30 +261,35 @@ def _time_batch(model, shape, timing, scratch):
   """(latency of every requested path, the optimized frozen graph)."""
   latency = {}
   timer = _PathTimer(latency, timing.runs, timing.warmup)
-  images = latency_lib.random_images(shape)
-  serve = inference_graph.build_inference_function(
-      model, tuple(shape), fast_labels=timing.fast_labels)
+  images = _images(timing, shape)
+  serve, lite_serve = (
+      inference_graph.build_inference_function(
+          model, tuple(shape), labels_method=full_resolution_labels.resolve(
+              timing.labels_method, litert))
+      for litert in (False, True))
   graph_def = inference_graph.optimize_frozen_graph(
       inference_graph.freeze(serve.get_concrete_function()))
   _time_graph_paths(timer, serve, graph_def, images, timing.paths, scratch)
   scratch.sizes[f"frozen_graph_b{shape[0]}"] = graph_def.ByteSize()
   if {TFLITE, TFLITE_INT8, ONNX} & set(timing.paths):
-    _time_converted_paths(timer, model, serve, images, timing.paths,
-                          timing.num_threads, scratch)
+    _time_converted_paths(timer, model, (serve, lite_serve), images,
+                          timing.paths, timing.num_threads, scratch)
   return latency, graph_def
 
 
-def _time_precision(config, precision, shape, runs, warmup):
+def _time_precision(config, precision, shape, timing):
   """Keras and XLA latency of the model built under a mixed policy."""
   latency = {}
-  timer = _PathTimer(latency, runs, warmup)
+  timer = _PathTimer(latency, timing.runs, timing.warmup)
   keras.mixed_precision.set_global_policy(PRECISIONS[precision])
   try:
     model = model_builder.build(config.model)
   finally:
     keras.mixed_precision.set_global_policy("float32")
   images = tf.constant(latency_lib.random_images(shape))
-  serve = inference_graph.build_inference_function(model, tuple(shape))
+  serve = inference_graph.build_inference_function(
+      model, tuple(shape),
+      labels_method=full_resolution_labels.resolve(timing.labels_method))
   timer(f"{KERAS}_{precision}",
         lambda: functools.partial(_served, serve, images))
   timer(f"{XLA}_{precision}", lambda: functools.partial(
@@ -289,8 +304,32 @@ def _check_paths(paths):
                      f"{', '.join(PATHS)}")
 
 
-def _build(config_path, num_classes, shape, row):
-  """(config, model) of a config; fills in the row's model fields and cost."""
+def _images(timing, shape):
+  """uint8 images of `shape`: the files' (resized, cycled over the batch),
+  else random pixels."""
+  if not timing.image_files:
+    return latency_lib.random_images(shape)
+  files = [timing.image_files[i % len(timing.image_files)]
+           for i in range(shape[0])]
+  return np.stack([_read_image(f, shape[1:3]) for f in files])
+
+
+def _read_image(path, size):
+  try:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                               expand_animations=False)
+  except tf.errors.OpError as e:
+    raise ValueError(f"{path}: not a readable image ({e.message})") from None
+  return tf.cast(tf.round(tf.image.resize(image, size)), tf.uint8).numpy()
+
+
+def _build(config_path, num_classes, shape, row, checkpoint=None):
+  """(config, model) of a config; fills in the row's model fields and cost.
+
+  The model's weights are the checkpoint's when one is given (what a
+  trained model's labels tail costs depends on its predictions), random
+  otherwise.
+  """
   config = config_util.load_pipeline_config(config_path)
   if num_classes is not None:
     _override_num_classes(config, num_classes)
@@ -299,7 +338,8 @@ def _build(config_path, num_classes, shape, row):
              feature_extractor=arch.feature_extractor.type,
              filter_scale=round(arch.feature_extractor.filter_scale, 4),
              num_classes=arch.num_classes)
-  model = model_builder.build(config.model)
+  model = export_lib.load_model(config, checkpoint,
+                                random_weights=not checkpoint)[0]
   row["params"] = int(model.inference_model.count_params())
   single = inference_graph.build_inference_function(model, (1,) + shape[1:])
   row["flops"] = inference_graph.count_flops(
@@ -315,11 +355,11 @@ def _time_batches(row, config, model, shape, batch_sizes, timing, scratch):
     latency, graph_def = _time_batch(model, batch_shape, timing, scratch)
     if batch == batch_sizes[0] and timing.profile:
       row["op_profile"] = latency_lib.op_profile(
-          graph_def, latency_lib.random_images(batch_shape))
+          graph_def, _images(timing, batch_shape))
     if batch == batch_sizes[0]:
       for precision in timing.precisions:
         latency.update(_time_precision(config, precision, batch_shape,
-                                       timing.runs, timing.warmup))
+                                       timing))
     row["latency_ms"][str(batch)] = latency
     row["fps"][str(batch)] = {
         path: 1000.0 * batch / entry["median"]
@@ -368,7 +408,8 @@ def _release(scratch):
 def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
                      num_classes=None, runs=3, warmup=1, paths=PATHS,
                      batch_sizes=None, num_threads=2, precisions=(),
-                     ceiling=None, fast_labels=False, profile=False):
+                     ceiling=None, labels_method=full_resolution_labels.AUTO,
+                     profile=False, checkpoint=None, image_files=()):
   """Measures one config; never raises for a model that fails.
 
   Args:
@@ -382,10 +423,15 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     num_threads: threads of the TFLite and ONNX runtimes.
     precisions: keys of PRECISIONS: also time Keras / XLA in that precision.
     ceiling: measure_ceiling()'s dict, for the achieved fractions.
-    fast_labels: serve labels upsampled from the logits' resolution
-      (export.py --fast_labels) instead of resizing the logits.
+    labels_method: how labels reach the input size, as export.py
+      --labels_method (auto: 'boundary', 'resize' in the TFLite files).
     profile: add `op_profile` (latency.op_profile of the frozen graph at
       the first batch size: time per op type).
+    checkpoint: the trained weights to time (a checkpoint prefix or train
+      dir); None: random weights.
+    image_files: images to time on (resized to input_shape); empty: random
+      pixels. A trained model on real images is what the 'boundary' labels
+      tail's cost depends on.
 
   Returns:
     A row dict: config, name, architecture, params, flops (batch 1), gflops,
@@ -402,12 +448,12 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
          "input_shape": list(shape), "params": None, "flops": None,
          "gflops": None, "sizes": {}, "latency_ms": {}, "fps": {},
          "achieved_fraction": {}, "error": None}
-  timing = _Timing(paths, runs, warmup, num_threads, precisions, fast_labels,
-                   profile)
+  timing = _Timing(paths, runs, warmup, num_threads, precisions, labels_method,
+                   profile, list(image_files))
   scratch = _Scratch(tempfile.mkdtemp(prefix="fast_seg_bench_"), row["sizes"],
                      [])
   try:
-    config, model = _build(config_path, num_classes, shape, row)
+    config, model = _build(config_path, num_classes, shape, row, checkpoint)
     _time_batches(row, config, model, shape, batch_sizes, timing, scratch)
     if ceiling:
       row["achieved_fraction"] = _achieved_fractions(row, batch_sizes[0],
@@ -436,8 +482,8 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
                   num_classes=None, runs=3, warmup=1, paths=PATHS,
                   batch_sizes=None, num_threads=2, precisions=(),
                   train_configs=(), train_steps=10, train_input_path=None,
-                  fast_labels=False, output_json=None, log=print,
-                  profile=False):
+                  labels_method=full_resolution_labels.AUTO, output_json=None,
+                  log=print, profile=False, checkpoints=None, image_files=()):
   """Measures the machine and each config in turn; writes the JSON report.
 
   The ceiling is measured again after every model: each row's achieved
@@ -447,7 +493,9 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
   Args:
     config_paths: pipeline configs; None: DEFAULT_CONFIGS.
     input_shape, num_classes, runs, warmup, paths, batch_sizes, num_threads,
-      precisions, fast_labels, profile: as in benchmark_config.
+      precisions, labels_method, profile, image_files: as in
+      benchmark_config.
+    checkpoints: {config path: its trained weights}; others random.
     train_configs: configs whose training throughput and memory are measured
       (fast_seg.tools.train_benchmark); empty: none.
     train_steps: timed training steps per measurement.
@@ -466,7 +514,9 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
                 warmup=warmup, num_classes=num_classes, paths=list(paths),
                 batch_sizes=list(batch_sizes or [input_shape[0]]),
                 num_threads=num_threads, precisions=list(precisions),
-                fast_labels=fast_labels, rows=[], training=[])
+                labels_method=labels_method, image_files=len(image_files),
+                trained={p: c for p, c in (checkpoints or {}).items()},
+                rows=[], training=[])
   log("measuring the machine's matmul and conv throughput ...")
   report["ceiling"] = measure_ceiling()
 
@@ -477,12 +527,14 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
   measure = functools.partial(
       benchmark_config, input_shape=input_shape, num_classes=num_classes,
       runs=runs, warmup=warmup, paths=paths, batch_sizes=batch_sizes,
-      num_threads=num_threads, precisions=precisions, fast_labels=fast_labels,
-      profile=profile)
+      num_threads=num_threads, precisions=precisions,
+      labels_method=labels_method, profile=profile, image_files=image_files)
   before = report["ceiling"]
   for path in config_paths:
     log(f"benchmarking {path} at {'x'.join(map(str, input_shape[1:3]))} ...")
-    before = _measure_between_ceilings(report, path, measure, before)
+    before = _measure_between_ceilings(
+        report, path, functools.partial(
+            measure, checkpoint=(checkpoints or {}).get(path)), before)
     save()
   for path in train_configs:
     log(f"training throughput and memory of {path} ...")
@@ -516,6 +568,14 @@ def _latency_cell(entry):
   return f"{entry['median']:.1f}"
 
 
+def _labels_text(report):
+  method = report.get("labels_method", full_resolution_labels.AUTO)
+  if method != full_resolution_labels.AUTO:
+    return method
+  return (f"{full_resolution_labels.resolve(method)} "
+          f"({full_resolution_labels.resolve(method, litert=True)} in TFLite)")
+
+
 def _setting_lines(report):
   """The machine, the versions and how the numbers were taken."""
   out = [f"{report['device']}, TensorFlow {report['tensorflow']}, "
@@ -523,8 +583,11 @@ def _setting_lines(report):
          f"median of {report['runs']} runs after {report['warmup']} warm-up; "
          f"TFLite (XNNPACK) and ONNX Runtime on {report['num_threads']} "
          f"threads; {report['flops']}"
-         + ("; labels upsampled from the logits (--fast_labels)."
-            if report.get("fast_labels") else ".")]
+         + f"; labels: {_labels_text(report)}"
+         + (f"; {report['image_files']} real images" if report.get(
+             "image_files") else "; random pixels")
+         + (f"; trained weights: {', '.join(report['trained'].values())}."
+            if report.get("trained") else "; random weights.")]
   ceiling = report.get("ceiling") or {}
   if ceiling:
     out.append(f"Machine ceiling: matmul {ceiling['matmul_gflops']:.1f} "
@@ -679,15 +742,32 @@ flags.DEFINE_integer("train_steps", 10, "Timed training steps per mode.")
 flags.DEFINE_string("train_input_path", None,
                     "Training TFRecord glob for the train configs instead of "
                     "their own.")
-flags.DEFINE_bool("fast_labels", False,
-                  "Serve labels upsampled from the logits' resolution "
-                  "(export.py --fast_labels).")
+flags.DEFINE_enum("labels_method", full_resolution_labels.AUTO,
+                  [full_resolution_labels.AUTO, *full_resolution_labels.METHODS],
+                  "How labels reach the input size (export.py "
+                  "--labels_method).")
+flags.DEFINE_bool("fast_labels", False, "Same as --labels_method nearest.")
+flags.DEFINE_list("trained_checkpoints", [],
+                  "Trained weights to time, one per --configs entry (a "
+                  "checkpoint prefix or train dir; empty entry: random "
+                  "weights). Default: random weights for every config.")
+flags.DEFINE_string("image_glob", None,
+                    "Time on these images (resized to --input_shape) instead "
+                    "of random pixels.")
 flags.DEFINE_bool("profile", False,
                   "Add each model's time per op type in the frozen graph "
                   "(traced runs) to the JSON and the tables.")
 flags.DEFINE_string("output_json", "bench_output/benchmark.json",
                     "Where the JSON report goes.")
 FLAGS = flags.FLAGS
+
+
+def _checkpoints(configs, checkpoints):
+  """{config: checkpoint} of --configs and --trained_checkpoints."""
+  if checkpoints and len(checkpoints) != len(configs):
+    raise ValueError(f"--trained_checkpoints needs one entry per --configs "
+                     f"entry ({len(configs)}), got {len(checkpoints)}")
+  return {c: p for c, p in zip(configs, checkpoints) if p}
 
 
 def main(argv):
@@ -722,8 +802,13 @@ def main(argv):
       FLAGS.configs or None, input_shape, FLAGS.num_classes, FLAGS.runs,
       FLAGS.warmup, FLAGS.paths, batch_sizes or None, FLAGS.num_threads,
       precisions, FLAGS.train_configs, FLAGS.train_steps,
-      FLAGS.train_input_path, FLAGS.fast_labels, FLAGS.output_json,
-      profile=FLAGS.profile)
+      FLAGS.train_input_path,
+      full_resolution_labels.from_flags(FLAGS.labels_method,
+                                        FLAGS.fast_labels),
+      FLAGS.output_json, profile=FLAGS.profile,
+      checkpoints=_checkpoints(FLAGS.configs, FLAGS.trained_checkpoints),
+      image_files=cli.glob_files(FLAGS.image_glob, "--image_glob")
+      if FLAGS.image_glob else ())
   print(format_table(report))
   print(f"Wrote {FLAGS.output_json}")
 

@@ -419,11 +419,12 @@ def postprocess(prediction, image_shape, crop=None, threshold=0.5):
   top, bottom = crop or (0, 0)
   size = (image_shape[0] - top - bottom, image_shape[1])
   padding = ((top, bottom), (0, 0))
-  if prediction.ndim == 3 and prediction.dtype == np.uint8:
+  if (prediction.ndim == 3 and prediction.dtype == np.uint8
+      and prediction.shape[-1] == 3):
     colours = _resize_nearest(prediction, size)
     return None, np.pad(colours, padding + ((0, 0),))
   if prediction.ndim == 3 and prediction.dtype.kind in "iu":
-    prediction = prediction[..., 0]  # --contract tf1: int64 [h, w, 1] labels
+    prediction = prediction[..., 0]  # --contract tf1: [h, w, 1] labels
   elif prediction.ndim == 3 and prediction.shape[-1] == 1:
     prediction = (prediction[..., 0] > threshold).astype(np.uint8)
   elif prediction.ndim == 3:

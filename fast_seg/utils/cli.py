@@ -116,6 +116,14 @@ def parse_subset(text, allowed, flag):
   return tuple(n for n in allowed if n in names)
 
 
+def glob_files(pattern, flag):
+  """The files a glob flag names, sorted; a ValueError naming the flag if none."""
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise ValueError(f"{flag}: no file matches '{pattern}'")
+  return files
+
+
 def load_config(path):
   """Loads --config_path with the --config_override snippets applied."""
   return config_util.load_pipeline_config(path, FLAGS.config_override,

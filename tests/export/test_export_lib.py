@@ -98,7 +98,7 @@ def test_fast_labels_upsample_the_low_resolution_argmax(trained_run, tmp_path):
   export_lib.export(config, logdir, str(tmp_path), (1, 64, 64, 3),
                     formats=("saved_model", "frozen_graph", "tflite"),
                     quantize="int8", num_calibration_images=4,
-                    fast_labels=True, log=lambda line: None)
+                    labels_method="nearest", log=lambda line: None)
   report = json.loads((tmp_path / "export_report.json").read_text())
   assert report["formats"]["saved_model"]["pixel_agreement"] == 1.0
   # BN folding reorders float sums: a near-tied pixel may flip its argmax.

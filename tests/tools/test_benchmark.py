@@ -5,9 +5,15 @@ Timings are machine-dependent: only their consistency is checked.
 
 import json
 
+import numpy as np
+from PIL import Image
 import pytest
+import tensorflow as tf
 
+from fast_seg.builders import model_builder
 from fast_seg.tools import benchmark
+from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
 from tests import helpers
 
 DEMO_CONFIG = str(helpers.REPO_ROOT / "configs" /
@@ -98,9 +104,12 @@ def test_op_profile_of_the_frozen_graph(report):
       sum(op["ms"] for op in profile["ops"]))
   assert [op["ms"] for op in profile["ops"]] == sorted(
       (op["ms"] for op in profile["ops"]), reverse=True)
-  # Every batch norm is folded; the convs and the arg-max are there.
+  # Every batch norm is folded; the convs and the arg-max are there: the
+  # labels tail's of the cell corners, and, as random weights mix most
+  # cells, the resized map's (full_resolution_labels.MAX_MIXED_FRACTION).
   assert not {"FusedBatchNormV3", "FusedBatchNorm"} & set(ops)
-  assert ops["Conv2D"]["nodes"] > 10 and ops["ArgMax"]["nodes"] == 1
+  assert ops["Conv2D"]["nodes"] > 10 and ops["ArgMax"]["nodes"] == 2
+  assert ops["ResizeBilinear"]["nodes"] >= 1
   assert "time per op type, frozen graph" in benchmark.format_table(report)
 
 
@@ -131,3 +140,35 @@ def test_num_classes_override_keeps_config_valid():
 def test_unknown_path_is_refused():
   with pytest.raises(ValueError, match="--paths: unknown"):
     benchmark.benchmark_config(DEMO_CONFIG, paths=("tensorrt",))
+
+
+def test_trained_weights_and_real_images(trained_run, tmp_path):
+  """--trained_checkpoints times the checkpoint's weights, --image_glob the
+  files (resized, cycled over the batch)."""
+  config, logdir = trained_run
+  config_path = config_util.save_pipeline_config(config, str(tmp_path))
+  row = {}
+  _, model = benchmark._build(config_path, None, (1, 64, 64, 3), row, logdir)
+  reference = model_builder.build(config.model)
+  checkpoint_util.restore_layers(
+      [l for l in reference.inference_model.layers if l.weights],
+      checkpoint_util.resolve_checkpoint(logdir))
+  _, untrained = benchmark._build(config_path, None, (1, 64, 64, 3), {})
+  kernels = lambda m: [w.numpy() for w in m.inference_model.weights
+                       if "kernel" in w.name]
+  for got, want in zip(kernels(model), kernels(reference)):
+    np.testing.assert_array_equal(got, want)
+  assert any((w != r).any() for w, r in zip(kernels(reference),
+                                            kernels(untrained)))
+  files = []
+  for i, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+    files.append(str(tmp_path / f"{i}.png"))
+    Image.new("RGB", (40, 30), colour).save(files[-1])
+  timing = benchmark._Timing((), 1, 0, 2, (), "auto", False, files)
+  images = benchmark._images(timing, (3, 12, 16, 3))
+  assert images.shape == (3, 12, 16, 3) and images.dtype == np.uint8
+  np.testing.assert_array_equal(images[:, 0, 0], [[255, 0, 0], [0, 0, 255],
+                                                  [255, 0, 0]])
+  with pytest.raises(ValueError, match="one entry per --configs entry"):
+    benchmark._checkpoints(["a.config", "b.config"], ["ckpt"])
+  assert benchmark._checkpoints(["a", "b"], ["x", ""]) == {"a": "x"}

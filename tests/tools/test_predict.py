@@ -372,6 +372,10 @@ def test_postprocess_output_kinds():
   painted = np.full((4, 5, 3), 9, np.uint8)
   labels, colours = predict.postprocess(painted, (8, 10))
   assert labels is None and colours.shape == (8, 10, 3) and np.all(colours == 9)
+  # uint8 labels (--labels_dtype uint8), with the tf1 contract's channel.
+  for ids in (np.full((4, 5), 7, np.uint8), np.full((4, 5, 1), 7, np.uint8)):
+    labels, colours = predict.postprocess(ids, (8, 10))
+    assert colours is None and labels.shape == (8, 10) and np.all(labels == 7)
   with pytest.raises(ValueError, match="--resize"):
     predict.model_size((1, 64, 64, 3), (32, 32))
   assert predict.model_size((1, None, None, 3), (32, 48)) == (32, 48)
