@@ -47,6 +47,11 @@ from fast_seg.utils import visualization
 
 # Always written: the converters start from the SavedModel.
 DEFAULT_FORMATS = ("saved_model", "frozen_graph")
+# Converted from a SavedModel of their own labels tail where it differs.
+_CONVERTED_FORMATS = ("tflite", "onnx")
+# The runtime of each format but tflite (float or int8: its quantize).
+_FORMAT_RUNTIMES = {"onnx": full_resolution_labels.ONNX,
+                    "coreml": full_resolution_labels.COREML}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +77,17 @@ class ExportRequest:
       contract = dataclasses.replace(contract, labels_dtype=self.labels_dtype)
     return contract
 
-  def labels_method_of(self, litert=False):
-    """The labels tail of the served function, or of the LiteRT file's."""
-    return full_resolution_labels.resolve(self.labels_method, litert)
+  def runtime_of(self, format_name):
+    """The full_resolution_labels runtime a format's file runs on."""
+    if format_name == "tflite":
+      return (full_resolution_labels.TFLITE_INT8 if self.quantize == "int8"
+              else full_resolution_labels.TFLITE)
+    return _FORMAT_RUNTIMES.get(format_name, full_resolution_labels.TF)
+
+  def labels_method_of(self, format_name="saved_model"):
+    """The labels tail a format's file serves."""
+    return full_resolution_labels.resolve(self.labels_method,
+                                          self.runtime_of(format_name))
 
   @property
   def flexible_input(self):
@@ -121,7 +134,7 @@ class ExportRequest:
 
   def _check_labels_method(self):
     full_resolution_labels.check_method(self.labels_method)
-    if (self.labels_method_of(litert=True) == full_resolution_labels.BOUNDARY
+    if (self.labels_method_of("tflite") == full_resolution_labels.BOUNDARY
         and "tflite" in self.formats and self.quantize == "int8"):
       # The calibrator crashes the process on its WHERE / tf.cond graph.
       raise ValueError("--labels_method boundary cannot be calibrated for "
@@ -173,9 +186,9 @@ class ExportJob:
   Attributes:
     model: the SegmentationModel exported, weights loaded.
     serve: its build_inference_function.
-    tflite_serve: the function the TFLite file is converted from: `serve`,
-      or the same with the labels tail LiteRT runs faster (labels_method
-      auto).
+    converted_serves: {format: the function its file is converted from}
+      for tflite and onnx: `serve`, or the same with the labels tail that
+      runs faster on that runtime (labels_method auto).
     frozen_graph: `serve` frozen, before any folding (GraphDef).
     output_dir: the export folder.
     input_shape: (N, H, W, 3).
@@ -190,7 +203,7 @@ class ExportJob:
   """
   model: Any
   serve: Any
-  tflite_serve: Any
+  converted_serves: dict
   frozen_graph: Any
   output_dir: str
   input_shape: tuple
@@ -216,14 +229,16 @@ class ExportJob:
     return _agreement(self.reference, got, self.output)
 
   @contextlib.contextmanager
-  def tflite_saved_model(self):
-    """The SavedModel folder TFLite converts: saved_model/, or one of
-    tflite_serve in a temporary folder where that function differs."""
-    if self.tflite_serve is self.serve:
+  def saved_model_for(self, format_name):
+    """The SavedModel folder a converter starts from: saved_model/, or one
+    of the format's converted_serves in a temporary folder where that
+    function differs from `serve`."""
+    serve = self.converted_serves.get(format_name, self.serve)
+    if serve is self.serve:
       yield self.saved_model_dir
       return
     with tempfile.TemporaryDirectory() as scratch:
-      inference_graph.save_saved_model(self.model, self.tflite_serve, scratch)
+      inference_graph.save_saved_model(self.model, serve, scratch)
       yield scratch
 
 
@@ -457,7 +472,10 @@ def _start_job(request, pipeline_config, model, serve, palette, technique,
                                                       request)
   job = ExportJob(
       model=model, serve=serve,
-      tflite_serve=_tflite_serving_function(request, model, serve, palette),
+      converted_serves={
+          name: _converted_serving_function(request, model, serve, palette,
+                                            name)
+          for name in _CONVERTED_FORMATS if name in request.formats},
       frozen_graph=inference_graph.freeze(serve.get_concrete_function()),
       output_dir=output_dir, input_shape=request.input_shape,
       output=request.output, quantize=request.quantize,
@@ -486,13 +504,13 @@ def _serving_function(request, model, palette, labels_method):
   return serve
 
 
-def _tflite_serving_function(request, model, serve, palette):
-  """`serve`, or its twin with the labels tail of a LiteRT file."""
-  litert_method = request.labels_method_of(litert=True)
-  if ("tflite" not in request.formats or request.output == "probabilities"
-      or litert_method == request.labels_method_of()):
+def _converted_serving_function(request, model, serve, palette, format_name):
+  """`serve`, or its twin with the labels tail of that format's runtime."""
+  method = request.labels_method_of(format_name)
+  if (request.output == "probabilities"
+      or method == request.labels_method_of()):
     return serve
-  return _serving_function(request, model, palette, litert_method)
+  return _serving_function(request, model, palette, method)
 
 
 def _flops(request, job, palette):
@@ -517,8 +535,9 @@ def _new_report(request, job, from_eval, palette):
             "output": request.output, "input_type": request.input_type,
             "formats": {}}
   if request.output != "probabilities":
-    report["labels_method"] = {"served": request.labels_method_of(),
-                               "tflite": request.labels_method_of(litert=True)}
+    report["labels_method"] = {
+        name: request.labels_method_of(name)
+        for name in (*DEFAULT_FORMATS, *request.formats)}
   if (request.labels_method_of() == full_resolution_labels.NEAREST
       and request.output != "probabilities"):
     exact = _serving_function(request, job.model, palette,
@@ -612,7 +631,8 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     random_weights: export an untrained model (for on-device speed tests).
     num_calibration_images: eval images that calibrate int8.
     labels_method: 'auto' or a full_resolution_labels.METHODS name; auto
-      serves 'boundary' and converts TFLite with 'resize' (resolve()).
+      is, per format, the exact method measured faster on its runtime
+      (full_resolution_labels.AUTO_METHODS).
       With 'nearest' the report also gives the labels' agreement with the
       exact (bilinear) output.
     contract: a name in serving.CONTRACTS: the interface apps expect.

@@ -35,6 +35,20 @@ METHODS = (BOUNDARY, RESIZE, NEAREST)
 # export.py's and the benchmark's default: per runtime, the exact method
 # that runs faster there (resolve()).
 AUTO = "auto"
+# The runtimes a file is served on: TensorFlow (SavedModel, frozen graph),
+# LiteRT float and int8, onnxruntime, Core ML.
+TF, TFLITE, TFLITE_INT8, ONNX, COREML = (
+    "tf", "tflite", "tflite_int8", "onnx", "coreml")
+# What 'auto' serves on each. Measured on 2 CPU cores, whole model, each
+# method's file timed alternately with the 'resize' one, trained CamVid
+# ICNet-MobileNetV2 on real frames (docs/export.md): 'boundary' took 0.81x
+# (width 0.25) / 0.97x (1.0) of 'resize''s time at 1024x2048 and 0.985x at
+# 360x480 in TensorFlow, 0.92x / 0.99x / 1.00x in float LiteRT, but
+# 1.02x / 0.98x / 1.04x in onnxruntime (its NonZero, ScatterND and If cost
+# more than its Resize saves). The int8 calibrator crashes on its graph,
+# and Core ML's converter lacks TensorScatterUpdate.
+AUTO_METHODS = {TF: BOUNDARY, TFLITE: BOUNDARY, TFLITE_INT8: RESIZE,
+                ONNX: RESIZE, COREML: RESIZE}
 
 # Above this fraction of mixed cells the boundary graph resizes every map
 # instead: at 1024x2048 it cost 0.25x of 'resize' with 9% of the cells
@@ -62,46 +76,40 @@ def from_flags(labels_method, fast_labels):
   return NEAREST
 
 
-def resolve(method, litert=False):
-  """The method a file serves for `method`: 'auto' is 'boundary', except in
-  a LiteRT file, where it is 'resize'.
-
-  LiteRT runs WHERE, GATHER_ND and SCATTER_ND on plain reference kernels,
-  outside XNNPACK: at 1024x2048 the boundary graph of a trained CamVid
-  ICNet took 29 ms there against 24 ms for 'resize' (TensorFlow: 8 against
-  24; onnxruntime: 12 against 28).
-  """
+def resolve(method, runtime=TF):
+  """The method a `runtime` file serves for `method`: 'auto' is the exact
+  method measured faster there (AUTO_METHODS); others are themselves."""
   check_method(method)
   if method != AUTO:
     return method
-  return RESIZE if litert else BOUNDARY
+  if runtime not in AUTO_METHODS:
+    raise ValueError(f"runtime must be one of {', '.join(AUTO_METHODS)}, got "
+                     f"'{runtime}'")
+  return AUTO_METHODS[runtime]
 
 
-def labels(model, logits, size, method=BOUNDARY, dtype=tf.int32):
-  """Labels [N, H, W] of `dtype` at `size` from the model's `logits`.
+def labels(model, logits, size, method=BOUNDARY):
+  """int32 labels [N, H, W] at `size` from the model's `logits`.
 
   Args:
     model: the SegmentationModel (its arg-max or binary threshold).
     logits: its main head's logits [N, h, w, C].
     size: (H, W), Python ints where static.
     method: a name in METHODS.
-    dtype: the labels' integer dtype; 'boundary' builds its full-size map
-      in it directly.
   """
   if method not in METHODS:
     raise ValueError(f"labels method must be one of {', '.join(METHODS)}, "
                      f"got '{method}'")
   if method == NEAREST:
-    return tf.cast(_nearest_labels(model, logits, size), dtype)
+    return _nearest_labels(model, logits, size)
   layout = _cell_layout(logits.shape, size)
   if method == RESIZE or layout is None:
-    return _resized_labels(model, logits, size, dtype)
-  return _boundary_labels(model, logits, size, layout, dtype)
+    return _resized_labels(model, logits, size)
+  return _boundary_labels(model, logits, size, layout)
 
 
-def _resized_labels(model, logits, size, dtype):
-  return tf.cast(model.postprocess(logits, size)[
-      fields.PredictionFields.labels], dtype)
+def _resized_labels(model, logits, size):
+  return model.postprocess(logits, size)[fields.PredictionFields.labels]
 
 
 def _low_labels(model, logits):
@@ -164,17 +172,17 @@ def _edge_padded(values):
   return tf.concat([values[:, :, :1], values, values[:, :, -1:]], 2)
 
 
-def _boundary_labels(model, logits, size, layout, dtype):
+def _boundary_labels(model, logits, size, layout):
   """'boundary' (see the module docstring), 'resize' when too many mixed."""
   logits = tf.cast(logits, tf.float32)
   padded = _edge_padded(logits)
-  corner = tf.cast(_low_labels(model, padded), dtype)  # [N, h + 2, w + 2]
+  corner = _low_labels(model, padded)  # [N, h + 2, w + 2]
   top_left = corner[:, :-1, :-1]
   mixed = ((top_left != corner[:, :-1, 1:]) | (top_left != corner[:, 1:, :-1])
            | (top_left != corner[:, 1:, 1:]))  # [N, h + 1, w + 1] cells
   return tf.cond(
       tf.reduce_mean(tf.cast(mixed, tf.float32)) > MAX_MIXED_FRACTION,
-      lambda: _resized_labels(model, logits, size, dtype),
+      lambda: _resized_labels(model, logits, size),
       lambda: _fill_cells(model, padded, top_left, mixed, size, layout))
 
 
@@ -203,8 +211,8 @@ def _fill_cells(model, padded, top_left, mixed, size, layout):
   (row_factor, row_offset, _), (column_factor, column_offset, _) = layout
   cells = tf.cast(tf.where(mixed), tf.int32)
   values = _interpolated_cells(padded, cells, layout)
-  cell_labels = tf.cast(model.postprocess(values, (row_factor, column_factor))[
-      fields.PredictionFields.labels], top_left.dtype)  # [K, s_y, s_x]
+  cell_labels = model.postprocess(values, (row_factor, column_factor))[
+      fields.PredictionFields.labels]  # [K, s_y, s_x]
   shape = tf.shape(top_left)
   filled = tf.broadcast_to(tf.reshape(top_left, tf.concat([shape, [1, 1]], 0)),
                            tf.concat([shape, [row_factor, column_factor]], 0))

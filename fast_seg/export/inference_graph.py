@@ -125,12 +125,8 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
       value = model.postprocess(logits, _size(images), with_probabilities=True)[
           fields.PredictionFields.probabilities]
     else:
-      value = full_resolution_labels.labels(
-          model, logits, _size(images), labels_method,
-          # Colours index a palette; labels are made in the contract's
-          # dtype from the start (a quarter of int32's bytes as uint8).
-          dtype=(tf.int32 if colours is not None
-                 else tf.as_dtype(contract.labels_dtype)))
+      value = full_resolution_labels.labels(model, logits, _size(images),
+                                            labels_method)
     value = _served_value(value, size, colours, contract)
     return {serving.OUTPUT_NAME: tf.identity(value, name=serving.OUTPUT_NAME)}
 
@@ -145,6 +141,7 @@ def _served_value(value, size, colours, contract):
     return value
   if colours is not None:
     return tf.gather(colours, value)
+  value = tf.cast(value, tf.as_dtype(contract.labels_dtype))
   return value[..., tf.newaxis] if contract.labels_channel else value
 
 

@@ -25,9 +25,10 @@ from fast_seg.export import inference_graph
 from fast_seg.export import tflite_format
 
 # Runtime names of --runtime: how each is exported and run.
-TF = "tf"  # the optimized frozen graph in a TF Session
-TFLITE = "tflite"  # float32 LiteRT
-TFLITE_INT8 = "tflite_int8"  # LiteRT, int8 weights and activations
+TF = full_resolution_labels.TF  # the optimized frozen graph in a TF Session
+TFLITE = full_resolution_labels.TFLITE  # float32 LiteRT
+# LiteRT, int8 weights and activations
+TFLITE_INT8 = full_resolution_labels.TFLITE_INT8
 RUNTIMES = (TF, TFLITE, TFLITE_INT8)
 _RESULT_PREFIX = "FAST_SEG_LATENCY "
 
@@ -81,7 +82,7 @@ def _write_runtime_file(model, runtime, input_shape, workdir):
   export.py gives that runtime by default; returns its path."""
   serve = inference_graph.build_inference_function(
       model, tuple(input_shape), labels_method=full_resolution_labels.resolve(
-          full_resolution_labels.AUTO, litert=runtime != TF))
+          full_resolution_labels.AUTO, runtime))
   if runtime == TF:
     graph_def = inference_graph.optimize_frozen_graph(
         inference_graph.freeze(serve.get_concrete_function()))

@@ -168,7 +168,8 @@ def run(path, images):
 
 
 def write(job):
-  """export.py's onnx format: model.onnx from the job's SavedModel.
+  """export.py's onnx format: model.onnx from the job's SavedModel (or one
+  whose labels tail runs faster in onnxruntime: job.saved_model_for).
 
   Args:
     job: an export_lib.ExportJob whose SavedModel is written.
@@ -179,6 +180,7 @@ def write(job):
   """
   job.log("converting to ONNX ...")
   path = os.path.join(job.output_dir, FILE_NAME)
-  result = convert(job.saved_model_dir, path)
+  with job.saved_model_for("onnx") as saved_model_dir:
+    result = convert(saved_model_dir, path)
   return {"onnx": {**result, **size_report.file_sizes(path),
                    **job.agreement(run(path, job.check_input))}}

@@ -252,7 +252,7 @@ def run(path, images, num_threads=2):
 
 def write(job):
   """export.py's tflite format: model.tflite from the job's SavedModel
-  (of its tflite_serve, which may serve labels another exact way).
+  (or one whose labels tail runs faster in LiteRT: job.saved_model_for).
 
   Args:
     job: an export_lib.ExportJob whose SavedModel is written.
@@ -274,7 +274,7 @@ def write(job):
         "--quantize int8 needs calibration images: the eval TFRecords of "
         "the config (eval_input_reader) were not found; set "
         "--num_calibration_images > 0 with eval data present")
-  with job.tflite_saved_model() as saved_model_dir:
+  with job.saved_model_for("tflite") as saved_model_dir:
     result = convert(saved_model_dir, path, quantize=job.quantize,
                      representative_images=(job.calibration if calibrated
                                             else None), qat=qat)

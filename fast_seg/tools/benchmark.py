@@ -232,29 +232,49 @@ def _onnx_runner(saved_model_dir, images, num_threads, scratch):
   return lambda: run(images)
 
 
-def _time_converted_paths(timer, model, serves, images, paths, num_threads,
+def _time_converted_paths(timer, serving, images, paths, num_threads,
                           scratch):
-  """The runtimes converted from a SavedModel: TFLite, int8 and ONNX.
-
-  serves: (the served function, the one LiteRT files are converted from).
-  """
-  serve, lite_serve = serves
+  """The runtimes converted from a SavedModel: TFLite, int8 and ONNX, each
+  from one of the labels tail that export.py gives its runtime."""
   batch = images.shape[0]
-  saved_model_dir = os.path.join(scratch.workdir, f"saved_model_b{batch}")
-  inference_graph.save_saved_model(model, serve, saved_model_dir)
-  scratch.sizes[f"saved_model_b{batch}"] = size_report.byte_size(
-      saved_model_dir)
-  if {TFLITE, TFLITE_INT8} & set(paths) and lite_serve is not serve:
-    saved_model_dir = os.path.join(scratch.workdir, f"saved_model_lite_b{batch}")
-    inference_graph.save_saved_model(model, lite_serve, saved_model_dir)
+
+  def saved_model(path):
+    directory = os.path.join(scratch.workdir,
+                             f"saved_model_{serving.method(path)}_b{batch}")
+    if not os.path.exists(directory):
+      inference_graph.save_saved_model(serving.model, serving.function(path),
+                                        directory)
+      scratch.sizes[f"saved_model_b{batch}"] = size_report.byte_size(directory)
+    return directory
+
   for path, quantize in ((TFLITE, "none"), (TFLITE_INT8, "int8")):
     if path in paths:
-      timer(path, functools.partial(_tflite_runner, saved_model_dir, images,
-                                    path, quantize, num_threads, scratch))
+      timer(path, lambda path=path, quantize=quantize: _tflite_runner(
+          saved_model(path), images, path, quantize, num_threads, scratch))
   if ONNX in paths:
-    saved_model_dir = os.path.join(scratch.workdir, f"saved_model_b{batch}")
-    timer(ONNX, functools.partial(_onnx_runner, saved_model_dir, images,
-                                  num_threads, scratch))
+    timer(ONNX, lambda: _onnx_runner(saved_model(ONNX), images, num_threads,
+                                     scratch))
+
+
+class _Serving:
+  """A model's serving functions at one shape, one per labels tail that the
+  timed runtimes get (full_resolution_labels.resolve), each built once."""
+
+  def __init__(self, model, shape, labels_method):
+    self.model = model
+    self._shape = tuple(shape)
+    self._labels_method = labels_method
+    self._functions = {}
+
+  def method(self, runtime):
+    return full_resolution_labels.resolve(self._labels_method, runtime)
+
+  def function(self, runtime=full_resolution_labels.TF):
+    method = self.method(runtime)
+    if method not in self._functions:
+      self._functions[method] = inference_graph.build_inference_function(
+          self.model, self._shape, labels_method=method)
+    return self._functions[method]
 
 
 def _time_batch(model, shape, timing, scratch):
@@ -262,18 +282,15 @@ def _time_batch(model, shape, timing, scratch):
   latency = {}
   timer = _PathTimer(latency, timing.runs, timing.warmup)
   images = _images(timing, shape)
-  serve, lite_serve = (
-      inference_graph.build_inference_function(
-          model, tuple(shape), labels_method=full_resolution_labels.resolve(
-              timing.labels_method, litert))
-      for litert in (False, True))
+  serving = _Serving(model, shape, timing.labels_method)
+  serve = serving.function()
   graph_def = inference_graph.optimize_frozen_graph(
       inference_graph.freeze(serve.get_concrete_function()))
   _time_graph_paths(timer, serve, graph_def, images, timing.paths, scratch)
   scratch.sizes[f"frozen_graph_b{shape[0]}"] = graph_def.ByteSize()
   if {TFLITE, TFLITE_INT8, ONNX} & set(timing.paths):
-    _time_converted_paths(timer, model, (serve, lite_serve), images,
-                          timing.paths, timing.num_threads, scratch)
+    _time_converted_paths(timer, serving, images, timing.paths,
+                          timing.num_threads, scratch)
   return latency, graph_def
 
 
@@ -572,8 +589,10 @@ def _labels_text(report):
   method = report.get("labels_method", full_resolution_labels.AUTO)
   if method != full_resolution_labels.AUTO:
     return method
-  return (f"{full_resolution_labels.resolve(method)} "
-          f"({full_resolution_labels.resolve(method, litert=True)} in TFLite)")
+  return "auto (" + ", ".join(
+      f"{runtime}: {chosen}"
+      for runtime, chosen in full_resolution_labels.AUTO_METHODS.items()
+      if runtime != full_resolution_labels.COREML) + ")"
 
 
 def _setting_lines(report):

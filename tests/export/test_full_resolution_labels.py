@@ -44,9 +44,9 @@ def _mixed_fraction(logits):
   return mixed.mean()
 
 
-def _both(model, logits, size, dtype=tf.int32):
+def _both(model, logits, size):
   boundary = tf.function(lambda l: labels_lib.labels(
-      model, l, size, labels_lib.BOUNDARY, dtype))(logits).numpy()
+      model, l, size, labels_lib.BOUNDARY))(logits).numpy()
   resize = labels_lib.labels(model, logits, size, labels_lib.RESIZE).numpy()
   return boundary, resize
 
@@ -101,13 +101,6 @@ def test_binary_model_thresholds_the_interpolated_logit():
   np.testing.assert_array_equal(boundary, resize)
 
 
-def test_labels_built_in_uint8(model):
-  logits = _regions((1, 16, 20), 6, 4)
-  boundary, resize = _both(model, logits, (64, 80), tf.uint8)
-  assert boundary.dtype == np.uint8
-  np.testing.assert_array_equal(boundary, resize)
-
-
 def test_unknown_method_and_flags_refused():
   with pytest.raises(ValueError, match="--labels_method must be one of auto, "
                      "boundary, resize, nearest"):
@@ -116,8 +109,10 @@ def test_unknown_method_and_flags_refused():
     labels_lib.from_flags("resize", fast_labels=True)
   assert labels_lib.from_flags("auto", fast_labels=True) == labels_lib.NEAREST
   assert labels_lib.resolve("auto") == labels_lib.BOUNDARY
-  assert labels_lib.resolve("auto", litert=True) == labels_lib.RESIZE
-  assert labels_lib.resolve("nearest", litert=True) == labels_lib.NEAREST
+  assert labels_lib.resolve("auto", "tflite") == labels_lib.BOUNDARY
+  assert labels_lib.resolve("auto", "tflite_int8") == labels_lib.RESIZE
+  assert labels_lib.resolve("auto", "onnx") == labels_lib.RESIZE
+  assert labels_lib.resolve("nearest", "onnx") == labels_lib.NEAREST
 
 
 @pytest.mark.skipif(not CAMVID_IMAGE.exists(),
@@ -137,14 +132,16 @@ def test_trained_camvid_model_labels_equal_at_two_sizes():
     np.testing.assert_array_equal(boundary, resize)
 
 
-def test_export_serves_boundary_and_converts_tflite_with_resize(trained_run,
-                                                                tmp_path):
+def test_export_gives_each_runtime_its_exact_tail(trained_run, tmp_path):
+  """auto: boundary in TensorFlow and float LiteRT, resize in ONNX."""
   config, logdir = trained_run
   export_lib.export(config, logdir, str(tmp_path), (1, 64, 64, 3),
                     formats=("saved_model", "frozen_graph", "tflite", "onnx"),
                     labels_dtype="uint8", log=lambda line: None)
   report = json.loads((tmp_path / "export_report.json").read_text())
-  assert report["labels_method"] == {"served": "boundary", "tflite": "resize"}
+  assert report["labels_method"] == {
+      "saved_model": "boundary", "frozen_graph": "boundary",
+      "tflite": "boundary", "onnx": "resize"}
   for name in ("saved_model", "frozen_graph", "tflite", "onnx"):
     assert report["formats"][name]["pixel_agreement"] >= 0.999, name
   graph_def = tf.compat.v1.GraphDef()
@@ -152,11 +149,14 @@ def test_export_serves_boundary_and_converts_tflite_with_resize(trained_run,
   ops = {node.op for node in graph_def.node}
   ops |= {node.op for f in graph_def.library.function for node in f.node_def}
   assert {"Where", "TensorScatterUpdate", "GatherNd"} <= ops
-  tflite_ops = tflite_format.op_counts(str(tmp_path / "model.tflite"))
-  assert "RESIZE_BILINEAR" in tflite_ops and "WHERE" not in tflite_ops
+  # The mixed-cell branch is a subgraph of the IF op.
+  assert {"IF", "NOT_EQUAL"} <= set(report["formats"]["tflite"]["ops"])
+  onnx_ops = set(report["formats"]["onnx"]["ops"])
+  assert "Resize" in onnx_ops and not {"NonZero", "ScatterND"} & onnx_ops
   images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
   served = inference_graph.run_frozen_graph(graph_def, images)
   assert served.dtype == np.uint8 and served.shape == (1, 64, 64)
+  assert tflite_format.run(str(tmp_path / "model.tflite"), images).dtype == np.uint8
 
 
 def test_export_refusals():
