@@ -618,26 +618,20 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
 
   Args:
     pipeline_config: pipeline_pb2.PipelineConfig.
-    trained_checkpoint: checkpoint prefix or a train dir (its latest); None
-      with random_weights.
+    trained_checkpoint: a checkpoint prefix or train dir; None if random.
     output_dir: destination folder.
     input_shape: (N, H, W, 3) of the exported input, or (H, W, 3); None
       for a dynamic size (saved_model, frozen_graph and onnx only).
-    pad_to_shape: optional (H, W), see build_inference_function.
-    formats: names from format_names().
+    pad_to_shape, formats: (H, W), see build_inference_function; names
+      from format_names().
     quantize: TFLite weights: none, float16, dynamic or int8.
-    output: labels, probabilities or colours.
-    input_type: uint8 or float32.
+    output, input_type: labels, probabilities or colours; uint8 or float32.
     random_weights: export an untrained model (for on-device speed tests).
     num_calibration_images: eval images that calibrate int8.
-    labels_method: 'auto' or a full_resolution_labels.METHODS name; auto
-      is, per format, the exact method measured faster on its runtime
-      (full_resolution_labels.AUTO_METHODS).
-      With 'nearest' the report also gives the labels' agreement with the
-      exact (bilinear) output.
+    labels_method: 'auto' (per format, the exact method measured faster on
+      its runtime: full_resolution_labels.AUTO_METHODS) or one of METHODS.
     contract: a name in serving.CONTRACTS: the interface apps expect.
-    labels_dtype: the labels' dtype instead of the contract's (e.g.
-      uint8: a quarter of int32's bytes), a name in serving.LABELS_DTYPES.
+    labels_dtype: a serving.LABELS_DTYPES name instead of the contract's.
     log: called with progress lines.
 
   Returns:

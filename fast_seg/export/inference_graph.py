@@ -91,14 +91,11 @@ def build_inference_function(model, input_shape, pad_to_shape=None,
     output: 'labels' (int32 [N, H, W]), 'probabilities' (float32
       [N, H, W, C], softmax; binary models: the sigmoid map [N, H, W, 1]) or
       'colours' (uint8 [N, H, W, 3] from `palette`).
-    input_type: 'uint8' or 'float32' pixels (0..255 either way).
-    palette: [C, 3] uint8 colours, for output 'colours'.
-    labels_method: how labels / colours reach the input size, a name in
-      full_resolution_labels.METHODS: 'resize' (exact, every logit map
-      resized; runs in every converter), 'boundary' (exact, interpolates
-      only the cells along class boundaries; export.py's choice for
-      TensorFlow and ONNX) or 'nearest' (approximate: the low-resolution
-      arg-max upsampled).
+    input_type, palette: 'uint8' or 'float32' pixels (0..255 either way);
+      [C, 3] uint8 colours, for output 'colours'.
+    labels_method: a full_resolution_labels.METHODS name: 'resize' (exact;
+      every converter takes it), 'boundary' (exact; cheaper in TensorFlow
+      and float LiteRT) or 'nearest' (approximate).
     contract: a serving.Contract: the labels' dtype and shape, the padding.
 
   Returns:

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from fast_seg.export import full_resolution_labels
 from fast_seg.export import inference_graph
+from fast_seg.export import onnx_format
 from fast_seg.export import tflite_format
 
 # Runtime names of --runtime: how each is exported and run.
@@ -29,7 +30,8 @@ TF = full_resolution_labels.TF  # the optimized frozen graph in a TF Session
 TFLITE = full_resolution_labels.TFLITE  # float32 LiteRT
 # LiteRT, int8 weights and activations
 TFLITE_INT8 = full_resolution_labels.TFLITE_INT8
-RUNTIMES = (TF, TFLITE, TFLITE_INT8)
+ONNX = full_resolution_labels.ONNX  # onnxruntime
+RUNTIMES = (TF, TFLITE, TFLITE_INT8, ONNX)
 _RESULT_PREFIX = "FAST_SEG_LATENCY "
 
 
@@ -77,12 +79,12 @@ def random_images(input_shape, seed=0):
                                               dtype=np.uint8)
 
 
-def _write_runtime_file(model, runtime, input_shape, workdir):
+def _write_runtime_file(model, runtime, input_shape, workdir, labels_method):
   """The model exported for `runtime` into workdir, with the labels tail
-  export.py gives that runtime by default; returns its path."""
+  export.py's --labels_method gives that runtime; returns its path."""
   serve = inference_graph.build_inference_function(
       model, tuple(input_shape), labels_method=full_resolution_labels.resolve(
-          full_resolution_labels.AUTO, runtime))
+          labels_method, runtime))
   if runtime == TF:
     graph_def = inference_graph.optimize_frozen_graph(
         inference_graph.freeze(serve.get_concrete_function()))
@@ -92,6 +94,10 @@ def _write_runtime_file(model, runtime, input_shape, workdir):
     return path
   saved_model_dir = os.path.join(workdir, "saved_model")
   inference_graph.save_saved_model(model, serve, saved_model_dir)
+  if runtime == ONNX:
+    path = os.path.join(workdir, "model.onnx")
+    onnx_format.convert(saved_model_dir, path)
+    return path
   quantize = "int8" if runtime == TFLITE_INT8 else "none"
   path = os.path.join(workdir, f"model_{quantize}.tflite")
   convert_for_timing(saved_model_dir, path, quantize,
@@ -112,7 +118,7 @@ def convert_for_timing(saved_model_dir, output_path, quantize, images):
 
 
 def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
-                           num_threads):
+                           num_threads, images_path=None):
   """[time_function-like dict per file], timed interleaved by a new process.
 
   A process that has built and evaluated many models (a pruning search)
@@ -120,8 +126,8 @@ def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
   of their own keeps one measurement from slowing the next.
   """
   command = [sys.executable, "-m", "fast_seg.export.latency", runtime,
-             ",".join(str(v) for v in input_shape), str(runs), str(warmup),
-             str(num_threads), *paths]
+             ",".join(str(v) for v in input_shape), images_path or "-",
+             str(runs), str(warmup), str(num_threads), *paths]
   # The child imports this very package, wherever the parent runs from
   # (`-m` puts the working directory first on the path).
   root = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -141,13 +147,20 @@ def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
 class Exported:
   """A model exported for a runtime once, then timed as often as needed."""
 
-  def __init__(self, model, runtime, input_shape, num_threads=2):
+  def __init__(self, model, runtime, input_shape, num_threads=2,
+               labels_method=full_resolution_labels.AUTO, images=None):
+    """images: uint8 [N, H, W, 3] the runs take (a trained model's labels
+    tail costs what its predictions make it); None: random pixels."""
     self.runtime = check_runtime(runtime)
     self.input_shape = tuple(input_shape)
     self.num_threads = num_threads
     self._workdir = tempfile.mkdtemp(prefix="fast_seg_latency_")
     self.path = _write_runtime_file(model, runtime, self.input_shape,
-                                    self._workdir)
+                                    self._workdir, labels_method)
+    self.images_path = None
+    if images is not None:
+      self.images_path = os.path.join(self._workdir, "images.npy")
+      np.save(self.images_path, np.asarray(images, np.uint8))
 
   def time(self, runs=5, warmup=2, alongside=None):
     """time_function's dict of this export, in a fresh process.
@@ -160,7 +173,8 @@ class Exported:
     """
     paths = [self.path] + ([alongside.path] if alongside else [])
     results = _time_in_fresh_process(paths, self.runtime, self.input_shape,
-                                     runs, warmup, self.num_threads)
+                                     runs, warmup, self.num_threads,
+                                     self.images_path)
     result = results[0]
     if alongside:
       result["alongside"] = results[1]
@@ -189,16 +203,16 @@ def measure(model, runtime, input_shape, runs=5, warmup=2, num_threads=2):
     exported.close()
 
 
-def _runner(path, runtime, images, num_threads):
-  """(run, close) of one exported file."""
+def _runner(path, runtime, num_threads):
+  """(run(images), close) of one exported file."""
   if runtime == TF:
     graph_def = tf.compat.v1.GraphDef()
     with open(path, "rb") as f:
       graph_def.ParseFromString(f.read())
-    run, close = inference_graph.frozen_graph_runner(graph_def)
-    return lambda: run(images), close
-  model = tflite_format.Model(path, num_threads=num_threads)
-  return lambda: model(images), lambda: None
+    return inference_graph.frozen_graph_runner(graph_def)
+  if runtime == ONNX:
+    return onnx_format.Model(path, num_threads=num_threads), lambda: None
+  return tflite_format.Model(path, num_threads=num_threads), lambda: None
 
 
 def _milliseconds(function):
@@ -207,16 +221,28 @@ def _milliseconds(function):
   return 1000.0 * (time.perf_counter() - start)
 
 
-def _time_files(paths, runtime, input_shape, runs, warmup, num_threads):
+def _batches(input_shape, images_path):
+  """The input batches the runs cycle through: of the saved images, else
+  one of random pixels."""
+  if not images_path:
+    return [random_images(input_shape)]
+  images, batch = np.load(images_path), input_shape[0]
+  return [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
+
+
+def _time_files(paths, runtime, input_shape, runs, warmup, num_threads,
+                images_path=None):
   """time_function's dicts of the files, timed in turn run after run."""
-  images = random_images(input_shape)
-  runners = [_runner(p, runtime, images, num_threads) for p in paths]
+  batches = _batches(input_shape, images_path)
+  runners = [_runner(p, runtime, num_threads) for p in paths]
+  timed = lambda run, i: _milliseconds(
+      lambda: run(batches[i % len(batches)]))
   try:
     firsts = [None] * len(runners)
-    for _ in range(warmup):
+    for step in range(warmup):
       for i, (run, _) in enumerate(runners):
-        firsts[i] = firsts[i] or _milliseconds(run)
-    times = [[_milliseconds(run) for run, _ in runners] for _ in range(runs)]
+        firsts[i] = firsts[i] or timed(run, step)
+    times = [[timed(run, step) for run, _ in runners] for step in range(runs)]
     times = [list(column) for column in zip(*times)]
   finally:
     for _, close in runners:
@@ -263,11 +289,13 @@ def op_profile(graph_def, images, runs=2):
 
 
 def _main(argv):
-  """python -m fast_seg.export.latency RUNTIME N,H,W,3 RUNS WARMUP THREADS FILE..."""
-  runtime, shape, runs, warmup, num_threads, *paths = argv
+  """python -m fast_seg.export.latency RUNTIME N,H,W,3 IMAGES.npy|- RUNS
+  WARMUP THREADS FILE..."""
+  runtime, shape, images_path, runs, warmup, num_threads, *paths = argv
   results = _time_files(paths, check_runtime(runtime),
                         tuple(int(v) for v in shape.split(",")), int(runs),
-                        int(warmup), int(num_threads))
+                        int(warmup), int(num_threads),
+                        None if images_path == "-" else images_path)
   print(_RESULT_PREFIX + json.dumps(results), flush=True)
 
 

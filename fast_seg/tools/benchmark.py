@@ -23,6 +23,7 @@ import collections
 import datetime
 import functools
 import gc
+import inspect
 import json
 import os
 import platform
@@ -187,7 +188,7 @@ _Scratch = collections.namedtuple("_Scratch", ["workdir", "sizes", "cleanup"])
 # How every config is timed: benchmark_config's arguments of that name.
 _Timing = collections.namedtuple(
     "_Timing", ["paths", "runs", "warmup", "num_threads", "precisions",
-                "labels_method", "profile", "image_files"])
+                "labels_method", "profile", "image_files", "compare_labels"])
 
 
 def _frozen_runner(graph_def, images, scratch):
@@ -232,7 +233,7 @@ def _onnx_runner(saved_model_dir, images, num_threads, scratch):
   return lambda: run(images)
 
 
-def _time_converted_paths(timer, serving, images, paths, num_threads,
+def _time_converted_paths(timer, functions, images, paths, num_threads,
                           scratch):
   """The runtimes converted from a SavedModel: TFLite, int8 and ONNX, each
   from one of the labels tail that export.py gives its runtime."""
@@ -240,10 +241,10 @@ def _time_converted_paths(timer, serving, images, paths, num_threads,
 
   def saved_model(path):
     directory = os.path.join(scratch.workdir,
-                             f"saved_model_{serving.method(path)}_b{batch}")
+                             f"saved_model_{functions.method(path)}_b{batch}")
     if not os.path.exists(directory):
-      inference_graph.save_saved_model(serving.model, serving.function(path),
-                                        directory)
+      inference_graph.save_saved_model(functions.model,
+                                        functions.function(path), directory)
       scratch.sizes[f"saved_model_b{batch}"] = size_report.byte_size(directory)
     return directory
 
@@ -282,16 +283,56 @@ def _time_batch(model, shape, timing, scratch):
   latency = {}
   timer = _PathTimer(latency, timing.runs, timing.warmup)
   images = _images(timing, shape)
-  serving = _Serving(model, shape, timing.labels_method)
-  serve = serving.function()
+  functions = _Serving(model, shape, timing.labels_method)
+  serve = functions.function()
   graph_def = inference_graph.optimize_frozen_graph(
       inference_graph.freeze(serve.get_concrete_function()))
   _time_graph_paths(timer, serve, graph_def, images, timing.paths, scratch)
   scratch.sizes[f"frozen_graph_b{shape[0]}"] = graph_def.ByteSize()
   if {TFLITE, TFLITE_INT8, ONNX} & set(timing.paths):
-    _time_converted_paths(timer, serving, images, timing.paths,
+    _time_converted_paths(timer, functions, images, timing.paths,
                           timing.num_threads, scratch)
   return latency, graph_def
+
+
+# The labels methods compared with 'resize', and the runtime each timed
+# path's file runs on (latency.Exported).
+_COMPARED_METHODS = (full_resolution_labels.BOUNDARY,
+                     full_resolution_labels.NEAREST)
+_PATH_RUNTIMES = {FROZEN: latency_lib.TF, TFLITE: latency_lib.TFLITE,
+                  ONNX: latency_lib.ONNX}
+
+
+def _compare_labels_methods(model, shape, timing):
+  """{runtime: {'resize_ms', method: {'median_ms', 'ratio'}}} per runtime of
+  the timed paths: each method's export timed run for run alongside the
+  'resize' one in a fresh process (ratio: median of the per-run ratios,
+  which a drifting host leaves nearly unchanged); {'error'} if it fails."""
+  images = _images(timing, shape)
+  result = {}
+  for path, runtime in _PATH_RUNTIMES.items():
+    if path not in timing.paths:
+      continue
+    exports = []
+    try:
+      for method in (full_resolution_labels.RESIZE, *_COMPARED_METHODS):
+        exports.append(latency_lib.Exported(
+            model, runtime, shape, timing.num_threads, labels_method=method,
+            images=images))
+      entry = {}
+      for method, exported in zip(_COMPARED_METHODS, exports[1:]):
+        timed = exported.time(timing.runs, timing.warmup,
+                              alongside=exports[0])
+        entry[method] = {"median_ms": timed["median"],
+                         "ratio": timed["ratio"]}
+        entry["resize_ms"] = timed["alongside"]["median"]
+      result[runtime] = entry
+    except Exception as e:  # pylint: disable=broad-except
+      result[runtime] = {"error": _short_error(e)}
+    finally:
+      for exported in exports:
+        exported.close()
+  return result
 
 
 def _time_precision(config, precision, shape, timing):
@@ -373,6 +414,9 @@ def _time_batches(row, config, model, shape, batch_sizes, timing, scratch):
     if batch == batch_sizes[0] and timing.profile:
       row["op_profile"] = latency_lib.op_profile(
           graph_def, _images(timing, batch_shape))
+    if batch == batch_sizes[0] and timing.compare_labels:
+      row["labels_methods"] = _compare_labels_methods(model, batch_shape,
+                                                      timing)
     if batch == batch_sizes[0]:
       for precision in timing.precisions:
         latency.update(_time_precision(config, precision, batch_shape,
@@ -422,11 +466,21 @@ def _release(scratch):
   gc.collect()
 
 
+def _config_name(config_path):
+  """A row's name: the config file's, or its folder's for a pipeline.config
+  (a train dir, an export, a model_zoo entry)."""
+  name = os.path.splitext(os.path.basename(config_path))[0]
+  if name == "pipeline":
+    return os.path.basename(os.path.dirname(os.path.abspath(config_path)))
+  return name
+
+
 def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
                      num_classes=None, runs=3, warmup=1, paths=PATHS,
                      batch_sizes=None, num_threads=2, precisions=(),
                      ceiling=None, labels_method=full_resolution_labels.AUTO,
-                     profile=False, checkpoint=None, image_files=()):
+                     profile=False, checkpoint=None, image_files=(),
+                     compare_labels_methods=False):
   """Measures one config; never raises for a model that fails.
 
   Args:
@@ -437,8 +491,8 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     warmup: untimed runs before them (the first also traces/compiles).
     paths: names from PATHS.
     batch_sizes: batch sizes to time; None: input_shape's N only.
-    num_threads: threads of the TFLite and ONNX runtimes.
-    precisions: keys of PRECISIONS: also time Keras / XLA in that precision.
+    num_threads, precisions: threads of the TFLite and ONNX runtimes; keys
+      of PRECISIONS: also time Keras / XLA in that precision.
     ceiling: measure_ceiling()'s dict, for the achieved fractions.
     labels_method: how labels reach the input size, as export.py
       --labels_method (auto: 'boundary', 'resize' in the TFLite files).
@@ -449,6 +503,9 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     image_files: images to time on (resized to input_shape); empty: random
       pixels. A trained model on real images is what the 'boundary' labels
       tail's cost depends on.
+    compare_labels_methods: add `labels_methods` (_compare_labels_methods
+      at the first batch size): 'boundary' and 'nearest' against 'resize'
+      on each of the frozen, tflite and onnx paths requested.
 
   Returns:
     A row dict: config, name, architecture, params, flops (batch 1), gflops,
@@ -458,15 +515,13 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
     when the model could not be built (the fields measured before stay).
   """
   _check_paths(paths)
-  shape = tuple(input_shape)
-  batch_sizes = list(batch_sizes or [shape[0]])
-  row = {"config": config_path,
-         "name": os.path.splitext(os.path.basename(config_path))[0],
+  shape, batch_sizes = tuple(input_shape), list(batch_sizes or [input_shape[0]])
+  row = {"config": config_path, "name": _config_name(config_path),
          "input_shape": list(shape), "params": None, "flops": None,
          "gflops": None, "sizes": {}, "latency_ms": {}, "fps": {},
          "achieved_fraction": {}, "error": None}
   timing = _Timing(paths, runs, warmup, num_threads, precisions, labels_method,
-                   profile, list(image_files))
+                   profile, list(image_files), compare_labels_methods)
   scratch = _Scratch(tempfile.mkdtemp(prefix="fast_seg_bench_"), row["sizes"],
                      [])
   try:
@@ -495,12 +550,18 @@ def _measure_between_ceilings(report, config_path, measure, before):
   return after
 
 
-def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
-                  num_classes=None, runs=3, warmup=1, paths=PATHS,
-                  batch_sizes=None, num_threads=2, precisions=(),
-                  train_configs=(), train_steps=10, train_input_path=None,
-                  labels_method=full_resolution_labels.AUTO, output_json=None,
-                  log=print, profile=False, checkpoints=None, image_files=()):
+def _settings(options):
+  """benchmark_config's keyword arguments in `options`, defaults filled."""
+  bound = inspect.signature(benchmark_config).bind(None, **options)
+  bound.apply_defaults()
+  settings = dict(bound.arguments)
+  del settings["config_path"]
+  return settings
+
+
+def run_benchmark(config_paths=None, train_configs=(), train_steps=10,
+                  train_input_path=None, output_json=None, log=print,
+                  checkpoints=None, **options):
   """Measures the machine and each config in turn; writes the JSON report.
 
   The ceiling is measured again after every model: each row's achieved
@@ -509,31 +570,34 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
 
   Args:
     config_paths: pipeline configs; None: DEFAULT_CONFIGS.
-    input_shape, num_classes, runs, warmup, paths, batch_sizes, num_threads,
-      precisions, labels_method, profile, image_files: as in
-      benchmark_config.
-    checkpoints: {config path: its trained weights}; others random.
-    train_configs: configs whose training throughput and memory are measured
-      (fast_seg.tools.train_benchmark); empty: none.
-    train_steps: timed training steps per measurement.
+    train_configs, train_steps: configs whose training throughput and memory
+      are measured (fast_seg.tools.train_benchmark), in that many steps.
     train_input_path: training TFRecord glob for every train config instead
       of its own (None: the config's).
     output_json: where the report goes; None: not written.
     log: called with a progress line per step (None: silent).
+    checkpoints: {config path: its trained weights}; others random.
+    **options: benchmark_config's keyword arguments (input_shape, runs,
+      paths, labels_method, ...), the same for every config.
 
   Returns:
     The report: environment fields, settings, `ceiling`, `rows` and
     `training` (a list of train_benchmark results).
   """
+  settings = _settings(options)
   config_paths = list(config_paths or default_config_paths())
   log = log or (lambda line: None)
-  report = dict(environment(), input_shape=list(input_shape), runs=runs,
-                warmup=warmup, num_classes=num_classes, paths=list(paths),
-                batch_sizes=list(batch_sizes or [input_shape[0]]),
-                num_threads=num_threads, precisions=list(precisions),
-                labels_method=labels_method, image_files=len(image_files),
-                trained={p: c for p, c in (checkpoints or {}).items()},
-                rows=[], training=[])
+  shape = settings["input_shape"]
+  report = dict(environment(), input_shape=list(shape),
+                runs=settings["runs"], warmup=settings["warmup"],
+                num_classes=settings["num_classes"],
+                paths=list(settings["paths"]),
+                batch_sizes=list(settings["batch_sizes"] or [shape[0]]),
+                num_threads=settings["num_threads"],
+                precisions=list(settings["precisions"]),
+                labels_method=settings["labels_method"],
+                image_files=len(settings["image_files"]),
+                trained=dict(checkpoints or {}), rows=[], training=[])
   log("measuring the machine's matmul and conv throughput ...")
   report["ceiling"] = measure_ceiling()
 
@@ -541,17 +605,13 @@ def run_benchmark(config_paths=None, input_shape=DEFAULT_INPUT_SHAPE,
     if output_json:
       write_report(report, output_json)
   save()
-  measure = functools.partial(
-      benchmark_config, input_shape=input_shape, num_classes=num_classes,
-      runs=runs, warmup=warmup, paths=paths, batch_sizes=batch_sizes,
-      num_threads=num_threads, precisions=precisions,
-      labels_method=labels_method, profile=profile, image_files=image_files)
   before = report["ceiling"]
   for path in config_paths:
-    log(f"benchmarking {path} at {'x'.join(map(str, input_shape[1:3]))} ...")
+    log(f"benchmarking {path} at {'x'.join(map(str, shape[1:3]))} ...")
     before = _measure_between_ceilings(
         report, path, functools.partial(
-            measure, checkpoint=(checkpoints or {}).get(path)), before)
+            benchmark_config, **{**settings, "checkpoint": report[
+                "trained"].get(path)}), before)
     save()
   for path in train_configs:
     log(f"training throughput and memory of {path} ...")
@@ -728,10 +788,30 @@ def _error_lines(report):
   return out
 
 
+def _labels_methods_lines(report):
+  """The labels methods' times against 'resize', per model and runtime."""
+  lines = []
+  for row in report["rows"]:
+    for runtime, entry in (row.get("labels_methods") or {}).items():
+      if "error" in entry:
+        cells = [f"error: {entry['error']}"] + [""] * len(_COMPARED_METHODS)
+      else:
+        cells = [f"{entry['resize_ms']:.1f}"] + [
+            f"{entry[m]['median_ms']:.1f} ({entry[m]['ratio']:.3f}x)"
+            for m in _COMPARED_METHODS]
+      lines.append([row["name"], runtime, *cells])
+  if not lines:
+    return []
+  return ["", "Labels tail, each method timed run for run alongside resize "
+          "(ms, median per-run ratio):"] + _markdown(
+              ["config", "runtime", "resize ms", *_COMPARED_METHODS], lines)
+
+
 def format_table(report):
   """Markdown tables of the report: machine, models, latency, training."""
   return "\n".join(_setting_lines(report) + _latency_tables(report)
-                   + _throughput_table(report) + _profile_lines(report)
+                   + _throughput_table(report) + _labels_methods_lines(report)
+                   + _profile_lines(report)
                    + _training_table(report)
                    + _error_lines(report))
 
@@ -766,6 +846,11 @@ flags.DEFINE_enum("labels_method", full_resolution_labels.AUTO,
                   "How labels reach the input size (export.py "
                   "--labels_method).")
 flags.DEFINE_bool("fast_labels", False, "Same as --labels_method nearest.")
+flags.DEFINE_bool("compare_labels_methods", False,
+                  "Also time each labels method (boundary, nearest) against "
+                  "resize, run for run in one process, on each of the "
+                  "frozen, tflite and onnx paths requested; best with "
+                  "--trained_checkpoints and --image_glob.")
 flags.DEFINE_list("trained_checkpoints", [],
                   "Trained weights to time, one per --configs entry (a "
                   "checkpoint prefix or train dir; empty entry: random "
@@ -818,16 +903,18 @@ def main(argv):
     if not os.path.exists(path):
       raise FileNotFoundError(f"config file not found: {path}")
   report = run_benchmark(
-      FLAGS.configs or None, input_shape, FLAGS.num_classes, FLAGS.runs,
-      FLAGS.warmup, FLAGS.paths, batch_sizes or None, FLAGS.num_threads,
-      precisions, FLAGS.train_configs, FLAGS.train_steps,
-      FLAGS.train_input_path,
-      full_resolution_labels.from_flags(FLAGS.labels_method,
-                                        FLAGS.fast_labels),
-      FLAGS.output_json, profile=FLAGS.profile,
+      FLAGS.configs or None, FLAGS.train_configs, FLAGS.train_steps,
+      FLAGS.train_input_path, FLAGS.output_json,
       checkpoints=_checkpoints(FLAGS.configs, FLAGS.trained_checkpoints),
-      image_files=cli.glob_files(FLAGS.image_glob, "--image_glob")
-      if FLAGS.image_glob else ())
+      input_shape=input_shape, num_classes=FLAGS.num_classes,
+      runs=FLAGS.runs, warmup=FLAGS.warmup, paths=FLAGS.paths,
+      batch_sizes=batch_sizes or None, num_threads=FLAGS.num_threads,
+      precisions=precisions, profile=FLAGS.profile,
+      labels_method=full_resolution_labels.from_flags(FLAGS.labels_method,
+                                                      FLAGS.fast_labels),
+      image_files=(cli.glob_files(FLAGS.image_glob, "--image_glob")
+                   if FLAGS.image_glob else ()),
+      compare_labels_methods=FLAGS.compare_labels_methods)
   print(format_table(report))
   print(f"Wrote {FLAGS.output_json}")
 

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
+from fast_seg.export import latency as latency_lib
 from fast_seg.tools import benchmark
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -172,3 +173,27 @@ def test_trained_weights_and_real_images(trained_run, tmp_path):
   with pytest.raises(ValueError, match="one entry per --configs entry"):
     benchmark._checkpoints(["a.config", "b.config"], ["ckpt"])
   assert benchmark._checkpoints(["a", "b"], ["x", ""]) == {"a": "x"}
+
+
+def test_labels_methods_timed_alongside_resize(tmp_path):
+  row = benchmark.benchmark_config(
+      DEMO_CONFIG, input_shape=(1, 64, 64, 3), runs=3, warmup=1,
+      paths=(benchmark.FROZEN,), compare_labels_methods=True)
+  assert row["error"] is None
+  entry = row["labels_methods"]["tf"]
+  assert entry["resize_ms"] > 0
+  for method in ("boundary", "nearest"):
+    assert entry[method]["median_ms"] > 0 and entry[method]["ratio"] > 0
+  report = {"rows": [row]}
+  lines = benchmark._labels_methods_lines(report)
+  assert lines[-1].startswith("| icnet_mobilenet_v2_synthetic_128 | tf | ")
+  assert "| config | runtime | resize ms | boundary | nearest |" in lines
+
+
+def test_latency_runs_cycle_through_the_given_images(tmp_path):
+  images = np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3)
+  np.save(tmp_path / "images.npy", images)
+  batches = latency_lib._batches((2, 2, 2, 3), str(tmp_path / "images.npy"))
+  assert len(batches) == 2
+  np.testing.assert_array_equal(batches[1], images[2:4])
+  assert latency_lib._batches((1, 2, 2, 3), None)[0].shape == (1, 2, 2, 3)
