@@ -40,13 +40,14 @@ AUTO = "auto"
 TF, TFLITE, TFLITE_INT8, ONNX, COREML = (
     "tf", "tflite", "tflite_int8", "onnx", "coreml")
 # What 'auto' serves on each. Measured on 2 CPU cores, whole model, each
-# method's file timed alternately with the 'resize' one, trained CamVid
-# ICNet-MobileNetV2 on real frames (docs/export.md): 'boundary' took 0.81x
-# (width 0.25) / 0.97x (1.0) of 'resize''s time at 1024x2048 and 0.985x at
-# 360x480 in TensorFlow, 0.92x / 0.99x / 1.00x in float LiteRT, but
-# 1.02x / 0.98x / 1.04x in onnxruntime (its NonZero, ScatterND and If cost
-# more than its Resize saves). The int8 calibrator crashes on its graph,
-# and Core ML's converter lacks TensorScatterUpdate.
+# method's file timed run for run alongside the 'resize' one, trained CamVid
+# ICNet-MobileNetV2 0.25 / 1.0 on real frames (docs/export.md): 'boundary'
+# took 0.79-0.81x / 0.97-0.98x of 'resize''s time at 1024x2048 and 0.92x /
+# 0.99-1.00x at 360x480 in TensorFlow; 0.92-0.93x / 0.99-1.00x and 1.02x /
+# 0.99x in float LiteRT; but 0.97-1.02x / 0.98x and 1.17x / 1.04x in
+# onnxruntime (its NonZero, ScatterND and If cost more than its Resize
+# saves). The int8 calibrator crashes on the graph, and Core ML's converter
+# lacks TensorScatterUpdate.
 AUTO_METHODS = {TF: BOUNDARY, TFLITE: BOUNDARY, TFLITE_INT8: RESIZE,
                 ONNX: RESIZE, COREML: RESIZE}
 

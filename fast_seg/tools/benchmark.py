@@ -304,10 +304,11 @@ _PATH_RUNTIMES = {FROZEN: latency_lib.TF, TFLITE: latency_lib.TFLITE,
 
 
 def _compare_labels_methods(model, shape, timing):
-  """{runtime: {'resize_ms', method: {'median_ms', 'ratio'}}} per runtime of
-  the timed paths: each method's export timed run for run alongside the
-  'resize' one in a fresh process (ratio: median of the per-run ratios,
-  which a drifting host leaves nearly unchanged); {'error'} if it fails."""
+  """{runtime: {method: {'median_ms', 'resize_ms', 'ratio'}}} per runtime
+  of the timed paths: each method's export timed run for run alongside the
+  'resize' one in a fresh process (the two medians of that process; ratio:
+  the median of the per-run ratios, which a drifting host leaves nearly
+  unchanged); {'error'} if it fails."""
   images = _images(timing, shape)
   result = {}
   for path, runtime in _PATH_RUNTIMES.items():
@@ -324,8 +325,8 @@ def _compare_labels_methods(model, shape, timing):
         timed = exported.time(timing.runs, timing.warmup,
                               alongside=exports[0])
         entry[method] = {"median_ms": timed["median"],
+                         "resize_ms": timed["alongside"]["median"],
                          "ratio": timed["ratio"]}
-        entry["resize_ms"] = timed["alongside"]["median"]
       result[runtime] = entry
     except Exception as e:  # pylint: disable=broad-except
       result[runtime] = {"error": _short_error(e)}
@@ -794,17 +795,16 @@ def _labels_methods_lines(report):
   for row in report["rows"]:
     for runtime, entry in (row.get("labels_methods") or {}).items():
       if "error" in entry:
-        cells = [f"error: {entry['error']}"] + [""] * len(_COMPARED_METHODS)
+        cells = [f"error: {entry['error']}"] * len(_COMPARED_METHODS)
       else:
-        cells = [f"{entry['resize_ms']:.1f}"] + [
-            f"{entry[m]['median_ms']:.1f} ({entry[m]['ratio']:.3f}x)"
-            for m in _COMPARED_METHODS]
+        cells = [f"**{entry[m]['ratio']:.3f}x** ({entry[m]['median_ms']:.1f} "
+                 f"vs {entry[m]['resize_ms']:.1f} ms)" for m in _COMPARED_METHODS]
       lines.append([row["name"], runtime, *cells])
   if not lines:
     return []
-  return ["", "Labels tail, each method timed run for run alongside resize "
-          "(ms, median per-run ratio):"] + _markdown(
-              ["config", "runtime", "resize ms", *_COMPARED_METHODS], lines)
+  return ["", "Labels tail, each method timed run for run alongside resize in "
+          "one process (median per-run ratio; the medians of both):"] + (
+              _markdown(["config", "runtime", *_COMPARED_METHODS], lines))
 
 
 def format_table(report):
