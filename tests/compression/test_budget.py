@@ -223,7 +223,8 @@ def test_a_table_of_another_cost_is_refused(analysis, trained_run, tmp_path):
             cost_lib.FLOPS, (1, 96, 96, 3)), 0.01, analysis=result)
 
 
-@pytest.mark.parametrize("runtime", [latency.TF, latency.TFLITE_INT8])
+@pytest.mark.parametrize("runtime", [latency.TF, latency.TFLITE_INT8,
+                                     latency.ONNX])
 def test_latency_is_measured_on_the_exported_model(runtime):
   model = model_builder.build(helpers.model_config(filter_scale=0.25))
   timing = latency.measure(model, runtime, SHAPE, runs=2, warmup=1)
@@ -249,7 +250,7 @@ def test_a_candidate_is_timed_run_for_run_alongside_the_reference():
 
 def test_cost_refuses_unknown_runtimes():
   with pytest.raises(ValueError, match="--runtime must be one of tf, tflite, "
-                     "tflite_int8, got 'gpu'"):
+                     "tflite_int8, onnx, got 'gpu'"):
     cost_lib.Cost(cost_lib.LATENCY, SHAPE, "gpu")
   with pytest.raises(ValueError, match="--ratios must be numbers in"):
     sensitivity.parse_ratios("0.5,1.5")
