@@ -5,7 +5,8 @@
       [--formats saved_model,frozen_graph,tflite,coreml,onnx] \
       [--quantize none|float16|dynamic|int8] [--output labels|probabilities|colours] \
       [--input_type uint8|float32] [--random_weights] [--pad_to_shape 1025,2049] \
-      [--contract fast_seg|tf1|keras_coreml]
+      [--labels_method auto|boundary|resize|nearest] \
+      [--labels_dtype int32|int64|uint16|uint8] [--contract fast_seg|tf1|keras_coreml]
 
 The graph takes `inputs` [N,H,W,3] pixels (0..255) and returns `predictions`
 at the input size: preprocessing, the main head only and the resize are
@@ -51,8 +52,9 @@ flags.DEFINE_enum("labels_method", full_resolution_labels.AUTO,
                   "(exact; only the cells along class boundaries are "
                   "interpolated), resize (exact; every logit map resized), "
                   "nearest (approximate: the low-resolution arg-max "
-                  "upsampled). auto: boundary, and resize in the TFLite "
-                  "file, where it runs faster.")
+                  "upsampled). auto: per format, the exact one measured "
+                  "faster on its runtime (boundary in TensorFlow and float "
+                  "TFLite; resize in int8 TFLite, ONNX and Core ML).")
 flags.DEFINE_bool("fast_labels", False, "Same as --labels_method nearest.")
 flags.DEFINE_enum("labels_dtype", None, list(serving.LABELS_DTYPES),
                   "The type of --output labels instead of the contract's "

@@ -10,9 +10,15 @@ measured once as the reference, and every other model is timed alongside
 it, run for run in one fresh process: its cost is the median of the per-run
 ratios times the reference's latency. A slow minute slows both sides of a
 ratio alike.
+
+The exports resize every logit map (labels_method 'resize'): the runs take
+random pixels, on which the 'boundary' tail's cost would follow whichever
+branch each width's noise happens to take; 'resize' costs the same for
+every width, so the search compares the networks.
 """
 
 from fast_seg.compression import compress_lib
+from fast_seg.export import full_resolution_labels
 from fast_seg.export import latency
 
 LATENCY = "latency"
@@ -53,6 +59,10 @@ class Cost:
               "unpruned model")
     return f"GFLOPs at {size} (multiply-add = 2)"
 
+  def _export(self, model):
+    return latency.Exported(model, self.runtime, self.input_shape,
+                            labels_method=full_resolution_labels.RESIZE)
+
   def reference(self, model, known=None):
     """Costs the unpruned model; later latencies are measured against it.
 
@@ -63,7 +73,7 @@ class Cost:
       return self.of(model)
     if self._reference is not None:
       self._reference.close()
-    self._reference = latency.Exported(model, self.runtime, self.input_shape)
+    self._reference = self._export(model)
     self._reference_ms = known or self._reference.time(
         runs=2 * self.runs)["median"]
     return self._reference_ms
@@ -72,7 +82,7 @@ class Cost:
     """The model's cost in `unit`."""
     if self.kind == FLOPS:
       return compress_lib.count_flops(model, self.input_shape) / 1e9
-    exported = latency.Exported(model, self.runtime, self.input_shape)
+    exported = self._export(model)
     try:
       if self._reference is None:
         return exported.time(runs=self.runs)["median"]

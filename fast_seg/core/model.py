@@ -325,20 +325,22 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
     """
     logits = tf.image.resize(tf.cast(logits, tf.float32), output_size,
                              method="bilinear")
+    result = {fields.PredictionFields.labels:
+              self.labels_of(logits, threshold)}
+    if with_probabilities:
+      result[fields.PredictionFields.probabilities] = (
+          tf.sigmoid(logits) if self.is_binary else tf.nn.softmax(logits))
+    return result
+
+  def labels_of(self, logits, threshold=None):
+    """int32 labels [...] of float logits [..., C] where they are: the
+    arg-max, or a binary model's threshold (`threshold` overrides it)."""
     if self.is_binary:
       threshold = self.binary_output.threshold if threshold is None else threshold
       # sigmoid(x) > t  <=>  x > log(t / (1 - t)): no sigmoid for the labels.
       logit_threshold = math.log(threshold / (1.0 - threshold))
-      result = {fields.PredictionFields.labels:
-                tf.cast(logits[..., 0] > logit_threshold, tf.int32)}
-      if with_probabilities:
-        result[fields.PredictionFields.probabilities] = tf.sigmoid(logits)
-      return result
-    result = {fields.PredictionFields.labels:
-              tf.argmax(logits, axis=-1, output_type=tf.int32)}
-    if with_probabilities:
-      result[fields.PredictionFields.probabilities] = tf.nn.softmax(logits)
-    return result
+      return tf.cast(logits[..., 0] > logit_threshold, tf.int32)
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
   @property
   def backbone_layers(self):

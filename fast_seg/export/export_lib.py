@@ -133,13 +133,9 @@ class ExportRequest:
                        f"{', '.join(refused)}")
 
   def _check_labels_method(self):
-    full_resolution_labels.check_method(self.labels_method)
-    if (self.labels_method_of("tflite") == full_resolution_labels.BOUNDARY
-        and "tflite" in self.formats and self.quantize == "int8"):
-      # The calibrator crashes the process on its WHERE / tf.cond graph.
-      raise ValueError("--labels_method boundary cannot be calibrated for "
-                       "--quantize int8; use --labels_method auto (the "
-                       "TFLite file resizes) or resize")
+    """ValueErrors for a method no requested format can serve."""
+    for name in ("saved_model", *self.formats):
+      self.labels_method_of(name)
 
   def _check_labels_dtype(self):
     if not self.labels_dtype:
@@ -529,8 +525,8 @@ def _flops(request, job, palette):
 
 
 def _new_report(request, job, from_eval, palette):
-  """export_report.json before its formats: what the check input is and,
-  with fast_labels, how far its labels are from the exact ones."""
+  """export_report.json before its formats: the check input, each format's
+  labels method and, with 'nearest', how far its labels are from exact."""
   report = {"check_input": "eval image" if from_eval else "random pixels",
             "output": request.output, "input_type": request.input_type,
             "formats": {}}

@@ -16,8 +16,8 @@ half-width ICNet's time. Three ways to the labels:
   TensorFlow's own half-pixel weights and formula, so the labels equal
   'resize' bit for bit where its arithmetic is the same (tests check it).
   It needs an integer upsampling factor and static sizes, and pays off
-  while few cells are mixed: otherwise (an untrained model's noise) the
-  graph takes 'resize' itself.
+  while few cells are mixed: otherwise (noise, as some untrained models
+  predict) the graph takes 'resize' itself.
 - 'nearest': the arg-max at low resolution, upsampled by nearest
   neighbour. Approximate: labels differ along class boundaries
   (export.py --fast_labels).
@@ -46,8 +46,8 @@ TF, TFLITE, TFLITE_INT8, ONNX, COREML = (
 # 0.99-1.00x at 360x480 in TensorFlow; 0.92-0.93x / 0.99-1.00x and 1.02x /
 # 0.99x in float LiteRT; but 0.97-1.02x / 0.98x and 1.17x / 1.04x in
 # onnxruntime (its NonZero, ScatterND and If cost more than its Resize
-# saves). The int8 calibrator crashes on the graph, and Core ML's converter
-# lacks TensorScatterUpdate.
+# saves). The int8 calibrator crashes on the graph. Core ML converts the
+# model's own network (coreml_format), which always resizes.
 AUTO_METHODS = {TF: BOUNDARY, TFLITE: BOUNDARY, TFLITE_INT8: RESIZE,
                 ONNX: RESIZE, COREML: RESIZE}
 
@@ -79,14 +79,20 @@ def from_flags(labels_method, fast_labels):
 
 def resolve(method, runtime=TF):
   """The method a `runtime` file serves for `method`: 'auto' is the exact
-  method measured faster there (AUTO_METHODS); others are themselves."""
+  method measured faster there (AUTO_METHODS), others are themselves, but
+  Core ML always resizes, and 'boundary' in int8 LiteRT is a ValueError."""
   check_method(method)
-  if method != AUTO:
-    return method
   if runtime not in AUTO_METHODS:
     raise ValueError(f"runtime must be one of {', '.join(AUTO_METHODS)}, got "
                      f"'{runtime}'")
-  return AUTO_METHODS[runtime]
+  if method == BOUNDARY and runtime == TFLITE_INT8:
+    # The calibrator crashes the whole process on its WHERE / tf.cond graph.
+    raise ValueError("--labels_method boundary cannot be calibrated for int8 "
+                     "TFLite (--quantize int8, tflite_int8); use auto or "
+                     "resize")
+  if runtime == COREML:
+    return RESIZE  # Core ML converts the model's own network, which resizes.
+  return AUTO_METHODS[runtime] if method == AUTO else method
 
 
 def labels(model, logits, size, method=BOUNDARY):
@@ -113,16 +119,11 @@ def _resized_labels(model, logits, size):
   return model.postprocess(logits, size)[fields.PredictionFields.labels]
 
 
-def _low_labels(model, logits):
-  # Same static size: postprocess's resize is skipped.
-  return model.postprocess(logits, logits.shape[1:3])[
-      fields.PredictionFields.labels]
-
-
 def _nearest_labels(model, logits, size):
   # float32: TFLite's nearest resize has no integer kernels; ids are exact
   # in float32.
-  low = tf.cast(_low_labels(model, logits), tf.float32)[..., None]
+  low = tf.cast(model.labels_of(tf.cast(logits, tf.float32)),
+                tf.float32)[..., None]
   upsampled = tf.image.resize(low, size, method="nearest")[..., 0]
   # Rounded: an int8 TFLite model quantizes this float map too.
   return tf.cast(tf.round(upsampled), tf.int32)
@@ -177,7 +178,7 @@ def _boundary_labels(model, logits, size, layout):
   """'boundary' (see the module docstring), 'resize' when too many mixed."""
   logits = tf.cast(logits, tf.float32)
   padded = _edge_padded(logits)
-  corner = _low_labels(model, padded)  # [N, h + 2, w + 2]
+  corner = model.labels_of(padded)  # [N, h + 2, w + 2]
   top_left = corner[:, :-1, :-1]
   mixed = ((top_left != corner[:, :-1, 1:]) | (top_left != corner[:, 1:, :-1])
            | (top_left != corner[:, 1:, 1:]))  # [N, h + 1, w + 1] cells
@@ -212,8 +213,7 @@ def _fill_cells(model, padded, top_left, mixed, size, layout):
   (row_factor, row_offset, _), (column_factor, column_offset, _) = layout
   cells = tf.cast(tf.where(mixed), tf.int32)
   values = _interpolated_cells(padded, cells, layout)
-  cell_labels = model.postprocess(values, (row_factor, column_factor))[
-      fields.PredictionFields.labels]  # [K, s_y, s_x]
+  cell_labels = model.labels_of(values)  # [K, s_y, s_x]
   shape = tf.shape(top_left)
   filled = tf.broadcast_to(tf.reshape(top_left, tf.concat([shape, [1, 1]], 0)),
                            tf.concat([shape, [row_factor, column_factor]], 0))

@@ -144,6 +144,14 @@ def _time_in_fresh_process(paths, runtime, input_shape, runs, warmup,
                    f"in its process: {tail[-500:]}")
 
 
+def _check_images(images, input_shape):
+  if (np.ndim(images) != 4 or tuple(np.shape(images)[1:]) != input_shape[1:]
+      or len(images) < input_shape[0]):
+    raise ValueError(f"timing images must be [K >= {input_shape[0]}, "
+                     f"{', '.join(map(str, input_shape[1:]))}], got "
+                     f"{list(np.shape(images))}")
+
+
 class Exported:
   """A model exported for a runtime once, then timed as often as needed."""
 
@@ -159,6 +167,7 @@ class Exported:
                                     self._workdir, labels_method)
     self.images_path = None
     if images is not None:
+      _check_images(images, self.input_shape)
       self.images_path = os.path.join(self._workdir, "images.npy")
       np.save(self.images_path, np.asarray(images, np.uint8))
 
@@ -241,7 +250,8 @@ def _time_files(paths, runtime, input_shape, runs, warmup, num_threads,
     firsts = [None] * len(runners)
     for step in range(warmup):
       for i, (run, _) in enumerate(runners):
-        firsts[i] = firsts[i] or timed(run, step)
+        elapsed = timed(run, step)
+        firsts[i] = elapsed if firsts[i] is None else firsts[i]
     times = [[timed(run, step) for run, _ in runners] for step in range(runs)]
     times = [list(column) for column in zip(*times)]
   finally:

@@ -4,10 +4,14 @@
       [--input_shape 1,1024,2048,3] [--batch_sizes 1,2] [--num_classes 19] \
       [--paths keras,keras_xla,frozen,tflite,tflite_int8,onnx] [--num_threads 2] \
       [--precisions float16,bfloat16] [--runs 5] [--warmup 1] \
-      [--train_configs c.config] --output_json bench_output/benchmark.json
+      [--train_configs c.config] [--labels_method auto|boundary|resize|nearest] \
+      [--trained_checkpoints ckpt_a,ckpt_b --image_glob 'frames/*.png'] \
+      [--compare_labels_methods] --output_json bench_output/benchmark.json
 
-Models get random weights (nothing is loaded or downloaded): speed and size do
-not depend on them. Each model is measured as it is served, uint8 images in
+Models get random weights on random pixels unless --trained_checkpoints and
+--image_glob give real ones (nothing is downloaded): the network's speed does
+not depend on them, the 'boundary' labels tail's does (docs/export.md). Each
+model is measured as it is served, uint8 images in
 and labels out (inference_graph.build_inference_function), on every path: the
 tf.function (SavedModel path), the same compiled with XLA, the frozen graph in
 a TF1 Session, TFLite float32 and int8 (LiteRT with XNNPACK, `num_threads`
@@ -245,7 +249,10 @@ def _time_converted_paths(timer, functions, images, paths, num_threads,
     if not os.path.exists(directory):
       inference_graph.save_saved_model(functions.model,
                                         functions.function(path), directory)
-      scratch.sizes[f"saved_model_b{batch}"] = size_report.byte_size(directory)
+      served = functions.method(path) == functions.method(latency_lib.TF)
+      scratch.sizes[f"saved_model_b{batch}" if served else
+                    f"saved_model_{functions.method(path)}_b{batch}"] = (
+                        size_report.byte_size(directory))
     return directory
 
   for path, quantize in ((TFLITE, "none"), (TFLITE_INT8, "int8")):
@@ -336,18 +343,20 @@ def _compare_labels_methods(model, shape, timing):
   return result
 
 
-def _time_precision(config, precision, shape, timing):
-  """Keras and XLA latency of the model built under a mixed policy."""
+def _time_precision(config, model, precision, shape, timing):
+  """Keras and XLA latency of `model` rebuilt under a mixed policy, with its
+  weights (trained or random) and the row's images."""
   latency = {}
   timer = _PathTimer(latency, timing.runs, timing.warmup)
   keras.mixed_precision.set_global_policy(PRECISIONS[precision])
   try:
-    model = model_builder.build(config.model)
+    mixed = model_builder.build(config.model)
   finally:
     keras.mixed_precision.set_global_policy("float32")
-  images = tf.constant(latency_lib.random_images(shape))
+  mixed.inference_model.set_weights(model.inference_model.get_weights())
+  images = tf.constant(_images(timing, shape))
   serve = inference_graph.build_inference_function(
-      model, tuple(shape),
+      mixed, tuple(shape),
       labels_method=full_resolution_labels.resolve(timing.labels_method))
   timer(f"{KERAS}_{precision}",
         lambda: functools.partial(_served, serve, images))
@@ -420,8 +429,8 @@ def _time_batches(row, config, model, shape, batch_sizes, timing, scratch):
                                                       timing)
     if batch == batch_sizes[0]:
       for precision in timing.precisions:
-        latency.update(_time_precision(config, precision, batch_shape,
-                                       timing))
+        latency.update(_time_precision(config, model, precision,
+                                       batch_shape, timing))
     row["latency_ms"][str(batch)] = latency
     row["fps"][str(batch)] = {
         path: 1000.0 * batch / entry["median"]
@@ -496,7 +505,7 @@ def benchmark_config(config_path, input_shape=DEFAULT_INPUT_SHAPE,
       of PRECISIONS: also time Keras / XLA in that precision.
     ceiling: measure_ceiling()'s dict, for the achieved fractions.
     labels_method: how labels reach the input size, as export.py
-      --labels_method (auto: 'boundary', 'resize' in the TFLite files).
+      --labels_method (auto: per path's runtime, as export.py gives it).
     profile: add `op_profile` (latency.op_profile of the frozen graph at
       the first batch size: time per op type).
     checkpoint: the trained weights to time (a checkpoint prefix or train
@@ -868,6 +877,9 @@ FLAGS = flags.FLAGS
 
 def _checkpoints(configs, checkpoints):
   """{config: checkpoint} of --configs and --trained_checkpoints."""
+  if checkpoints and not configs:
+    raise ValueError("--trained_checkpoints needs --configs (one checkpoint "
+                     "per config)")
   if checkpoints and len(checkpoints) != len(configs):
     raise ValueError(f"--trained_checkpoints needs one entry per --configs "
                      f"entry ({len(configs)}), got {len(checkpoints)}")

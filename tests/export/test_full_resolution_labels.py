@@ -113,6 +113,9 @@ def test_unknown_method_and_flags_refused():
   assert labels_lib.resolve("auto", "tflite_int8") == labels_lib.RESIZE
   assert labels_lib.resolve("auto", "onnx") == labels_lib.RESIZE
   assert labels_lib.resolve("nearest", "onnx") == labels_lib.NEAREST
+  assert labels_lib.resolve("boundary", "coreml") == labels_lib.RESIZE
+  with pytest.raises(ValueError, match="boundary cannot be calibrated"):
+    labels_lib.resolve("boundary", "tflite_int8")
 
 
 @pytest.mark.skipif(not CAMVID_IMAGE.exists(),
@@ -161,7 +164,7 @@ def test_export_gives_each_runtime_its_exact_tail(trained_run, tmp_path):
 
 def test_export_refusals():
   with pytest.raises(ValueError, match="--labels_method boundary cannot be "
-                     "calibrated for --quantize int8"):
+                     "calibrated for int8 TFLite"):
     export_lib.ExportRequest((1, 64, 64, 3), formats=("tflite",),
                              quantize="int8", labels_method="boundary").check()
   export_lib.ExportRequest((1, 64, 64, 3), formats=("tflite",),
@@ -180,3 +183,34 @@ def test_export_refusals():
                      "has 300 classes"):
     export_lib.ExportRequest(**request).check_num_classes(300)
   export_lib.ExportRequest(**request).check_num_classes(256)
+
+
+def test_converted_boundary_graphs_with_and_without_mixed_cells(model):
+  """LiteRT and onnxruntime run the boundary graph on a frame with no class
+  boundary (zero mixed cells: empty gathers and scatter) and on one with."""
+  tf2onnx = pytest.importorskip("tf2onnx")
+  onnxruntime = pytest.importorskip("onnxruntime")
+  spec = tf.TensorSpec((1, 16, 20, 6), tf.float32)
+  boundary = tf.function(lambda l: labels_lib.labels(
+      model, l, (64, 80), labels_lib.BOUNDARY), input_signature=[spec])
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [boundary.get_concrete_function()], boundary)
+  interpreter = tflite_format._litert().Interpreter(  # pylint: disable=protected-access
+      model_content=converter.convert())
+  interpreter.allocate_tensors()
+
+  def lite(logits):
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], logits)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+  proto, _ = tf2onnx.convert.from_function(boundary, input_signature=[spec])
+  session = onnxruntime.InferenceSession(proto.SerializeToString())
+  uniform = tf.constant(np.eye(6)[np.full((1, 16, 20), 3)], tf.float32)
+  for logits in (uniform, _regions((1, 16, 20), 6, 4)):
+    resize = labels_lib.labels(model, logits, (64, 80), labels_lib.RESIZE)
+    np.testing.assert_array_equal(boundary(logits), resize)
+    np.testing.assert_array_equal(lite(logits.numpy()), resize)
+    np.testing.assert_array_equal(
+        session.run(None, {session.get_inputs()[0].name: logits.numpy()})[0],
+        resize)

@@ -165,7 +165,7 @@ def test_trained_weights_and_real_images(trained_run, tmp_path):
   for i, colour in enumerate(((255, 0, 0), (0, 0, 255))):
     files.append(str(tmp_path / f"{i}.png"))
     Image.new("RGB", (40, 30), colour).save(files[-1])
-  timing = benchmark._Timing((), 1, 0, 2, (), "auto", False, files)
+  timing = benchmark._Timing((), 1, 0, 2, (), "auto", False, files, False)
   images = benchmark._images(timing, (3, 12, 16, 3))
   assert images.shape == (3, 12, 16, 3) and images.dtype == np.uint8
   np.testing.assert_array_equal(images[:, 0, 0], [[255, 0, 0], [0, 0, 255],
@@ -175,7 +175,7 @@ def test_trained_weights_and_real_images(trained_run, tmp_path):
   assert benchmark._checkpoints(["a", "b"], ["x", ""]) == {"a": "x"}
 
 
-def test_labels_methods_timed_alongside_resize(tmp_path):
+def test_labels_methods_timed_alongside_resize():
   row = benchmark.benchmark_config(
       DEMO_CONFIG, input_shape=(1, 64, 64, 3), runs=3, warmup=1,
       paths=(benchmark.FROZEN,), compare_labels_methods=True)
