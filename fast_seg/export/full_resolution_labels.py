@@ -104,9 +104,9 @@ def labels(model, logits, size, method=BOUNDARY):
     size: (H, W), Python ints where static.
     method: a name in METHODS.
   """
-  if method not in METHODS:
-    raise ValueError(f"labels method must be one of {', '.join(METHODS)}, "
-                     f"got '{method}'")
+  if method == AUTO:  # A file's method: resolve() it for its runtime first.
+    raise ValueError("labels(): resolve 'auto' for a runtime first")
+  check_method(method)
   if method == NEAREST:
     return _nearest_labels(model, logits, size)
   layout = _cell_layout(logits.shape, size)
@@ -169,7 +169,11 @@ def _cell_layout(logits_shape, size):
 
 def _edge_padded(values):
   """[N, h, w, ...] with each border pixel repeated once on the outside:
-  interpolating it is the resize's clamping at the edges."""
+  interpolating it is the resize's clamping at the edges.
+
+  Concatenated slices, not tf.pad(mode='SYMMETRIC'): LiteRT runs that as
+  MIRROR_PAD off XNNPACK, measured 9.7 ms against 1.7 at 258x514x11.
+  """
   values = tf.concat([values[:, :1], values, values[:, -1:]], 1)
   return tf.concat([values[:, :, :1], values, values[:, :, -1:]], 2)
 
