@@ -100,7 +100,7 @@ class SegmentationLoss:
       target head (if any) last.
     binary: whether the heads have one sigmoid channel.
     class_weights: per-class weights or None; set_class_weights replaces them
-      (train.py does for MEDIAN_FREQUENCY).
+      (train.py does for MEDIAN_FREQUENCY and ENET).
     class_weighting: the ClassWeighting enum value of the config.
   """
 
@@ -237,6 +237,7 @@ def _class_weights(config, num_classes, binary, field_path):
         f"{field_path}.class_weights has {len(class_weights)} values; {what}")
   if any(w < 0 for w in class_weights):
     raise ValueError(f"{field_path}.class_weights must be >= 0")
+  _check_enet_constant(config, field_path)
   if class_weights and config.class_weighting != losses_pb2.UNIFORM:
     # train.py fills class_weights in for class_weighting and saves them
     # with the run, so a resumed run, eval and export use the same numbers.
@@ -245,6 +246,21 @@ def _class_weights(config, num_classes, binary, field_path):
                  ", ".join(f"{w:.3f}" for w in class_weights),
                  losses_pb2.ClassWeighting.Name(config.class_weighting))
   return class_weights
+
+
+def _check_enet_constant(config, field_path):
+  """enet_weighting_constant: > 1, and set only where ENET reads it."""
+  field = f"{field_path}.enet_weighting_constant"
+  if config.class_weighting != losses_pb2.ENET:
+    if config.HasField("enet_weighting_constant"):
+      raise ValueError(
+          f"{field} applies to class_weighting ENET only; this loss has "
+          f"class_weighting "
+          f"{losses_pb2.ClassWeighting.Name(config.class_weighting)}")
+    return
+  if config.enet_weighting_constant <= 1.0:
+    raise ValueError(f"{field} must be > 1 (weights 1 / ln(c + p_c)), got "
+                     f"{config.enet_weighting_constant:g}")
 
 
 def _aux_head_weights(config, default_aux_weights, field_path):

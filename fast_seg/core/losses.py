@@ -7,6 +7,8 @@ returns a float32 scalar. Binary models get labels 0 / 1 (see
 its true class; means divide by the number of counted pixels.
 """
 
+import math
+
 import tensorflow as tf
 
 
@@ -282,3 +284,26 @@ def median_frequency_weights(frequencies):
   median = (present[middle] if len(present) % 2
             else 0.5 * (present[middle - 1] + present[middle]))
   return [median / float(f) if f > 0 else 0.0 for f in frequencies]
+
+
+def enet_weights(frequencies, constant=1.10):
+  """ENet's class weights (Paszke et al. 2016): 1 / ln(constant + p_c).
+
+  Args:
+    frequencies: per-class pixel counts or fractions (any positive scale);
+      p_c is each one's share of their sum.
+    constant: c > 1, so every weight is positive and at most 1 / ln(c).
+
+  Returns:
+    List of floats, one per class (a class with no pixels gets 1 / ln(c)).
+
+  Raises:
+    ValueError: constant <= 1, or no class has pixels.
+  """
+  if constant <= 1.0:
+    raise ValueError(f"ENet weights need a constant > 1, got {constant:g}")
+  total = float(sum(frequencies))
+  if total <= 0:
+    raise ValueError("ENet weights need at least one class with pixels; "
+                     "every frequency is 0")
+  return [1.0 / math.log(constant + float(f) / total) for f in frequencies]

@@ -224,13 +224,15 @@ class Trainer:
     arch = config_util.get_model_config(self.config.model)
     self.palette = (dataset_info.palette(info) if info is not None
                     else visualization.default_palette(arch.num_classes))
-    if (arch.loss.class_weighting == losses_pb2.MEDIAN_FREQUENCY
+    if (arch.loss.class_weighting != losses_pb2.UNIFORM
         and not arch.loss.class_weights):
       # Written into the config, so the saved pipeline.config, a resumed run
       # and eval see the weights this run trains with.
-      arch.loss.class_weights[:] = median_frequency_class_weights(
+      arch.loss.class_weights[:] = computed_class_weights(
           self.config, info, self.dataset_info_path)
-      logging.info("Median-frequency class weights: %s",
+      logging.info("%s class weights over %s: %s",
+                   losses_pb2.ClassWeighting.Name(arch.loss.class_weighting),
+                   ", ".join(self.config.train_input_reader.tf_record_input_path),
                    ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
 
   def _build_model_and_optimizer(self):
@@ -812,8 +814,11 @@ def resolve_num_steps(pipeline_config, info, info_path):
   return examples
 
 
-def median_frequency_class_weights(pipeline_config, info, info_path):
-  """Loss.class_weighting MEDIAN_FREQUENCY from the training split's info.
+def computed_class_weights(pipeline_config, info, info_path):
+  """Loss.class_weighting MEDIAN_FREQUENCY or ENET from the training splits.
+
+  The pixel frequencies are those of every split train_input_reader reads
+  (train and val for a trainval run), combined by their example counts.
 
   Args:
     pipeline_config: the pipeline; its model and train_input_reader are read.
@@ -831,9 +836,10 @@ def median_frequency_class_weights(pipeline_config, info, info_path):
   which = pipeline_config.model.WhichOneof("model")
   arch = getattr(pipeline_config.model, which)
   reader = pipeline_config.train_input_reader
+  weighting = losses_pb2.ClassWeighting.Name(arch.loss.class_weighting)
   if info is None:
     raise ValueError(
-        f"model.{which}.loss.class_weighting MEDIAN_FREQUENCY needs the "
+        f"model.{which}.loss.class_weighting {weighting} needs the "
         "dataset_info.json that the converters write beside the TFRecords of "
         f"train_input_reader ({', '.join(reader.tf_record_input_path)}); none "
         "found: convert with python -m fast_seg.data.convert or give "
@@ -845,6 +851,9 @@ def median_frequency_class_weights(pipeline_config, info, info_path):
         arch.binary_output).foreground_ids(arch.num_classes)
     foreground = sum(f for i, f in enumerate(frequencies) if i in ids)
     frequencies = [1.0 - foreground, foreground]
+  if arch.loss.class_weighting == losses_pb2.ENET:
+    return core_losses.enet_weights(frequencies,
+                                    arch.loss.enet_weighting_constant)
   return core_losses.median_frequency_weights(frequencies)
 
 

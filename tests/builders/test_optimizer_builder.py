@@ -55,6 +55,25 @@ def test_warmup_then_schedule_from_zero():
   assert float(schedule(60)) == pytest.approx(0.05, rel=1e-5)
 
 
+def test_warmup_poly_is_the_anchors_schedule():
+  # The from-scratch CamVid anchors' WarmupPolyLR (per iteration): linear
+  # from base / 3 to base over 500 steps, then base * (1 - (t - 500) /
+  # (T - 500)) ^ 0.9; the trainval config's 46800 steps.
+  schedule = _lr("polynomial_decay_learning_rate { initial_learning_rate: 0.001 power: 0.9 } "
+                 "warmup { steps: 500 start_learning_rate: 0.000333333 }", 46800)
+  base, total = 0.001, 46800
+
+  def anchor(t):
+    if t <= 500:
+      alpha = t / 500
+      return base * (1 / 3 * (1 - alpha) + alpha)
+    return base * (1 - (t - 500) / (total - 500)) ** 0.9
+
+  for step in (0, 1, 250, 499, 500, 501, 10000, 23650, 46000, 46799, 46800):
+    assert float(schedule(step)) == pytest.approx(anchor(step), rel=1e-5, abs=1e-9)
+  assert float(schedule(23650)) == pytest.approx(0.001 * 0.5 ** 0.9, rel=1e-5)
+
+
 def test_empty_learning_rate_names_field():
   with pytest.raises(ValueError, match=r"learning_rate.*constant_learning_rate"):
     _lr("")

@@ -206,3 +206,18 @@ def test_median_frequency_weights():
   assert losses.median_frequency_weights([0.25, 0.75]) == pytest.approx([2.0, 2 / 3])
   with pytest.raises(ValueError, match="every frequency is 0"):
     losses.median_frequency_weights([0.0, 0.0])
+
+
+def test_enet_weights_by_hand():
+  # p = (0.5, 0.3, 0.2, 0): 1 / ln(1.10 + p); counts or fractions alike.
+  expected = [1 / np.log(1.6), 1 / np.log(1.4), 1 / np.log(1.3), 1 / np.log(1.1)]
+  assert losses.enet_weights([0.5, 0.3, 0.2, 0.0]) == pytest.approx(expected)
+  assert losses.enet_weights([50, 30, 20, 0]) == pytest.approx(expected)
+  assert losses.enet_weights([50, 30, 20, 0]) == pytest.approx(
+      [2.12764, 2.97201, 3.81149, 10.49206], rel=1e-5)
+  assert losses.enet_weights([1.0, 1.0], constant=1.02) == pytest.approx(
+      [1 / np.log(1.52)] * 2)
+  with pytest.raises(ValueError, match="constant > 1, got 1"):
+    losses.enet_weights([0.5, 0.5], constant=1.0)
+  with pytest.raises(ValueError, match="every frequency is 0"):
+    losses.enet_weights([0.0, 0.0])

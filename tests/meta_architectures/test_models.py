@@ -137,6 +137,10 @@ def test_restore_layers_by_fine_tune_type():
      r"model.icnet.loss.class_weights has 1 values; num_classes is 3"),
     ('icnet { num_classes: 3 feature_extractor { type: "mobilenet_v2" } loss { softmax_cross_entropy {} aux_weights: 0.4 } }',
      r"aux_weights has 1 values; this model has 2 auxiliary heads"),
+    ('icnet { num_classes: 3 feature_extractor { type: "mobilenet_v2" } loss { softmax_cross_entropy {} class_weighting: ENET enet_weighting_constant: 1.0 } }',
+     r"model.icnet.loss.enet_weighting_constant must be > 1 \(weights 1 / ln\(c \+ p_c\)\), got 1"),
+    ('icnet { num_classes: 3 feature_extractor { type: "mobilenet_v2" } loss { softmax_cross_entropy {} class_weighting: MEDIAN_FREQUENCY enet_weighting_constant: 1.2 } }',
+     r"model.icnet.loss.enet_weighting_constant applies to class_weighting ENET only; this loss has class_weighting MEDIAN_FREQUENCY"),
     ('icnet { num_classes: 3 ignore_label: 2 feature_extractor { type: "mobilenet_v2" } loss { softmax_cross_entropy {} } }',
      r"ignore_label \(2\) is a class id"),
 ])

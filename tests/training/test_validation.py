@@ -10,6 +10,7 @@ from fast_seg.evaluation import eval_lib
 from fast_seg.export import export_lib
 from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
+from fast_seg.utils import config_util
 from tests import helpers
 
 TRAIN_EXAMPLES = 16  # tiny_dataset's train split
@@ -156,3 +157,25 @@ def test_validation_numbers_equal_eval_of_the_same_step(validated_run, tmp_path)
   result = eval_lib.evaluate(config, None, str(tmp_path),
                              checkpoint=str(logdir / "ckpt-6"))[0]
   np.testing.assert_allclose(result["per_class_iou"], last["per_class_iou"])
+
+
+def test_trainval_epochs_and_enet_weights_count_both_splits(tiny_dataset, tmp_path, capsys):
+  # train (16) + val (6) = 22 examples: 2 epochs at batch 4 are 11 steps.
+  train_reader = f'tf_record_input_path: "{tiny_dataset}/train-*.tfrecord"'
+  text = helpers.train_pipeline_text(tiny_dataset).replace(
+      "num_steps: 4", "num_epochs: 2").replace(
+          train_reader,
+          f'{train_reader} tf_record_input_path: "{tiny_dataset}/val-*.tfrecord"').replace(
+              "softmax_cross_entropy {}",
+              "softmax_cross_entropy {} class_weighting: ENET enet_weighting_constant: 1.2")
+  config = helpers.pipeline_config(text)
+  assert len(config.train_input_reader.tf_record_input_path) == 2
+  assert train_lib.train(config, str(tmp_path))["step"] == 11
+  info = json.loads((tiny_dataset / "dataset_info.json").read_text())
+  train = np.asarray(info["class_pixel_frequency"]["train"])
+  val = np.asarray(info["class_pixel_frequency"]["val"])
+  shares = (16 * train + 6 * val) / 22
+  expected = 1 / np.log(1.2 + shares / shares.sum())
+  saved = config_util.load_pipeline_config(str(tmp_path / "pipeline.config"))
+  assert list(saved.model.icnet.loss.class_weights) == pytest.approx(expected, rel=1e-6)
+  assert "to 11 (2.0 epochs of 22 examples)" in capsys.readouterr().out
