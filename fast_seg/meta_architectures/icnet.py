@@ -58,8 +58,15 @@ class ICNet(model.SegmentationModel):
   def _split_stage(self):
     """First trunk stage at stride 8 of its input: the half-res feature."""
     extractor = self.feature_extractor
-    return next(name for name in extractor.stage_names
-                if extractor.stage_strides[name] == TRUNK_SPLIT_STRIDE)
+    split = next(name for name in extractor.stage_names
+                 if extractor.stage_strides[name] == TRUNK_SPLIT_STRIDE)
+    if split == extractor.stage_names[-1]:
+      raise ValueError(
+          f"model.icnet.feature_extractor.type '{extractor.name}' ends at its "
+          "first stride-8 stage; ICNet runs the stages after that one on the "
+          "quarter-resolution input, so it needs a deeper trunk "
+          "(mobilenet_v2, mobilenet_v1 or resnet_v1_50)")
+    return split
 
   def _pyramid_pooling(self, x):
     """ICNet flavour: pool to each bin size, upsample, sum with the input."""

@@ -145,7 +145,7 @@ _LOSS = "loss { softmax_cross_entropy {} }"
      "model.pspnet.feature_extractor.output_stride: 4 is not supported by "
      "resnet_v1_50; allowed: 8, 16, 32"),
     ("icnet { num_classes: 3 feature_extractor { } " + _LOSS + " }",
-     "model.icnet.feature_extractor.type is not set; allowed: mobilenet_v1, "),
+     "model.icnet.feature_extractor.type is not set; allowed: cgnet, mobilenet_v1, "),
     ('dilated_fcn { num_classes: 3 dilation_rates: [1, 0] feature_extractor '
      '{ type: "mobilenet_v1" } ' + _LOSS + " }",
      "model.dilated_fcn.dilation_rates must all be >= 1, got [1, 0]"),
@@ -167,4 +167,4 @@ def test_unknown_type_names_the_field_and_the_registered_types():
         + _LOSS + " }"))
   assert str(e.value).startswith(
       "model.icnet.feature_extractor.type: unknown 'vgg16'; allowed: "
-      "mobilenet_v1, mobilenet_v2, resnet_v1_50")
+      "cgnet, mobilenet_v1, mobilenet_v2, resnet_v1_50")

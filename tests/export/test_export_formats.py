@@ -84,6 +84,7 @@ def _float_agreement(report):
 
 @pytest.mark.parametrize("arch, extractor", [
     ("icnet", "mobilenet_v2"),
+    ("cgnet", "cgnet"),
     pytest.param("icnet", "resnet_v1_50", marks=pytest.mark.slow),
     pytest.param("pspnet", "resnet_v1_50", marks=pytest.mark.slow)])
 def test_float_exports_match_on_a_real_image(camvid_eval_records, tmp_path,
@@ -101,7 +102,10 @@ def test_float_exports_match_on_a_real_image(camvid_eval_records, tmp_path,
   assert report["check_input"] == "eval image"
   _float_agreement(report)
   frozen = report["formats"]["frozen_graph"]
-  assert frozen["op_count"] < 0.6 * frozen["op_count_before_folding"]
+  # CGNet's batch norms after a concatenation (its BN-PReLU joins, 27 of its
+  # 54) stay a scale and shift: only those after a conv fold.
+  ratio = 0.65 if arch == "cgnet" else 0.6
+  assert frozen["op_count"] < ratio * frozen["op_count_before_folding"]
 
 
 @pytest.mark.slow  # overlaps the default suite; make test-all
