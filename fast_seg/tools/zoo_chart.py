@@ -12,6 +12,11 @@ The JSON holds one entry per model (what docs/model_zoo.md's table lists):
 Each model is a point (latency on a log axis, mIoU); the Pareto front, the
 models that no other model beats on both, is joined by a line: the ones
 worth choosing from. A model without the chosen latency is left out, named.
+
+Published results of other projects go in an optional "published" list,
+{"name": "CGNet", "miou": 0.656, "note": "GPU, trainval, 800 epochs"}: their
+latency was not measured on this machine, so each is a dashed horizontal
+line at its mIoU, labelled as published, never a point of the front.
 """
 
 import json
@@ -80,6 +85,7 @@ def chart(results, output, latency_key, metric="miou"):
   # Room on the right for the names written beside the points.
   latencies = [latency for _, latency, _ in points]
   axes.set_xlim(min(latencies) / 1.5, max(latencies) * 3.0)
+  _draw_published(axes, results.get("published", ()))
   axes.set_xlabel(f"latency (ms), {latency_key.replace('_', ' ')}, log scale")
   axes.set_ylabel(f"{_LABELS.get(metric, metric)} (%)")
   axes.set_title(results.get("dataset", ""), fontsize=10)
@@ -89,6 +95,21 @@ def chart(results, output, latency_key, metric="miou"):
   figure.savefig(output)
   plt.close(figure)
   return [p[0] for p in points], front, left_out
+
+
+def _draw_published(axes, published):
+  """A dashed line and a label per published result (not timed here)."""
+  for i, entry in enumerate(sorted(published, key=lambda e: e["miou"])):
+    accuracy = 100 * float(entry["miou"])
+    axes.axhline(accuracy, color="#c0504d", linestyle="--", linewidth=1,
+                 zorder=1)
+    note = f", {entry['note']}" if entry.get("note") else ""
+    # Left and right in turn, so close results keep readable labels.
+    side = (0.01, "left") if i % 2 == 0 else (0.99, "right")
+    axes.annotate(f"{entry['name']} {accuracy:.1f} (published{note})",
+                  (side[0], accuracy), xycoords=("axes fraction", "data"),
+                  textcoords="offset points", xytext=(0, 2), fontsize=7,
+                  color="#c0504d", ha=side[1])
 
 
 def main(argv):

@@ -32,3 +32,23 @@ def test_chart_without_any_latency_is_an_error(tmp_path):
   with pytest.raises(ValueError, match="latency_ms.z"):
     zoo_chart.chart({"models": [{"name": "a", "miou": 0.4, "latency_ms": {}}]},
                     str(tmp_path / "c.png"), "z")
+
+
+def test_published_results_are_dashed_lines_not_points(tmp_path):
+  results = {"models": [{"name": "a", "miou": 0.4, "latency_ms": {"x": 10}},
+                        {"name": "b", "miou": 0.5, "latency_ms": {"x": 40}}],
+             "published": [{"name": "CGNet", "miou": 0.656,
+                            "note": "GPU, trainval, 800 epochs"}]}
+  with_lines, without = tmp_path / "with.png", tmp_path / "without.png"
+  plotted, front, _ = zoo_chart.chart(results, str(with_lines), "x")
+  assert plotted == ["a", "b"] and front == ["a", "b"]
+  zoo_chart.chart({"models": results["models"]}, str(without), "x")
+  red = lambda path: np.sum(_reddish(np.asarray(Image.open(path).convert("RGB"))))
+  assert red(with_lines) > 200 and red(without) == 0
+  # The axis reaches up to the published line.
+  rows = np.nonzero(_reddish(np.asarray(Image.open(with_lines).convert("RGB"))).any(axis=1))[0]
+  assert rows.min() < 250  # in the upper half: above both points
+
+
+def _reddish(image):
+  return (image[..., 0] > 170) & (image[..., 1] < 110) & (image[..., 2] < 110)
