@@ -60,7 +60,7 @@ class _StripesConverter(convert_lib.Converter):
 def stripes_registered():
   convert_lib.register(_StripesConverter)
   yield _StripesConverter
-  del convert_lib.CONVERTERS[_StripesConverter.name]
+  convert_lib.CONVERTERS.remove(_StripesConverter.name)
 
 
 def _write_stripes(root, count=3):
@@ -132,12 +132,23 @@ def _doubled_cross_entropy(params, path, binary):
 
 
 def test_a_registered_pixel_loss_is_what_the_model_trains_with(
-    monkeypatch, tiny_dataset, tmp_path):
+    tiny_dataset, tmp_path):
   # A new loss also needs its message in protos/losses.proto's oneof; here
   # the registry entry of an existing field is swapped for the toy one.
-  monkeypatch.setitem(losses_builder.PIXEL_LOSSES, "dice_loss",
-                      losses_builder.PixelLoss(_doubled_cross_entropy,
-                                               True, True))
+  builtin = losses_builder.PIXEL_LOSSES.get("dice_loss")
+  losses_builder.PIXEL_LOSSES.remove("dice_loss")
+  losses_builder.register_pixel_loss("dice_loss")(_doubled_cross_entropy)
+  try:
+    _check_doubled_loss(tiny_dataset, tmp_path)
+  finally:
+    losses_builder.PIXEL_LOSSES.remove("dice_loss")
+    losses_builder.PIXEL_LOSSES.add("dice_loss", builtin)
+  assert losses_builder.PIXEL_LOSSES.get("dice_loss") is builtin
+  with pytest.raises(ValueError, match="'dice_loss' is registered twice"):
+    losses_builder.register_pixel_loss("dice_loss")(_doubled_cross_entropy)
+
+
+def _check_doubled_loss(tiny_dataset, tmp_path):
   config = helpers.pipeline_config(helpers.train_pipeline_text(
       tiny_dataset, num_steps=2, model=helpers.model_text(
           num_classes=6, filter_scale=0.25, loss="dice_loss {}")))

@@ -7,6 +7,7 @@ from absl import logging
 
 from fast_seg.core import losses
 from fast_seg.core import model
+from fast_seg.core import registry
 from fast_seg.protos import losses_pb2
 from fast_seg.utils import config_util
 
@@ -24,15 +25,19 @@ multi_class / binary: the models the loss fits.
 """
 
 # Loss.classification_loss oneof name -> PixelLoss, in the proto's order.
-PIXEL_LOSSES = {}
+PIXEL_LOSSES = registry.Registry("loss.classification_loss")
 
 
 def register_pixel_loss(name, multi_class=True, binary=True):
   """Decorator: `name` (a field of the classification_loss oneof) is built
-  by the decorated build(params, path, binary)."""
+  by the decorated build(params, path, binary).
+
+  A new loss is its function here plus its message in that oneof of
+  protos/losses.proto. Raises ValueError if `name` is taken.
+  """
 
   def register(build_function):
-    PIXEL_LOSSES[name] = PixelLoss(build_function, multi_class, binary)
+    PIXEL_LOSSES.add(name, PixelLoss(build_function, multi_class, binary))
     return build_function
 
   return register
@@ -173,8 +178,8 @@ def _pixel_loss(config, field_path, binary):
     raise ValueError(
         f"{field_path}.{which} does not apply to a {kind} model; allowed: "
         f"{', '.join(allowed)}")
-  return PIXEL_LOSSES[which].build(getattr(config, which),
-                                   f"{field_path}.{which}", binary)
+  return PIXEL_LOSSES.get(which).build(getattr(config, which),
+                                       f"{field_path}.{which}", binary)
 
 
 def build(config, num_classes, ignore_label, main_head, default_aux_weights,

@@ -482,7 +482,7 @@ def _define_flags(flag_values=flags.FLAGS):
 def _define_converter_flags(flag_values):
   """Each converter's declared flags, once; the help names who reads them."""
   readers = collections.defaultdict(list)
-  for cls in CONVERTERS.values():
+  for _, cls in CONVERTERS.items():
     for flag in cls.flags + cls.info_flags:
       readers[flag.name].append((cls.name, flag))
   for name, users in readers.items():
@@ -505,7 +505,7 @@ def make_converter(name, flag_values):
   if name not in CONVERTERS:
     raise ValueError(f"--dataset must be one of {', '.join(CONVERTERS)}, got "
                      f"'{name}'")
-  cls = CONVERTERS[name]
+  cls = CONVERTERS.get(name)
   own = cls.flag_names + tuple(f.name for f in cls.info_flags)
   wrong = [n for n in _specific_flags()
            if flag_values[n].present and n not in own]
@@ -518,7 +518,7 @@ def make_converter(name, flag_values):
 
 def _specific_flags():
   names = set()
-  for cls in CONVERTERS.values():
+  for _, cls in CONVERTERS.items():
     names.update(f.name for f in cls.flags + cls.info_flags)
   return sorted(names)
 
@@ -541,7 +541,8 @@ def _main(argv):
     return
   if not f.dataset:
     raise ValueError(f"--dataset is required; one of {', '.join(CONVERTERS)}")
-  converter_class = CONVERTERS.get(f.dataset)
+  converter_class = (CONVERTERS.get(f.dataset) if f.dataset in CONVERTERS
+                     else None)
   text = converter_class and converter_class.info_text(f)
   if text:
     print(text)
@@ -554,7 +555,7 @@ def _main(argv):
             workers=f.workers, on_error=f.on_error, overwrite=f.overwrite,
             val_fraction=f.val_fraction, seed=f.seed, progress=f.progress)
   except convert_lib.LayoutError as e:
-    e.hint = layout_hint(CONVERTERS[f.dataset])
+    e.hint = layout_hint(CONVERTERS.get(f.dataset))
     raise
 
 

@@ -18,6 +18,8 @@ import sys
 import numpy as np
 from PIL import Image
 
+from fast_seg.core import registry
+
 IGNORE_LABEL = 255
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # Formats whose bytes go into the TFRecord unchanged (tf.io.decode_image reads
@@ -104,8 +106,9 @@ INPUT_DIR = Flag("string", "input_dir", None,
 IMAGES_DIR = Flag("string", "images_dir", None, "The images.")
 LABELS_DIR = Flag("string", "labels_dir", None, "The labels (masks).")
 
-# name -> Converter subclass, filled by @register as converter modules load.
-CONVERTERS = {}
+# --dataset name -> Converter subclass, filled by @register as converter
+# modules load.
+CONVERTERS = registry.Registry("--dataset")
 
 
 def register(cls):
@@ -121,10 +124,10 @@ def register(cls):
   """
   if not cls.name:
     raise ValueError(f"{cls.__name__}.name is empty")
-  if CONVERTERS.get(cls.name, cls) is not cls:
+  if cls.name in CONVERTERS and CONVERTERS.get(cls.name) is not cls:
     raise ValueError(f"--dataset {cls.name} is registered twice "
-                     f"({CONVERTERS[cls.name].__name__}, {cls.__name__})")
-  declared = {f.name: f for c in CONVERTERS.values()
+                     f"({CONVERTERS.get(cls.name).__name__}, {cls.__name__})")
+  declared = {f.name: f for _, c in CONVERTERS.items()
               for f in c.flags + c.info_flags}
   for flag in cls.flags + cls.info_flags:
     other = declared.get(flag.name)
@@ -132,7 +135,7 @@ def register(cls):
       raise ValueError(f"{cls.__name__} declares --{flag.name} unlike "
                        f"another converter: {flag} vs {other}")
   cls.flag_names = tuple(f.name for f in cls.flags)
-  CONVERTERS[cls.name] = cls
+  CONVERTERS.add(cls.name, cls)
   return cls
 
 

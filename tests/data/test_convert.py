@@ -271,7 +271,7 @@ def test_cli_converts_and_reports_user_errors(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(convert.CONVERTERS))
 def test_every_converter_shows_its_layout(name):
-  layout = convert.CONVERTERS[name].layout()
+  layout = convert.CONVERTERS.get(name).layout()
   assert layout.strip() and all(line.startswith("    ") or line == "  or"
                                 for line in layout.splitlines())
 
