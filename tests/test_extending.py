@@ -19,6 +19,7 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert
 from fast_seg.data import convert_lib
 from fast_seg.export import export_lib
+from fast_seg.export import formats
 from fast_seg.export import size_report
 from fast_seg.training import train_lib
 from tests import helpers
@@ -176,9 +177,9 @@ def _write_npy(job):
 
 @pytest.fixture
 def npy_format_registered():
-  export_lib.register_format("npy", _write_npy, ("check_output.npy",))
+  formats.register("npy", _write_npy, ("check_output.npy",))
   yield
-  export_lib.unregister_format("npy")
+  formats.unregister("npy")
 
 
 def test_a_registered_export_format_is_written_checked_and_cleaned(
@@ -195,7 +196,7 @@ def test_a_registered_export_format_is_written_checked_and_cleaned(
                     log=lambda line: None)
   assert not (out / "check_output.npy").exists()
   with pytest.raises(ValueError, match="registered twice"):
-    export_lib.register_format("npy", _write_npy, ("x.npy",))
+    formats.register("npy", _write_npy, ("x.npy",))
 
 
 def test_an_unknown_format_is_refused_by_name(trained_run, tmp_path):

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from fast_seg.core import model as model_lib
 from fast_seg.core import standard_fields as fields
+from fast_seg.export import formats
 from fast_seg.export import serving
 from fast_seg.export import size_report
 
@@ -362,3 +363,6 @@ def write(job):
         **result, **size_report.file_sizes(path), "spec": inspect(path),
         "agreement": "spec checked (Core ML runs only on Apple systems)"}
   return entries
+
+
+formats.register("coreml", write, FILE_NAMES.values())

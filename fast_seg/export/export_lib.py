@@ -6,10 +6,10 @@ only (no auxiliary heads) and the upsampling + arg-max are inside, as the TF1
 project's frozen_inference_graph.pb was (inference_graph.py builds it;
 serving.py names it).
 
-Every format is a writer in FORMAT_WRITERS: it writes its files from an
+Every format is a writer in formats.FORMATS: it writes its files from an
 ExportJob and returns its export_report.json entry, checked by running the
 written model on the job's check image. A new format is one module with a
-`write(job)` and one entry there.
+`write(job)` that registers itself (formats.register) and is imported here.
 
 A run trained with train_config.magnitude_pruning exports as a plain model
 (its checkpoints hold the pruned weights as zeros); one trained with
@@ -18,7 +18,6 @@ converter turns into an int8 model. Every export reports the conv kernels'
 sparsity and the gzip sizes (export_info.json `compression`).
 """
 
-import collections
 import contextlib
 import dataclasses
 import json
@@ -32,13 +31,19 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
-from fast_seg.export import coreml_format
+# Aliased: export()'s `formats` argument is the requested names.
+from fast_seg.export import formats as export_formats
 from fast_seg.export import full_resolution_labels
+# The format modules register their writers when imported, in this order,
+# which is the order they are written in: the SavedModel first, as the
+# converters start from it.
+from fast_seg.export import graph_formats  # pylint: disable=unused-import
+from fast_seg.export import tflite_format
+from fast_seg.export import onnx_format  # pylint: disable=unused-import
+from fast_seg.export import coreml_format  # pylint: disable=unused-import
 from fast_seg.export import inference_graph
-from fast_seg.export import onnx_format
 from fast_seg.export import serving
 from fast_seg.export import size_report
-from fast_seg.export import tflite_format
 from fast_seg.model_optimization import tfmot_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -96,7 +101,7 @@ class ExportRequest:
 
   def check(self):
     """ValueErrors for flags no format can honour, before any work."""
-    unknown = [f for f in self.formats if f not in FORMAT_WRITERS]
+    unknown = [f for f in self.formats if f not in export_formats.FORMATS]
     if unknown:
       raise ValueError(f"--formats must be among {', '.join(format_names())}; "
                        f"got {', '.join(unknown)}")
@@ -160,9 +165,9 @@ class ExportRequest:
     """Only some formats take an input of rank 3 or of dynamic size."""
     if not self.flexible_input:
       return
-    rigid = [f for f in self.formats if not FORMAT_WRITERS[f].flexible_input]
+    rigid = [f for f in self.formats if not export_formats.writer(f).flexible_input]
     if rigid:
-      flexible = [n for n, w in FORMAT_WRITERS.items() if w.flexible_input]
+      flexible = [n for n, w in export_formats.FORMATS.items() if w.flexible_input]
       raise ValueError(
           f"--input_shape {_shape_text(self.input_shape)} (no batch axis or "
           f"-1 sizes) can be written as {', '.join(flexible)}; "
@@ -238,80 +243,9 @@ class ExportJob:
       yield scratch
 
 
-def _write_saved_model(job):
-  """saved_model/: the served function and the model's variables."""
-  inference_graph.save_saved_model(job.model, job.serve, job.saved_model_dir)
-  got = inference_graph.run_saved_model(job.saved_model_dir, job.check_input)
-  return {"saved_model": {"path": job.saved_model_dir,
-                          **size_report.file_sizes(job.saved_model_dir),
-                          **job.agreement(got)}}
-
-
-def _write_frozen_graph(job):
-  """frozen_inference_graph.pb, batch norms and constants folded."""
-  optimized = inference_graph.optimize_frozen_graph(job.frozen_graph)
-  with tf.io.gfile.GFile(job.frozen_graph_path, "wb") as f:
-    f.write(optimized.SerializeToString())
-  got = inference_graph.run_frozen_graph(optimized, job.check_input)
-  return {"frozen_graph": {
-      "path": job.frozen_graph_path,
-      **size_report.file_sizes(job.frozen_graph_path),
-      "op_count": len(optimized.node),
-      "op_count_before_folding": len(job.frozen_graph.node),
-      **job.agreement(got)}}
-
-
-# What a format writes: write(job) -> {report name: entry}, and the names of
-# its files in the export folder (removed before an export and after a
-# failed one).
-FormatWriter = collections.namedtuple(
-    "FormatWriter", ["write", "file_names", "flexible_input"])
-
-# --formats name -> FormatWriter, in the order they are written: the
-# SavedModel first, as the converters start from it.
-FORMAT_WRITERS = {}
-
-
-def register_format(name, write, file_names, flexible_input=False):
-  """Makes `name` a value of --formats: a new format is this call + its module.
-
-  Args:
-    name: the --formats name.
-    write: write(job: ExportJob) -> {report name: entry}; writes the files
-      into job.output_dir, runs them on job.check_input and reports
-      job.agreement(output) with the sizes (size_report.file_sizes).
-    file_names: the names it writes in the export folder.
-    flexible_input: its files can take an input without a batch axis or of
-      dynamic size (-1 in --input_shape).
-
-  Raises:
-    ValueError: `name` is taken.
-  """
-  if name in FORMAT_WRITERS:
-    raise ValueError(f"export format '{name}' is registered twice")
-  FORMAT_WRITERS[name] = FormatWriter(write, tuple(file_names),
-                                      flexible_input)
-
-
-def unregister_format(name):
-  """Undoes register_format(name), e.g. after a test's toy format."""
-  del FORMAT_WRITERS[name]
-
-
 def format_names():
   """The --formats choices, in the order they are written."""
-  return tuple(FORMAT_WRITERS)
-
-
-register_format("saved_model", _write_saved_model, (serving.SAVED_MODEL_DIR,),
-                flexible_input=True)
-register_format("frozen_graph", _write_frozen_graph,
-                (serving.FROZEN_GRAPH_NAME,), flexible_input=True)
-register_format("tflite", tflite_format.write, (tflite_format.FILE_NAME,))
-register_format("onnx", onnx_format.write, (onnx_format.FILE_NAME,),
-                flexible_input=True)
-register_format("coreml", coreml_format.write,
-                coreml_format.FILE_NAMES.values())
+  return export_formats.names()
 
 
 def copy_dataset_info(pipeline_config, output_dir):
@@ -544,10 +478,12 @@ def _new_report(request, job, from_eval, palette):
   return report
 
 
-def _write_formats(job, formats, report):
-  """Every requested format (and the default ones) into report['formats']."""
-  for name, writer in FORMAT_WRITERS.items():
-    if name in formats or name in DEFAULT_FORMATS:
+def _write_formats(job, requested, report):
+  """Every requested format (and the default ones) into report['formats'].
+
+  In registration order: the SavedModel first, as the converters read it."""
+  for name, writer in export_formats.FORMATS.items():
+    if name in requested or name in DEFAULT_FORMATS:
       report["formats"].update(writer.write(job))
 
 
@@ -660,7 +596,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
 
 
 def _export_file_names():
-  return (*(name for writer in FORMAT_WRITERS.values()
+  return (*(name for _, writer in export_formats.FORMATS.items()
             for name in writer.file_names),
           serving.REPORT_NAME, serving.INFO_NAME,
           config_util.PIPELINE_CONFIG_NAME, fields.DatasetInfoFields.file_name)

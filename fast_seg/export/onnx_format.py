@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from fast_seg.export import formats
 from fast_seg.export import serving
 from fast_seg.export import size_report
 
@@ -184,3 +185,6 @@ def write(job):
     result = convert(saved_model_dir, path)
   return {"onnx": {**result, **size_report.file_sizes(path),
                    **job.agreement(run(path, job.check_input))}}
+
+
+formats.register("onnx", write, (FILE_NAME,), flexible_input=True)

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from fast_seg.export import formats
 from fast_seg.export import serving
 from fast_seg.export import size_report
 
@@ -280,3 +281,6 @@ def write(job):
                                             else None), qat=qat)
   return {"tflite": {**result, **size_report.file_sizes(path),
                      **job.agreement(run(path, job.check_input))}}
+
+
+formats.register("tflite", write, (FILE_NAME,))

@@ -11,6 +11,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
+from fast_seg.export import formats
 from fast_seg.export import inference_graph
 from fast_seg.export import serving
 from fast_seg.utils import checkpoint_util
@@ -152,8 +153,10 @@ def test_every_format_has_a_writer():
   assert export_lib.format_names() == (
       "saved_model", "frozen_graph", "tflite", "onnx", "coreml")
   assert set(export_lib.DEFAULT_FORMATS) <= set(export_lib.format_names())
-  for writer in export_lib.FORMAT_WRITERS.values():
+  for name, writer in formats.FORMATS.items():
     assert callable(writer.write) and writer.file_names
+    # Each format module registered its own writer.
+    assert writer.write.__module__.startswith("fast_seg.export."), name
 
 
 def test_export_lib_imports_without_the_export_extra():
