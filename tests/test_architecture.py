@@ -29,6 +29,7 @@ LAYERS = {
     "fast_seg.training": 7, "fast_seg.export": 7,
     "fast_seg.compression": 8,
     "fast_seg.tools": 9,
+    "fast_seg.commands": 10,
 }
 
 # Imported inside functions on purpose: large optional runtimes that only

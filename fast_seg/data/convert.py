@@ -1,4 +1,4 @@
-"""Converts a dataset in its official layout into sharded TFRecords.
+r"""Converts a dataset in its official layout into sharded TFRecords.
 
     python -m fast_seg.data.convert --dataset cityscapes \
         --input_dir ~/data/cityscapes --output_dir data/cityscapes_tfrecords
@@ -569,6 +569,11 @@ def layout_hint(converter_class):
           "see docs/datasets.md")
 
 
-if __name__ == "__main__":
+def command():
+  """The fast-seg-convert command, and python -m fast_seg.data.convert."""
   _define_flags()
-  cli.run(_main)
+  cli.run(_main, usage=__doc__)
+
+
+if __name__ == "__main__":
+  command()

@@ -1,4 +1,4 @@
-"""Reports what a set of segmentation TFRecords holds, before training on it.
+r"""Reports what a set of segmentation TFRecords holds, before training on it.
 
     python -m fast_seg.data.inspect --input_pattern "data/camvid/val-*.tfrecord" \
         [--dataset_info data/camvid/dataset_info.json] \
@@ -418,6 +418,11 @@ def _main(argv):
       json.dump(report, out, indent=2)
 
 
-if __name__ == "__main__":
+def command():
+  """The fast-seg-inspect command, and python -m fast_seg.data.inspect."""
   _define_flags()
-  cli.run(_main)
+  cli.run(_main, usage=__doc__)
+
+
+if __name__ == "__main__":
+  command()

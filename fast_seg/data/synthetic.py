@@ -305,6 +305,11 @@ def _main(argv):
   print(json.dumps(summary, indent=2))
 
 
-if __name__ == "__main__":
+def command():
+  """The fast-seg-synthetic command, and python -m fast_seg.data.synthetic."""
   _define_flags()
-  cli.run(_main)
+  cli.run(_main, usage=__doc__)
+
+
+if __name__ == "__main__":
+  command()

@@ -1,4 +1,4 @@
-"""Params, FLOPs, sizes and latency of models built from pipeline configs.
+r"""Params, FLOPs, sizes and latency of models built from pipeline configs.
 
   python -m fast_seg.tools.benchmark [--configs a.config,b.config] \
       [--input_shape 1,1024,2048,3] [--batch_sizes 1,2] [--num_classes 19] \
@@ -931,5 +931,10 @@ def main(argv):
   print(f"Wrote {FLAGS.output_json}")
 
 
+def command():
+  """The fast-seg-benchmark command, and python -m fast_seg.tools.benchmark."""
+  cli.run(main, usage=__doc__)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  command()

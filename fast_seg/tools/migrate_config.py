@@ -967,6 +967,11 @@ def main(argv):
   run(FLAGS.input, FLAGS.output)
 
 
-if __name__ == "__main__":
+def command():
+  """The fast-seg-migrate-config command, and python -m fast_seg.tools.migrate_config."""
   _define_flags()
-  cli.run(main)
+  cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+  command()

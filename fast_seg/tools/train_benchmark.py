@@ -1,4 +1,4 @@
-"""Training throughput and peak memory of a config, one mode per process.
+r"""Training throughput and peak memory of a config, one mode per process.
 
   python -m fast_seg.tools.train_benchmark --config_path C [--steps 10] \
       [--input_path 'data/x/train-*.tfrecord'] [--modes synthetic,pipeline,...]
@@ -144,13 +144,13 @@ def measure_in_subprocess(config_path, mode, steps, input_path=None,
   Returns:
     measure's dict, or {'mode', 'error'} when the process failed.
   """
-  command = [sys.executable, "-m", "fast_seg.tools.train_benchmark",
-             "--config_path", config_path, "--modes", mode,
-             "--steps", str(steps), "--emit_result"]
+  argv = [sys.executable, "-m", "fast_seg.tools.train_benchmark",
+          "--config_path", config_path, "--modes", mode,
+          "--steps", str(steps), "--emit_result"]
   if input_path:
-    command += ["--input_path", input_path]
+    argv += ["--input_path", input_path]
   try:
-    done = subprocess.run(command, capture_output=True, text=True,
+    done = subprocess.run(argv, capture_output=True, text=True,
                           timeout=timeout, check=False)
   except subprocess.TimeoutExpired:
     return {"mode": mode, "error": f"timed out after {timeout} s"}
@@ -238,6 +238,11 @@ def main(argv):
     print(f"memory saving: peak x{entry['memory_saving_ratio']:.2f}")
 
 
-if __name__ == "__main__":
+def command():
+  """The fast-seg-train-benchmark command, and python -m fast_seg.tools.train_benchmark."""
   _define_flags()
-  cli.run(main)
+  cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+  command()

@@ -1,4 +1,4 @@
-"""Writes a training checkpoint's weights alone, for sharing (model_zoo/).
+r"""Writes a training checkpoint's weights alone, for sharing (model_zoo/).
 
   python -m fast_seg.tools.weights_only --config_path runs/X/pipeline.config \
       --checkpoint runs/X/best --output_dir model_zoo/camvid/X [--dtype float16]
@@ -92,5 +92,10 @@ def main(argv):
         f"{100 * result['label_agreement']:.2f}% equal")
 
 
+def command():
+  """The fast-seg-weights-only command, and python -m fast_seg.tools.weights_only."""
+  cli.run(main, usage=__doc__)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  command()

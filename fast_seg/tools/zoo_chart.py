@@ -1,4 +1,4 @@
-"""The accuracy / latency picture of a model zoo, from its results JSON.
+r"""The accuracy / latency picture of a model zoo, from its results JSON.
 
   python -m fast_seg.tools.zoo_chart --results docs/camvid_zoo.json \
       --output docs/camvid_pareto.png [--latency tflite_int8_1024x2048]
@@ -123,5 +123,10 @@ def main(argv):
         + (f"; without {FLAGS.latency}: {', '.join(left_out)}" if left_out else ""))
 
 
+def command():
+  """The fast-seg-zoo-chart command, and python -m fast_seg.tools.zoo_chart."""
+  cli.run(main, usage=__doc__)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  command()

@@ -175,12 +175,17 @@ def _interrupt(signum, frame):
   raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(main, user_errors=()):
+def run(main, user_errors=(), usage=None):
   """Runs an absl main, turning user errors into a message and exit code 2.
 
   Ctrl-C and SIGTERM end it with one line and exit code 130, after the
-  code's own cleanup ran.
+  code's own cleanup ran. `usage` (the command module's docstring) is what
+  --help prints first, whichever script started the process (a console
+  command's generated wrapper, a root script, python -m).
   """
+  if usage:
+    sys.modules["__main__"].__doc__ = usage
+  _help_lists_the_flags_of(main.__module__)
   signal.signal(signal.SIGTERM, _interrupt)
   for logger in (tf.get_logger(), logging_lib.getLogger("absl")):
     logger.addFilter(_UserFacingTensorFlowLogs())
@@ -202,6 +207,15 @@ def run(main, user_errors=()):
       sys.exit(EXIT_INTERRUPTED)
 
   app.run(guarded_main, flags_parser=_parse_flags)
+
+
+def _help_lists_the_flags_of(module_name):
+  """absl's --help lists the flags of the script that started the process;
+  a console command's generated script (or a root script that only calls
+  command()) defines none, so the command module's are listed for it."""
+  script = sys.argv[0]
+  for flag in FLAGS.get_key_flags_for_module(module_name):
+    FLAGS.register_key_flag_for_module(script, flag)
 
 
 def _parse_flags(argv):
