@@ -1,8 +1,16 @@
-"""Every string key used across fast_seg, defined once.
+"""Every string key and shared constant of fast_seg, defined once.
 
 TFRecord keys follow DeepLab / TF Model Garden, so shards written by those
 projects load unchanged.
 """
+
+# The label of unlabelled (void) pixels in every converted dataset, the
+# models' default ignore_label, and what predict.py writes for cropped rows.
+IGNORE_LABEL = 255
+
+# File name endings read as images (any case): the converters' image and
+# label folders, and predict.py's --input folders and globs.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 
 
 class TfExampleFields:

@@ -19,9 +19,8 @@ import numpy as np
 from PIL import Image
 
 from fast_seg.core import registry
+from fast_seg.core import standard_fields as fields
 
-IGNORE_LABEL = 255
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # Formats whose bytes go into the TFRecord unchanged (tf.io.decode_image reads
 # them); anything else is re-encoded as PNG.
 _PASSTHROUGH_FORMATS = {"PNG": "png", "JPEG": "jpeg"}
@@ -151,7 +150,7 @@ class Converter:
   """
   name = None
   splits = ()
-  ignore_label = IGNORE_LABEL
+  ignore_label = fields.IGNORE_LABEL
   flags = ()
   flag_names = ()
   info_flags = ()
@@ -244,7 +243,7 @@ def find_root(input_dir, marker, flag="--input_dir"):
   return nested if os.path.isdir(nested) else input_dir
 
 
-def list_files(directory, extensions=IMAGE_EXTENSIONS, recursive=False):
+def list_files(directory, extensions=fields.IMAGE_EXTENSIONS, recursive=False):
   """Sorted paths of files with one of `extensions` under `directory`."""
   if not os.path.isdir(directory):
     raise LayoutError(f"missing directory: {directory}")
@@ -456,15 +455,15 @@ def lookup_table(mapping, size=256, ignore_sources=()):
   """A LUT for `apply_lut`: source value -> output id, -1 for undefined values.
 
   Args:
-    mapping: dict source value -> output id (0..254 or IGNORE_LABEL).
+    mapping: dict source value -> output id (0..254 or fields.IGNORE_LABEL).
     size: number of source values (256 for 8-bit labels, 65536 for 16-bit).
-    ignore_sources: source values that become IGNORE_LABEL.
+    ignore_sources: source values that become fields.IGNORE_LABEL.
   """
   table = np.full(size, -1, np.int16)
   for source, target in mapping.items():
     table[source] = target
   for source in ignore_sources:
-    table[source] = IGNORE_LABEL
+    table[source] = fields.IGNORE_LABEL
   return table
 
 

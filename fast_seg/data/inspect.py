@@ -31,7 +31,6 @@ _TF = standard_fields.TfExampleFields
 _INFO = standard_fields.DatasetInfoFields
 
 # The model protos' default; used when no dataset_info.json says otherwise.
-DEFAULT_IGNORE_LABEL = 255
 # Problem records / file names listed per kind; the counts are always full.
 MAX_LISTED = 20
 MAX_EXAMPLE_FILENAMES = 5
@@ -162,7 +161,7 @@ def inspect_records(pattern, info=None, num_previews=0, preview_dir=None,
       [p.strip() for p in pattern.split(",") if p.strip()], "--input_pattern")
   info_source, info = _resolve_info(info, pattern)
   ignore_label = (info[_INFO.ignore_label] if info is not None
-                  else DEFAULT_IGNORE_LABEL)
+                  else standard_fields.IGNORE_LABEL)
   previews = _Previews(num_previews, preview_dir, info, ignore_label)
   tally = _Tally(previews)
   for path in paths:

@@ -30,7 +30,6 @@ _INFO = standard_fields.DatasetInfoFields
 CLASS_NAMES = ("background", "circle", "rectangle", "triangle", "ellipse",
                "stripe")
 NUM_CLASSES = len(CLASS_NAMES)
-IGNORE_LABEL = 255
 # One RGB colour per class id for visualisations; shape classes are also
 # painted in (jittered) versions of their colour.
 PALETTE = (
@@ -221,7 +220,7 @@ def write_dataset(output_dir, num_train=300, num_val=60, size=128, seed=0,
         num_shards)
   info = {
       _INFO.num_classes: NUM_CLASSES,
-      _INFO.ignore_label: IGNORE_LABEL,
+      _INFO.ignore_label: standard_fields.IGNORE_LABEL,
       _INFO.class_names: list(CLASS_NAMES),
       _INFO.palette: [list(c) for c in PALETTE],
       _INFO.num_examples: {"train": num_train, "val": num_val},

@@ -37,10 +37,8 @@ from fast_seg.utils import config_util
 from fast_seg.utils import progress
 from fast_seg.utils import visualization
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
                     ".mpeg")
-IGNORE_LABEL = 255
 MODEL_SUFFIXES = (".pb", ".tflite", ".onnx")
 
 
@@ -310,14 +308,14 @@ def list_inputs(spec):
   """('video', path) or ('images', sorted paths) for a dir, glob or video."""
   if os.path.isdir(spec):
     paths = sorted(os.path.join(spec, name) for name in os.listdir(spec)
-                   if name.lower().endswith(IMAGE_EXTENSIONS))
+                   if name.lower().endswith(standard_fields.IMAGE_EXTENSIONS))
   elif spec.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(spec):
     return "video", spec
   else:
     paths = sorted(p for p in glob.glob(spec)
-                   if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+                   if os.path.isfile(p) and p.lower().endswith(standard_fields.IMAGE_EXTENSIONS))
   if not paths:
-    raise ValueError(f"--input {spec}: no images ({', '.join(IMAGE_EXTENSIONS)})"
+    raise ValueError(f"--input {spec}: no images ({', '.join(standard_fields.IMAGE_EXTENSIONS)})"
                      " in this directory or glob, and not a video file")
   return "images", paths
 
@@ -413,7 +411,7 @@ def postprocess(prediction, image_shape, crop=None, threshold=0.5):
     threshold: foreground probability of a binary probability map.
 
   Returns:
-    (labels uint8 [H, W] with cropped rows IGNORE_LABEL, or None for a
+    (labels uint8 [H, W] with cropped rows standard_fields.IGNORE_LABEL, or None for a
     colours model; colours uint8 [H, W, 3] or None).
   """
   top, bottom = crop or (0, 0)
@@ -432,7 +430,7 @@ def postprocess(prediction, image_shape, crop=None, threshold=0.5):
   if prediction.max(initial=0) > 255 or prediction.min(initial=0) < 0:
     raise ValueError("label ids outside 0..255 do not fit a label PNG")
   labels = _resize_nearest(prediction.astype(np.uint8), size)
-  return np.pad(labels, padding, constant_values=IGNORE_LABEL), None
+  return np.pad(labels, padding, constant_values=standard_fields.IGNORE_LABEL), None
 
 
 def load_palette(home, dataset_info_path=None, num_classes=None):
@@ -490,7 +488,7 @@ def overlay(image, labels, colours, palette, alpha, crop=None):
     crop: (top, bottom) rows that were not predicted.
   """
   if colours is None:
-    ignored = labels == IGNORE_LABEL
+    ignored = labels == standard_fields.IGNORE_LABEL
     if palette is None:
       palette = visualization.default_palette(
           int(labels[~ignored].max(initial=0)) + 1)
@@ -506,7 +504,7 @@ def overlay(image, labels, colours, palette, alpha, crop=None):
 
 def with_legend(blended, labels, palette, names):
   """The overlay with a legend of the classes it shows below it."""
-  shown = labels[labels != IGNORE_LABEL]
+  shown = labels[labels != standard_fields.IGNORE_LABEL]
   if palette is None:  # overlay()'s default: class i has the same colour for any size
     palette = visualization.default_palette(int(shown.max(initial=0)) + 1)
   return visualization.annotate(

@@ -39,6 +39,7 @@ import pickle
 
 import numpy as np
 
+from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
 
 UNLISTED_CHOICES = ("background", "ignore")
@@ -501,7 +502,7 @@ def _ade_mapping(groups, unlisted):
   if groups is None:
     return {i: i - 1 for i in range(1, NUM_ADE_CLASSES + 1)}, None
   first_id = 1 if unlisted == "background" else 0
-  rest = 0 if unlisted == "background" else convert_lib.IGNORE_LABEL
+  rest = 0 if unlisted == "background" else fields.IGNORE_LABEL
   mapping = {i: rest for i in range(1, NUM_ADE_CLASSES + 1)}
   for output_id, group in enumerate(groups, first_id):
     mapping.update({ade_id: output_id for ade_id in group})

@@ -20,6 +20,7 @@ them matches what most published Cityscapes numbers trained on.
 
 import os
 
+from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
 
 LABEL_SOURCES = ("auto", "labelIds", "labelTrainIds")
@@ -107,7 +108,7 @@ class CityscapesConverter(convert_lib.Converter):
         "labelIds": (label_id_table(), "Cityscapes labelIds are 0..33"),
         "labelTrainIds": (
             convert_lib.lookup_table({i: i for i in range(len(CLASSES))},
-                                     ignore_sources=(convert_lib.IGNORE_LABEL,)),
+                                     ignore_sources=(fields.IGNORE_LABEL,)),
             "labelTrainIds are 0..18 and 255"),
     }
 

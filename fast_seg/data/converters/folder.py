@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
 from fast_seg.utils import visualization
 
@@ -53,7 +54,7 @@ def load_color_map(path):
                          f"(or a list of them) with values 0..255, got {value}")
       if tuple(color) in colors:
         raise ValueError(f"--color_map {path}: colour {color} is listed twice")
-      colors[tuple(color)] = (convert_lib.IGNORE_LABEL if name == IGNORE_KEY
+      colors[tuple(color)] = (fields.IGNORE_LABEL if name == IGNORE_KEY
                               else len(names))
     if name != IGNORE_KEY:
       names.append(name)
@@ -154,7 +155,7 @@ class FolderConverter(convert_lib.Converter):
             "use --reduce_zero_label if 0 means unlabelled and ids start at 1")
       self._meaning = f"classes 0..{count - 1}" + (
           f", {ignore_value} = ignore" if ignore else "")
-    mapping[convert_lib.IGNORE_LABEL] = convert_lib.IGNORE_LABEL
+    mapping[fields.IGNORE_LABEL] = fields.IGNORE_LABEL
     return convert_lib.lookup_table(mapping, size=65536, ignore_sources=ignore)
 
   @property
@@ -165,7 +166,7 @@ class FolderConverter(convert_lib.Converter):
   def palette(self):
     if self.colors:
       by_id = {i: c for c, i in self.colors.items()
-               if i != convert_lib.IGNORE_LABEL}
+               if i != fields.IGNORE_LABEL}
       return [list(by_id[i]) for i in range(len(self._names))]
     return visualization.default_palette(len(self._names)).tolist()
 

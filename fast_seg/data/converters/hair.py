@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
 
 LAYOUTS = ("figaro", "lfw", "folder")
@@ -29,7 +30,7 @@ _FIGARO_ROOT = "Figaro1k"
 _FIGARO_SPLITS = {"train": "Training", "test": "Testing"}
 _LFW_IMAGES = "lfw_funneled"
 _LFW_MASKS = "parts_lfw_funneled_gt_images"
-_MASK_EXTENSIONS = convert_lib.IMAGE_EXTENSIONS + (".pbm", ".pgm", ".gif")
+_MASK_EXTENSIONS = fields.IMAGE_EXTENSIONS + (".pbm", ".pgm", ".gif")
 # Tried in order when a mask's basename is not an image's basename.
 MASK_SUFFIXES = ("_mask", "-mask", "_gt", "-gt", "_label", "-label", "_seg",
                  "-seg", "_matte", "-matte")
@@ -168,7 +169,7 @@ class HairConverter(convert_lib.Converter):
         self._rules.append((0, key))
         continue
       if name.lower() == IGNORE:
-        self._rules.append((convert_lib.IGNORE_LABEL, key))
+        self._rules.append((fields.IGNORE_LABEL, key))
         continue
       class_id = len(self._names)
       self._names.append(name)

@@ -13,13 +13,14 @@ only labelled split is train; `--val_fraction` holds part of it out.
 import os
 import re
 
+from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
 
 ROOT_NAME = "data_road"
 # Only urban marked roads come with ego-lane ground truth.
 LANE_CATEGORIES = ("um",)
 _COLORS = {(255, 0, 255): 1, (255, 0, 0): 0,
-           (0, 0, 0): convert_lib.IGNORE_LABEL}
+           (0, 0, 0): fields.IGNORE_LABEL}
 _GT_NAME = re.compile(r"^([a-z]+)_([a-z]+)_(\d+)$")
 
 

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
 from fast_seg.utils import visualization
 
@@ -30,10 +31,10 @@ AUG_SPLIT = "train_aug"
 # (224, 224, 192).
 _COLORMAP = visualization.default_palette(256)
 PALETTE = tuple(tuple(int(v) for v in c) for c in _COLORMAP[:len(CLASS_NAMES)])
-BOUNDARY_COLOR = tuple(int(v) for v in _COLORMAP[convert_lib.IGNORE_LABEL])
+BOUNDARY_COLOR = tuple(int(v) for v in _COLORMAP[fields.IGNORE_LABEL])
 # Images are JPEG in the release; other formats are accepted after it.
 _IMAGE_EXTENSIONS = (".jpg",) + tuple(
-    e for e in convert_lib.IMAGE_EXTENSIONS if e != ".jpg")
+    e for e in fields.IMAGE_EXTENSIONS if e != ".jpg")
 _MEANING = "VOC ids are 0..20 and 255 = boundary"
 
 
@@ -73,9 +74,9 @@ class PascalVOCConverter(convert_lib.Converter):
       self.splits = VOC_SPLITS + (AUG_SPLIT,)
     self._table = convert_lib.lookup_table(
         {i: i for i in range(len(CLASS_NAMES))},
-        ignore_sources=(convert_lib.IGNORE_LABEL,))
+        ignore_sources=(fields.IGNORE_LABEL,))
     self._color_to_id = {c: i for i, c in enumerate(PALETTE)}
-    self._color_to_id[BOUNDARY_COLOR] = convert_lib.IGNORE_LABEL
+    self._color_to_id[BOUNDARY_COLOR] = fields.IGNORE_LABEL
 
   def _list(self, split):
     path = os.path.join(self.root, "ImageSets", "Segmentation", split + ".txt")
