@@ -20,7 +20,7 @@ import tensorflow as tf
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import preprocessor_builder
-from fast_seg.builders import test_time_builder
+from fast_seg.builders import inference_options_builder
 from fast_seg.core import inference
 from fast_seg.core import metrics
 from fast_seg.core import standard_fields as fields
@@ -54,7 +54,7 @@ class Evaluator:
           f"eval_config.num_examples must be >= 0 (0: the whole eval input), "
           f"got {self.eval_config.num_examples}")
     self.model = model or model_builder.build(pipeline_config.model)
-    self.test_time = test_time_builder.build(self.eval_config)
+    self.test_time = inference_options_builder.build(self.eval_config)
     self._read_class_table(info)
     self.thresholds = self._binary_thresholds()
     self.preprocessing = list(self.eval_config.preprocessing)

@@ -39,15 +39,10 @@ AUTO = "auto"
 # LiteRT float and int8, onnxruntime, Core ML.
 TF, TFLITE, TFLITE_INT8, ONNX, COREML = (
     "tf", "tflite", "tflite_int8", "onnx", "coreml")
-# What 'auto' serves on each. Measured on 2 CPU cores, whole model, each
-# method's file timed run for run alongside the 'resize' one, trained CamVid
-# ICNet-MobileNetV2 0.25 / 1.0 on real frames (docs/export.md): 'boundary'
-# took 0.79-0.81x / 0.97-0.98x of 'resize''s time at 1024x2048 and 0.92x /
-# 0.99-1.00x at 360x480 in TensorFlow; 0.92-0.93x / 0.99-1.00x and 1.02x /
-# 0.99x in float LiteRT; but 0.97-1.02x / 0.98x and 1.17x / 1.04x in
-# onnxruntime (its NonZero, ScatterND and If cost more than its Resize
-# saves). The int8 calibrator crashes on the graph. Core ML converts the
-# model's own network (coreml_format), which always resizes.
+# What 'auto' serves on each: the exact method that ran faster there, timed
+# run for run on trained CamVid models (the table in docs/export.md, "The
+# full-resolution labels tail"). The int8 calibrator crashes on the boundary
+# graph; Core ML converts the model's own network, which always resizes.
 AUTO_METHODS = {TF: BOUNDARY, TFLITE: BOUNDARY, TFLITE_INT8: RESIZE,
                 ONNX: RESIZE, COREML: RESIZE}
 

@@ -16,6 +16,8 @@ import abc
 import collections
 import enum
 
+import tensorflow as tf
+
 from fast_seg.core import registry
 from fast_seg.protos import feature_extractor_pb2
 
@@ -127,6 +129,12 @@ def make_divisible(value, divisor=8, min_value=None):
   if rounded < 0.9 * value:
     rounded += divisor
   return rounded
+
+
+def to_unit_range(images):
+  """Float RGB images in [0, 255] (any dtype) to float32 [-1, 1]: the input
+  of the MobileNets (slim's) and of the trunks trained from scratch here."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 class StrideTracker:

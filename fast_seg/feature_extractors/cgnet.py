@@ -23,7 +23,6 @@ channels. The last stage's output is [stage3's first block, its last block]
 classifier on it.
 """
 
-import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
@@ -59,7 +58,7 @@ class CGNet(base.FeatureExtractor):
 
   def preprocess(self, images):
     """Maps float RGB images in [0, 255] to [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
+    return base.to_unit_range(images)
 
   def _build_stage(self, stage_name, net):
     if stage_name == "stem":

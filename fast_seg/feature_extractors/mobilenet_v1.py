@@ -13,7 +13,6 @@ not the rounding to multiples of 8 that MobileNetV2 uses.
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
-from fast_seg.feature_extractors import mobilenet_v2
 from third_party import tf_slim_checkpoints
 
 # slim's min_depth: no conv of a thinned MobileNetV1 is narrower than this.
@@ -58,16 +57,13 @@ class MobileNetV1(base.FeatureExtractor):
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
 
-  def unit_schedule(self, index):
-    """(stride, dilation rate) of the depthwise conv of Conv2d_`index`."""
-    return self._unit_schedule[index]
-
   def _backbone_width(self, nominal, scale):
     """slim's V1 rule: max(int(nominal * multiplier), 8), truncating."""
     return max(int(nominal * scale), MIN_DEPTH)
 
-  # The same [-1, 1] input as slim's MobileNetV2.
-  preprocess = mobilenet_v2.MobileNetV2.preprocess
+  def preprocess(self, images):
+    """Maps float RGB images in [0, 255] to [-1, 1], as slim's MobileNets."""
+    return base.to_unit_range(images)
 
   def _bn_relu6(self, net, name):
     net = self._track(self.conv_hyperparams.batch_norm(name=name + "_bn"))(net)

@@ -7,7 +7,6 @@ stage's group_widths scale) plays the role of slim's depth multiplier, with
 the same rounding to multiples of 8.
 """
 
-import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
@@ -75,8 +74,7 @@ class MobileNetV2(base.FeatureExtractor):
 
   def preprocess(self, images):
     """Maps float RGB images in [0, 255] to [-1, 1]."""
-    images = tf.cast(images, tf.float32)
-    return images / 127.5 - 1.0
+    return base.to_unit_range(images)
 
   def _bn_relu6(self, net, name, relu):
     net = self._track(self.conv_hyperparams.batch_norm(name=name + "_bn"))(net)

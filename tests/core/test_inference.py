@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.builders import model_builder
-from fast_seg.builders import test_time_builder
+from fast_seg.builders import inference_options_builder
 from fast_seg.core import inference
 from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields as fields
@@ -208,12 +208,12 @@ def _eval_config(text):
 
 
 def test_builder_reads_scales_flip_and_window():
-  options = test_time_builder.build(_eval_config(
+  options = inference_options_builder.build(_eval_config(
       "scales: [0.75, 1.0, 1.25] flip: true "
       "sliding_window { height: 360 width: 480 stride: 240 }"))
   assert options.scales == (0.75, 1.0, 1.25) and options.flip
   assert options.window == inference.SlidingWindow(360, 480, 240)
-  assert test_time_builder.build(_eval_config("")).is_plain
+  assert inference_options_builder.build(_eval_config("")).is_plain
 
 
 @pytest.mark.parametrize("text, match", [
@@ -228,4 +228,4 @@ def test_builder_reads_scales_flip_and_window():
 ])
 def test_builder_errors_name_the_field(text, match):
   with pytest.raises(ValueError, match=match):
-    test_time_builder.build(_eval_config(text))
+    inference_options_builder.build(_eval_config(text))
