@@ -52,6 +52,8 @@ from fast_seg.export import tflite_format
 from fast_seg.tools import train_benchmark
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
+# Aliased: image_files is also the benchmark's list of --image_glob files.
+from fast_seg.utils import image_files as image_reader
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -383,12 +385,8 @@ def _images(timing, shape):
 
 
 def _read_image(path, size):
-  try:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
-                               expand_animations=False)
-  except tf.errors.OpError as e:
-    raise ValueError(f"{path}: not a readable image ({e.message})") from None
-  return tf.cast(tf.round(tf.image.resize(image, size)), tf.uint8).numpy()
+  image = tf.image.resize(image_reader.read_rgb(path), size)
+  return tf.cast(tf.round(image), tf.uint8).numpy()
 
 
 def _build(config_path, num_classes, shape, row, checkpoint=None):

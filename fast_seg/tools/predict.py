@@ -34,6 +34,7 @@ from fast_seg.export import onnx_format
 from fast_seg.export import serving
 from fast_seg.export import tflite_format
 from fast_seg.utils import config_util
+from fast_seg.utils import image_files
 from fast_seg.utils import progress
 from fast_seg.utils import visualization
 
@@ -159,13 +160,6 @@ def model_home(path):
 
 # ----------------------------------------------------------------------------
 # Inputs.
-
-
-def _read_image(path):
-  try:
-    return np.asarray(Image.open(path).convert("RGB"))
-  except OSError as e:
-    raise ValueError(f"{path}: not a readable image ({e})") from None
 
 
 def _imageio():
@@ -326,7 +320,7 @@ def _images(paths):
   for path in paths:
     name = os.path.splitext(os.path.basename(path))[0]
     try:
-      yield name, _read_image(path)
+      yield name, image_files.read_rgb(path)
     except ValueError as e:
       yield name, e
 
@@ -497,9 +491,7 @@ def overlay(image, labels, colours, palette, alpha, crop=None):
     top, bottom = crop or (0, 0)
     ignored = np.zeros(image.shape[:2], bool)
     ignored[:top] = ignored[image.shape[0] - bottom:] = True
-  blended = (1.0 - alpha) * image + alpha * colours.astype(np.float32)
-  blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-  return np.where(ignored[..., None], image, blended)
+  return visualization.blend(image, colours, alpha, keep=ignored).numpy()
 
 
 def with_legend(blended, labels, palette, names):

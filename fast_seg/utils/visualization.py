@@ -40,9 +40,27 @@ def colorize(labels, palette):
 
 def overlay(images, labels, palette, alpha=0.5):
   """Blends a colourised label map over RGB images (both 0..255) -> uint8."""
-  colors = tf.cast(colorize(labels, palette), tf.float32)
-  blended = (1.0 - alpha) * tf.cast(images, tf.float32) + alpha * colors
-  return tf.cast(tf.clip_by_value(tf.round(blended), 0, 255), tf.uint8)
+  return blend(images, colorize(labels, palette), alpha)
+
+
+def blend(images, colours, alpha=0.5, keep=None):
+  """The one overlay arithmetic: `colours` over `images` at opacity `alpha`.
+
+  Args:
+    images, colours: RGB [..., H, W, 3] in 0..255, any dtype.
+    alpha: opacity of the colours.
+    keep: optional bool [..., H, W]: pixels shown as the image alone (rows
+      predict.py did not predict).
+
+  Returns:
+    uint8 [..., H, W, 3], rounded.
+  """
+  images = tf.cast(images, tf.float32)
+  blended = (1.0 - alpha) * images + alpha * tf.cast(colours, tf.float32)
+  blended = tf.clip_by_value(tf.round(blended), 0, 255)
+  if keep is not None:
+    blended = tf.where(tf.expand_dims(keep, -1), images, blended)
+  return tf.cast(blended, tf.uint8)
 
 
 def side_by_side(image, ground_truth, prediction, palette, class_names=None):
