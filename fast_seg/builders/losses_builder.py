@@ -112,7 +112,7 @@ class SegmentationLoss:
   def __init__(self, pixel_loss, ignore_label, head_weights, binary=False,
                foreground_class_ids=(), dice_weight=0.0, dice_smooth=1.0,
                aux_target_class_ids=None, class_weights=None,
-               class_weighting=losses_pb2.UNIFORM, upsample_logits=False):
+               class_weighting=losses_pb2.Loss.UNIFORM, upsample_logits=False):
     self._pixel_loss = pixel_loss
     self.ignore_label = ignore_label
     self.head_weights = head_weights
@@ -243,25 +243,25 @@ def _class_weights(config, num_classes, binary, field_path):
   if any(w < 0 for w in class_weights):
     raise ValueError(f"{field_path}.class_weights must be >= 0")
   _check_enet_constant(config, field_path)
-  if class_weights and config.class_weighting != losses_pb2.UNIFORM:
+  if class_weights and config.class_weighting != losses_pb2.Loss.UNIFORM:
     # train.py fills class_weights in for class_weighting and saves them
     # with the run, so a resumed run, eval and export use the same numbers.
     logging.info("%s: using class_weights %s (class_weighting %s computes "
                  "them only when class_weights is empty)", field_path,
                  ", ".join(f"{w:.3f}" for w in class_weights),
-                 losses_pb2.ClassWeighting.Name(config.class_weighting))
+                 losses_pb2.Loss.ClassWeighting.Name(config.class_weighting))
   return class_weights
 
 
 def _check_enet_constant(config, field_path):
   """enet_weighting_constant: > 1, and set only where ENET reads it."""
   field = f"{field_path}.enet_weighting_constant"
-  if config.class_weighting != losses_pb2.ENET:
+  if config.class_weighting != losses_pb2.Loss.ENET:
     if config.HasField("enet_weighting_constant"):
       raise ValueError(
           f"{field} applies to class_weighting ENET only; this loss has "
           f"class_weighting "
-          f"{losses_pb2.ClassWeighting.Name(config.class_weighting)}")
+          f"{losses_pb2.Loss.ClassWeighting.Name(config.class_weighting)}")
     return
   if config.enet_weighting_constant <= 1.0:
     raise ValueError(f"{field} must be > 1 (weights 1 / ln(c + p_c)), got "

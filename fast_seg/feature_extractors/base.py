@@ -21,7 +21,7 @@ import tensorflow as tf
 from fast_seg.core import registry
 from fast_seg.protos import feature_extractor_pb2
 
-WeightsFormat = feature_extractor_pb2.WeightsFormat
+WeightsFormat = feature_extractor_pb2.FeatureExtractor.WeightsFormat
 
 _REGISTRY = registry.Registry("feature_extractor.type")
 

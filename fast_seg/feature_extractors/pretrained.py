@@ -251,7 +251,7 @@ def load_imagenet_weights(extractor, path,
     extractor: a FeatureExtractor whose stages are built (layers that are not
       built yet are skipped; build the stages you want first).
     path: a tf-slim checkpoint (prefix or directory) or a Keras .h5 file.
-    weights_format: a feature_extractor_pb2.WeightsFormat value; AUTO reads
+    weights_format: a feature_extractor_pb2.FeatureExtractor.WeightsFormat value; AUTO reads
       `.h5` files as KERAS_H5 and anything else as TF_SLIM.
 
   Returns:

@@ -97,7 +97,7 @@ class MobileUNet(model.SegmentationModel):
         "decoder_width_multiplier": config_checks.positive(
             config.decoder_width_multiplier,
             f"{field_path}.decoder_width_multiplier"),
-        "upsampling": model_pb2.Upsampling.Name(config.upsampling).lower(),
+        "upsampling": model_pb2.MobileUNet.Upsampling.Name(config.upsampling).lower(),
     }
 
   def decoder_width(self, nominal):

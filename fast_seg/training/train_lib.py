@@ -64,8 +64,8 @@ INPUT_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError,
                 tf.errors.InvalidArgumentError, UnicodeDecodeError)
 # In-process validation results, under the logdir.
 VALIDATION_DIR = "validation"
-_POLICIES = {train_pb2.MIXED_FLOAT16: "mixed_float16",
-             train_pb2.MIXED_BFLOAT16: "mixed_bfloat16"}
+_POLICIES = {train_pb2.TrainConfig.MIXED_FLOAT16: "mixed_float16",
+             train_pb2.TrainConfig.MIXED_BFLOAT16: "mixed_bfloat16"}
 
 
 class TrainingDivergedError(RuntimeError):
@@ -224,14 +224,14 @@ class Trainer:
     arch = config_util.get_model_config(self.config.model)
     self.palette = (dataset_info.palette(info) if info is not None
                     else visualization.default_palette(arch.num_classes))
-    if (arch.loss.class_weighting != losses_pb2.UNIFORM
+    if (arch.loss.class_weighting != losses_pb2.Loss.UNIFORM
         and not arch.loss.class_weights):
       # Written into the config, so the saved pipeline.config, a resumed run
       # and eval see the weights this run trains with.
       arch.loss.class_weights[:] = computed_class_weights(
           self.config, info, self.dataset_info_path)
       logging.info("%s class weights over %s: %s",
-                   losses_pb2.ClassWeighting.Name(arch.loss.class_weighting),
+                   losses_pb2.Loss.ClassWeighting.Name(arch.loss.class_weighting),
                    ", ".join(self.config.train_input_reader.tf_record_input_path),
                    ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
 
@@ -836,7 +836,7 @@ def computed_class_weights(pipeline_config, info, info_path):
   which = pipeline_config.model.WhichOneof("model")
   arch = getattr(pipeline_config.model, which)
   reader = pipeline_config.train_input_reader
-  weighting = losses_pb2.ClassWeighting.Name(arch.loss.class_weighting)
+  weighting = losses_pb2.Loss.ClassWeighting.Name(arch.loss.class_weighting)
   if info is None:
     raise ValueError(
         f"model.{which}.loss.class_weighting {weighting} needs the "
@@ -851,7 +851,7 @@ def computed_class_weights(pipeline_config, info, info_path):
         arch.binary_output).foreground_ids(arch.num_classes)
     foreground = sum(f for i, f in enumerate(frequencies) if i in ids)
     frequencies = [1.0 - foreground, foreground]
-  if arch.loss.class_weighting == losses_pb2.ENET:
+  if arch.loss.class_weighting == losses_pb2.Loss.ENET:
     return core_losses.enet_weights(frequencies,
                                     arch.loss.enet_weighting_constant)
   return core_losses.median_frequency_weights(frequencies)

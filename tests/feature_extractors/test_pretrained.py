@@ -21,7 +21,7 @@ from fast_seg.feature_extractors import resnet_v1
 from fast_seg.protos import feature_extractor_pb2
 from fast_seg.protos import hyperparams_pb2
 
-WeightsFormat = feature_extractor_pb2.WeightsFormat
+WeightsFormat = feature_extractor_pb2.FeatureExtractor.WeightsFormat
 _BN_KINDS = ("gamma", "beta", "moving_mean", "moving_variance")
 # (depth, bottleneck depth, units) of resnet_v1_50 blocks 1-4.
 _RESNET_BLOCKS = ((256, 64, 3), (512, 128, 4), (1024, 256, 6), (2048, 512, 3))
