@@ -365,4 +365,4 @@ def write(job):
   return entries
 
 
-formats.register("coreml", write, FILE_NAMES.values())
+formats.register("coreml", write, FILE_NAMES.values(), rank=4)

@@ -34,9 +34,8 @@ from fast_seg.data import dataset_info
 # Aliased: export()'s `formats` argument is the requested names.
 from fast_seg.export import formats as export_formats
 from fast_seg.export import full_resolution_labels
-# The format modules register their writers when imported, in this order,
-# which is the order they are written in: the SavedModel first, as the
-# converters start from it.
+# The format modules register their writers when imported (each with its
+# rank: the order they are written in).
 from fast_seg.export import graph_formats  # pylint: disable=unused-import
 from fast_seg.export import tflite_format
 from fast_seg.export import onnx_format  # pylint: disable=unused-import
@@ -167,7 +166,7 @@ class ExportRequest:
       return
     rigid = [f for f in self.formats if not export_formats.writer(f).flexible_input]
     if rigid:
-      flexible = [n for n, w in export_formats.FORMATS.items() if w.flexible_input]
+      flexible = [n for n, w in export_formats.in_order() if w.flexible_input]
       raise ValueError(
           f"--input_shape {_shape_text(self.input_shape)} (no batch axis or "
           f"-1 sizes) can be written as {', '.join(flexible)}; "
@@ -481,8 +480,8 @@ def _new_report(request, job, from_eval, palette):
 def _write_formats(job, requested, report):
   """Every requested format (and the default ones) into report['formats'].
 
-  In registration order: the SavedModel first, as the converters read it."""
-  for name, writer in export_formats.FORMATS.items():
+  By rank: the SavedModel first, as the converters read it."""
+  for name, writer in export_formats.in_order():
     if name in requested or name in DEFAULT_FORMATS:
       report["formats"].update(writer.write(job))
 
@@ -596,7 +595,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
 
 
 def _export_file_names():
-  return (*(name for _, writer in export_formats.FORMATS.items()
+  return (*(name for _, writer in export_formats.in_order()
             for name in writer.file_names),
           serving.REPORT_NAME, serving.INFO_NAME,
           config_util.PIPELINE_CONFIG_NAME, fields.DatasetInfoFields.file_name)

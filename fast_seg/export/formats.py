@@ -1,8 +1,9 @@
 """The export formats: one Registry of writers, which each format module fills.
 
 A format is one module that defines `write(job)` and calls `register` at
-import; export_lib imports the format modules, and writes the formats in the
-order they registered (the SavedModel first: the converters start from it).
+import; export_lib imports the format modules, and writes the formats by
+their `rank` (the SavedModel first: the converters start from it), whatever
+order the modules happened to be imported in.
 A format defined elsewhere, e.g. a test's toy one, registers the same way and
 is removed again with `unregister`.
 """
@@ -15,13 +16,13 @@ from fast_seg.core import registry
 # its files in the export folder (removed before an export and after a
 # failed one).
 FormatWriter = collections.namedtuple(
-    "FormatWriter", ["write", "file_names", "flexible_input"])
+    "FormatWriter", ["write", "file_names", "flexible_input", "rank"])
 
-# --formats name -> FormatWriter, in the order they are written.
+# --formats name -> FormatWriter.
 FORMATS = registry.Registry("--formats")
 
 
-def register(name, write, file_names, flexible_input=False):
+def register(name, write, file_names, flexible_input=False, rank=100):
   """Makes `name` a value of --formats.
 
   Args:
@@ -32,11 +33,14 @@ def register(name, write, file_names, flexible_input=False):
     file_names: the names it writes in the export folder.
     flexible_input: its files can take an input without a batch axis or of
       dynamic size (-1 in --input_shape).
+    rank: where it is written and listed: lower first (the SavedModel 0,
+      the frozen graph 1, TFLite 2, ONNX 3, Core ML 4; a new format after).
 
   Raises:
     ValueError: `name` is taken by another writer.
   """
-  FORMATS.add(name, FormatWriter(write, tuple(file_names), flexible_input))
+  FORMATS.add(name, FormatWriter(write, tuple(file_names), flexible_input,
+                                 rank))
 
 
 def unregister(name):
@@ -44,9 +48,15 @@ def unregister(name):
   FORMATS.remove(name)
 
 
+def in_order():
+  """(name, FormatWriter) of every format, in the order they are written."""
+  items = FORMATS.items()
+  return sorted(items, key=lambda item: (item[1].rank, items.index(item)))
+
+
 def names():
   """The --formats choices, in the order they are written."""
-  return tuple(FORMATS)
+  return tuple(name for name, _ in in_order())
 
 
 def writer(name):

@@ -33,6 +33,6 @@ def write_frozen_graph(job):
 
 
 formats.register("saved_model", write_saved_model, (serving.SAVED_MODEL_DIR,),
-                 flexible_input=True)
+                 flexible_input=True, rank=0)
 formats.register("frozen_graph", write_frozen_graph,
-                 (serving.FROZEN_GRAPH_NAME,), flexible_input=True)
+                 (serving.FROZEN_GRAPH_NAME,), flexible_input=True, rank=1)

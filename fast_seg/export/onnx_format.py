@@ -187,4 +187,4 @@ def write(job):
                    **job.agreement(run(path, job.check_input))}}
 
 
-formats.register("onnx", write, (FILE_NAME,), flexible_input=True)
+formats.register("onnx", write, (FILE_NAME,), flexible_input=True, rank=3)

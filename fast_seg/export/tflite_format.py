@@ -283,4 +283,4 @@ def write(job):
                      **job.agreement(run(path, job.check_input))}}
 
 
-formats.register("tflite", write, (FILE_NAME,))
+formats.register("tflite", write, (FILE_NAME,), rank=2)

@@ -159,6 +159,21 @@ def test_every_format_has_a_writer():
     assert writer.write.__module__.startswith("fast_seg.export."), name
 
 
+def test_formats_are_written_by_rank_whatever_the_import_order():
+  # predict.py and the benchmark import onnx_format before export_lib.
+  code = ("from fast_seg.export import onnx_format, coreml_format\n"
+          "from fast_seg.export import export_lib\n"
+          "print(','.join(export_lib.format_names()))")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, timeout=300, cwd=helpers.REPO_ROOT)
+  assert done.stdout.split()[-1] == "saved_model,frozen_graph,tflite,onnx,coreml"
+  formats.register("first", lambda job: {}, ("x",), rank=-1)
+  try:
+    assert export_lib.format_names()[:2] == ("first", "saved_model")
+  finally:
+    formats.unregister("first")
+
+
 def test_export_lib_imports_without_the_export_extra():
   """The converters load their runtimes on first use, so the default
   formats (saved_model, frozen_graph) need none of the [export] extra."""
