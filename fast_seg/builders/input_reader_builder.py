@@ -1,9 +1,9 @@
 """Builds the tf.data input pipeline from an `InputReader` proto.
 
-Reads TFRecords of tf.train.Example with the DeepLab keys (see
-standard_fields.TfExampleFields), decodes them with tf.io only, checks every
-example (missing keys, label size, label values) with messages that name the
-TFRecord file and the image, applies the configured augmentations and batches.
+Reads TFRecords of tf.train.Example with the DeepLab keys, decodes and checks
+every example with data/tf_example, the one home of the record schema (missing
+keys, label size, label values, with messages that name the TFRecord file and
+the image), applies the configured augmentations and batches.
 
 With `cache` the decoded examples (uint8, before any augmentation) are kept in
 memory after the first pass, so later epochs skip reading and decoding while
@@ -25,175 +25,21 @@ import tensorflow as tf
 from fast_seg.builders import preprocessor_builder
 from fast_seg.core import preprocessor
 from fast_seg.core import standard_fields
+from fast_seg.data import tf_example
 from fast_seg.protos import input_reader_pb2
 from fast_seg.protos import preprocessor_pb2
 from fast_seg.utils import config_util
 
-_TF = standard_fields.TfExampleFields
 _IN = standard_fields.InputFields
-
-# Keys the reader needs; the rest of the DeepLab keys are optional.
-_REQUIRED_KEYS = (_TF.image_encoded, _TF.label_encoded)
 
 
 def find_input_problem(patterns, field):
-  """Scans the TFRecords of `patterns` for what broke an input pipeline.
+  """tf_example.find_input_problem, where the training and eval loops call it.
 
-  Called after the pipeline failed with a bare TensorFlow error ("corrupted
-  record", "End of sequence", "jpeg::Uncompress failed"), which names neither
-  the file nor the image; reads every record once, decoding image and label.
-
-  Returns:
-    A message naming the shard (and record and image) of the first problem,
-    or saying the input holds no record; None when nothing is wrong.
+  They build their input here, so on a bare TensorFlow input error they ask
+  here what is wrong; the schema it checks lives in data/tf_example.
   """
-  paths = expand_input_paths(patterns, field)
-  total = 0
-  for path in paths:
-    index = 0
-    try:
-      for record in tf.data.TFRecordDataset(path):
-        problem = _record_problem(record.numpy())
-        if problem:
-          return f"{field}: {path}, record {index}: {problem}"
-        index += 1
-    except tf.errors.DataLossError as e:
-      return (f"{field}: {path} is a damaged TFRecord file ("
-              f"{_first_line(e.message)} after {index} good records); "
-              "convert it again")
-    total += index
-  if not total:
-    return (f"{field}: the input is empty: {', '.join(patterns)} matched "
-            f"{len(paths)} file(s) holding no record")
-  return None
-
-
-def _first_line(text):
-  return str(text).strip().splitlines()[0] if str(text).strip() else "no detail"
-
-
-def _record_problem(serialized):
-  """What is wrong with one serialized record, or None."""
-  try:
-    example = tf.train.Example.FromString(serialized)
-  except Exception:  # protobuf's DecodeError, or a runtime-specific one
-    return "not a tf.train.Example (is this a TFRecord of another kind?)"
-  features = example.features.feature
-  name = features[_TF.image_filename].bytes_list.value
-  name = f" (image {name[0].decode('utf-8', 'replace')})" if name else ""
-  for key in _REQUIRED_KEYS:
-    if not features[key].bytes_list.value:
-      return f"no {key}{name}"
-  try:
-    tf.io.decode_image(features[_TF.image_encoded].bytes_list.value[0],
-                       channels=3, expand_animations=False)
-  except tf.errors.OpError as e:
-    return f"the image cannot be decoded{name}: {_first_line(e.message)}"
-  try:
-    tf.io.decode_png(features[_TF.label_encoded].bytes_list.value[0], channels=1)
-  except tf.errors.OpError as e:
-    return f"the label PNG cannot be decoded{name}: {_first_line(e.message)}"
-  return None
-
-
-def expand_input_paths(patterns, field):
-  """Expands file globs into a list of files, in order, without duplicates.
-
-  Args:
-    patterns: iterable of glob strings.
-    field: the config field they come from, for messages.
-
-  Returns:
-    List of file paths: each glob's matches sorted, globs in the given order.
-
-  Raises:
-    ValueError: no glob given, or a glob that matches nothing.
-  """
-  patterns = list(patterns)
-  if not patterns:
-    raise ValueError(
-        f"{field}: no TFRecord glob given; set e.g. "
-        f"tf_record_input_path: \"data/train-*.tfrecord\"")
-  paths = []
-  seen = set()
-  for pattern in patterns:
-    matches = sorted(tf.io.gfile.glob(pattern))
-    if not matches:
-      raise ValueError(f"{field}: glob '{pattern}' matches no file")
-    for path in matches:
-      if path not in seen:
-        seen.add(path)
-        paths.append(path)
-  return paths
-
-
-def _as_text(part):
-  """A message part as a string tensor (or a Python string)."""
-  if isinstance(part, tf.Tensor) and part.dtype != tf.string:
-    return tf.strings.as_string(part)
-  return part if isinstance(part, tf.Tensor) else str(part)
-
-
-def _assert(condition, *parts):
-  """tf.debugging.Assert with a message joined from strings and tensors.
-
-  The message surfaces in the tf.errors.InvalidArgumentError raised when the
-  iterator reaches the example. It avoids quote characters because the
-  Assert op prints them escaped.
-  """
-  message = tf.strings.join([_as_text(p) for p in parts])
-  return tf.debugging.Assert(condition, [message])
-
-
-def _size_text(shape):
-  """'HxW' of an int32 [2] tensor, for messages."""
-  return tf.strings.join(
-      [tf.strings.as_string(shape[0]), "x", tf.strings.as_string(shape[1])])
-
-
-def _decode(record, path, num_classes, ignore_label):
-  """Parses and checks one serialized example.
-
-  Returns:
-    (image uint8 [H, W, 3], label uint8 [H, W, 1], filename string,
-    'path: image filename' string for later messages). uint8: a quarter of
-    the memory where they are cached; cast by the caller.
-  """
-  features = tf.io.parse_single_example(record, {
-      _TF.image_encoded: tf.io.FixedLenFeature([], tf.string, ""),
-      _TF.label_encoded: tf.io.FixedLenFeature([], tf.string, ""),
-      _TF.image_filename: tf.io.FixedLenFeature([], tf.string, ""),
-  })
-  checks = [
-      _assert(tf.strings.length(features[key]) > 0, path,
-              f": record has no {key} (not a segmentation TFRecord?)")
-      for key in _REQUIRED_KEYS]
-  filename = features[_TF.image_filename]
-  filename = tf.where(tf.strings.length(filename) > 0, filename,
-                      tf.constant("<unnamed image>"))
-  where = tf.strings.join([path, ": image ", filename])
-  # Decoding an empty string fails with an unhelpful message: check first.
-  with tf.control_dependencies(checks):
-    image = tf.io.decode_image(
-        features[_TF.image_encoded], channels=3, expand_animations=False)
-    label = tf.io.decode_png(features[_TF.label_encoded], channels=1)
-  image_size = tf.shape(image)[:2]
-  label_size = tf.shape(label)[:2]
-  size_check = _assert(
-      tf.reduce_all(tf.equal(image_size, label_size)), where,
-      ": label PNG is ", _size_text(label_size), " (HxW) but the image is ",
-      _size_text(image_size), "; a label must have its image size")
-  values = tf.cast(label, tf.int32)
-  bad = tf.logical_and(values >= num_classes, values != ignore_label)
-  bad_value = tf.reduce_max(tf.where(bad, values, -1))
-  value_check = _assert(
-      tf.logical_not(tf.reduce_any(bad)), where, ": label value ", bad_value,
-      f" is neither a class id (0..{num_classes - 1}) nor the ignore label "
-      f"{ignore_label}")
-  with tf.control_dependencies([size_check, value_check]):
-    image = tf.identity(image)
-    label = tf.identity(label)
-  return image, label, filename, where
+  return tf_example.find_input_problem(patterns, field)
 
 
 def _check_positive(value, field):
@@ -244,14 +90,14 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
   else:
     padded_size = _check_eval_batch(batch_size, augmentations, padded_size,
                                     field_name)
-  paths = expand_input_paths(
+  paths = tf_example.expand_input_paths(
       config.tf_record_input_path, f"{field_name}.tf_record_input_path")
   augment = preprocessor_builder.build_sequence(augmentations, ignore_label)
   shuffle = is_training and config.shuffle
   records = _read_records(paths, config, is_training, shuffle)
 
   def decode(record, path):
-    return _decode(record, path, num_classes, ignore_label)
+    return tf_example.decode_checked(record, path, num_classes, ignore_label)
 
   to_example = _example_function(augment, is_training, padded_size,
                                  ignore_label)
@@ -405,9 +251,9 @@ def _example_function(augment, is_training, padded_size, ignore_label):
 def _pad_checked(image, label, size, where, padded_size, ignore_label):
   """Pads to `padded_size`; an image larger than it fails, naming the image."""
   height, width = padded_size
-  fits = _assert(
+  fits = tf_example.assert_with_message(
       tf.reduce_all(size <= tf.constant([height, width])), where,
-      " is ", _size_text(size), f" (HxW), larger than the padded "
+      " is ", tf_example.size_text(size), f" (HxW), larger than the padded "
       f"size {height}x{width}; raise eval_config.padded_height/"
       "padded_width")
   with tf.control_dependencies([fits]):

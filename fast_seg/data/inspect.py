@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from fast_seg.builders import input_reader_builder
 from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
+from fast_seg.data import tf_example
 from fast_seg.utils import cli
 from fast_seg.utils import visualization
 
@@ -34,15 +34,8 @@ _INFO = standard_fields.DatasetInfoFields
 # Problem records / file names listed per kind; the counts are always full.
 MAX_LISTED = 20
 MAX_EXAMPLE_FILENAMES = 5
-_UNNAMED = "<unnamed image>"
 # Label values a uint8 PNG can hold: the size of every histogram here.
 _NUM_VALUES = 256
-
-_FEATURES = {
-    key: tf.io.FixedLenFeature([], tf.string, "")
-    for key in (_TF.image_encoded, _TF.image_filename, _TF.image_format,
-                _TF.label_encoded)
-}
 
 
 class _Problems:
@@ -77,15 +70,6 @@ def _first_line(error):
   return lines[0] if lines else type(error).__name__
 
 
-def _filename(record):
-  """image/filename of a record that failed to decode, if it parses at all."""
-  try:
-    name = tf.io.parse_single_example(record, _FEATURES)[_TF.image_filename]
-    return name.numpy().decode("utf-8", "replace") or _UNNAMED
-  except tf.errors.OpError:
-    return _UNNAMED
-
-
 def _decode(record):
   """Parses and decodes one record as the training reader does.
 
@@ -93,15 +77,8 @@ def _decode(record):
     (fields dict of str, image uint8 [H, W, 3], label uint8 [H', W'], label
     PNG mode). Raises ValueError or tf.errors.OpError on a bad record.
   """
-  parsed = tf.io.parse_single_example(record, _FEATURES)
-  fields = {key: value.numpy() for key, value in parsed.items()}
-  for key in (_TF.image_encoded, _TF.label_encoded):
-    if not fields[key]:
-      raise ValueError(f"record has no {key}")
-  image = tf.io.decode_image(fields[_TF.image_encoded], channels=3,
-                             expand_animations=False).numpy()
-  label = tf.io.decode_png(fields[_TF.label_encoded], channels=1).numpy()[..., 0]
-  return fields, image, label, _label_mode(fields[_TF.label_encoded])
+  fields, image, label = tf_example.decode_example(record)
+  return fields, image, label[..., 0], _label_mode(fields[_TF.label_encoded])
 
 
 def _preview(image, label, palette, ignore_label, class_names=None):
@@ -157,7 +134,7 @@ def inspect_records(pattern, info=None, num_previews=0, preview_dir=None,
   """
   if num_previews and not preview_dir:
     raise ValueError("--num_previews needs --preview_dir")
-  paths = input_reader_builder.expand_input_paths(
+  paths = tf_example.expand_input_paths(
       [p.strip() for p in pattern.split(",") if p.strip()], "--input_pattern")
   info_source, info = _resolve_info(info, pattern)
   ignore_label = (info[_INFO.ignore_label] if info is not None
@@ -249,11 +226,11 @@ class _Tally:
     try:
       fields, image, label, mode = _decode(record)
     except (ValueError, tf.errors.OpError) as e:
-      self.errors.add({"file": path, "filename": _filename(record),
+      self.errors.add({"file": path, "filename": tf_example.filename_of(record),
                        "error": _first_line(e)})
       return
     filename = (fields[_TF.image_filename].decode("utf-8", "replace")
-                or _UNNAMED)
+                or tf_example.UNNAMED_IMAGE)
     size = _size_text(image.shape)
     _count_key(self.sizes, size)
     _count_key(self.formats, fields[_TF.image_format].decode(

@@ -161,7 +161,7 @@ def test_no_glob_or_empty_glob_names_the_field(tmp_path):
 def test_globs_are_expanded_sorted_and_deduplicated(tmp_path):
   for name in ("b.tfrecord", "a.tfrecord"):
     (tmp_path / name).write_bytes(b"")
-  paths = input_reader_builder.expand_input_paths(
+  paths = tf_example.expand_input_paths(
       [str(tmp_path / "*.tfrecord"), str(tmp_path / "a.tfrecord")], "f")
   assert paths == [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
 

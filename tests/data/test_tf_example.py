@@ -95,3 +95,34 @@ def test_write_sharded_accepts_serialized_examples(tmp_path):
 def test_write_sharded_rejects_zero_shards(tmp_path):
   with pytest.raises(ValueError, match="num_shards"):
     tf_example.write_sharded([], str(tmp_path), "train", 0)
+
+
+def _record(image, label_png, name="a.png"):
+  return tf_example.make_example(
+      tf_example.encode_png(image), label_png, name, image.shape[0],
+      image.shape[1]).SerializeToString()
+
+
+def test_readers_decode_what_make_example_writes():
+  rng = np.random.default_rng(1)
+  image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+  label = rng.integers(0, 4, (5, 7), dtype=np.uint8)
+  record = _record(image, tf_example.encode_png(label))
+  fields, decoded_image, decoded_label = tf_example.decode_example(record)
+  np.testing.assert_array_equal(decoded_image, image)
+  np.testing.assert_array_equal(decoded_label, label[..., None])
+  assert fields[_TF.image_format] == b"png"
+  decoded = tf_example.decode_checked(
+      tf.constant(record), tf.constant("f.tfrecord"), 4, 255)
+  np.testing.assert_array_equal(decoded[1].numpy(), label[..., None])
+  assert decoded[3].numpy() == b"f.tfrecord: image a.png"
+  assert tf_example.filename_of(record) == "a.png"
+  assert tf_example.record_problem(record) is None
+
+
+def test_decode_example_names_a_missing_key_and_a_record_without_name():
+  record = _record(np.zeros((2, 2, 3), np.uint8), b"")
+  with pytest.raises(ValueError, match=f"record has no {_TF.label_encoded}"):
+    tf_example.decode_example(record)
+  assert (tf_example.filename_of(b"not a tf.train.Example")
+          == tf_example.UNNAMED_IMAGE)
