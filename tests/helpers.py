@@ -11,7 +11,7 @@ import tf_keras as keras
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields
 from fast_seg.export import inference_graph
-from fast_seg.export import serving
+from fast_seg.export import runtimes
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 
@@ -161,9 +161,7 @@ def save_serving_model(model, directory, shape, output):
   """A SavedModel as export_lib.export writes it; returns images -> predictions."""
   serve = inference_graph.build_inference_function(model, shape, output=output)
   inference_graph.save_saved_model(model, serve, str(directory))
-  signature = inference_graph.load_saved_model(str(directory))
-  return lambda images: signature(inputs=tf.constant(images))[
-      serving.OUTPUT_NAME].numpy()
+  return runtimes.SavedModel(str(directory))
 
 
 def summary_tags(directory):

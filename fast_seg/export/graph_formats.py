@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from fast_seg.export import formats
 from fast_seg.export import inference_graph
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.export import size_report
 
@@ -12,7 +13,7 @@ from fast_seg.export import size_report
 def write_saved_model(job):
   """saved_model/: the served function and the model's variables."""
   inference_graph.save_saved_model(job.model, job.serve, job.saved_model_dir)
-  got = inference_graph.run_saved_model(job.saved_model_dir, job.check_input)
+  got = runtimes.run_once(job.saved_model_dir, job.check_input)
   return {"saved_model": {"path": job.saved_model_dir,
                           **size_report.file_sizes(job.saved_model_dir),
                           **job.agreement(got)}}
@@ -23,7 +24,7 @@ def write_frozen_graph(job):
   optimized = inference_graph.optimize_frozen_graph(job.frozen_graph)
   with tf.io.gfile.GFile(job.frozen_graph_path, "wb") as f:
     f.write(optimized.SerializeToString())
-  got = inference_graph.run_frozen_graph(optimized, job.check_input)
+  got = runtimes.run_once(optimized, job.check_input)
   return {"frozen_graph": {
       "path": job.frozen_graph_path,
       **size_report.file_sizes(job.frozen_graph_path),

@@ -23,6 +23,7 @@ import tensorflow as tf
 from fast_seg.export import full_resolution_labels
 from fast_seg.export import inference_graph
 from fast_seg.export import onnx_format
+from fast_seg.export import runtimes
 from fast_seg.export import tflite_format
 
 # Runtime names of --runtime: how each is exported and run.
@@ -212,18 +213,6 @@ def measure(model, runtime, input_shape, runs=5, warmup=2, num_threads=2):
     exported.close()
 
 
-def _runner(path, runtime, num_threads):
-  """(run(images), close) of one exported file."""
-  if runtime == TF:
-    graph_def = tf.compat.v1.GraphDef()
-    with open(path, "rb") as f:
-      graph_def.ParseFromString(f.read())
-    return inference_graph.frozen_graph_runner(graph_def)
-  if runtime == ONNX:
-    return onnx_format.Model(path, num_threads=num_threads), lambda: None
-  return tflite_format.Model(path, num_threads=num_threads), lambda: None
-
-
 def _milliseconds(function):
   start = time.perf_counter()
   function()
@@ -243,20 +232,20 @@ def _time_files(paths, runtime, input_shape, runs, warmup, num_threads,
                 images_path=None):
   """time_function's dicts of the files, timed in turn run after run."""
   batches = _batches(input_shape, images_path)
-  runners = [_runner(p, runtime, num_threads) for p in paths]
-  timed = lambda run, i: _milliseconds(
-      lambda: run(batches[i % len(batches)]))
+  models = [runtimes.open_model(p, num_threads) for p in paths]
+  timed = lambda model, i: _milliseconds(
+      lambda: model(batches[i % len(batches)]))
   try:
-    firsts = [None] * len(runners)
+    firsts = [None] * len(models)
     for step in range(warmup):
-      for i, (run, _) in enumerate(runners):
-        elapsed = timed(run, step)
+      for i, model in enumerate(models):
+        elapsed = timed(model, step)
         firsts[i] = elapsed if firsts[i] is None else firsts[i]
-    times = [[timed(run, step) for run, _ in runners] for step in range(runs)]
+    times = [[timed(model, step) for model in models] for step in range(runs)]
     times = [list(column) for column in zip(*times)]
   finally:
-    for _, close in runners:
-      close()
+    for model in models:
+      model.close()
   return [{"median": statistics.median(t), "min": min(t), "max": max(t),
            "runs": t, "first_call": first} for t, first in zip(times, firsts)]
 
@@ -274,11 +263,10 @@ def op_profile(graph_def, images, runs=2):
     expensive op type first.
   """
   op_types = {node.name: node.op for node in graph_def.node}
-  run, close = inference_graph.frozen_graph_runner(graph_def)
   options = tf.compat.v1.RunOptions(
       trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
   milliseconds, nodes = collections.Counter(), collections.Counter()
-  try:
+  with runtimes.FrozenGraph(graph_def) as run:
     run(images)
     for _ in range(runs):
       metadata = tf.compat.v1.RunMetadata()
@@ -289,8 +277,6 @@ def op_profile(graph_def, images, runs=2):
           if op is not None:
             milliseconds[op] += node.all_end_rel_micros / 1000.0 / runs
             nodes[op] += 1.0 / runs
-  finally:
-    close()
   total = sum(milliseconds.values())
   return {"runs": runs, "total_ms": total, "ops": [
       {"op": op, "ms": ms, "share": ms / max(total, 1e-9),

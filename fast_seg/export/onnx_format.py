@@ -1,4 +1,4 @@
-"""ONNX export of an exported SavedModel, with tf2onnx, and an ONNX Runtime run.
+"""ONNX export of an exported SavedModel, with tf2onnx (runtimes.Onnx runs it).
 
 The ONNX graph is the SavedModel's `serving_default` signature unchanged:
 input `inputs`, output `predictions`, the same dtypes and static shapes, so
@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from fast_seg.export import formats
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.export import size_report
 
@@ -20,9 +21,6 @@ FILE_NAME = "model.onnx"
 # newer; 17 is the widest-deployed opset that has everything this graph needs
 # (Resize with half_pixel coordinates, Softmax on the last axis, ArgMax).
 DEFAULT_OPSET = 17
-
-_NUMPY_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
-
 
 def convert(saved_model_dir, output_path, opset=None):
   """Converts the SavedModel's serving signature to an ONNX file.
@@ -127,47 +125,6 @@ def resize_to_sizes(model_proto):
     changed += 1
 
 
-class Model:
-  """A loaded ONNX model in onnxruntime on the CPU: load once, run often."""
-
-  def __init__(self, path, num_threads=None):
-    # Imported here: onnxruntime comes with the optional [export] extra.
-    import onnxruntime
-    options = onnxruntime.SessionOptions()
-    if num_threads:
-      options.intra_op_num_threads = num_threads
-    try:
-      self._session = onnxruntime.InferenceSession(
-          path, options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own pybind11 types
-      reason = str(e).rsplit(":", maxsplit=1)[-1].strip() or type(e).__name__
-      raise ValueError(f"{path}: not a loadable ONNX model ({reason})") from None
-    (model_input,) = self._session.get_inputs()
-    if model_input.type not in _NUMPY_TYPES:
-      raise ValueError(f"{path}: unsupported input type {model_input.type}")
-    self._input_name = model_input.name
-    self.input_dtype = np.dtype(_NUMPY_TYPES[model_input.type])
-    # Symbolic dimensions ('unk__12') are dynamic: None.
-    self.input_shape = tuple(v if isinstance(v, int) else None
-                             for v in model_input.shape)
-    # `predictions` (our converter's name), else the only output (files
-    # converted elsewhere may call it `predictions:0`).
-    names = [o.name for o in self._session.get_outputs()]
-    self._output_name = (serving.OUTPUT_NAME
-                         if serving.OUTPUT_NAME in names else names[0])
-
-  def __call__(self, images):
-    """Runs on `images` cast to the input dtype; returns `predictions`."""
-    feed = {self._input_name: np.asarray(images).astype(self.input_dtype,
-                                                        copy=False)}
-    return self._session.run([self._output_name], feed)[0]
-
-
-def run(path, images):
-  """Loads an ONNX model and runs it once on `images` (see Model)."""
-  return Model(path)(images)
-
-
 def write(job):
   """export.py's onnx format: model.onnx from the job's SavedModel (or one
   whose labels tail runs faster in onnxruntime: job.saved_model_for).
@@ -184,7 +141,7 @@ def write(job):
   with job.saved_model_for("onnx") as saved_model_dir:
     result = convert(saved_model_dir, path)
   return {"onnx": {**result, **size_report.file_sizes(path),
-                   **job.agreement(run(path, job.check_input))}}
+                   **job.agreement(runtimes.run_once(path, job.check_input))}}
 
 
 formats.register("onnx", write, (FILE_NAME,), flexible_input=True, rank=3)

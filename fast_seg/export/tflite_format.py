@@ -1,4 +1,4 @@
-"""TFLite export of an exported SavedModel, and running it with LiteRT.
+"""TFLite export of an exported SavedModel (runtimes.TFLite runs it).
 
 The converted model keeps the SavedModel's interface: uint8 (or float32)
 pixels `inputs` [N, H, W, 3] in, the graph casts and preprocesses, and
@@ -22,6 +22,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from fast_seg.export import formats
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.export import size_report
 
@@ -162,18 +163,10 @@ def convert(saved_model_dir, output_path, quantize="none",
           "op_count": sum(ops.values()), "ops": ops}
 
 
-def _litert():
-  """LiteRT's interpreter module."""
-  # Imported on first use: ai-edge-litert comes with the optional [export]
-  # extra, and export_lib must import without it.
-  from ai_edge_litert import interpreter
-  return interpreter
-
-
 def _inspector(path):
   """An interpreter without default delegates, so that its nodes are the
   model's own ops (XNNPACK would replace them by one delegate node)."""
-  litert = _litert()
+  litert = runtimes.litert()
   interpreter = litert.Interpreter(
       model_path=path, experimental_op_resolver_type=(
           litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
@@ -208,49 +201,6 @@ def weight_types(path):
   return dict(counts)
 
 
-class Model:
-  """A loaded .tflite model: load once, run many times (predict.py does).
-
-  LiteRT's default CPU op resolver applies the XNNPACK delegate to every op
-  it supports (float32, float16 weights and int8 alike); the rest run on the
-  builtin kernels. `num_threads` is used by both.
-  """
-
-  def __init__(self, path, num_threads=2):
-    self.path = path
-    try:
-      interpreter = _litert().Interpreter(model_path=path,
-                                          num_threads=num_threads)
-    except ValueError as e:
-      raise ValueError(f"{path}: not a loadable TFLite model ({e})") from None
-    self._runner = interpreter.get_signature_runner(serving.SIGNATURE_KEY)
-    spec = self._runner.get_input_details()[serving.INPUT_NAME]
-    self.input_shape = tuple(int(v) for v in spec["shape"])
-    self.input_dtype = np.dtype(spec["dtype"])
-
-  def __call__(self, images):
-    """Runs on `images` of exactly the input shape and dtype (no resizing).
-
-    Returns:
-      numpy array: int32 labels [N, H, W] or float32 probabilities
-      [N, H, W, C], as the SavedModel returned.
-    """
-    images = np.asarray(images)
-    if tuple(images.shape) != self.input_shape:
-      raise ValueError(f"{self.path} takes {serving.INPUT_NAME} of shape "
-                       f"{self.input_shape}, got {images.shape}: resize or "
-                       "crop the images, or convert an export of that shape")
-    if images.dtype != self.input_dtype:
-      raise ValueError(f"{self.path} takes {self.input_dtype.name} "
-                       f"{serving.INPUT_NAME}, got {images.dtype}")
-    return self._runner(**{serving.INPUT_NAME: images})[serving.OUTPUT_NAME]
-
-
-def run(path, images, num_threads=2):
-  """Loads a .tflite model and runs it once on `images` (see Model)."""
-  return Model(path, num_threads)(images)
-
-
 def write(job):
   """export.py's tflite format: model.tflite from the job's SavedModel
   (or one whose labels tail runs faster in LiteRT: job.saved_model_for).
@@ -280,7 +230,7 @@ def write(job):
                      representative_images=(job.calibration if calibrated
                                             else None), qat=qat)
   return {"tflite": {**result, **size_report.file_sizes(path),
-                     **job.agreement(run(path, job.check_input))}}
+                     **job.agreement(runtimes.run_once(path, job.check_input))}}
 
 
 formats.register("tflite", write, (FILE_NAME,), rank=2)

@@ -46,9 +46,9 @@ from fast_seg.export import full_resolution_labels
 from fast_seg.export import inference_graph
 from fast_seg.export import latency as latency_lib
 from fast_seg.export import onnx_format
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.export import size_report
-from fast_seg.export import tflite_format
 from fast_seg.tools import train_benchmark
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
@@ -199,9 +199,9 @@ _Timing = collections.namedtuple(
 
 def _frozen_runner(graph_def, images, scratch):
   """One timed run of the frozen graph, in a Session open until cleanup."""
-  run, close = inference_graph.frozen_graph_runner(graph_def)
-  scratch.cleanup.append(close)
-  return lambda: run(images)
+  model = runtimes.FrozenGraph(graph_def)
+  scratch.cleanup.append(model.close)
+  return lambda: model(images)
 
 
 def _time_graph_paths(timer, serve, graph_def, images, paths, scratch):
@@ -225,8 +225,8 @@ def _tflite_runner(saved_model_dir, images, path, quantize, num_threads,
   info = latency_lib.convert_for_timing(saved_model_dir, output, quantize,
                                        images)
   scratch.sizes[name] = info["bytes"]
-  run = tflite_format.Model(output, num_threads=num_threads)
-  return lambda: run(images)
+  model = runtimes.TFLite(output, num_threads=num_threads)
+  return lambda: model(images)
 
 
 def _onnx_runner(saved_model_dir, images, num_threads, scratch):
@@ -235,8 +235,8 @@ def _onnx_runner(saved_model_dir, images, num_threads, scratch):
   output = os.path.join(scratch.workdir, f"model_b{batch}.onnx")
   scratch.sizes[f"onnx_b{batch}"] = onnx_format.convert(
       saved_model_dir, output)["bytes"]
-  run = onnx_format.Model(output, num_threads=num_threads)
-  return lambda: run(images)
+  model = runtimes.Onnx(output, num_threads=num_threads)
+  return lambda: model(images)
 
 
 def _time_converted_paths(timer, functions, images, paths, num_threads,

@@ -1,9 +1,9 @@
 """Runs an exported model on images or a video; writes label maps and overlays.
 
 Behind predict.py. The model is an export dir, a SavedModel, a frozen graph
-(.pb), a .tflite or an .onnx file: one small Predictor class per runtime, all
-fed by the same pre- and post-processing here, so the runtimes differ only in
-how they run a batch.
+(.pb), a .tflite or an .onnx file, opened by export/runtimes.py; every
+runtime is fed by the same pre- and post-processing here, so they differ
+only in how they run a batch.
 
 For each image: `<name>_labels.png` (class ids, the image's size, cropped
 rows 255) and `<name>_overlay.png` (colours blended over the image, a legend
@@ -24,15 +24,12 @@ import time
 
 import numpy as np
 from PIL import Image
-import tensorflow as tf
 
 from fast_seg.core import model as core_model
 from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
-from fast_seg.export import inference_graph
-from fast_seg.export import onnx_format
+from fast_seg.export import runtimes
 from fast_seg.export import serving
-from fast_seg.export import tflite_format
 from fast_seg.utils import config_util
 from fast_seg.utils import image_files
 from fast_seg.utils import progress
@@ -40,114 +37,11 @@ from fast_seg.utils import visualization
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
                     ".mpeg")
-MODEL_SUFFIXES = (".pb", ".tflite", ".onnx")
-
-
-# ----------------------------------------------------------------------------
-# Predictors: input_shape (N, H, W, 3; None where dynamic), input_dtype (numpy)
-# and run(batch) -> the model's `predictions` as a numpy array.
-
-
-class SavedModelPredictor:
-  """The serving signature of a SavedModel."""
-
-  def __init__(self, path):
-    self._serve = inference_graph.load_saved_model(path)
-    spec = self._serve.structured_input_signature[1][serving.INPUT_NAME]
-    self.input_shape = tuple(spec.shape)
-    self.input_dtype = spec.dtype.as_numpy_dtype
-
-  def run(self, batch):
-    outputs = self._serve(**{serving.INPUT_NAME: tf.constant(batch)})
-    return outputs[serving.OUTPUT_NAME].numpy()
-
-
-class FrozenGraphPredictor:
-  """frozen_inference_graph.pb, `inputs:0` -> `predictions:0`, in TF2."""
-
-  def __init__(self, path):
-    with open(path, "rb") as f:
-      graph_def = tf.compat.v1.GraphDef.FromString(f.read())
-    wrapped = tf.compat.v1.wrap_function(
-        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    try:
-      inputs = wrapped.graph.get_tensor_by_name(serving.INPUT_TENSOR)
-      outputs = wrapped.graph.get_tensor_by_name(serving.OUTPUT_TENSOR)
-    except KeyError:
-      raise ValueError(f"{path}: no {serving.INPUT_TENSOR} / "
-                       f"{serving.OUTPUT_TENSOR} tensors") from None
-    self._run = wrapped.prune(inputs, outputs)
-    self.input_shape = tuple(inputs.shape)
-    self.input_dtype = inputs.dtype.as_numpy_dtype
-
-  def run(self, batch):
-    return self._run(tf.constant(batch)).numpy()
-
-
-class TFLitePredictor:
-  """A .tflite model in the LiteRT interpreter (XNNPACK on CPU by default)."""
-
-  def __init__(self, path, num_threads=2):
-    self._model = tflite_format.Model(path, num_threads)
-    self.input_shape = self._model.input_shape
-    self.input_dtype = self._model.input_dtype
-
-  def run(self, batch):
-    return self._model(batch)
-
-
-class OnnxPredictor:
-  """An .onnx model in onnxruntime on the CPU."""
-
-  def __init__(self, path, num_threads=2):
-    self._model = onnx_format.Model(path, num_threads)
-    self.input_shape = self._model.input_shape
-    self.input_dtype = self._model.input_dtype
-
-  def run(self, batch):
-    return self._model(batch)
-
-
-class _OneImage:
-  """A model exported without a batch axis (--input_shape H,W,3, the TF1
-  project's option), seen as a model of batch 1."""
-
-  def __init__(self, predictor):
-    self._predictor = predictor
-    self.input_shape = (1, *predictor.input_shape)
-    self.input_dtype = predictor.input_dtype
-
-  def run(self, batch):
-    return self._predictor.run(batch[0])
 
 
 def open_predictor(path, num_threads=2):
-  """The Predictor for an export dir, SavedModel dir, .pb, .tflite or .onnx."""
-  predictor = _open(path, num_threads)
-  return _OneImage(predictor) if len(predictor.input_shape) == 3 else predictor
-
-
-def _open(path, num_threads):
-  """open_predictor's Predictor, with the model's own input shape."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"--model not found: {path}")
-  if os.path.isdir(path):
-    nested = os.path.join(path, serving.SAVED_MODEL_DIR)
-    if os.path.isdir(nested):
-      return SavedModelPredictor(nested)
-    if os.path.isfile(os.path.join(path, serving.SAVED_MODEL_FILE)):
-      return SavedModelPredictor(path)
-    raise ValueError(f"--model {path}: neither an export dir (with "
-                     f"{serving.SAVED_MODEL_DIR}/) nor a SavedModel")
-  suffix = os.path.splitext(path)[1].lower()
-  if suffix == ".pb":
-    return FrozenGraphPredictor(path)
-  if suffix == ".tflite":
-    return TFLitePredictor(path, num_threads)
-  if suffix == ".onnx":
-    return OnnxPredictor(path, num_threads)
-  raise ValueError(f"--model {path}: expected a directory or a file ending in "
-                   f"{', '.join(MODEL_SUFFIXES)}")
+  """The opened model (runtimes.open_model) of --model, with a batch axis."""
+  return runtimes.with_batch_axis(runtimes.open_model(path, num_threads))
 
 
 def model_home(path):
@@ -656,9 +550,9 @@ def _timed_run(predictor, image, crop, size, warm_up):
   batch = preprocess(crop_rows(image, crop), size, predictor.input_shape[0],
                      predictor.input_dtype)
   if warm_up:
-    predictor.run(batch)  # Warm-up: tracing and allocation are not latency.
+    predictor(batch)  # Warm-up: tracing and allocation are not latency.
   start = time.perf_counter()
-  prediction = predictor.run(batch)[0]
+  prediction = predictor(batch)[0]
   return prediction, (time.perf_counter() - start) * 1000.0
 
 
@@ -785,6 +679,7 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
   finally:
     items.close()
     outputs.close()
+    predictor.close()
   num_skipped = len(skipped) + (video.undecodable if video else 0)
   skipped += _undecodable(video, on_error, log)
   summary = _summary(inputs, "frame" if video else "image", names, latencies,

@@ -15,6 +15,7 @@ from fast_seg.compression import compress_lib
 from fast_seg.data import convert
 from fast_seg.data.converters import camvid
 from fast_seg.export import export_lib
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.utils import cli
 from tests import helpers
@@ -163,7 +164,6 @@ def test_random_weights_and_errors(trained_run, tmp_path):
 def test_quantized_tflite_agrees_on_a_trained_model(tiny_dataset, tmp_path,
                                                     quantize, threshold):
   """The issue's thresholds, on a model trained long enough to be decisive."""
-  from fast_seg.export import tflite_format  # pylint: disable=g-import-not-at-top
   from fast_seg.training import train_lib  # pylint: disable=g-import-not-at-top
   config = helpers.pipeline_config(
       helpers.train_pipeline_text(tiny_dataset, num_steps=300))
@@ -177,6 +177,6 @@ def test_quantized_tflite_agrees_on_a_trained_model(tiny_dataset, tmp_path,
   agree = []
   for image in images:
     expected = serve(inputs=tf.constant(image))["predictions"].numpy()
-    got = tflite_format.run(str(tmp_path / "export" / "model.tflite"), image)
+    got = runtimes.run_once(str(tmp_path / "export" / "model.tflite"), image)
     agree.append(np.mean(got == expected))
   assert np.mean(agree) >= threshold, agree

@@ -13,6 +13,7 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
 from fast_seg.export import formats
 from fast_seg.export import inference_graph
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import cli
@@ -109,7 +110,7 @@ def test_fast_labels_upsample_the_low_resolution_argmax(trained_run, tmp_path):
   assert 0.8 <= report["fast_labels_agreement_with_exact"] <= 1.0
   # Each 4x4 block (the logits' stride) carries one label: the arg-max there.
   images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
-  labels = inference_graph.run_frozen_graph(_graph_def(tmp_path), images)[0]
+  labels = runtimes.run_once(_graph_def(tmp_path), images)[0]
   blocks = labels.reshape(16, 4, 16, 4)
   assert (blocks == blocks[:, :1, :, :1]).all()
   model = model_builder.build(config.model)

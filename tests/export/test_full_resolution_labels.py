@@ -10,8 +10,7 @@ from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
 from fast_seg.export import full_resolution_labels as labels_lib
-from fast_seg.export import inference_graph
-from fast_seg.export import tflite_format
+from fast_seg.export import runtimes
 from fast_seg.utils import config_util
 from tests import helpers
 
@@ -157,9 +156,9 @@ def test_export_gives_each_runtime_its_exact_tail(trained_run, tmp_path):
   onnx_ops = set(report["formats"]["onnx"]["ops"])
   assert "Resize" in onnx_ops and not {"NonZero", "ScatterND"} & onnx_ops
   images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
-  served = inference_graph.run_frozen_graph(graph_def, images)
+  served = runtimes.run_once(graph_def, images)
   assert served.dtype == np.uint8 and served.shape == (1, 64, 64)
-  assert tflite_format.run(str(tmp_path / "model.tflite"), images).dtype == np.uint8
+  assert runtimes.run_once(str(tmp_path / "model.tflite"), images).dtype == np.uint8
 
 
 def test_export_refusals():
@@ -195,7 +194,7 @@ def test_converted_boundary_graphs_with_and_without_mixed_cells(model):
       model, l, (64, 80), labels_lib.BOUNDARY), input_signature=[spec])
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [boundary.get_concrete_function()], boundary)
-  interpreter = tflite_format._litert().Interpreter(  # pylint: disable=protected-access
+  interpreter = runtimes.litert().Interpreter(
       model_content=converter.convert())
   interpreter.allocate_tensors()
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from fast_seg.builders import model_builder
 from fast_seg.export import onnx_format
+from fast_seg.export import runtimes
 from fast_seg.export import tflite_format
 from tests import helpers
 
@@ -22,11 +23,11 @@ def _check(model, shape, tmp_path, formats):
   assert expected.shape[:3] == shape[:3]
   if "onnx" in formats:
     onnx_format.convert(str(tmp_path / "saved_model"), str(tmp_path / "m.onnx"))
-    np.testing.assert_allclose(onnx_format.run(str(tmp_path / "m.onnx"), images),
+    np.testing.assert_allclose(runtimes.run_once(str(tmp_path / "m.onnx"), images),
                                expected, atol=1e-4)
   if "tflite" in formats:
     tflite_format.convert(str(tmp_path / "saved_model"), str(tmp_path / "m.tflite"))
-    np.testing.assert_allclose(tflite_format.run(str(tmp_path / "m.tflite"), images),
+    np.testing.assert_allclose(runtimes.run_once(str(tmp_path / "m.tflite"), images),
                                expected, atol=1e-4)
 
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.export import coreml_format
 from fast_seg.export import onnx_format
+from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.utils import checkpoint_util
 from tests import helpers
@@ -54,7 +55,7 @@ def test_onnx_matches_saved_model(restored_model, tmp_path):
   assert info["bytes"] > 0 and info["op_count"] == sum(info["ops"].values())
   assert "Conv" in info["ops"] and "Softmax" in info["ops"]
   expected = saved(image)
-  actual = onnx_format.run(info["path"], image)
+  actual = runtimes.run_once(info["path"], image)
   assert actual.shape == expected.shape == (1, 64, 64, 6)
   np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
 
@@ -63,7 +64,7 @@ def test_onnx_matches_saved_model(restored_model, tmp_path):
                              str(tmp_path / "labels.onnx"), opset=15)
   assert info["opset"] == 15 and "ArgMax" in info["ops"]
   expected = saved(image)
-  actual = onnx_format.run(info["path"], image)
+  actual = runtimes.run_once(info["path"], image)
   assert actual.dtype == np.int32 and actual.shape == (1, 64, 64)
   assert np.mean(actual == expected) >= 0.999
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from fast_seg.builders import model_builder
 from fast_seg.export import inference_graph
+from fast_seg.export import runtimes
 from fast_seg.export import tflite_format
 from fast_seg.utils import checkpoint_util
 from tests import helpers
@@ -36,7 +37,7 @@ def _save(model, directory, output, input_shape=INPUT_SHAPE):
 
 def _run_each(path, images):
   """The .tflite model on each image in turn (its batch size is 1)."""
-  return np.concatenate([tflite_format.run(path, image[np.newaxis])
+  return np.concatenate([runtimes.run_once(path, image[np.newaxis])
                          for image in images])
 
 
@@ -189,7 +190,7 @@ def test_int8_labels_model_returns_int32_labels(model, images, reference,
   info = tflite_format.convert(saved, str(tmp_path / "labels.tflite"), "int8",
                                [images])
   assert info["ops"]["ARG_MAX"] == 1 and "DEQUANTIZE" not in info["ops"]
-  labels = np.concatenate([tflite_format.run(info["path"], image[np.newaxis])
+  labels = np.concatenate([runtimes.run_once(info["path"], image[np.newaxis])
                            for image in images])
   assert labels.dtype == np.int32 and labels.shape == images.shape[:3]
   agreement = np.mean(labels == reference.argmax(-1))
@@ -211,9 +212,9 @@ def test_sizes(converted):
 def test_run_needs_the_exported_shape_and_dtype(converted, images):
   path = converted("none")["path"]
   with pytest.raises(ValueError, match="shape"):
-    tflite_format.run(path, images[:2])
+    runtimes.run_once(path, images[:2])
   with pytest.raises(ValueError, match="uint8"):
-    tflite_format.run(path, images[:1].astype(np.float32))
+    runtimes.run_once(path, images[:1].astype(np.float32))
 
 
 @pytest.mark.parametrize("quantize, images, qat, match", [

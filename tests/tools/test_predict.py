@@ -210,7 +210,7 @@ def _expected_overlays(export_dir, clip_path):
   for _, frame in predict.read_inputs(str(clip_path)):
     batch = predict.preprocess(frame, predict.model_size(predictor.input_shape),
                                1, predictor.input_dtype)
-    labels, _ = predict.postprocess(predictor.run(batch)[0], frame.shape[:2])
+    labels, _ = predict.postprocess(predictor(batch)[0], frame.shape[:2])
     overlays.append(predict.overlay(frame, labels, None, palette, 0.5))
   return overlays
 

@@ -14,7 +14,7 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.evaluation import eval_lib
 from fast_seg.export import export_lib
-from fast_seg.export import inference_graph
+from fast_seg.export import runtimes
 from fast_seg.training import train_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
@@ -126,7 +126,7 @@ def test_binary_exports_a_probability_map(binary_run, tmp_path):
   images = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), np.uint8)
   graph_def = tf.compat.v1.GraphDef()
   graph_def.ParseFromString((tmp_path / "frozen_inference_graph.pb").read_bytes())
-  probability = inference_graph.run_frozen_graph(graph_def, images)
+  probability = runtimes.run_once(graph_def, images)
   assert probability.shape == (1, 64, 64, 1)
   assert 0.0 <= probability.min() and probability.max() <= 1.0
 
