@@ -18,7 +18,9 @@ Worker 0 (the chief) writes checkpoints, summaries and pipeline.config.
 
 from absl import flags
 
+from fast_seg.training import run_settings
 from fast_seg.training import train_lib
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.data import dataset_info
 from fast_seg.utils import cli
 
@@ -26,7 +28,7 @@ cli.define_config_flags()
 cli.define_input_flags("train_input_reader")
 flags.DEFINE_string("logdir", None, "Checkpoints, TensorBoard events, as-run config.")
 flags.DEFINE_integer("num_steps", None, "Overrides train_config.num_steps.")
-flags.DEFINE_enum("strategy", "one_device", list(train_lib.STRATEGIES),
+flags.DEFINE_enum("strategy", "one_device", list(run_settings.STRATEGIES),
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_bool("image_summaries", False,
                   "The TF1 project's flag: input / ground truth / prediction "
@@ -54,7 +56,7 @@ def main(argv):
 
 def command():
   """The fast-seg-train command (pyproject.toml), and python train.py in a checkout."""
-  cli.run(main, user_errors=(train_lib.TrainingDivergedError,), usage=__doc__)
+  cli.run(main, user_errors=(trainer_lib.TrainingDivergedError,), usage=__doc__)
 
 
 if __name__ == "__main__":

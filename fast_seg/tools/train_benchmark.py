@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from fast_seg.core import standard_fields as fields
 from fast_seg.training import time_profile
-from fast_seg.training import train_lib
+from fast_seg.training import run_settings
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
 
@@ -118,8 +119,8 @@ def measure(config, mode, steps, warmup_calls=2):
     raise ValueError(f"--modes: unknown '{mode}'; allowed: {', '.join(MODES)}")
   batch_size = config.train_config.batch_size
   logdir = tempfile.mkdtemp(prefix="fast_seg_train_bench_")
-  trainer = train_lib.Trainer(config, logdir,
-                              train_lib.build_strategy("one_device"))
+  trainer = trainer_lib.Trainer(config, logdir,
+                                run_settings.build_strategy("one_device"))
   if mode == TRAIN_PY:
     return _measure_train_py(trainer, steps)
   dataset = trainer.build_dataset()

@@ -13,7 +13,9 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.compression import compress_lib
 from fast_seg.compression import filter_pruning
+from fast_seg.training import run_settings
 from fast_seg.training import train_lib
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from tests import helpers
@@ -96,8 +98,8 @@ def test_training_runs_from_the_pruned_checkpoint(pruned, tmp_path):
   _, _, output_dir, report = pruned
   config = config_util.load_pipeline_config(
       os.path.join(output_dir, "pipeline.config"))
-  trainer = train_lib.Trainer(config, str(tmp_path / "tune"),
-                              train_lib.build_strategy("one_device"))
+  trainer = trainer_lib.Trainer(config, str(tmp_path / "tune"),
+                                run_settings.build_strategy("one_device"))
   trainer.restore_or_initialize()
   reader = tf.train.load_checkpoint(report["output_checkpoint"])
   classifier = trainer.model.keras_model.get_layer("icnet_classifier")

@@ -14,7 +14,9 @@ from fast_seg.model_optimization import tfmot_lib
 from fast_seg.evaluation import eval_lib
 from fast_seg.export import export_lib
 from fast_seg.export import serving
+from fast_seg.training import run_settings
 from fast_seg.training import train_lib
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import checkpoint_util
 from tests import helpers
 
@@ -43,7 +45,7 @@ def _sparsity(values):
 
 
 def _trainer(config, logdir):
-  return train_lib.Trainer(config, str(logdir), train_lib.build_strategy("one_device"))
+  return trainer_lib.Trainer(config, str(logdir), run_settings.build_strategy("one_device"))
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +133,8 @@ def test_trainer_rejects_bad_options(tiny_dataset, tmp_path):
   # tfmot's cross-replica updates cannot run inside an XLA function.
   config = _config(tiny_dataset, PRUNING + " use_xla: true", 4)
   with pytest.raises(ValueError, match="use_xla needs the one_device strategy"):
-    train_lib.Trainer(config, str(tmp_path / "xla"),
-                      train_lib.build_strategy("mirrored"))
+    trainer_lib.Trainer(config, str(tmp_path / "xla"),
+                        run_settings.build_strategy("mirrored"))
 
 
 # -- magnitude pruning --------------------------------------------------------

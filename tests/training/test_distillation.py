@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from fast_seg.training import distillation
+from fast_seg.training import run_settings
 from fast_seg.training import train_lib
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import checkpoint_util
 from tests import helpers
 
@@ -20,8 +22,8 @@ def _distillation_text(teacher_logdir, pixel_weight=1.0, pair_weight=1.0,
 
 
 def _trainer(text, logdir):
-  return train_lib.Trainer(helpers.pipeline_config(text), str(logdir),
-                           train_lib.build_strategy("one_device"))
+  return trainer_lib.Trainer(helpers.pipeline_config(text), str(logdir),
+                             run_settings.build_strategy("one_device"))
 
 
 def test_zero_weights_train_exactly_like_no_distillation(
@@ -110,5 +112,5 @@ def test_bad_values_are_refused_naming_the_field(tiny_dataset, trained_run,
       tiny_dataset, extra_train=_distillation_text(teacher_dir)))
   setattr(config.train_config.distillation, field, value)
   with pytest.raises(ValueError, match=message):
-    train_lib.Trainer(config, str(tmp_path / "run"),
-                      train_lib.build_strategy("one_device"))
+    trainer_lib.Trainer(config, str(tmp_path / "run"),
+                        run_settings.build_strategy("one_device"))

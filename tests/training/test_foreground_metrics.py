@@ -19,7 +19,9 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import metrics
 from fast_seg.core import standard_fields as fields
-from fast_seg.training import train_lib
+from fast_seg.training import run_settings
+from fast_seg.training import train_step
+from fast_seg.training import trainer as trainer_lib
 from tests import helpers
 
 # Small (fast to trace). The auxiliary target is a second one-channel head;
@@ -45,10 +47,10 @@ def test_batch_counts_by_hand():
   labels = tf.constant([[2, 3, 1], [0, 255, 2]], tf.int32)[None, ..., None]
   logits = tf.constant([[0.0, 2.0, -0.2], [-3.0, 5.0, -1.0]])[None, ..., None]
   # TP (0,0) (0,1); FP (0,2); TN (1,0); ignored (1,1); FN (1,2).
-  eager = train_lib.binary_batch_counts(model, logits, labels).numpy()
+  eager = train_step.binary_batch_counts(model, logits, labels).numpy()
   np.testing.assert_array_equal(eager, [2, 1, 1])
   compiled = tf.function(
-      lambda x, y: train_lib.binary_batch_counts(model, x, y),
+      lambda x, y: train_step.binary_batch_counts(model, x, y),
       jit_compile=True)(logits, labels).numpy()  # as under use_xla
   np.testing.assert_array_equal(compiled, eager)
   assert metrics.precision_recall_iou(eager) == pytest.approx(
@@ -80,8 +82,8 @@ def test_log_line_and_tensorboard_have_foreground_metrics(
       tiny_dataset, model=_MODEL, num_steps=6, checkpoint_every=6,
       extra_train="steps_per_call: 2").replace(
           "log_every_n_steps: 2", "log_every_n_steps: 4"))
-  trainer = train_lib.Trainer(config, str(tmp_path),
-                              train_lib.build_strategy("one_device"))
+  trainer = trainer_lib.Trainer(config, str(tmp_path),
+                                run_settings.build_strategy("one_device"))
   logged_counts = []
   original = metrics.precision_recall_iou
   monkeypatch.setattr(metrics, "precision_recall_iou", lambda counts: (
@@ -114,8 +116,8 @@ def test_multi_class_log_line_is_unchanged(tiny_dataset, tmp_path, capsys):
   model = helpers.model_text(**_ARCH, extra="context_depth: 16 decoder_depth: 16")
   config = helpers.pipeline_config(helpers.train_pipeline_text(
       tiny_dataset, num_steps=2, model=model))
-  trainer = train_lib.Trainer(config, str(tmp_path),
-                              train_lib.build_strategy("one_device"))
+  trainer = trainer_lib.Trainer(config, str(tmp_path),
+                                run_settings.build_strategy("one_device"))
   assert trainer.foreground_counts is None
   result = trainer.train(2)
   assert re.search(r"^step 2/2 .* loss \S+ \(logits=\S+ regularization=\S+\)"
@@ -135,11 +137,13 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from fast_seg.core import standard_fields as fields
-from fast_seg.training import train_lib
+from fast_seg.training import run_settings
+from fast_seg.training import train_step
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import config_util
 config = config_util.load_pipeline_config(sys.argv[1])
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-trainer = train_lib.Trainer(config, sys.argv[2], strategy)
+trainer = trainer_lib.Trainer(config, sys.argv[2], strategy)
 dataset = trainer.build_dataset()
 iterator = trainer.distribute(dataset)
 for _ in range(2):

@@ -15,7 +15,8 @@ from fast_seg.compression import compress_lib
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import tf_example
 from fast_seg.export import export_lib
-from fast_seg.training import train_lib
+from fast_seg.training import run_settings
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from tests import helpers
@@ -98,7 +99,7 @@ def trained(request, tmp_path_factory):
   data_dir = _records(dataset, tmp_path_factory.mktemp(f"{arch}_data"))
   config = _pipeline(arch, data_dir, num_steps=30)
   logdir = str(tmp_path_factory.mktemp(f"{arch}_run"))
-  trainer = train_lib.Trainer(config, logdir, train_lib.build_strategy("one_device"))
+  trainer = trainer_lib.Trainer(config, logdir, run_settings.build_strategy("one_device"))
   batch = next(iter(input_reader_builder.build(
       config.train_input_reader, is_training=True, batch_size=2,
       num_classes=_SAMPLES[dataset][1], ignore_label=255,

@@ -11,14 +11,16 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 from fast_seg.data import synthetic
 from fast_seg.training import time_profile
+from fast_seg.training import run_settings
 from fast_seg.training import train_lib
+from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from tests import helpers
 
 
 def _trainer(config, logdir):
-  return train_lib.Trainer(config, str(logdir), train_lib.build_strategy("one_device"))
+  return trainer_lib.Trainer(config, str(logdir), run_settings.build_strategy("one_device"))
 
 
 def _weights(model):
@@ -68,7 +70,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_p
                                 "softmax_cross_entropy {} " + "class_weights: inf " * 6)
   bad = helpers.pipeline_config(
       helpers.train_pipeline_text(tiny_dataset, num_steps=6, model=bad_model))
-  with pytest.raises(train_lib.TrainingDivergedError, match=r"NaN or Inf.*ckpt-2"):
+  with pytest.raises(trainer_lib.TrainingDivergedError, match=r"NaN or Inf.*ckpt-2"):
     train_lib.train(bad, str(logdir))
   assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-2")
   trainer = _trainer(good, logdir)
@@ -258,8 +260,8 @@ def test_time_line_gives_every_share():
 def test_mixed_precision_and_xla_step(tiny_dataset, tmp_path):
   config = helpers.pipeline_config(helpers.train_pipeline_text(
       tiny_dataset, num_steps=2, extra_train="mixed_precision: true use_xla: true"))
-  trainer = train_lib.Trainer(config, str(tmp_path),
-                              train_lib.build_strategy("mirrored"))
+  trainer = trainer_lib.Trainer(config, str(tmp_path),
+                                run_settings.build_strategy("mirrored"))
   assert trainer.model.keras_model.get_layer("icnet_cff1_low_conv").compute_dtype == "float16"
   result = trainer.train(2)
   assert result["step"] == 2 and np.isfinite(result[fields.LossFields.total])

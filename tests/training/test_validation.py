@@ -9,6 +9,7 @@ from fast_seg.compression import compress_lib
 from fast_seg.evaluation import eval_lib
 from fast_seg.export import export_lib
 from fast_seg.training import train_lib
+from fast_seg.training import validation
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from tests import helpers
@@ -32,7 +33,7 @@ def validated_run(tiny_dataset, tmp_path_factory):
 
 
 def _history(logdir):
-  path = logdir / train_lib.VALIDATION_DIR / eval_lib.HISTORY_FILE
+  path = logdir / validation.VALIDATION_DIR / eval_lib.HISTORY_FILE
   return [json.loads(line) for line in path.read_text().splitlines()]
 
 

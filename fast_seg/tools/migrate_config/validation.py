@@ -11,7 +11,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
 from fast_seg.builders import preprocessor_builder
-from fast_seg.training import train_lib
+from fast_seg.training import run_settings
 from fast_seg.utils import config_util
 
 
@@ -28,7 +28,7 @@ def validate(config, source):
     model_builder.build(parsed.model)
     if parsed.HasField("train_config"):
       train = parsed.train_config
-      train_lib.check_train_config(parsed, tf.distribute.get_strategy())
+      run_settings.check_train_config(parsed, tf.distribute.get_strategy())
       optimizer_builder.build(train.optimizer, train.num_steps)
       steps = train.data_augmentation_options
       preprocessor_builder.build_sequence(steps, arch.ignore_label,

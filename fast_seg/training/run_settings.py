@@ -1,0 +1,252 @@
+"""What a training run settles before its first step.
+
+The devices (the tf.distribute strategy), the checks of train_config, the
+precision policy, the run's length (num_epochs -> num_steps) and the loss's
+computed class weights. The computed values are written into the as-run
+config, so the saved pipeline.config, a resumed run and eval see what this
+run trained with. Nothing here builds a model or touches a checkpoint: a
+setting that cannot be honoured fails before any of that work.
+"""
+
+import collections
+import contextlib
+import math
+
+from absl import logging
+import tensorflow as tf
+import tf_keras as keras
+
+from fast_seg.core import losses as core_losses
+from fast_seg.core import model as core_model
+from fast_seg.data import dataset_info
+from fast_seg.model_optimization import tfmot_lib
+from fast_seg.protos import losses_pb2
+from fast_seg.protos import pipeline_pb2
+from fast_seg.protos import train_pb2
+from fast_seg.utils import config_util
+from fast_seg.utils import visualization
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
+_POLICIES = {train_pb2.TrainConfig.MIXED_FLOAT16: "mixed_float16",
+             train_pb2.TrainConfig.MIXED_BFLOAT16: "mixed_bfloat16"}
+
+# What the dataset_info.json beside the training TFRecords tells the run:
+# its path (or None), the examples per epoch (or None when unknown) and the
+# palette of the image summaries.
+DatasetFacts = collections.namedtuple(
+    "DatasetFacts", ["info_path", "examples_per_epoch", "palette"])
+
+
+def build_strategy(name):
+  """tf.distribute strategy for --strategy.
+
+  one_device: the first GPU, else the CPU. mirrored: all local GPUs.
+  multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG.
+  """
+  if name == "one_device":
+    device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+    return tf.distribute.OneDeviceStrategy(device)
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f"--strategy: unknown '{name}'; allowed: {', '.join(STRATEGIES)}")
+
+
+def as_run_config(pipeline_config, num_steps=None):
+  """A copy of `pipeline_config` with the command line's length applied.
+
+  A copy: the computed fields written later (num_steps from num_epochs,
+  class weights) must not leak into the caller's message.
+  """
+  config = pipeline_pb2.PipelineConfig()
+  config.CopyFrom(pipeline_config)
+  if num_steps:
+    # The command line wins over the config's length, in steps or epochs.
+    config.train_config.num_steps = num_steps
+    config.train_config.ClearField("num_epochs")
+  return config
+
+
+def check_train_config(pipeline_config, strategy):
+  """Refuses train_config values the loop cannot honour, naming the field.
+
+  Returns:
+    The tfmot technique configured (tfmot_lib.TECHNIQUES) or None.
+  """
+  train_config = pipeline_config.train_config
+  if train_config.batch_size < 1:
+    raise ValueError("train_config.batch_size must be >= 1")
+  for name in ("steps_per_call", "log_every_n_steps",
+               "checkpoint_every_n_steps", "max_checkpoints_to_keep"):
+    if getattr(train_config, name) < 1:
+      raise ValueError(f"train_config.{name} must be >= 1, got "
+                       f"{getattr(train_config, name)}")
+  if train_config.image_summary_every_n_steps < 0:
+    raise ValueError(
+        "train_config.image_summary_every_n_steps must be >= 0 (0: none), "
+        f"got {train_config.image_summary_every_n_steps}")
+  replicas = strategy.num_replicas_in_sync
+  if train_config.batch_size % replicas:
+    raise ValueError(
+        f"train_config.batch_size ({train_config.batch_size}) must be a "
+        f"multiple of the number of devices ({replicas})")
+  if pipeline_config.train_input_reader.HasField("batch_size"):
+    raise ValueError(
+        "train_input_reader.batch_size is for evaluation only; set "
+        "train_config.batch_size instead")
+  if not train_config.HasField("optimizer"):
+    raise ValueError("train_config.optimizer is not set")
+  return _check_compression_settings(train_config, strategy)
+
+
+def _check_compression_settings(train_config, strategy):
+  """tfmot techniques exclude recomputation and multi-device XLA."""
+  technique = tfmot_lib.validate(train_config)
+  if technique and train_config.memory_saving:
+    # Recomputation would re-run the tfmot wrappers' stateful updates.
+    raise ValueError(
+        f"train_config.memory_saving cannot be combined with "
+        f"train_config.{technique}; unset one of them")
+  if (technique and train_config.use_xla
+      and not isinstance(strategy, tf.distribute.OneDeviceStrategy)):
+    raise ValueError(
+        f"train_config.{technique} with use_xla needs the one_device "
+        "strategy (tfmot's cross-replica updates cannot run inside an XLA "
+        "function)")
+  return technique
+
+
+def precision_policy(train_config):
+  """The Keras policy name of train_config.mixed_precision(_policy)."""
+  if not train_config.mixed_precision:
+    return "float32"
+  return _POLICIES[train_config.mixed_precision_policy]
+
+
+@contextlib.contextmanager
+def global_precision_policy(policy):
+  """Keras builds layers under the global policy: set it, always restore it."""
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def read_dataset_facts(pipeline_config):
+  """Epoch length, palette and class weights from dataset_info.json.
+
+  Before any model building or step: a num_classes that disagrees with the
+  data should fail now, not as a label-value error mid-run. Fills in
+  train_config.num_steps (from num_epochs) and the loss's computed class
+  weights in `pipeline_config`, the as-run config.
+
+  Returns:
+    DatasetFacts.
+  """
+  info_path, info = dataset_info.load_for_reader(
+      pipeline_config.train_input_reader, pipeline_config.model,
+      "train_input_reader")
+  examples_per_epoch = resolve_num_steps(pipeline_config, info, info_path)
+  arch = config_util.get_model_config(pipeline_config.model)
+  palette = (dataset_info.palette(info) if info is not None
+             else visualization.default_palette(arch.num_classes))
+  if (arch.loss.class_weighting != losses_pb2.Loss.UNIFORM
+      and not arch.loss.class_weights):
+    # Written into the config, so the saved pipeline.config, a resumed run
+    # and eval see the weights this run trains with.
+    arch.loss.class_weights[:] = computed_class_weights(
+        pipeline_config, info, info_path)
+    logging.info("%s class weights over %s: %s",
+                 losses_pb2.Loss.ClassWeighting.Name(arch.loss.class_weighting),
+                 ", ".join(pipeline_config.train_input_reader.tf_record_input_path),
+                 ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
+  return DatasetFacts(info_path, examples_per_epoch, palette)
+
+
+def resolve_num_steps(pipeline_config, info, info_path):
+  """Fills in train_config.num_steps from num_epochs, and checks it.
+
+  Args:
+    pipeline_config: the pipeline; train_config.num_steps is set in place
+      (so the saved pipeline.config and a resumed run see the same length).
+    info: the dataset_info dict beside the training TFRecords, or None.
+    info_path: its path, for messages.
+
+  Returns:
+    The number of training examples per epoch, or None when unknown.
+
+  Raises:
+    ValueError: a length out of range, num_epochs without a dataset_info
+      that counts the training split, or num_steps disagreeing with it.
+  """
+  train_config = pipeline_config.train_config
+  globs = list(pipeline_config.train_input_reader.tf_record_input_path)
+  examples = (dataset_info.num_examples_for(info, globs)
+              if info is not None else None)
+  epochs = train_config.num_epochs
+  if epochs < 0 or math.isnan(epochs):
+    raise ValueError(f"train_config.num_epochs must be >= 0, got {epochs}")
+  if epochs:
+    if not examples:
+      where = info_path or "none found beside " + ", ".join(globs)
+      raise ValueError(
+          "train_config.num_epochs needs the number of training examples from "
+          f"the dataset_info.json of train_input_reader ({where}; its globs "
+          "must be one converted split's); give train_config.num_steps instead")
+    steps = math.ceil(epochs * examples / train_config.batch_size)
+    if train_config.HasField("num_steps") and train_config.num_steps != steps:
+      raise ValueError(
+          f"train_config.num_steps ({train_config.num_steps}) and num_epochs "
+          f"({epochs:g} = {steps} steps of batch {train_config.batch_size} over "
+          f"{examples} examples) disagree; set only one of them")
+    train_config.num_steps = steps
+    logging.info("num_epochs %g = %d steps (%d examples, batch %d)", epochs,
+                 steps, examples, train_config.batch_size)
+  if train_config.num_steps < 1:
+    raise ValueError("train_config.num_steps must be >= 1")
+  return examples
+
+
+def computed_class_weights(pipeline_config, info, info_path):
+  """Loss.class_weighting MEDIAN_FREQUENCY or ENET from the training splits.
+
+  The pixel frequencies are those of every split train_input_reader reads
+  (train and val for a trainval run), combined by their example counts.
+
+  Args:
+    pipeline_config: the pipeline; its model and train_input_reader are read.
+    info: the dataset_info dict beside the training TFRecords, or None.
+    info_path: its path, for messages.
+
+  Returns:
+    list of weights: one per class, or [background, foreground] for a binary
+    model (frequencies summed over the foreground ids first).
+
+  Raises:
+    ValueError: there is no dataset_info.json or it has no frequencies for
+      the training globs.
+  """
+  which = pipeline_config.model.WhichOneof("model")
+  arch = getattr(pipeline_config.model, which)
+  reader = pipeline_config.train_input_reader
+  weighting = losses_pb2.Loss.ClassWeighting.Name(arch.loss.class_weighting)
+  if info is None:
+    raise ValueError(
+        f"model.{which}.loss.class_weighting {weighting} needs the "
+        "dataset_info.json that the converters write beside the TFRecords of "
+        f"train_input_reader ({', '.join(reader.tf_record_input_path)}); none "
+        "found: convert with python -m fast_seg.data.convert or give "
+        "class_weights")
+  frequencies = dataset_info.class_frequencies_for(
+      info, list(reader.tf_record_input_path), info_path)
+  if arch.HasField("binary_output"):
+    ids = core_model.BinaryOutput.from_proto(
+        arch.binary_output).foreground_ids(arch.num_classes)
+    foreground = sum(f for i, f in enumerate(frequencies) if i in ids)
+    frequencies = [1.0 - foreground, foreground]
+  if arch.loss.class_weighting == losses_pb2.Loss.ENET:
+    return core_losses.enet_weights(frequencies,
+                                    arch.loss.enet_weighting_constant)
+  return core_losses.median_frequency_weights(frequencies)
