@@ -6,10 +6,13 @@ only (no auxiliary heads) and the upsampling + arg-max are inside, as the TF1
 project's frozen_inference_graph.pb was (inference_graph.py builds it;
 serving.py names it).
 
-Every format is a writer in formats.FORMATS: it writes its files from an
-ExportJob and returns its export_report.json entry, checked by running the
-written model on the job's check image. A new format is one module with a
-`write(job)` that registers itself (formats.register) and is imported here.
+This module runs an export in order: the request checked
+(export_request.py), the model loaded and its serving function traced, the
+formats written, the reports written (export_report.py). Every format is a
+writer in formats.FORMATS: it writes its files from an ExportJob and returns
+its export_report.json entry, checked by running the written model on the
+job's check image. A new format is one module with a `write(job)` that
+registers itself (formats.register) and is imported by export_request.py.
 
 A run trained with train_config.magnitude_pruning exports as a plain model
 (its checkpoints hold the pruned weights as zeros); one trained with
@@ -20,7 +23,6 @@ sparsity and the gzip sizes (export_info.json `compression`).
 
 import contextlib
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Any, Callable
@@ -33,13 +35,10 @@ from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
 # Aliased: export()'s `formats` argument is the requested names.
 from fast_seg.export import formats as export_formats
+from fast_seg.export import export_report
+# Imports the format modules too: they register their writers on import.
+from fast_seg.export import export_request
 from fast_seg.export import full_resolution_labels
-# The format modules register their writers when imported (each with its
-# rank: the order they are written in).
-from fast_seg.export import graph_formats  # pylint: disable=unused-import
-from fast_seg.export import tflite_format
-from fast_seg.export import onnx_format  # pylint: disable=unused-import
-from fast_seg.export import coreml_format  # pylint: disable=unused-import
 from fast_seg.export import inference_graph
 from fast_seg.export import serving
 from fast_seg.export import size_report
@@ -49,134 +48,10 @@ from fast_seg.utils import config_util
 from fast_seg.utils import visualization
 
 
-# Always written: the converters start from the SavedModel.
-DEFAULT_FORMATS = ("saved_model", "frozen_graph")
+# export.py's --formats default (fast_seg/commands/export.py reads it here).
+DEFAULT_FORMATS = export_request.DEFAULT_FORMATS
 # Converted from a SavedModel of their own labels tail where it differs.
 _CONVERTED_FORMATS = ("tflite", "onnx")
-# The runtime of each format but tflite (float or int8: its quantize).
-_FORMAT_RUNTIMES = {"onnx": full_resolution_labels.ONNX,
-                    "coreml": full_resolution_labels.COREML}
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportRequest:
-  """What export() was asked for (its arguments; see there)."""
-  input_shape: tuple
-  pad_to_shape: Any = None
-  formats: tuple = DEFAULT_FORMATS
-  quantize: str = "none"
-  output: str = "labels"
-  input_type: str = "uint8"
-  random_weights: bool = False
-  num_calibration_images: int = 100
-  labels_method: str = full_resolution_labels.AUTO
-  contract: str = "fast_seg"
-  labels_dtype: Any = None
-
-  @property
-  def serving_contract(self):
-    """The contract, its labels' dtype replaced by --labels_dtype."""
-    contract = serving.CONTRACTS[self.contract]
-    if self.labels_dtype:
-      contract = dataclasses.replace(contract, labels_dtype=self.labels_dtype)
-    return contract
-
-  def runtime_of(self, format_name):
-    """The full_resolution_labels runtime a format's file runs on."""
-    if format_name == "tflite":
-      return (full_resolution_labels.TFLITE_INT8 if self.quantize == "int8"
-              else full_resolution_labels.TFLITE)
-    return _FORMAT_RUNTIMES.get(format_name, full_resolution_labels.TF)
-
-  def labels_method_of(self, format_name="saved_model"):
-    """The labels tail a format's file serves."""
-    return full_resolution_labels.resolve(self.labels_method,
-                                          self.runtime_of(format_name))
-
-  @property
-  def flexible_input(self):
-    """The input has no batch axis or a dynamic (None) size."""
-    return len(self.input_shape) == 3 or None in self.input_shape
-
-  def check(self):
-    """ValueErrors for flags no format can honour, before any work."""
-    unknown = [f for f in self.formats if f not in export_formats.FORMATS]
-    if unknown:
-      raise ValueError(f"--formats must be among {', '.join(format_names())}; "
-                       f"got {', '.join(unknown)}")
-    if self.quantize not in tflite_format.QUANTIZE_MODES:
-      raise ValueError(f"--quantize must be one of "
-                       f"{', '.join(tflite_format.QUANTIZE_MODES)}, got "
-                       f"'{self.quantize}'")
-    if self.quantize != "none" and "tflite" not in self.formats:
-      raise ValueError("--quantize applies to the tflite format; add tflite "
-                       "to --formats")
-    self._check_labels_method()
-    self._check_contract()
-    self._check_labels_dtype()
-    self._check_input_shape()
-    if "coreml" in self.formats and (self.output == "colours"
-                                     or self.pad_to_shape
-                                     or self.input_shape[0] != 1):
-      raise ValueError("the coreml format takes batch 1, no --pad_to_shape "
-                       "and --output labels or probabilities")
-
-  def _check_contract(self):
-    if self.contract not in serving.CONTRACTS:
-      raise ValueError(f"--contract must be one of "
-                       f"{', '.join(serving.CONTRACTS)}, got '{self.contract}'")
-    contract = self.serving_contract
-    if self.output not in contract.outputs:
-      raise ValueError(f"--contract {self.contract} serves --output "
-                       f"{' or '.join(contract.outputs)}, got '{self.output}'")
-    refused = [f for f in self.formats
-               if contract.formats is not None and f not in contract.formats]
-    if refused:
-      raise ValueError(f"--contract {self.contract} is written as "
-                       f"{', '.join(contract.formats)}; not as "
-                       f"{', '.join(refused)}")
-
-  def _check_labels_method(self):
-    """ValueErrors for a method no requested format can serve."""
-    for name in ("saved_model", *self.formats):
-      self.labels_method_of(name)
-
-  def _check_labels_dtype(self):
-    if not self.labels_dtype:
-      return
-    if self.labels_dtype not in serving.LABELS_DTYPES:
-      raise ValueError(f"--labels_dtype must be one of "
-                       f"{', '.join(serving.LABELS_DTYPES)}, got "
-                       f"'{self.labels_dtype}'")
-    if self.output != "labels" or "coreml" in self.formats:
-      raise ValueError("--labels_dtype sets the type of --output labels in "
-                       "the saved_model, frozen_graph, tflite and onnx "
-                       "formats (Core ML's labels are int32)")
-
-  def check_num_classes(self, num_classes):
-    """A ValueError where the labels' dtype cannot hold every class id."""
-    dtype = tf.as_dtype(self.serving_contract.labels_dtype)
-    if self.output == "labels" and num_classes - 1 > dtype.max:
-      raise ValueError(f"--labels_dtype {dtype.name} holds ids up to "
-                       f"{dtype.max}; the model has {num_classes} classes")
-
-  def _check_input_shape(self):
-    """Only some formats take an input of rank 3 or of dynamic size."""
-    if not self.flexible_input:
-      return
-    rigid = [f for f in self.formats if not export_formats.writer(f).flexible_input]
-    if rigid:
-      flexible = [n for n, w in export_formats.in_order() if w.flexible_input]
-      raise ValueError(
-          f"--input_shape {_shape_text(self.input_shape)} (no batch axis or "
-          f"-1 sizes) can be written as {', '.join(flexible)}; "
-          f"{', '.join(rigid)} need a static N,H,W,3")
-    if self.quantize != "none":
-      raise ValueError("--quantize needs a static N,H,W,3 --input_shape")
-
-
-def _shape_text(shape):
-  return ",".join("-1" if v is None else str(v) for v in shape)
 
 
 @dataclasses.dataclass
@@ -226,7 +101,7 @@ class ExportJob:
 
   def agreement(self, got):
     """How closely a format's output on check_input matches `reference`."""
-    return _agreement(self.reference, got, self.output)
+    return export_report.agreement(self.reference, got, self.output)
 
   @contextlib.contextmanager
   def saved_model_for(self, format_name):
@@ -315,22 +190,6 @@ def eval_images(pipeline_config, size, count):
       image = tf.cast(tf.round(tf.image.resize(image, size)), tf.uint8)
     images.append(image[tf.newaxis].numpy())
   return images
-
-
-def _agreement(reference, got, output):
-  """How closely an export's output matches the TF function's."""
-  got = np.asarray(got).reshape(reference.shape)
-  if output == "probabilities":
-    if reference.shape[-1] == 1:  # A binary model's sigmoid map.
-      labels = lambda p: p[..., 0] > 0.5
-    else:
-      labels = lambda p: p.argmax(-1)
-    return {"max_abs_diff": float(np.abs(got - reference).max()),
-            "label_agreement": float(np.mean(labels(got) == labels(reference)))}
-  equal = got == reference
-  if output == "colours":
-    equal = equal.all(axis=-1)
-  return {"pixel_agreement": float(np.mean(equal))}
 
 
 def _palette(pipeline_config, num_classes):
@@ -458,23 +317,16 @@ def _flops(request, job, palette):
 
 
 def _new_report(request, job, from_eval, palette):
-  """export_report.json before its formats: the check input, each format's
-  labels method and, with 'nearest', how far its labels are from exact."""
-  report = {"check_input": "eval image" if from_eval else "random pixels",
-            "output": request.output, "input_type": request.input_type,
-            "formats": {}}
-  if request.output != "probabilities":
-    report["labels_method"] = {
-        name: request.labels_method_of(name)
-        for name in (*DEFAULT_FORMATS, *request.formats)}
-  if (request.labels_method_of() == full_resolution_labels.NEAREST
-      and request.output != "probabilities"):
-    exact = _serving_function(request, job.model, palette,
-                              full_resolution_labels.RESIZE)
-    report["fast_labels_agreement_with_exact"] = _agreement(
-        _predictions(exact, job.check_input), job.reference,
-        request.output)["pixel_agreement"]
-  return report
+  """export_report.new_report; with 'nearest' labels served, the exact ones
+  of the check input are computed here, to say how far those are."""
+  if (request.labels_method_of() != full_resolution_labels.NEAREST
+      or request.output == "probabilities"):
+    return export_report.new_report(request, from_eval)
+  exact = _serving_function(request, job.model, palette,
+                            full_resolution_labels.RESIZE)
+  return export_report.new_report(
+      request, from_eval,
+      nearest_check=(_predictions(exact, job.check_input), job.reference))
 
 
 def _write_formats(job, requested, report):
@@ -486,11 +338,6 @@ def _write_formats(job, requested, report):
       report["formats"].update(writer.write(job))
 
 
-def _write_json(value, path):
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(value, f, indent=2)
-
-
 def _finish(job, report, pipeline_config, technique):
   """pipeline.config, dataset_info.json, the reports; (compression, info path)."""
   config_util.save_pipeline_config(pipeline_config, job.output_dir)
@@ -500,36 +347,8 @@ def _finish(job, report, pipeline_config, technique):
       tf.io.gfile.glob(os.path.join(job.saved_model_dir, "variables",
                                     "variables.data-*")))
   job.log(size_report.format_report(compression))
-  _write_json(report, os.path.join(job.output_dir, serving.REPORT_NAME))
-  for line in report_lines(report):
-    job.log(line)
+  export_report.write_report(report, job.output_dir, job.log)
   return compression, info_path
-
-
-def _export_info(request, job, float_model, checkpoint_path, report,
-                 compression, info_path, flops):
-  """The export_info dict: the source, the interface, the cost, the files."""
-  return {
-      "checkpoint": checkpoint_path,
-      "random_weights": request.random_weights,
-      "contract": request.contract,
-      # None where the size is dynamic (-1 on the command line).
-      "input_shape": list(request.input_shape),
-      "pad_to_shape": (list(request.pad_to_shape) if request.pad_to_shape
-                       else None),
-      "input": f"{serving.INPUT_TENSOR} {request.input_type}",
-      "output": (f"{serving.OUTPUT_TENSOR} {request.output} "
-                 f"{job.reference.dtype}"),
-      # The float model's: a QAT model also counts its quantizer ranges.
-      "params": int(float_model.inference_model.count_params()),
-      "flops": flops[0],
-      "flops_input_shape": list(flops[1]),
-      "saved_model": job.saved_model_dir,
-      "frozen_graph": job.frozen_graph_path,
-      "formats": list(report["formats"]),
-      "dataset_info": info_path,
-      "compression": compression,
-  }
 
 
 def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
@@ -568,16 +387,16 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   Returns:
     The export_info dict (also export_info.json).
   """
-  request = ExportRequest(input_shape, pad_to_shape, formats, quantize, output,
-                          input_type, random_weights, num_calibration_images,
-                          labels_method, contract, labels_dtype)
+  request = export_request.ExportRequest(
+      input_shape, pad_to_shape, formats, quantize, output, input_type,
+      random_weights, num_calibration_images, labels_method, contract,
+      labels_dtype)
   request.check()
   model, float_model, technique, checkpoint_path = load_model(
       pipeline_config, trained_checkpoint, random_weights)
   request.check_num_classes(model.output_num_classes)
   palette = _output_palette(pipeline_config, model)
-  serve = _serving_function(request, model, palette,
-                            request.labels_method_of())
+  serve = _serving_function(request, model, palette, request.labels_method_of())
   tf.io.gfile.makedirs(output_dir)
   # The folder then holds this export alone: no file of an earlier one
   # stays beside it, and nothing of this one if it fails half-way.
@@ -587,10 +406,10 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
     report = _new_report(request, job, from_eval, palette)
     _write_formats(job, request.formats, report)
     compression, info_path = _finish(job, report, pipeline_config, technique)
-    info = _export_info(request, job, float_model, checkpoint_path, report,
-                        compression, info_path,
-                        _flops(request, job, palette))
-    _write_json(info, os.path.join(output_dir, serving.INFO_NAME))
+    info = export_report.export_info(
+        request, job, float_model, checkpoint_path, report, compression,
+        info_path, _flops(request, job, palette))
+    export_report.write_json(info, os.path.join(output_dir, serving.INFO_NAME))
     return info
 
 
@@ -619,30 +438,3 @@ def _replacing_export_files(output_dir):
   except BaseException:
     _remove_export_files(output_dir)
     raise
-
-
-def _agreement_cell(entry):
-  if "max_abs_diff" in entry:
-    return (f"max |diff| {entry['max_abs_diff']:.2e}, labels "
-            f"{100 * entry['label_agreement']:.2f}%")
-  if "pixel_agreement" in entry:
-    return f"{100 * entry['pixel_agreement']:.2f}% of pixels"
-  return entry.get("agreement", "")
-
-
-def report_lines(report):
-  """The export report as a table: size, gzip size, ops, agreement."""
-  lines = []
-  if "fast_labels_agreement_with_exact" in report:
-    lines.append("--labels_method nearest: "
-                 f"{100 * report['fast_labels_agreement_with_exact']:.2f}% of "
-                 "pixels equal the exact (bilinear logits) labels")
-  lines += [f"Agreement with the TF function on one {report['check_input']} "
-            f"(output: {report['output']}):",
-            "| format | MB | gzip MB | ops | agreement |",
-            "|---|---:|---:|---:|---|"]
-  for name, entry in report["formats"].items():
-    lines.append(f"| {name} | {entry['bytes'] / 1e6:.2f} | "
-                 f"{entry['gzip_bytes'] / 1e6:.2f} | "
-                 f"{entry.get('op_count', '')} | {_agreement_cell(entry)} |")
-  return lines

@@ -1,9 +1,10 @@
 """The export formats: one Registry of writers, which each format module fills.
 
 A format is one module that defines `write(job)` and calls `register` at
-import; export_lib imports the format modules, and writes the formats by
-their `rank` (the SavedModel first: the converters start from it), whatever
-order the modules happened to be imported in.
+import; export_request imports the format modules (a request's --formats
+are checked against them), and export_lib writes the formats by their
+`rank` (the SavedModel first: the converters start from it), whatever order
+the modules happened to be imported in.
 A format defined elsewhere, e.g. a test's toy one, registers the same way and
 is removed again with `unregister`.
 """

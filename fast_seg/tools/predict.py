@@ -7,19 +7,16 @@ only in how they run a batch.
 
 For each image: `<name>_labels.png` (class ids, the image's size, cropped
 rows 255) and `<name>_overlay.png` (colours blended over the image, a legend
-below). A video (read and written with imageio's ffmpeg plugin, the optional
-[video] extra) streams into `<video>_overlay.mp4` at its own frame rate, plus
-a short GIF preview, or into those PNG pairs per frame (--video_output).
+below). A video (read and written by utils/video_io.py with imageio's ffmpeg
+plugin, the optional [video] extra) streams into `<video>_overlay.mp4` at its
+own frame rate, plus a short GIF preview, or into those PNG pairs per frame
+(--video_output).
 """
 
 import collections
 import glob
-import itertools
-import math
 import os
-import re
 import statistics
-import subprocess
 import time
 
 import numpy as np
@@ -33,10 +30,8 @@ from fast_seg.export import serving
 from fast_seg.utils import config_util
 from fast_seg.utils import image_files
 from fast_seg.utils import progress
+from fast_seg.utils import video_io
 from fast_seg.utils import visualization
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
-                    ".mpeg")
 
 
 def open_predictor(path, num_threads=2):
@@ -56,148 +51,13 @@ def model_home(path):
 # Inputs.
 
 
-def _imageio():
-  """imageio with its ffmpeg plugin, imported here: only videos need them.
-
-  They are the optional [video] extra, so a missing one is a one-line error
-  naming it and the install command rather than an ImportError traceback.
-  """
-  try:
-    import imageio.v2  # mp4 (any ffmpeg format) reading and writing.
-    import imageio.v3  # The pillow plugin's GIF writer.
-    import imageio.plugins.ffmpeg  # Imports imageio-ffmpeg, the binary.
-  except ImportError as e:
-    missing = "imageio-ffmpeg" if "ffmpeg" in (e.name or "") else "imageio"
-    raise ValueError(f"videos need {missing}, which is not installed: "
-                     "pip install 'fast_seg[video]'") from None
-  return imageio
-
-
-def _last_line(text):
-  """The last non-empty line of ffmpeg's (long) log: its actual complaint."""
-  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-  return lines[-1] if lines else "no message"
-
-
-def _reason(error):
-  """A read error's own words, without the ffmpeg log imageio appends."""
-  text = " ".join(str(error).split("=== stderr ===", maxsplit=1)[0].split())
-  return text or _last_line(error)
-
-
-def _count_packets(path, ffmpeg_exe):
-  """The frames the container holds, counted without decoding them.
-
-  ffmpeg drops a frame it cannot decode, so this count minus the frames
-  delivered is how many were lost; it is also the progress bar's total. A
-  stream copy reads the file once and decodes nothing, so it costs little
-  next to the model, and it fails (one line) for a file ffmpeg cannot open.
-  """
-  result = subprocess.run(
-      [ffmpeg_exe, "-hide_banner", "-nostdin", "-i", path, "-map", "0:v:0",
-       "-c", "copy", "-f", "null", "-"],
-      capture_output=True, text=True, errors="replace", check=False)
-  counts = re.findall(r"frame=\s*(\d+)", result.stderr)
-  if result.returncode or not counts:
-    raise ValueError(f"{path}: not a readable video ({_last_line(result.stderr)})")
-  return int(counts[-1])
-
-
-# A reader still failing after this many frames in a row is given up.
-_MAX_ERRORS_IN_A_ROW = 10
-
-
-def decoded_frames(frames, stem):
-  """(name, RGB frame) of each of `frames`; a frame that fails to read comes
-  as (name, ValueError), so the caller reports and skips it like an image.
-
-  ffmpeg's pipe usually ends at such an error (the iterator then stops);
-  frames that ffmpeg itself drops as undecodable never get here and are
-  counted by Video.undecodable instead.
-  """
-  iterator, errors = iter(frames), 0
-  for index in itertools.count():
-    name = f"{stem}_{index:06d}"
-    try:
-      frame = next(iterator)
-    except StopIteration:
-      return
-    except (RuntimeError, OSError, ValueError) as e:
-      errors += 1
-      yield name, ValueError(f"{name}: not a readable frame ({_reason(e)})")
-      if errors >= _MAX_ERRORS_IN_A_ROW:
-        return
-      continue
-    errors = 0
-    yield name, np.asarray(frame)
-
-
-def _open_reader(imageio, path):
-  """imageio's ffmpeg reader of `path` passing every frame through once.
-
-  -fps_mode is ffmpeg 5.1's name; the ffmpeg 4 of older imageio-ffmpeg
-  wheels (or one named by IMAGEIO_FFMPEG_EXE) knows only -vsync, which
-  ffmpeg 8 removed.
-  """
-  problem = None
-  for option in ("-fps_mode", "-vsync"):
-    try:
-      return imageio.v2.get_reader(path, "ffmpeg",
-                                   output_params=[option, "passthrough"])
-    except (OSError, RuntimeError) as e:
-      problem = e
-      if "Unrecognized option" not in str(e):
-        break
-  raise ValueError(f"{path}: not a readable video ({_last_line(problem)})")
-
-
-class Video:
-  """A video file read once, in order, with imageio's ffmpeg plugin.
-
-  Every decoded frame comes exactly once (-fps_mode passthrough): ffmpeg's
-  default constant-rate output would paper over a frame it cannot decode
-  with a copy of its neighbour. So a lost frame is simply missing, and
-  `undecodable` counts them against the container's packets at the end.
-  """
-
-  def __init__(self, path):
-    imageio = _imageio()
-    self.path = path
-    self.stem = os.path.splitext(os.path.basename(path))[0]
-    self.packets = _count_packets(path, imageio.plugins.ffmpeg.get_exe())
-    self._reader = _open_reader(imageio, path)
-    meta = self._reader.get_meta_data()
-    self.fps = float(meta.get("fps") or 0.0)
-    self.size = tuple(meta["size"])  # (width, height)
-    self.read, self.read_to_end = 0, False
-
-  @property
-  def seconds(self):
-    return self.packets / self.fps if self.fps > 0 else 0.0
-
-  @property
-  def undecodable(self):
-    """Frames in the file that never came out (known once read to the end)."""
-    return max(0, self.packets - self.read) if self.read_to_end else 0
-
-  def frames(self, max_frames=0):
-    """decoded_frames of the video, the first max_frames (0: all), streamed."""
-    try:
-      for item in itertools.islice(decoded_frames(self._reader, self.stem),
-                                   max_frames or None):
-        self.read += 1
-        yield item
-      self.read_to_end = not max_frames or self.read < max_frames
-    finally:
-      self._reader.close()
-
-
 def list_inputs(spec):
   """('video', path) or ('images', sorted paths) for a dir, glob or video."""
   if os.path.isdir(spec):
     paths = sorted(os.path.join(spec, name) for name in os.listdir(spec)
                    if name.lower().endswith(standard_fields.IMAGE_EXTENSIONS))
-  elif spec.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(spec):
+  elif (spec.lower().endswith(video_io.VIDEO_EXTENSIONS)
+        and os.path.isfile(spec)):
     return "video", spec
   else:
     paths = sorted(p for p in glob.glob(spec)
@@ -227,7 +87,7 @@ def read_inputs(spec):
   """
   kind, source = list_inputs(spec)
   if kind == "video":
-    return Video(source).frames()
+    return video_io.Video(source).frames()
   return _images(source)
 
 
@@ -401,16 +261,6 @@ def with_legend(blended, labels, palette, names):
 # Outputs.
 
 VIDEO_OUTPUTS = ("mp4", "gif", "frames")
-# --video_output auto adds a GIF to the mp4 for a clip up to this long, and a
-# GIF covers at most this much of a longer one: a GIF is a preview to paste
-# into a chat or an issue; footage belongs in the mp4 (10-50x smaller).
-GIF_MAX_SECONDS = 15.0
-# ...at most this many frames a second (every k-th frame) and this wide.
-GIF_MAX_FPS = 10.0
-GIF_MAX_WIDTH = 480
-# x264 at imageio's quality 6.5 is crf 17, visually lossless: class borders
-# and thin classes keep their colour, which the default crf 25 smears.
-MP4_QUALITY = 6.5
 # More inputs than this: a progress bar instead of a line per input.
 PROGRESS_MIN_INPUTS = 50
 
@@ -420,68 +270,13 @@ def video_outputs(text, seconds):
   VIDEO_OUTPUTS; 'auto' is the mp4, plus the GIF when the clip fits in one."""
   names = [name.strip() for name in text.split(",") if name.strip()]
   if names == ["auto"]:
-    return ("mp4", "gif") if seconds <= GIF_MAX_SECONDS else ("mp4",)
+    return ("mp4", "gif") if seconds <= video_io.GIF_MAX_SECONDS else ("mp4",)
   if names == ["none"]:
     return ()
   if not names or not set(names) <= set(VIDEO_OUTPUTS):
     raise ValueError("--video_output must be auto, none or a comma list of "
                      f"{', '.join(VIDEO_OUTPUTS)}; got {text!r}")
   return tuple(dict.fromkeys(names))
-
-
-def _even(frame):
-  """`frame` with its last row / column repeated to an even size: yuv420p,
-  the pixel format every player plays, has no odd widths or heights."""
-  pad = (frame.shape[0] % 2, frame.shape[1] % 2)
-  if not any(pad):
-    return frame
-  return np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
-
-
-class _Mp4:
-  """The overlays as an H.264 mp4 at the video's frame rate, no audio."""
-
-  def __init__(self, path, fps):
-    self._writer = _imageio().v2.get_writer(
-        path, "ffmpeg", fps=fps, codec="libx264", quality=MP4_QUALITY,
-        macro_block_size=1, ffmpeg_log_level="error",
-        output_params=["-movflags", "+faststart"])  # Plays while loading.
-
-  def add(self, frame):
-    self._writer.append_data(_even(frame))
-
-  def close(self):
-    self._writer.close()
-
-
-class _Gif:
-  """A preview: every k-th overlay (<= GIF_MAX_FPS), at most GIF_MAX_WIDTH
-  wide, of the first GIF_MAX_SECONDS, looping.
-
-  Pillow writes a GIF in one piece when it is closed, so the chosen frames
-  wait until then as 8-bit palette images; the caps bound them (150 frames
-  of 480 x 270 are 20 MB) however long the video is.
-  """
-
-  def __init__(self, path, fps):
-    self._step = max(1, math.ceil(fps / GIF_MAX_FPS - 1e-6))
-    self._limit = max(1, round(GIF_MAX_SECONDS * fps))
-    self._duration_ms = 1000.0 * self._step / fps
-    self._file = _imageio().v3.imopen(path, "w", plugin="pillow")
-    self._index = 0
-
-  def add(self, frame):
-    if self._index < self._limit and self._index % self._step == 0:
-      height, width = frame.shape[:2]
-      if width > GIF_MAX_WIDTH:
-        size = (GIF_MAX_WIDTH, max(1, round(height * GIF_MAX_WIDTH / width)))
-        frame = np.asarray(Image.fromarray(frame).resize(size, Image.BOX))
-      self._file.write(frame, is_batch=False, duration=self._duration_ms,
-                       loop=0, bits=8)
-    self._index += 1
-
-  def close(self):
-    self._file.close()
 
 
 # How the outputs are drawn: rows cropped before the model, the binary
@@ -501,7 +296,8 @@ class _Outputs:
     os.makedirs(output_dir, exist_ok=True)
     self._dir, self.pngs = output_dir, "frames" in kinds
     self.paths, self._videos = [], []
-    for kind, writer in (("mp4", _Mp4), ("gif", _Gif)):
+    for kind, writer in (("mp4", video_io.Mp4Writer),
+                         ("gif", video_io.GifWriter)):
       if kind in kinds:
         self.paths.append(os.path.join(output_dir, f"{stem}_overlay.{kind}"))
         self._videos.append(writer(self.paths[-1], fps))
@@ -663,7 +459,7 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
   """
   _check_options(alpha, threshold, on_error, video_output, fps, max_frames)
   kind, source = list_inputs(inputs)
-  video = Video(source) if kind == "video" else None  # Checked before the model.
+  video = video_io.Video(source) if kind == "video" else None  # Checked before the model.
   predictor = open_predictor(model, num_threads)
   options = _Options(model, palette_path, crop,
                      model_size(predictor.input_shape, resize), threshold,

@@ -13,6 +13,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
+from fast_seg.export import export_request
 from fast_seg.export import serving
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import cli
@@ -140,7 +141,7 @@ def test_dynamic_size_with_pad_to_shape_runs_the_network_at_one_size(trained_run
 def test_refused_before_any_work(kwargs, message, tmp_path):
   request = {"input_shape": (1, 64, 64, 3), **kwargs}
   with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-    export_lib.ExportRequest(**request).check()
+    export_request.ExportRequest(**request).check()
 
 
 @pytest.mark.parametrize("text, shape", [("1,360,480,3", (1, 360, 480, 3)),

@@ -9,6 +9,7 @@ import tensorflow as tf
 from fast_seg.builders import model_builder
 from fast_seg.core import standard_fields as fields
 from fast_seg.export import export_lib
+from fast_seg.export import export_request
 from fast_seg.export import full_resolution_labels as labels_lib
 from fast_seg.export import runtimes
 from fast_seg.utils import config_util
@@ -164,24 +165,26 @@ def test_export_gives_each_runtime_its_exact_tail(trained_run, tmp_path):
 def test_export_refusals():
   with pytest.raises(ValueError, match="--labels_method boundary cannot be "
                      "calibrated for int8 TFLite"):
-    export_lib.ExportRequest((1, 64, 64, 3), formats=("tflite",),
-                             quantize="int8", labels_method="boundary").check()
-  export_lib.ExportRequest((1, 64, 64, 3), formats=("tflite",),
-                           quantize="int8", labels_method="auto").check()
+    export_request.ExportRequest((1, 64, 64, 3), formats=("tflite",),
+                                 quantize="int8",
+                                 labels_method="boundary").check()
+  export_request.ExportRequest((1, 64, 64, 3), formats=("tflite",),
+                               quantize="int8", labels_method="auto").check()
   with pytest.raises(ValueError, match="--labels_method must be one of"):
-    export_lib.ExportRequest((1, 64, 64, 3), labels_method="fast").check()
+    export_request.ExportRequest((1, 64, 64, 3), labels_method="fast").check()
   request = dict(input_shape=(1, 64, 64, 3), labels_dtype="uint8")
   with pytest.raises(ValueError, match="--labels_dtype sets the type of "
                      "--output labels"):
-    export_lib.ExportRequest(**request, output="probabilities").check()
+    export_request.ExportRequest(**request, output="probabilities").check()
   with pytest.raises(ValueError, match="Core ML's labels are int32"):
-    export_lib.ExportRequest(**request, formats=("coreml",)).check()
+    export_request.ExportRequest(**request, formats=("coreml",)).check()
   with pytest.raises(ValueError, match="--labels_dtype must be one of"):
-    export_lib.ExportRequest((1, 64, 64, 3), labels_dtype="float32").check()
+    export_request.ExportRequest((1, 64, 64, 3),
+                                 labels_dtype="float32").check()
   with pytest.raises(ValueError, match="uint8 holds ids up to 255; the model "
                      "has 300 classes"):
-    export_lib.ExportRequest(**request).check_num_classes(300)
-  export_lib.ExportRequest(**request).check_num_classes(256)
+    export_request.ExportRequest(**request).check_num_classes(300)
+  export_request.ExportRequest(**request).check_num_classes(256)
 
 
 def test_converted_boundary_graphs_with_and_without_mixed_cells(model):

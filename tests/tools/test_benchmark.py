@@ -12,7 +12,11 @@ import tensorflow as tf
 
 from fast_seg.builders import model_builder
 from fast_seg.export import latency as latency_lib
-from fast_seg.tools import benchmark
+from fast_seg.tools.benchmark import cli
+from fast_seg.tools.benchmark import config_row
+from fast_seg.tools.benchmark import path_timing
+from fast_seg.tools.benchmark import runner
+from fast_seg.tools.benchmark import tables
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from tests import helpers
@@ -20,7 +24,7 @@ from tests import helpers
 DEMO_CONFIG = str(helpers.REPO_ROOT / "configs" /
                   "icnet_mobilenet_v2_synthetic_128.config")
 # Every path but XLA, whose compile is slow on a CPU (timed in a test below).
-_PATHS = tuple(p for p in benchmark.PATHS if p != benchmark.XLA)
+_PATHS = tuple(p for p in path_timing.PATHS if p != path_timing.XLA)
 
 
 def _check_latency(entry, runs):
@@ -35,7 +39,7 @@ def report(tmp_path_factory):
   output = tmp_path_factory.mktemp("bench") / "out" / "benchmark.json"
   broken = tmp_path_factory.mktemp("broken") / "broken.config"
   broken.write_text("model { icnet { num_classes: 3 } }")
-  result = benchmark.run_benchmark(
+  result = runner.run_benchmark(
       [DEMO_CONFIG, str(broken)], input_shape=(1, 64, 64, 3), runs=2,
       warmup=1, paths=_PATHS, batch_sizes=[1],
       output_json=str(output), log=None, profile=True)
@@ -66,18 +70,18 @@ def test_every_path_with_sizes(report):
 
 
 def test_xla_and_a_larger_batch():
-  row = benchmark.benchmark_config(
+  row = config_row.benchmark_config(
       DEMO_CONFIG, input_shape=(1, 32, 32, 3), runs=1, warmup=1,
-      paths=(benchmark.KERAS, benchmark.XLA), batch_sizes=[1, 3])
+      paths=(path_timing.KERAS, path_timing.XLA), batch_sizes=[1, 3])
   assert row["error"] is None and set(row["latency_ms"]) == {"1", "3"}
   for batch in ("1", "3"):
-    for path in (benchmark.KERAS, benchmark.XLA):
+    for path in (path_timing.KERAS, path_timing.XLA):
       entry = row["latency_ms"][batch][path]
       if "error" in entry:  # XLA may be unavailable; it never sinks the row
-        assert path == benchmark.XLA and entry["error"]
+        assert path == path_timing.XLA and entry["error"]
       else:
         _check_latency(entry, 1)
-  fps = row["fps"]["3"][benchmark.KERAS]
+  fps = row["fps"]["3"][path_timing.KERAS]
   assert fps == pytest.approx(3000.0 / row["latency_ms"]["3"]["keras"]["median"])
 
 
@@ -88,11 +92,11 @@ def test_ceiling_and_achieved_fraction(report):
   good = report["rows"][0]
   assert good["ceiling"]["before"] == ceiling  # the first model's
   convs = [good["ceiling"][k]["conv3x3_gflops"] for k in ("before", "after")]
-  keras_ms = good["latency_ms"]["1"][benchmark.KERAS]["median"]
+  keras_ms = good["latency_ms"]["1"][path_timing.KERAS]["median"]
   achieved = good["flops"] / (keras_ms / 1000.0) / 1e9
-  assert good["achieved_fraction"][benchmark.KERAS] == pytest.approx(
+  assert good["achieved_fraction"][path_timing.KERAS] == pytest.approx(
       achieved / (sum(convs) / 2))
-  assert good["achieved_fraction_range"][benchmark.KERAS] == pytest.approx(
+  assert good["achieved_fraction_range"][path_timing.KERAS] == pytest.approx(
       [achieved / max(convs), achieved / min(convs)])
   assert "ceiling" not in report["rows"][1]  # the broken one timed nothing
 
@@ -111,14 +115,14 @@ def test_op_profile_of_the_frozen_graph(report):
   assert not {"FusedBatchNormV3", "FusedBatchNorm"} & set(ops)
   assert ops["Conv2D"]["nodes"] > 10 and ops["ArgMax"]["nodes"] == 2
   assert ops["ResizeBilinear"]["nodes"] >= 1
-  assert "time per op type, frozen graph" in benchmark.format_table(report)
+  assert "time per op type, frozen graph" in tables.format_table(report)
 
 
 def test_broken_config_is_a_row_and_tables_render(report):
   bad = report["rows"][1]
   assert "feature_extractor" in bad["error"]
   assert bad["params"] is None and bad["latency_ms"] == {}
-  table = benchmark.format_table(report)
+  table = tables.format_table(report)
   assert "icnet_mobilenet_v2_synthetic_128" in table
   assert "broken: error:" in table
   assert "Latency, batch 1:" in table and "| config | params M |" in table
@@ -129,18 +133,18 @@ def test_num_classes_override_keeps_config_valid():
   """CamVid's class weights and ignore label 11 must not block 19 classes."""
   camvid = str(helpers.REPO_ROOT / "configs" /
                "icnet_mobilenet_v2_1.0_camvid_360.config")
-  row = benchmark.benchmark_config(camvid, input_shape=(1, 32, 32, 3),
-                                   num_classes=19, runs=1, warmup=0,
-                                   paths=(benchmark.KERAS,))
+  row = config_row.benchmark_config(camvid, input_shape=(1, 32, 32, 3),
+                                    num_classes=19, runs=1, warmup=0,
+                                    paths=(path_timing.KERAS,))
   assert row["error"] is None
   assert row["num_classes"] == 19
-  assert set(row["latency_ms"]["1"]) == {benchmark.KERAS}
-  assert row["latency_ms"]["1"][benchmark.KERAS]["first_call"] is None
+  assert set(row["latency_ms"]["1"]) == {path_timing.KERAS}
+  assert row["latency_ms"]["1"][path_timing.KERAS]["first_call"] is None
 
 
 def test_unknown_path_is_refused():
   with pytest.raises(ValueError, match="--paths: unknown"):
-    benchmark.benchmark_config(DEMO_CONFIG, paths=("tensorrt",))
+    config_row.benchmark_config(DEMO_CONFIG, paths=("tensorrt",))
 
 
 def test_trained_weights_and_real_images(trained_run, tmp_path):
@@ -149,12 +153,12 @@ def test_trained_weights_and_real_images(trained_run, tmp_path):
   config, logdir = trained_run
   config_path = config_util.save_pipeline_config(config, str(tmp_path))
   row = {}
-  _, model = benchmark._build(config_path, None, (1, 64, 64, 3), row, logdir)
+  _, model = config_row._build(config_path, None, (1, 64, 64, 3), row, logdir)
   reference = model_builder.build(config.model)
   checkpoint_util.restore_layers(
       [l for l in reference.inference_model.layers if l.weights],
       checkpoint_util.resolve_checkpoint(logdir))
-  _, untrained = benchmark._build(config_path, None, (1, 64, 64, 3), {})
+  _, untrained = config_row._build(config_path, None, (1, 64, 64, 3), {})
   kernels = lambda m: [w.numpy() for w in m.inference_model.weights
                        if "kernel" in w.name]
   for got, want in zip(kernels(model), kernels(reference)):
@@ -165,27 +169,27 @@ def test_trained_weights_and_real_images(trained_run, tmp_path):
   for i, colour in enumerate(((255, 0, 0), (0, 0, 255))):
     files.append(str(tmp_path / f"{i}.png"))
     Image.new("RGB", (40, 30), colour).save(files[-1])
-  timing = benchmark._Timing((), 1, 0, 2, (), "auto", False, files, False)
-  images = benchmark._images(timing, (3, 12, 16, 3))
+  timing = path_timing.Timing((), 1, 0, 2, (), "auto", False, files, False)
+  images = path_timing.batch_images(timing, (3, 12, 16, 3))
   assert images.shape == (3, 12, 16, 3) and images.dtype == np.uint8
   np.testing.assert_array_equal(images[:, 0, 0], [[255, 0, 0], [0, 0, 255],
                                                   [255, 0, 0]])
   with pytest.raises(ValueError, match="one entry per --configs entry"):
-    benchmark._checkpoints(["a.config", "b.config"], ["ckpt"])
-  assert benchmark._checkpoints(["a", "b"], ["x", ""]) == {"a": "x"}
+    cli._checkpoints(["a.config", "b.config"], ["ckpt"])
+  assert cli._checkpoints(["a", "b"], ["x", ""]) == {"a": "x"}
 
 
 def test_labels_methods_timed_alongside_resize():
-  row = benchmark.benchmark_config(
+  row = config_row.benchmark_config(
       DEMO_CONFIG, input_shape=(1, 64, 64, 3), runs=3, warmup=1,
-      paths=(benchmark.FROZEN,), compare_labels_methods=True)
+      paths=(path_timing.FROZEN,), compare_labels_methods=True)
   assert row["error"] is None
   for method in ("boundary", "nearest"):
     entry = row["labels_methods"]["tf"][method]
     assert entry["median_ms"] > 0 and entry["resize_ms"] > 0
     assert entry["ratio"] > 0
   report = {"rows": [row]}
-  lines = benchmark._labels_methods_lines(report)
+  lines = tables._labels_methods_lines(report)
   assert lines[-1].startswith("| icnet_mobilenet_v2_synthetic_128 | tf | ")
   assert "| config | runtime | boundary | nearest |" in lines
 

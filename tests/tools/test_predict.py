@@ -18,6 +18,7 @@ from fast_seg.data import synthetic
 from fast_seg.export import export_lib
 from fast_seg.export import serving
 from fast_seg.tools import predict
+from fast_seg.utils import video_io
 from fast_seg.utils import visualization
 from tests import helpers
 
@@ -241,7 +242,7 @@ def test_video_becomes_an_annotated_mp4_and_a_gif(export_dir, clip, tmp_path,
     assert error.mean() < 8.0 and np.median(error) <= 4, error.mean()
     assert np.abs(frame.astype(int) - original).mean() > 3 * error.mean()
   ffmpeg = subprocess.run(
-      [predict._imageio().plugins.ffmpeg.get_exe(), "-hide_banner", "-i",
+      [video_io._imageio().plugins.ffmpeg.get_exe(), "-hide_banner", "-i",
        str(out / "clip_overlay.mp4")], capture_output=True, text=True, check=False)
   assert "Video: h264" in ffmpeg.stderr and "Audio:" not in ffmpeg.stderr
 
@@ -281,7 +282,7 @@ def test_video_output_rules():
 def test_gif_of_a_long_clip_is_capped(tmp_path):
   pytest.importorskip("imageio")
   # 20 s at 25 fps, 720 px wide: every 3rd frame of the first 15 s, 480 wide.
-  gif = predict._Gif(str(tmp_path / "long.gif"), fps=25)
+  gif = video_io.GifWriter(str(tmp_path / "long.gif"), fps=25)
   for i in range(20 * 25):
     gif.add(np.full((36, 720, 3), i % 256, np.uint8))
   gif.close()
@@ -353,7 +354,7 @@ class _FlakyReader:
 def test_a_frame_that_fails_to_read_is_reported_and_skipped():
   # ffmpeg itself drops frames it cannot decode (counted above); this is an
   # error while reading one, which the frame iterator reports like a bad image.
-  items = list(predict.decoded_frames(_FlakyReader(), "drive"))
+  items = list(video_io.decoded_frames(_FlakyReader(), "drive"))
   assert [name for name, _ in items] == [f"drive_{i:06d}" for i in range(5)]
   error = items[2][1]
   assert isinstance(error, ValueError) and str(error) == (
