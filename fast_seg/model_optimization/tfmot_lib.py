@@ -33,6 +33,7 @@ import tensorflow_model_optimization as tfmot
 
 from fast_seg.core import standard_fields as fields
 from fast_seg.model_optimization import quantization
+from fast_seg.protos import train_pb2
 from fast_seg.utils import checkpoint_util
 
 MAGNITUDE_PRUNING = "magnitude_pruning"
@@ -126,10 +127,12 @@ def validate(train_config):
   technique = configured_technique(train_config)
   if technique == MAGNITUDE_PRUNING:
     _last_mask_update(train_config.magnitude_pruning, train_config.num_steps)
-  if technique == QUANTIZATION_AWARE_TRAINING and train_config.mixed_precision:
+  if (technique == QUANTIZATION_AWARE_TRAINING
+      and train_config.precision != train_pb2.TrainConfig.FLOAT32):
     # tfmot's fake-quant ops are float32 only.
+    name = train_pb2.TrainConfig.Precision.Name(train_config.precision)
     raise ValueError("train_config.quantization_aware_training does not "
-                     "support train_config.mixed_precision; train in float32")
+                     f"support train_config.precision: {name}; use FLOAT32")
   return technique
 
 

@@ -27,7 +27,8 @@ from fast_seg.utils import config_util
 from fast_seg.utils import visualization
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
-_POLICIES = {train_pb2.TrainConfig.MIXED_FLOAT16: "mixed_float16",
+_POLICIES = {train_pb2.TrainConfig.FLOAT32: "float32",
+             train_pb2.TrainConfig.MIXED_FLOAT16: "mixed_float16",
              train_pb2.TrainConfig.MIXED_BFLOAT16: "mixed_bfloat16"}
 
 # What the dataset_info.json beside the training TFRecords tells the run:
@@ -75,6 +76,15 @@ def check_train_config(pipeline_config, strategy):
     The tfmot technique configured (tfmot_lib.TECHNIQUES) or None.
   """
   train_config = pipeline_config.train_config
+  stale = [name for name in config_util.DEPRECATED_PRECISION_FIELDS
+           if train_config.HasField(name)]
+  if stale:
+    # Only config_util's loader reads them (into precision); a config built
+    # around it would otherwise train in a precision it did not ask for.
+    raise ValueError(
+        f"train_config.{stale[0]} is deprecated and training does not read "
+        "it; set train_config.precision (configs read by config_util are "
+        "migrated)")
   if train_config.batch_size < 1:
     raise ValueError("train_config.batch_size must be >= 1")
   for name in ("steps_per_call", "log_every_n_steps",
@@ -118,10 +128,8 @@ def _check_compression_settings(train_config, strategy):
 
 
 def precision_policy(train_config):
-  """The Keras policy name of train_config.mixed_precision(_policy)."""
-  if not train_config.mixed_precision:
-    return "float32"
-  return _POLICIES[train_config.mixed_precision_policy]
+  """The Keras policy name of train_config.precision."""
+  return _POLICIES[train_config.precision]
 
 
 @contextlib.contextmanager

@@ -2,12 +2,18 @@
 
 import os
 
+from absl import logging
 import tensorflow as tf
 from google.protobuf import text_format
 
 from fast_seg.protos import pipeline_pb2
+from fast_seg.protos import train_pb2
 
 PIPELINE_CONFIG_NAME = "pipeline.config"
+
+# train_config fields replaced by train_config.precision; read only by
+# migrate_deprecated_fields.
+DEPRECATED_PRECISION_FIELDS = ("mixed_precision", "mixed_precision_policy")
 
 
 class ConfigError(ValueError):
@@ -45,12 +51,78 @@ def parse_pipeline_config(text, source="<string>"):
   Strict: a field given twice (a scalar, a message, or two members of one
   oneof such as `pspnet {...}` then `icnet {...}`) is an error, where
   protobuf's Merge would silently keep the last. Repeated fields may repeat.
+  Deprecated fields are rewritten into their replacements here
+  (migrate_deprecated_fields), so every reader of a config sees only the
+  current ones.
   """
   config = pipeline_pb2.PipelineConfig()
   try:
     text_format.Parse(text, config)
   except text_format.ParseError as e:
     raise ConfigError(f"{source}: {e}") from None
+  return migrate_deprecated_fields(config, source)
+
+
+def _legacy_precision(train_config, base_precision):
+  """The Precision the deprecated pair in `train_config` asks for.
+
+  A field of the pair left unset keeps what `base_precision` implies, as it
+  did when the pair was merged onto a config that had it.
+  """
+  mixed_base = base_precision != train_pb2.TrainConfig.FLOAT32
+  mixed = (train_config.mixed_precision
+           if train_config.HasField("mixed_precision") else mixed_base)
+  # Unset, the policy reads as its default, MIXED_FLOAT16.
+  policy = (train_config.mixed_precision_policy
+            if train_config.HasField("mixed_precision_policy") or not mixed_base
+            else base_precision)
+  return policy if mixed else train_pb2.TrainConfig.FLOAT32
+
+
+def migrate_deprecated_fields(config, source, base=None):
+  """Rewrites deprecated fields of `config` into their replacements.
+
+  Old configs keep loading, while the rest of the code, and the as-run
+  pipeline.config a run saves, know only the current fields. Today:
+  train_config.mixed_precision + mixed_precision_policy -> precision.
+
+  Args:
+    config: a pipeline_pb2.PipelineConfig, changed in place.
+    source: the file (or override) it came from, for the log and errors.
+    base: the PipelineConfig that `config`, a snippet, will be merged onto,
+      whose precision a field of the pair that the snippet leaves unset
+      keeps; None when `config` is a whole file.
+
+  Returns:
+    `config`.
+
+  Raises:
+    ConfigError: train_config.precision is set too and disagrees.
+  """
+  train = config.train_config
+  names = [name for name in DEPRECATED_PRECISION_FIELDS if train.HasField(name)]
+  if not names:
+    return config
+  base_precision = (base.train_config.precision if base is not None
+                    else train_pb2.TrainConfig.FLOAT32)
+  precision = _legacy_precision(train, base_precision)
+  old = train_pb2.TrainConfig()
+  for name in names:
+    setattr(old, name, getattr(train, name))
+  old_text = text_format.MessageToString(old, as_one_line=True)
+  new_text = "precision: " + train_pb2.TrainConfig.Precision.Name(precision)
+  if train.HasField("precision") and train.precision != precision:
+    set_text = train_pb2.TrainConfig.Precision.Name(train.precision)
+    raise ConfigError(
+        f"{source}: train_config sets both the deprecated {old_text} (that is "
+        f"{new_text}) and precision: {set_text}, which disagree; delete "
+        f"{' and '.join(names)} and keep only precision")
+  logging.warning("%s: train_config { %s } is deprecated; read as "
+                  "train_config { %s }, write that instead", source, old_text,
+                  new_text)
+  for name in names:
+    train.ClearField(name)
+  train.precision = precision
   return config
 
 
@@ -89,17 +161,25 @@ def load_pipeline_config(path, overrides=(), appends=()):
                       "UTF-8); give a protobuf text-format .config file") from None
   config = parse_pipeline_config(text, source=path)
   for i, override in enumerate(overrides or ()):
+    source = f"--config_override #{i + 1} ({override!r})"
     snippet = pipeline_pb2.PipelineConfig()
     try:
       text_format.Merge(override, snippet)
     except text_format.ParseError as e:
-      raise ConfigError(f"--config_override #{i + 1} ({override!r}): {e}") from None
+      raise ConfigError(f"{source}: {e}") from None
+    migrate_deprecated_fields(snippet, source, base=config)
     merge_replacing_lists(snippet, config)
   for i, append in enumerate(appends or ()):
+    source = f"--config_append #{i + 1} ({append!r})"
+    # Parsed apart, like an override, so that its deprecated fields are
+    # migrated before they meet the config's; MergeFrom then appends.
+    snippet = pipeline_pb2.PipelineConfig()
     try:
-      text_format.Merge(append, config)
+      text_format.Merge(append, snippet)
     except text_format.ParseError as e:
-      raise ConfigError(f"--config_append #{i + 1} ({append!r}): {e}") from None
+      raise ConfigError(f"{source}: {e}") from None
+    migrate_deprecated_fields(snippet, source, base=config)
+    config.MergeFrom(snippet)
   return config
 
 

@@ -118,7 +118,8 @@ def test_options_parse_and_build(tiny_dataset):
     ("magnitude_pruning { frequency: 20 }", "frequency"),
     ("magnitude_pruning {} quantization_aware_training {}",
      "magnitude_pruning and train_config.quantization_aware_training"),
-    ("quantization_aware_training {} mixed_precision: true", "mixed_precision"),
+    ("quantization_aware_training {} precision: MIXED_FLOAT16",
+     "precision: MIXED_FLOAT16"),
 ])
 def test_bad_options_name_the_field(tiny_dataset, extra, field):
   config = _config(tiny_dataset, extra, num_steps=6)

@@ -259,7 +259,8 @@ def test_time_line_gives_every_share():
 @pytest.mark.slow
 def test_mixed_precision_and_xla_step(tiny_dataset, tmp_path):
   config = helpers.pipeline_config(helpers.train_pipeline_text(
-      tiny_dataset, num_steps=2, extra_train="mixed_precision: true use_xla: true"))
+      tiny_dataset, num_steps=2,
+      extra_train="precision: MIXED_FLOAT16 use_xla: true"))
   trainer = trainer_lib.Trainer(config, str(tmp_path),
                                 run_settings.build_strategy("mirrored"))
   assert trainer.model.keras_model.get_layer("icnet_cff1_low_conv").compute_dtype == "float16"
@@ -346,16 +347,26 @@ def test_memory_saving_trains(tiny_dataset, tmp_path):
     ("memory_saving: true quantization_aware_training {}",
      r"train_config\.memory_saving .*train_config\.quantization_aware_training"),
     # tfmot's fake-quant ops are float32 only, whatever the half type.
-    ("quantization_aware_training {} mixed_precision: true",
-     r"quantization_aware_training .*mixed_precision"),
-    ("quantization_aware_training {} mixed_precision: true "
-     "mixed_precision_policy: MIXED_BFLOAT16",
-     r"quantization_aware_training .*mixed_precision"),
+    ("quantization_aware_training {} precision: MIXED_FLOAT16",
+     r"quantization_aware_training .*precision: MIXED_FLOAT16"),
+    ("quantization_aware_training {} precision: MIXED_BFLOAT16",
+     r"quantization_aware_training .*precision: MIXED_BFLOAT16"),
 ])
 def test_bad_speed_settings_name_the_fields(tiny_dataset, tmp_path, extra, match):
   config = helpers.pipeline_config(helpers.train_pipeline_text(
       tiny_dataset, extra_train=extra))
   with pytest.raises(ValueError, match=match):
+    _trainer(config, tmp_path)
+
+
+def test_deprecated_precision_field_set_in_code_is_refused(tiny_dataset,
+                                                           tmp_path):
+  # Only the loader migrates mixed_precision into precision; a config set up
+  # in code must not train in float32 while it says mixed.
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset))
+  config.train_config.mixed_precision = True
+  with pytest.raises(ValueError, match=r"train_config\.mixed_precision is "
+                     r"deprecated.*train_config\.precision"):
     _trainer(config, tmp_path)
 
 
@@ -379,7 +390,7 @@ def test_mixed_bfloat16_step(tiny_dataset, tmp_path):
     pytest.skip(reason)
   config = helpers.pipeline_config(helpers.train_pipeline_text(
       tiny_dataset, num_steps=2,
-      extra_train="mixed_precision: true mixed_precision_policy: MIXED_BFLOAT16"))
+      extra_train="precision: MIXED_BFLOAT16"))
   trainer = _trainer(config, tmp_path)
   layer = trainer.model.keras_model.get_layer("icnet_cff1_low_conv")
   assert layer.compute_dtype == "bfloat16"

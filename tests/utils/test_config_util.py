@@ -1,11 +1,29 @@
-"""Config loading: clear errors naming the file and field; overrides; as-run save."""
+"""Config loading: named errors, overrides, as-run save, deprecated fields."""
 
 import pytest
 
+from fast_seg.protos import train_pb2
 from fast_seg.utils import config_util
 from tests import helpers
 
 DEMO_CONFIG = helpers.REPO_ROOT / "configs" / "icnet_mobilenet_v2_synthetic_128.config"
+ZOO_CONFIG = (helpers.REPO_ROOT / "model_zoo" / "camvid" /
+              "icnet_mobilenet_v2_0.25_camvid_360" / "pipeline.config")
+TrainConfig = train_pb2.TrainConfig
+
+
+def _zoo_config_with(tmp_path, train_fields):
+  """A model-zoo pipeline.config, as committed, plus `train_fields`."""
+  text = ZOO_CONFIG.read_text()
+  assert text.count("train_config {") == 1
+  path = tmp_path / "old.config"
+  path.write_text(text.replace("train_config {",
+                               "train_config {\n  " + train_fields))
+  return path
+
+
+def _warnings(caplog):
+  return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_missing_file():
@@ -73,3 +91,103 @@ def test_override_switches_a_oneof_and_merges_submessages():
 def test_bad_append_is_named():
   with pytest.raises(config_util.ConfigError, match=r"--config_append #1"):
     config_util.load_pipeline_config(str(DEMO_CONFIG), appends=["train_config { steps: 1 }"])
+
+
+# -- deprecated fields ---------------------------------------------------------
+
+
+def test_model_zoo_configs_load_unchanged_in_float32(caplog):
+  for path in sorted(ZOO_CONFIG.parent.parent.glob("*/pipeline.config")):
+    config = config_util.load_pipeline_config(str(path))
+    assert config.train_config.precision == TrainConfig.FLOAT32
+  assert not _warnings(caplog)
+
+
+def test_old_mixed_precision_is_read_as_precision_with_one_log_line(
+    tmp_path, caplog):
+  path = _zoo_config_with(tmp_path, "mixed_precision: true")
+  config = config_util.load_pipeline_config(str(path))
+  train = config.train_config
+  assert train.precision == TrainConfig.MIXED_FLOAT16
+  assert not train.HasField("mixed_precision")
+  assert not train.HasField("mixed_precision_policy")
+  assert _warnings(caplog) == [
+      f"{path}: train_config {{ mixed_precision: true }} is deprecated; "
+      "read as train_config { precision: MIXED_FLOAT16 }, write that instead"]
+  # Everything else is the model-zoo file as it is.
+  train.ClearField("precision")
+  assert config == config_util.load_pipeline_config(str(ZOO_CONFIG))
+
+
+@pytest.mark.parametrize("old, precision", [
+    ("mixed_precision: true", TrainConfig.MIXED_FLOAT16),
+    ("mixed_precision: true mixed_precision_policy: MIXED_FLOAT16",
+     TrainConfig.MIXED_FLOAT16),
+    ("mixed_precision: true mixed_precision_policy: MIXED_BFLOAT16",
+     TrainConfig.MIXED_BFLOAT16),
+    ("mixed_precision: false", TrainConfig.FLOAT32),
+    # The policy counted only with mixed_precision: true.
+    ("mixed_precision_policy: MIXED_BFLOAT16", TrainConfig.FLOAT32),
+    # Agreeing with precision: fine, the old fields go.
+    ("mixed_precision: true mixed_precision_policy: MIXED_BFLOAT16 "
+     "precision: MIXED_BFLOAT16", TrainConfig.MIXED_BFLOAT16),
+])
+def test_old_precision_fields_map_onto_precision(old, precision):
+  config = helpers.pipeline_config(f"train_config {{ {old} }}")
+  assert config.train_config.precision == precision
+  assert config.train_config.HasField("precision")
+  for name in config_util.DEPRECATED_PRECISION_FIELDS:
+    assert not config.train_config.HasField(name)
+
+
+@pytest.mark.parametrize("old, match", [
+    ("mixed_precision: true precision: FLOAT32",
+     r"old.config: .*deprecated mixed_precision: true \(that is precision: "
+     r"MIXED_FLOAT16\) and precision: FLOAT32.*delete mixed_precision "),
+    ("mixed_precision: true mixed_precision_policy: MIXED_BFLOAT16 "
+     "precision: MIXED_FLOAT16",
+     r"old.config: .*mixed_precision: true mixed_precision_policy: "
+     r"MIXED_BFLOAT16 .*precision: MIXED_FLOAT16.*delete mixed_precision and "
+     r"mixed_precision_policy"),
+])
+def test_old_and_new_precision_that_disagree_name_file_and_fields(
+    tmp_path, old, match):
+  path = _zoo_config_with(tmp_path, old)
+  with pytest.raises(config_util.ConfigError, match=match):
+    config_util.load_pipeline_config(str(path))
+
+
+def test_saved_as_run_config_has_only_precision(tmp_path):
+  path = _zoo_config_with(
+      tmp_path, "mixed_precision: true mixed_precision_policy: MIXED_BFLOAT16")
+  config = config_util.load_pipeline_config(str(path))
+  saved = config_util.save_pipeline_config(config, str(tmp_path / "run"))
+  text = (tmp_path / "run" / config_util.PIPELINE_CONFIG_NAME).read_text()
+  assert "mixed_precision" not in text
+  assert "precision: MIXED_BFLOAT16" in text
+  assert config_util.load_pipeline_config(saved) == config
+
+
+def test_old_precision_fields_in_overrides_and_appends(tmp_path, caplog):
+  # An override changes what the file says, as it did before `precision`.
+  path = _zoo_config_with(tmp_path, "precision: MIXED_FLOAT16")
+  config = config_util.load_pipeline_config(
+      str(path), ["train_config { mixed_precision_policy: MIXED_BFLOAT16 }"])
+  assert config.train_config.precision == TrainConfig.MIXED_BFLOAT16
+  assert _warnings(caplog) == [
+      "--config_override #1 ('train_config { mixed_precision_policy: "
+      "MIXED_BFLOAT16 }'): train_config { mixed_precision_policy: "
+      "MIXED_BFLOAT16 } is deprecated; read as train_config { precision: "
+      "MIXED_BFLOAT16 }, write that instead"]
+  config = config_util.load_pipeline_config(
+      str(path), ["train_config { mixed_precision: false }"])
+  assert config.train_config.precision == TrainConfig.FLOAT32
+  # Old fields in the file, the new one on the command line: it wins.
+  path = _zoo_config_with(tmp_path, "mixed_precision: true")
+  config = config_util.load_pipeline_config(
+      str(path), ["train_config { precision: FLOAT32 }"])
+  assert config.train_config.precision == TrainConfig.FLOAT32
+  config = config_util.load_pipeline_config(
+      str(DEMO_CONFIG), appends=["train_config { mixed_precision: true }"])
+  assert config.train_config.precision == TrainConfig.MIXED_FLOAT16
+  assert not config.train_config.HasField("mixed_precision")
