@@ -54,6 +54,9 @@ def files(tiny_dataset, trained_run, tmp_path_factory):
       "checkpoint_every_n_steps: 2", "checkpoint_every_n_steps: 0"))
   paths["eval_negative"] = write("eval.config", good.replace(
       "eval_config {", "eval_config { num_examples: -1"))
+  paths["unbatchable_validation"] = write("validation.config", good.replace(
+      "log_every_n_steps: 2", "log_every_n_steps: 2 eval_every_n_steps: 2").replace(
+          "eval_input_reader {", "eval_input_reader { batch_size: 4"))
   paths["a_file"] = write("a_file", "not a folder")
   corrupt = root / "corrupt"
   corrupt.mkdir()
@@ -129,6 +132,10 @@ CASES = {
         lambda f: ("eval.py", "--config_path", f["eval_negative"], "--train_dir", f["logdir"],
                    "--eval_dir", f["root"] / "e3"),
         ["eval.config: eval_config.num_examples must be >= 0"]),
+    "train: validation that cannot batch": (
+        lambda f: ("train.py", "--config_path", f["unbatchable_validation"], "--logdir",
+                   f["root"] / "r7"),
+        ["validation.config: eval_input_reader.batch_size is 4, but whole-image"]),
     "predict: garbage onnx": (
         lambda f: ("predict.py", "--model", f["garbage_onnx"], "--input", f["images"],
                    "--output_dir", f["root"] / "pred"),

@@ -33,15 +33,6 @@ from fast_seg.utils import config_util
 _IN = standard_fields.InputFields
 
 
-def find_input_problem(patterns, field):
-  """tf_example.find_input_problem, where the training and eval loops call it.
-
-  They build their input here, so on a bare TensorFlow input error they ask
-  here what is wrong; the schema it checks lives in data/tf_example.
-  """
-  return tf_example.find_input_problem(patterns, field)
-
-
 def _check_positive(value, field):
   if value < 1:
     raise ValueError(f"{field} must be >= 1, got {value}")
@@ -79,17 +70,12 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
       or sizes that cannot batch. A bad record raises
       tf.errors.InvalidArgumentError while iterating, naming file and image.
   """
-  config_util.check_type(
-      input_reader_config, input_reader_pb2.InputReader, field_name)
   config = input_reader_config
-  augmentations = _check_augmentation_protos(augmentations)
-  _check_reader_settings(config, num_classes, field_name)
-  if is_training:
-    _check_training_batch(config, batch_size, augmentations, padded_size,
-                          field_name)
-  else:
-    padded_size = _check_eval_batch(batch_size, augmentations, padded_size,
-                                    field_name)
+  augmentations = list(augmentations)
+  padded_size = check_settings(
+      config, is_training=is_training, batch_size=batch_size,
+      num_classes=num_classes, augmentations=augmentations,
+      padded_size=padded_size, field_name=field_name)
   paths = tf_example.expand_input_paths(
       config.tf_record_input_path, f"{field_name}.tf_record_input_path")
   augment = preprocessor_builder.build_sequence(augmentations, ignore_label)
@@ -104,6 +90,34 @@ def build(input_reader_config, *, is_training, batch_size, num_classes,
   dataset = _decode_and_augment(records, decode, to_example, config,
                                 is_training, shuffle)
   return _batch(dataset, batch_size, is_training, shuffle)
+
+
+def check_settings(input_reader_config, *, is_training, batch_size,
+                   num_classes, augmentations=(), padded_size=None,
+                   field_name="train_input_reader"):
+  """Every check of `build` that needs no file: the settings and batching.
+
+  The pipeline check (training/pipeline_check.py) runs it when a command
+  starts, so a reader that cannot batch fails before a model is built;
+  `build` runs it again for callers that build a reader directly.
+
+  Returns:
+    padded_size as a tuple of ints, or None.
+
+  Raises:
+    TypeError: an augmentation that is not a PreprocessingStep proto.
+    ValueError: wrong proto type, no input pattern, an out-of-range setting
+      or sizes that cannot batch, naming the field.
+  """
+  config_util.check_type(
+      input_reader_config, input_reader_pb2.InputReader, field_name)
+  augmentations = _check_augmentation_protos(augmentations)
+  _check_reader_settings(input_reader_config, num_classes, field_name)
+  if is_training:
+    _check_training_batch(input_reader_config, batch_size, augmentations,
+                          padded_size, field_name)
+    return None
+  return _check_eval_batch(batch_size, augmentations, padded_size, field_name)
 
 
 def _batch(dataset, batch_size, is_training, shuffle):

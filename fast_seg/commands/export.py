@@ -23,6 +23,7 @@ from absl import flags
 from fast_seg.export import export_lib
 from fast_seg.export import full_resolution_labels
 from fast_seg.export import serving
+from fast_seg.training import pipeline_check
 from fast_seg.utils import cli
 
 cli.define_config_flags()
@@ -76,6 +77,7 @@ def main(argv):
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
+  pipeline_check.check(config, "export")
   input_shape = cli.parse_input_shape(FLAGS.input_shape)
   pad_to_shape = (cli.parse_shape(FLAGS.pad_to_shape, 2, "--pad_to_shape")
                   if FLAGS.pad_to_shape else None)

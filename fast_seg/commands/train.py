@@ -18,10 +18,10 @@ Worker 0 (the chief) writes checkpoints, summaries and pipeline.config.
 
 from absl import flags
 
+from fast_seg.data import dataset_info
 from fast_seg.training import run_settings
 from fast_seg.training import train_lib
 from fast_seg.training import trainer as trainer_lib
-from fast_seg.data import dataset_info
 from fast_seg.utils import cli
 
 cli.define_config_flags()

@@ -78,6 +78,15 @@ def find(file_pattern):
   return path if os.path.isfile(path) else None
 
 
+def _splits_read_by(info, file_patterns):
+  """The splits an input reader's globs read, or None when a glob is not
+  exactly one split's file pattern (a custom glob: unknown)."""
+  by_pattern = {pattern: split for split, pattern in
+                info.get(_INFO.file_patterns, {}).items()}
+  splits = [by_pattern.get(os.path.basename(p)) for p in file_patterns]
+  return None if None in splits else splits
+
+
 def num_examples_for(info, file_patterns):
   """The number of examples the globs read, from the info's split counts.
 
@@ -88,16 +97,32 @@ def num_examples_for(info, file_patterns):
   Returns:
     The count, or None when a glob is not exactly one split's pattern.
   """
-  by_pattern = {pattern: split for split, pattern in
-                info.get(_INFO.file_patterns, {}).items()}
+  splits = _splits_read_by(info, file_patterns)
   counts = info.get(_INFO.num_examples, {})
-  total = 0
-  for pattern in file_patterns:
-    split = by_pattern.get(os.path.basename(pattern))
-    if split is None or split not in counts:
-      return None
-    total += counts[split]
-  return total
+  if splits is None or any(split not in counts for split in splits):
+    return None
+  return sum(counts[split] for split in splits)
+
+
+def largest_image_size(info, file_patterns):
+  """(height, width), each the largest among the images the globs read.
+
+  From the image_sizes the converter counted, so a size limit (the padded
+  eval size) can be checked before any record is read.
+
+  Returns:
+    The pair, or None when a glob is not exactly one split's pattern or the
+    info has no image sizes (converted by an older fast_seg).
+  """
+  splits = _splits_read_by(info, file_patterns)
+  sizes = info.get(_INFO.image_sizes, {})
+  if splits is None or any(split not in sizes for split in splits):
+    return None
+  pairs = [tuple(int(v) for v in size.split("x"))
+           for split in splits for size in sizes[split]]
+  if not pairs:
+    return None
+  return max(h for h, _ in pairs), max(w for _, w in pairs)
 
 
 def split_glob(file_patterns, split, flag="--split"):

@@ -228,6 +228,9 @@ def write_dataset(output_dir, num_train=300, num_val=60, size=128, seed=0,
           split: [round(float(c) / max(int(n.sum()), 1), 6) for c in n]
           for split, n in counts.items()},
       _INFO.file_patterns: {split: f"{split}-*.tfrecord" for split in SPLITS},
+      _INFO.image_sizes: {
+          split: {f"{height}x{width}": n} if n else {}
+          for split, n in zip(SPLITS, (num_train, num_val))},
   }
   dataset_info.write(output_dir, info)
   return {

@@ -25,13 +25,99 @@ from fast_seg.core import inference
 from fast_seg.core import metrics
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import dataset_info
+from fast_seg.data import tf_example
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
 from fast_seg.utils import progress
 from fast_seg.utils import visualization
 
 METRICS_FILE = "metrics.json"
+VISUALIZATIONS_DIR = "visualizations"
 HISTORY_FILE = "metrics_history.jsonl"
+
+
+def check_eval_settings(pipeline_config):
+  """Every check of eval_config and eval_input_reader that needs no data.
+
+  The Evaluator runs it before building the model; the pipeline check
+  (training/pipeline_check.py) runs it when train.py (with validation),
+  eval.py or compress.py start, so a wrong eval setting fails before the
+  first step rather than at the first validation.
+
+  Returns:
+    The padded eval size (height, width), or None for whole-image eval.
+
+  Raises:
+    ValueError: naming the field and the allowed values.
+  """
+  eval_config = pipeline_config.eval_config
+  arch = config_util.get_model_config(pipeline_config.model)
+  if eval_config.num_examples < 0:
+    raise ValueError(
+        f"eval_config.num_examples must be >= 0 (0: the whole eval input), "
+        f"got {eval_config.num_examples}")
+  names = list(eval_config.class_names)
+  if names and len(names) != arch.num_classes:
+    raise ValueError(
+        f"eval_config.class_names has {len(names)} names; num_classes is "
+        f"{arch.num_classes}")
+  _check_binary_thresholds(eval_config, arch.HasField("binary_output"))
+  inference_options_builder.build(eval_config)
+  # A random step is refused here, before any waiting.
+  preprocessor_builder.build_deterministic_sequence(
+      eval_config.preprocessing, arch.ignore_label, "eval_config.preprocessing")
+  height, width = eval_config.padded_height, eval_config.padded_width
+  if (height > 0) != (width > 0):
+    raise ValueError(
+        "eval_config.padded_height and padded_width must both be set (padded "
+        "eval) or both be 0 (whole-image eval)")
+  reader = pipeline_config.eval_input_reader
+  return input_reader_builder.check_settings(
+      reader, is_training=False, batch_size=reader.batch_size,
+      num_classes=arch.num_classes,
+      augmentations=eval_config.preprocessing,
+      padded_size=(height, width) if height > 0 else None,
+      field_name="eval_input_reader")
+
+
+def _check_binary_thresholds(eval_config, is_binary):
+  # Proto floats are float32: 0.3 reads back as 0.30000001.
+  thresholds = [round(t, 6) for t in eval_config.binary_thresholds]
+  if thresholds and not is_binary:
+    raise ValueError("eval_config.binary_thresholds is for binary models "
+                     "(binary_output set in the model)")
+  if any(not 0.0 < t < 1.0 for t in thresholds):
+    raise ValueError(f"eval_config.binary_thresholds must be in (0, 1), got "
+                     f"{thresholds}")
+
+
+def visualizations_dir(eval_dir, step):
+  """Where the overlay PNGs of checkpoint `step` go."""
+  return os.path.join(eval_dir, VISUALIZATIONS_DIR, f"step_{step}")
+
+
+def _check_padded_size_fits(pipeline_config, info, info_path):
+  """An eval image larger than the padded size fails now, not at the first
+  validation after many training steps.
+
+  The sizes are the converter's count in dataset_info.json; with
+  eval_config.preprocessing (which may resize) the pipeline's own check,
+  naming the image, stays the only one.
+  """
+  eval_config = pipeline_config.eval_config
+  padded = (eval_config.padded_height, eval_config.padded_width)
+  if info is None or not padded[0] or eval_config.preprocessing:
+    return
+  largest = dataset_info.largest_image_size(
+      info, list(pipeline_config.eval_input_reader.tf_record_input_path))
+  if largest is None or (largest[0] <= padded[0] and largest[1] <= padded[1]):
+    return
+  needed = (max(largest[0], padded[0]), max(largest[1], padded[1]))
+  raise ValueError(
+      f"eval_config.padded_height/padded_width {padded[0]}x{padded[1]} is "
+      f"smaller than the eval images: up to {largest[0]}x{largest[1]} (HxW) "
+      f"per {info_path}; set them to at least {needed[0]}x{needed[1]}, or "
+      "resize with eval_config.preprocessing")
 
 
 class Evaluator:
@@ -49,24 +135,13 @@ class Evaluator:
     self.dataset_info_path, info = dataset_info.load_for_reader(
         pipeline_config.eval_input_reader, pipeline_config.model,
         "eval_input_reader")
-    if self.eval_config.num_examples < 0:
-      raise ValueError(
-          f"eval_config.num_examples must be >= 0 (0: the whole eval input), "
-          f"got {self.eval_config.num_examples}")
+    self.padded_size = check_eval_settings(pipeline_config)
+    _check_padded_size_fits(pipeline_config, info, self.dataset_info_path)
     self.model = model or model_builder.build(pipeline_config.model)
     self.test_time = inference_options_builder.build(self.eval_config)
     self._read_class_table(info)
-    self.thresholds = self._binary_thresholds()
+    self.thresholds = [round(t, 6) for t in self.eval_config.binary_thresholds]
     self.preprocessing = list(self.eval_config.preprocessing)
-    # Checked here so a random step is refused before any waiting.
-    preprocessor_builder.build_deterministic_sequence(
-        self.preprocessing, self.arch.ignore_label, "eval_config.preprocessing")
-    height, width = self.eval_config.padded_height, self.eval_config.padded_width
-    if (height > 0) != (width > 0):
-      raise ValueError(
-          "eval_config.padded_height and padded_width must both be set (padded "
-          "eval) or both be 0 (whole-image eval)")
-    self.padded_size = (height, width) if height > 0 else None
     self.num_classes = self.model.output_num_classes
     self.ignore_label = self.arch.ignore_label
     # Build the input now so a bad glob fails before any waiting.
@@ -77,10 +152,6 @@ class Evaluator:
   def _read_class_table(self, info):
     """Class names, palette and the eval set's size (for the progress bar)."""
     names = list(self.eval_config.class_names)
-    if names and len(names) != self.arch.num_classes:
-      raise ValueError(
-          f"eval_config.class_names has {len(names)} names; num_classes is "
-          f"{self.arch.num_classes}")
     self.expected_examples = None
     if info is not None:
       dataset_names = names or list(info[fields.DatasetInfoFields.class_names])
@@ -95,17 +166,6 @@ class Evaluator:
     # output classes (2 if binary).
     self.dataset_class_names = dataset_names
     self.class_names = self.model.output_class_names(dataset_names)
-
-  def _binary_thresholds(self):
-    # Proto floats are float32: 0.3 reads back as 0.30000001.
-    thresholds = [round(t, 6) for t in self.eval_config.binary_thresholds]
-    if thresholds and not self.model.is_binary:
-      raise ValueError("eval_config.binary_thresholds is for binary models "
-                       "(binary_output set in the model)")
-    if any(not 0.0 < t < 1.0 for t in thresholds):
-      raise ValueError(f"eval_config.binary_thresholds must be in (0, 1), got "
-                       f"{thresholds}")
-    return thresholds
 
   def _make_eval_step(self):
     """The compiled step: (confusion matrix, labels, per-threshold matrices)."""
@@ -155,7 +215,7 @@ class Evaluator:
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
             UnicodeDecodeError):
       # TensorFlow names neither the shard nor the image: find them.
-      problem = input_reader_builder.find_input_problem(
+      problem = tf_example.find_input_problem(
           self.config.eval_input_reader.tf_record_input_path,
           "eval_input_reader")
       if problem is None:
@@ -228,7 +288,7 @@ class Evaluator:
     return "; " + ", ".join(parts)
 
   def _write_visualizations(self, batch, predicted, eval_dir, step, offset, count):
-    out_dir = os.path.join(eval_dir, "visualizations", f"step_{step}")
+    out_dir = visualizations_dir(eval_dir, step)
     if self.model.is_binary:
       # Foreground drawn in the colour of the (first) foreground class.
       ids = self.model.binary_output.foreground_ids(self.model.num_classes)

@@ -14,6 +14,7 @@ learning.train and model_deploy did in TF1), in modules of one job each:
 This module keeps `train`, the one call train.py and compress make.
 """
 
+from fast_seg.training import pipeline_check
 from fast_seg.training import run_settings
 from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import config_util
@@ -35,6 +36,7 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   config = run_settings.as_run_config(pipeline_config, num_steps)
   # First: MultiWorkerMirroredStrategy must be created before other TF work.
   strategy = run_settings.build_strategy(strategy)
+  pipeline_check.check(config, "train", strategy)
   chief = strategy.extended.should_checkpoint
   if chief:
     config_util.save_pipeline_config(config, logdir)

@@ -30,6 +30,7 @@ import tf_keras as keras
 from fast_seg.builders import input_reader_builder
 from fast_seg.builders import model_builder
 from fast_seg.builders import optimizer_builder
+from fast_seg.data import tf_example
 from fast_seg.feature_extractors import pretrained
 from fast_seg.model_optimization import tfmot_lib
 from fast_seg.protos import train_pb2
@@ -314,7 +315,7 @@ class Trainer:
       return self._train(num_steps)
     except INPUT_ERRORS:
       # TensorFlow names neither the shard nor the image: find them.
-      problem = input_reader_builder.find_input_problem(
+      problem = tf_example.find_input_problem(
           self.config.train_input_reader.tf_record_input_path,
           "train_input_reader")
       if problem is None:

@@ -135,6 +135,13 @@ _CONFIG_FIELD = re.compile(
     r"^(model|train_config|train_input_reader|eval_config|eval_input_reader)\b")
 
 
+# What TensorFlow wraps around a tf.debugging.Assert message raised inside a
+# tf.data iterator: "{{function_node __wrapped__IteratorGetNext_...}}
+# assertion failed: [<our message>]"; the user needs only the message.
+_TF_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_TF_ASSERTION = re.compile(r"^assertion failed: \[(.*)\]\s*$")
+
+
 def short_message(error):
   """The user-facing part of an error (TF op errors carry graph dumps).
 
@@ -142,7 +149,8 @@ def short_message(error):
   so the user knows which file to open.
   """
   if isinstance(error, tf.errors.OpError):
-    lines = [line for line in str(error.message).splitlines()
+    lines = [_TF_ASSERTION.sub(r"\1", _TF_FUNCTION_NODE.sub("", line))
+             for line in str(error.message).splitlines()
              if line.strip() and not line.strip().startswith("[[")]
     return "\n".join(lines[:6])
   message = str(error)

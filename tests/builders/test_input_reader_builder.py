@@ -13,6 +13,7 @@ from fast_seg.core import standard_fields
 from fast_seg.data import tf_example
 from fast_seg.protos import input_reader_pb2
 from fast_seg.protos import preprocessor_pb2
+from fast_seg.utils import cli
 
 _IN = standard_fields.InputFields
 _TF = standard_fields.TfExampleFields
@@ -145,6 +146,10 @@ def test_eval_padded_size_too_small_names_the_file_and_the_fields(tmp_path):
   assert "val.tfrecord" in message and "big.png" in message
   assert "eval_config.padded_height/padded_width" in message
   assert "9x4" in message
+  # What the user reads: one line, without TensorFlow's wrapping.
+  assert cli.short_message(error.value) == (
+      f"{path}: image file big.png is 9x4 (HxW), larger than the padded size "
+      "8x8; raise eval_config.padded_height/padded_width")
 
 
 def test_no_glob_or_empty_glob_names_the_field(tmp_path):

@@ -82,3 +82,20 @@ def test_an_unknown_split_lists_the_datasets(tmp_path):
   reader.tf_record_input_path[:] = ["elsewhere/x-*.tfrecord"]
   with pytest.raises(ValueError, match="needs the dataset_info.json"):
     dataset_info.override_globs(reader, "eval_input_reader", split="val")
+
+
+def test_largest_image_size_over_the_splits_a_reader_reads():
+  info = _info(image_sizes={"train": {"360x480": 5, "512x256": 2},
+                            "val": {"720x960": 3}})
+  assert dataset_info.largest_image_size(info, ["d/train-*.tfrecord"]) == (512, 480)
+  assert dataset_info.largest_image_size(
+      info, ["d/train-*.tfrecord", "d/val-*.tfrecord"]) == (720, 960)
+  # A custom glob, or an info without sizes: unknown, so nothing is checked.
+  assert dataset_info.largest_image_size(info, ["d/val-0000*.tfrecord"]) is None
+  assert dataset_info.largest_image_size(_info(), ["d/val-*.tfrecord"]) is None
+
+
+def test_synthetic_data_records_its_image_sizes(tmp_path):
+  synthetic.write_dataset(str(tmp_path), num_train=2, num_val=1, size=32)
+  info = dataset_info.load(str(tmp_path / "dataset_info.json"))
+  assert info["image_sizes"] == {"train": {"32x32": 2}, "val": {"32x32": 1}}

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fast_seg.builders import input_reader_builder
 from fast_seg.data import tf_example
 
 FIELD = "train_input_reader"
@@ -20,7 +19,7 @@ def _shards(tiny_dataset, folder):
 
 
 def _problem(folder):
-  return input_reader_builder.find_input_problem([str(folder / "*.tfrecord")], FIELD)
+  return tf_example.find_input_problem([str(folder / "*.tfrecord")], FIELD)
 
 
 def test_good_shards_have_no_problem(tiny_dataset, tmp_path):

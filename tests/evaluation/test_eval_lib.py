@@ -87,6 +87,26 @@ def test_eval_errors_name_the_field(trained_run, config, tmp_path):
     eval_lib.evaluate(config, str(tmp_path), str(tmp_path))
 
 
+def test_padded_size_below_the_image_sizes_fails_before_any_step(
+    tiny_dataset, config, tmp_path):
+  """dataset_info.json counts 64x64 eval images: a 48x72 padded size fails
+  when the Evaluator is built (at the start of training with validation),
+  not when the first batch is read."""
+  config.eval_config.padded_height = 48
+  config.eval_config.padded_width = 72
+  message = (r"eval_config.padded_height/padded_width 48x72 is smaller than "
+             r"the eval images: up to 64x64 \(HxW\) per .*dataset_info.json; "
+             r"set them to at least 64x72")
+  with pytest.raises(ValueError, match=message):
+    eval_lib.Evaluator(config)
+  train = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset))
+  train.eval_config.CopyFrom(config.eval_config)
+  train.train_config.eval_every_n_steps = 2
+  with pytest.raises(ValueError, match=message):
+    train_lib.train(train, str(tmp_path / "run"))
+  assert not list((tmp_path / "run").glob("ckpt-*"))
+
+
 def test_class_names_and_palette_come_from_dataset_info(tiny_dataset, config, tmp_path):
   evaluator = eval_lib.Evaluator(config)
   assert evaluator.dataset_info_path == str(tiny_dataset / "dataset_info.json")

@@ -12,21 +12,27 @@ import re
 from google.protobuf import text_format
 
 from fast_seg import feature_extractors
+from fast_seg.protos import pipeline_pb2
 from fast_seg.tools.migrate_config import finishers
 from fast_seg.tools.migrate_config import migration
 from fast_seg.tools.migrate_config import reader
 from fast_seg.tools.migrate_config import rules
 from fast_seg.tools.migrate_config import tf1_tables
 from fast_seg.tools.migrate_config import validation
-from fast_seg.utils import config_util
 
 
 def _is_fast_seg(text):
   """A config fast_seg already reads: it parses with fast_seg's protos and
-  its feature extractor is one of fast_seg's (TF1's names all differ)."""
+  its feature extractor is one of fast_seg's (TF1's names all differ).
+
+  The bare protobuf parse: a fast_seg config that config_util would refuse
+  (say, deprecated and current fields that disagree) is still one: the
+  user is told it needs no migration, not a TF1 parse error.
+  """
+  config = pipeline_pb2.PipelineConfig()
   try:
-    config = config_util.parse_pipeline_config(text)
-  except config_util.ConfigError:
+    text_format.Parse(text, config)
+  except text_format.ParseError:
     return False
   which = config.model.WhichOneof("model")
   return bool(which) and (getattr(config.model, which).feature_extractor.type
