@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from google.protobuf import text_format
+
 from tests import helpers
 
 ROOT = helpers.REPO_ROOT
@@ -58,6 +60,31 @@ def test_train_eval_export_predict(tiny_dataset, tmp_path):
   labels = np.asarray(Image.open(tmp_path / "predictions" / "a_labels.png"))
   assert labels.shape == (40, 50)
   assert "a: " in predict.stdout and "1 images, latency mean" in predict.stdout
+
+
+def test_eval_draws_a_few_overlays_unless_the_config_says(trained_run,
+                                                          tmp_path):
+  # A zoo model's config sets no num_visualizations: eval.py still draws 3
+  # (the tiny val split has 6); an explicit 0 draws none.
+  config = type(trained_run[0])()
+  config.CopyFrom(trained_run[0])
+  config.eval_config.ClearField("num_visualizations")
+  path = tmp_path / "unset.config"
+  path.write_text(text_format.MessageToString(config))
+  stdout = {}
+  for name, override in (("default", ()), ("off", (
+      "--config_override", "eval_config { num_visualizations: 0 }"))):
+    result = _run("eval.py", "--config_path", path, "--train_dir",
+                  trained_run[1], "--eval_dir", tmp_path / name, *override)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stdout[name] = result.stdout
+  step = tmp_path / "default" / "visualizations" / "step_4"
+  assert len(list(step.glob("*.png"))) == 3
+  assert f"overlays (image | ground truth | prediction) in {step}" in stdout["default"]
+  assert "overlays" not in stdout["off"]
+  assert "num_visualizations: 3" in (
+      tmp_path / "default" / "pipeline.config").read_text()
+  assert not (tmp_path / "off" / "visualizations").exists()
 
 
 def _user_error(result, *fragments):

@@ -9,6 +9,8 @@ r"""Prunes filters (L1 norm, Li et al. 2016) to a smaller filter_scale.
   python compress.py ... --target_latency_ms 80 --runtime tflite_int8 \
       --input_shape 1,1024,2048,3 [--finetune_steps 600]
   python compress.py ... --target_flops 2e9 [--finetune_steps 600]
+  python compress.py ... --target_latency_ratio 0.7 [--groups head,stage2]
+  python compress.py ... --target_flops_ratio 0.5 [--ratios 0.5,0.25]
 
 Writes the pruned checkpoint (ckpt-0), the pipeline.config of the smaller
 model starting from it, and a report of channels, params and FLOPs before
@@ -17,7 +19,10 @@ and after; with --schedule, one folder per stage, fine-tuned in between.
 sensitivity table, plot and JSON (no checkpoint). --target_latency_ms and
 --target_flops choose per-group widths from that table that meet the budget
 as measured on the runtime (budget_report.md: widths, cost and mIoU before
-and after).
+and after); the *_ratio budgets are fractions of the unpruned model's cost
+as the same run measures it. The table costs one model per group and ratio
+(about a minute each for ICNet-MobileNetV2 1.0 timed at 1024x2048 on 2
+shared cores; docs/compression.md): --groups and --ratios narrow it.
 Then train the pruned model:
   python train.py --config_path pruned/X/pipeline.config --logdir runs/X_0.5
 """
@@ -29,6 +34,7 @@ from fast_seg.compression import compress_lib
 from fast_seg.compression import cost as cost_lib
 from fast_seg.compression import sensitivity
 from fast_seg.export import latency
+from fast_seg.training import pipeline_check
 from fast_seg.utils import cli
 
 cli.define_config_flags()
@@ -46,7 +52,10 @@ flags.DEFINE_string("group_scales", None,
 flags.DEFINE_string("schedule", None,
                     "Progressive pruning, e.g. 1.0,0.75,0.5 (decreasing).")
 flags.DEFINE_integer("finetune_steps", 0,
-                     "With --schedule: training steps after each stage.")
+                     "Training steps after each --schedule stage, or after a "
+                     "budget's pruning (the report then adds the mIoU after "
+                     "them); 0: none. Not with --filter_scale or --analyze: "
+                     "train the written pipeline.config instead.")
 flags.DEFINE_bool("soft", False,
                   "Zero the pruned filters instead of removing them.")
 flags.DEFINE_bool("plot", False,
@@ -58,7 +67,13 @@ flags.DEFINE_bool("analyze", False,
                   "Sensitivity analysis: prune each width group alone at "
                   "each of --ratios, evaluate --eval_examples eval images.")
 flags.DEFINE_string("ratios", "0.75,0.5,0.25",
-                    "--analyze / budgets: fractions of a group's width tried.")
+                    "--analyze / budgets: fractions of a group's width tried "
+                    "(one model per group and ratio).")
+flags.DEFINE_string("groups", None,
+                    "--analyze / budgets: the width groups to prune, e.g. "
+                    "head,stage2 (default: every group: the backbone's "
+                    "stages and 'head'); with --sensitivity, the saved "
+                    "table's rows of these groups.")
 flags.DEFINE_integer("eval_examples", 50,
                      "--analyze / budgets: eval images per evaluation (0: all).")
 flags.DEFINE_float("target_latency_ms", None,
@@ -67,9 +82,16 @@ flags.DEFINE_float("target_latency_ms", None,
 flags.DEFINE_float("target_flops", None,
                    "Budget: the pruned model's FLOPs at --input_shape "
                    "(multiply-add = 2), e.g. 2e9.")
+flags.DEFINE_float("target_latency_ratio", None,
+                   "Budget: a fraction of the unpruned model's latency, as "
+                   "measured in this run on --runtime at --input_shape, "
+                   "e.g. 0.7; the report gives it in ms.")
+flags.DEFINE_float("target_flops_ratio", None,
+                   "Budget: a fraction of the unpruned model's FLOPs at "
+                   "--input_shape, e.g. 0.5; the report gives it in GFLOPs.")
 flags.DEFINE_enum("runtime", None, list(latency.RUNTIMES),
                   "Runtime the latency is measured on (default tflite_int8 "
-                  "with --target_latency_ms; with --analyze, adds a latency "
+                  "with a latency budget; with --analyze, adds a latency "
                   "column, else FLOPs).")
 flags.DEFINE_float("tolerance", budget.DEFAULT_TOLERANCE,
                    "Budgets: met when measured <= target x (1 + tolerance).")
@@ -82,18 +104,27 @@ flags.mark_flags_as_required(["checkpoint", "output_dir"])
 FLAGS = flags.FLAGS
 
 
+LATENCY_BUDGETS = ("--target_latency_ms", "--target_latency_ratio")
+FLOPS_BUDGETS = ("--target_flops", "--target_flops_ratio")
+BUDGETS = LATENCY_BUDGETS + FLOPS_BUDGETS
+
+
+def _budget_value(mode):
+  return getattr(FLAGS, mode[2:])
+
+
 def _mode():
   """The one thing asked for: schedule, analyze, budget or prune (widths)."""
   asked = [name for name, on in (
       ("--schedule", FLAGS.schedule is not None), ("--analyze", FLAGS.analyze),
-      ("--target_latency_ms", FLAGS.target_latency_ms is not None),
-      ("--target_flops", FLAGS.target_flops is not None)) if on]
+      *((budget_flag, _budget_value(budget_flag) is not None)
+        for budget_flag in BUDGETS)) if on]
   widths = FLAGS.filter_scale is not None or FLAGS.group_scales is not None
   if len(asked) + widths != 1:
     raise ValueError(
         "pass exactly one of --filter_scale (and/or --group_scales), "
-        "--schedule, --analyze, --target_latency_ms and --target_flops"
-        + (f"; got {', '.join(asked)}" if asked else ""))
+        "--schedule, --analyze, " + ", ".join(BUDGETS[:-1]) + " and "
+        + BUDGETS[-1] + (f"; got {', '.join(asked)}" if asked else ""))
   if FLAGS.finetune_steps < 0:
     raise ValueError(f"--finetune_steps must be >= 0, got {FLAGS.finetune_steps}")
   mode = asked[0] if asked else "--filter_scale"
@@ -101,12 +132,13 @@ def _mode():
     raise ValueError("--finetune_steps applies to --schedule and budgets; "
                      "after --filter_scale, train with the written "
                      "pipeline.config")
-  if FLAGS.sensitivity and mode not in ("--target_latency_ms",
-                                        "--target_flops"):
-    raise ValueError("--sensitivity applies to --target_latency_ms and "
-                     "--target_flops")
-  if FLAGS.runtime and mode == "--target_flops":
-    raise ValueError("--runtime applies to --target_latency_ms and --analyze")
+  if FLAGS.sensitivity and mode not in BUDGETS:
+    raise ValueError("--sensitivity applies to the budgets (--target_*)")
+  if FLAGS.groups and mode not in BUDGETS + ("--analyze",):
+    raise ValueError("--groups applies to --analyze and the budgets "
+                     "(--target_*)")
+  if FLAGS.runtime and mode in FLOPS_BUDGETS:
+    raise ValueError("--runtime applies to latency budgets and --analyze")
   return mode
 
 
@@ -114,29 +146,37 @@ def _cost(mode, config):
   """The cost.Cost of a budget or of --analyze's column."""
   shape = (cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")
            if FLAGS.input_shape else compress_lib.default_input_shape(config))
-  if mode == "--target_latency_ms" or FLAGS.runtime:
+  if mode in LATENCY_BUDGETS or FLAGS.runtime:
     return cost_lib.Cost(cost_lib.LATENCY, tuple(shape),
                          FLAGS.runtime or latency.TFLITE_INT8,
                          FLAGS.latency_runs)
   return cost_lib.Cost(cost_lib.FLOPS, tuple(shape))
 
 
+def _budget(mode):
+  """The budget.Budget of the flag given (GFLOPs for --target_flops)."""
+  value = _budget_value(mode)
+  if mode == "--target_flops":
+    value /= 1e9
+  return budget.Budget(value, ratio=mode.endswith("_ratio"), flag=mode)
+
+
 def _analyze_or_budget(mode, config):
   ratios = sensitivity.parse_ratios(FLAGS.ratios)
+  groups = (cli.parse_subset(FLAGS.groups, compress_lib.group_names(config),
+                             "--groups") if FLAGS.groups else None)
   cost = _cost(mode, config)
   if mode == "--analyze":
     analysis = sensitivity.analyze(config, FLAGS.checkpoint, ratios,
-                                   FLAGS.eval_examples, cost)
+                                   FLAGS.eval_examples, cost, groups=groups)
     paths = sensitivity.write(analysis, FLAGS.output_dir)
     print(f"Wrote {', '.join(paths)}")
     return
-  target = (FLAGS.target_latency_ms if mode == "--target_latency_ms"
-            else FLAGS.target_flops / 1e9)
   budget.prune_to_budget(config, FLAGS.checkpoint, FLAGS.output_dir, cost,
-                         target, ratios, FLAGS.eval_examples, FLAGS.tolerance,
-                         FLAGS.finetune_steps,
+                         _budget(mode), ratios, FLAGS.eval_examples,
+                         FLAGS.tolerance, FLAGS.finetune_steps,
                          analysis=sensitivity.read(FLAGS.sensitivity)
-                         if FLAGS.sensitivity else None)
+                         if FLAGS.sensitivity else None, groups=groups)
   _print_next_step()
 
 
@@ -151,7 +191,8 @@ def main(argv):
   mode = _mode()
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
-  if mode in ("--analyze", "--target_latency_ms", "--target_flops"):
+  pipeline_check.check(config, "compress")
+  if mode in ("--analyze",) + BUDGETS:
     _analyze_or_budget(mode, config)
     return
   input_shape = (cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")

@@ -5,13 +5,17 @@
 
 Without --checkpoint and --timeout the latest checkpoint in --train_dir is
 evaluated once; with --timeout every new checkpoint is evaluated until none
-arrives for that many seconds or the final step is done.
+arrives for that many seconds or the final step is done. Unless the config
+sets eval_config.num_visualizations (0: none), the first 3 images are also
+drawn as image | ground truth | prediction PNGs in
+--eval_dir/visualizations/step_N.
 """
 
 from absl import flags
 
 from fast_seg.data import dataset_info
 from fast_seg.evaluation import eval_lib
+from fast_seg.training import pipeline_check
 from fast_seg.utils import cli
 
 cli.define_config_flags()
@@ -27,6 +31,12 @@ flags.DEFINE_bool("image_summaries", False,
 flags.mark_flags_as_required(["eval_dir"])
 FLAGS = flags.FLAGS
 
+# Overlays written when the config does not say: someone evaluating a model
+# (a zoo model above all) wants to see its output, as the OD API's eval and
+# mmsegmentation's --show-dir show it. Not the proto default: validation
+# during training reads the same field and would write them every time.
+DEFAULT_NUM_VISUALIZATIONS = 3
+
 
 def main(argv):
   del argv
@@ -35,15 +45,21 @@ def main(argv):
   for line in dataset_info.override_globs(
       config.eval_input_reader, "eval_input_reader", FLAGS.input_pattern, FLAGS.split):
     print(line, flush=True)
+  eval_config = config.eval_config
   if FLAGS.image_summaries:
-    config.eval_config.image_summaries = True
-    if not config.eval_config.num_visualizations:
-      config.eval_config.num_visualizations = 3
+    eval_config.image_summaries = True
+  if (not eval_config.HasField("num_visualizations")
+      or (FLAGS.image_summaries and not eval_config.num_visualizations)):
+    eval_config.num_visualizations = DEFAULT_NUM_VISUALIZATIONS
+  pipeline_check.check(config, "eval")
   results = eval_lib.evaluate(config, FLAGS.train_dir, FLAGS.eval_dir,
                               checkpoint=FLAGS.checkpoint, timeout=FLAGS.timeout)
   last = results[-1]
   print(f"mIoU {100 * last['miou']:.2f} at step {last['step']}; "
         f"metrics in {FLAGS.eval_dir}/{eval_lib.METRICS_FILE}")
+  if eval_config.num_visualizations:
+    print("overlays (image | ground truth | prediction) in "
+          f"{eval_lib.visualizations_dir(FLAGS.eval_dir, last['step'])}")
 
 
 def command():

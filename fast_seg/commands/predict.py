@@ -1,8 +1,9 @@
 r"""Runs an exported model on images or a video: label PNGs, overlays, latency.
 
   python predict.py --model exported/X --input 'photos/*.jpg' --output_dir predictions/ \
-      [--crop 0,0] [--resize H,W] [--overlay_alpha 0.5] [--palette dataset_info.json] \
-      [--num_threads 2] [--video_output auto] [--fps N] [--max_frames N]
+      [--crop 0,0] [--resize H,W] [--fit resize|letterbox] [--overlay_alpha 0.5] \
+      [--palette dataset_info.json|distinct] [--num_threads 2] [--video_output auto] \
+      [--fps N] [--max_frames N]
 
 --model is an export dir, a SavedModel dir, a frozen .pb, a .tflite or an
 .onnx file; --input a directory, a glob or a video (needs the [video] extra:
@@ -13,6 +14,7 @@ preview for a short clip).
 from absl import flags
 
 from fast_seg.tools import predict
+from fast_seg.tools import predict_geometry
 from fast_seg.utils import cli
 
 flags.DEFINE_string("model", None,
@@ -25,10 +27,19 @@ flags.DEFINE_string("crop", None,
                     "(150,-100) means the same as 150,100.")
 flags.DEFINE_string("resize", None,
                     "H,W the model is fed; only for a model without a fixed size.")
+flags.DEFINE_enum("fit", "resize", list(predict_geometry.FITS),
+                  "An image whose aspect differs from a fixed-size model's "
+                  "input: resize (to the input; the model sees it "
+                  "stretched, measured the more accurate) or letterbox "
+                  "(scaled to fit, aspect kept, the rest padded grey). "
+                  "Either way the output is resized back: labels and "
+                  "overlays have the image's own size and aspect.")
 flags.DEFINE_float("overlay_alpha", 0.5, "Opacity of the colours in the overlays.")
 flags.DEFINE_string("palette", None,
-                    "dataset_info.json whose palette colours the overlays; default: "
-                    "the one beside the model, else a default palette.")
+                    "dataset_info.json whose palette colours the overlays, or "
+                    "'distinct' (a distinct hue per class, the dataset's "
+                    "class names); default: the dataset_info.json beside the "
+                    "model (the dataset's own colours), else distinct hues.")
 flags.DEFINE_integer("num_threads", 2, "CPU threads of the TFLite / ONNX runtimes.")
 flags.DEFINE_float("threshold", 0.5,
                    "Foreground probability of a binary model exported with "
@@ -56,13 +67,13 @@ def main(argv):
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   result = predict.predict(
       FLAGS.model, FLAGS.input, FLAGS.output_dir,
-      crop=predict.parse_crop(FLAGS.crop) if FLAGS.crop else None,
+      crop=predict_geometry.parse_crop(FLAGS.crop) if FLAGS.crop else None,
       resize=(cli.parse_shape(FLAGS.resize, 2, "--resize") if FLAGS.resize
               else None),
       alpha=FLAGS.overlay_alpha, palette_path=FLAGS.palette,
       num_threads=FLAGS.num_threads, threshold=FLAGS.threshold,
       on_error=FLAGS.on_error, video_output=FLAGS.video_output,
-      fps=FLAGS.fps, max_frames=FLAGS.max_frames)
+      fps=FLAGS.fps, max_frames=FLAGS.max_frames, fit=FLAGS.fit)
   for path in result["outputs"]:
     print(f"Wrote {path}")
   if result["pngs"]:

@@ -226,6 +226,16 @@ def _mious(report):
   return [f"| mIoU, {label} | {value:.2f} |" for label, value in rows]
 
 
+def _budget_text(report):
+  """The budget as given and in the other terms: '0.7 x the unpruned
+  model's 129.000 ms = 90.300 ms' or '90 ms = 0.698 x ...'."""
+  unit, ratio = report["cost_unit"], report["target_ratio"]
+  unpruned = f"the unpruned model's {report['cost_before']:.3f} {unit}"
+  if report["target_given"] == "ratio":
+    return f"{ratio:g} x {unpruned} = {report['target']:.3f} {unit}"
+  return f"{report['target']:g} {unit} = {ratio:.3f} x {unpruned}"
+
+
 def budget_markdown(report):
   """The budgeted pruning summary: budget, cost, widths and mIoU."""
   unit = report["cost_unit"]
@@ -233,7 +243,7 @@ def budget_markdown(report):
   lines = [
       f"Budgeted pruning of {report['checkpoint']} -> "
       f"{report['output_checkpoint']}",
-      f"budget: {report['target']:g} {unit} ({report['cost']}); measured "
+      f"budget: {_budget_text(report)} ({report['cost']}); measured "
       f"{report['cost_after']:.3f} {unit} = {ratio:.3f} x the budget",
       "", "| | value |", "|---|---:|",
       f"| {unit}, unpruned (measured) | {report['cost_before']:.3f} |",

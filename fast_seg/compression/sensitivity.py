@@ -10,6 +10,11 @@ pruned to `ratio` x the group's current scale, the other groups untouched,
 and a validation subset is evaluated (no fine-tuning). With a `Cost`, each
 row is also measured (latency on the runtime, or FLOPs): the lookup table
 that budget.py's search starts from.
+
+A table costs one model per group and ratio (about a minute each for the
+CamVid ICNet-MobileNetV2 1.0 timed at 1024x2048 on 2 shared cores:
+docs/compression.md), so each row's line says how far the table is and when
+it should end, and `groups` narrows it.
 """
 
 import copy
@@ -20,6 +25,7 @@ import tempfile
 from fast_seg.compression import compress_lib
 from fast_seg.compression import report as report_lib
 from fast_seg.evaluation import eval_lib
+from fast_seg.training import progress
 from fast_seg.utils import checkpoint_util
 
 DEFAULT_RATIOS = (0.75, 0.5, 0.25)
@@ -98,8 +104,45 @@ class Pruner:
                                      new_group_scales)
 
 
+def check_groups(groups, allowed):
+  """`groups` in `allowed`'s order; ValueError naming the unknown ones."""
+  unknown = [g for g in groups if g not in allowed]
+  if unknown or not groups:
+    raise ValueError(f"--groups must be a comma-separated subset of the "
+                     f"width groups {', '.join(allowed)}, got "
+                     f"'{','.join(groups)}'")
+  return tuple(g for g in allowed if g in groups)
+
+
+def only_groups(analysis, groups):
+  """A copy of `analysis` whose rows are those of `groups` only.
+
+  A saved table narrowed to fewer groups: the budget's path then narrows
+  those and leaves the others at their width.
+  """
+  tabled = tuple(dict.fromkeys(r["group"] for r in analysis["rows"]))
+  groups = check_groups(groups, tabled)
+  narrowed = dict(analysis, groups=list(groups))
+  narrowed["rows"] = [r for r in analysis["rows"] if r["group"] in groups]
+  return narrowed
+
+
+class _Counter:
+  """'[k/n models, ETA h:mm:ss]' for each row's line, as train.py's ETA."""
+
+  def __init__(self, total):
+    self.total, self.done = total, 0
+    self.meter = progress.Throughput(0, total, 1)
+
+  def tick(self):
+    self.done += 1
+    _, left = self.meter.update(self.done)
+    return (f"  [{self.done}/{self.total} models, ETA "
+            f"{progress.format_duration(left)}]")
+
+
 def analyze(pipeline_config, checkpoint, ratios=DEFAULT_RATIOS,
-            num_examples=50, cost=None, log=print, pruner=None):
+            num_examples=50, cost=None, log=print, pruner=None, groups=None):
   """Prunes each width group alone at each ratio; evaluates each model.
 
   Args:
@@ -111,14 +154,19 @@ def analyze(pipeline_config, checkpoint, ratios=DEFAULT_RATIOS,
     cost: a cost.Cost to measure every model with, or None.
     log: called with a line per model.
     pruner: a Pruner of this checkpoint, to reuse its loaded model.
+    groups: the width groups to prune (each alone); None: every group.
 
   Returns:
-    {'checkpoint', 'ratios', 'num_examples', 'cost', 'baseline': {miou,
-    params[, cost]}, 'rows': [{group, ratio, scale, params, miou, drop[,
-    cost]} or {group, ratio, scale, error}]}.
+    {'checkpoint', 'ratios', 'groups', 'num_examples', 'cost', 'baseline':
+    {miou, params[, cost]}, 'rows': [{group, ratio, scale, params, miou,
+    drop[, cost]} or {group, ratio, scale, error}]}.
   """
   evaluation = Evaluation(pipeline_config, num_examples)
   pruner = pruner or Pruner(pipeline_config, checkpoint)
+  groups = check_groups(groups or tuple(pruner.scales), tuple(pruner.scales))
+  log(f"sensitivity: the unpruned model, then {len(groups) * len(ratios)} "
+      f"pruned ones ({len(groups)} groups x {len(ratios)} ratios; fewer with "
+      "--groups / --ratios)")
   baseline = {"miou": evaluation.miou(pruner.source),
               "params": pruner.source.keras_model.count_params()}
   if cost is not None:
@@ -126,16 +174,17 @@ def analyze(pipeline_config, checkpoint, ratios=DEFAULT_RATIOS,
   log(f"unpruned: mIoU {baseline['miou']:.2f} on {evaluation.num_examples} "
       f"eval images" + _cost_text(baseline, cost))
   rows = []
-  for group in pruner.scales:
+  counter = _Counter(len(groups) * len(ratios))
+  for group in groups:
     for ratio in ratios:
       row = _row(pruner, group, ratio, baseline, evaluation, cost)
       rows.append(row)
       log(f"{group} x{ratio:g}: " + (
           f"not prunable ({row['error']})" if "error" in row else
           f"mIoU {row['miou']:.2f} (drop {row['drop']:.2f})"
-          + _cost_text(row, cost)))
+          + _cost_text(row, cost)) + counter.tick())
   return {"checkpoint": pruner.checkpoint, "ratios": list(ratios),
-          "num_examples": evaluation.num_examples,
+          "groups": list(groups), "num_examples": evaluation.num_examples,
           "cost": cost.describe() if cost else None,
           "cost_unit": cost.unit if cost else None,
           "baseline": baseline, "rows": rows}

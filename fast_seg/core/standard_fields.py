@@ -8,11 +8,6 @@ projects load unchanged.
 # models' default ignore_label, and what predict.py writes for cropped rows.
 IGNORE_LABEL = 255
 
-# File name endings read as images (any case): the converters' image and
-# label folders, and predict.py's --input folders and globs.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
-
-
 class TfExampleFields:
   """Feature keys of a serialized tf.train.Example."""
   image_encoded = "image/encoded"
@@ -56,3 +51,4 @@ class DatasetInfoFields:
   num_examples = "num_examples"  # {split: count}
   class_pixel_frequency = "class_pixel_frequency"  # {split: [fraction per class]}
   file_patterns = "file_patterns"  # {split: glob relative to the info file}
+  image_sizes = "image_sizes"  # {split: {"HxW": number of images}}

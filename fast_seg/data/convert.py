@@ -344,6 +344,12 @@ def _write_splits(converter, output_dir, samples, problems, num_shards,
 
 
 def _raise(problem):
+  """Stops the run at `problem`, with its fix: skipping suits a few bad
+  files; a setting that every file needs comes as the problem's hint,
+  which the CLI prints under the error line."""
+  if problem.hint:
+    raise convert_lib.ConversionError(problem.path, problem.message,
+                                      problem.hint)
   raise convert_lib.ConversionError(
       problem.path, problem.message + " (--on_error skip skips such files "
       "and converts the rest)")
@@ -361,12 +367,14 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
   class_pixels = 0
   sizes = collections.Counter()
   notes = collections.Counter()
-  problems, filtered = [], []
+  problems, filtered, hints = [], [], []
   for i, result in enumerate(results):
     if isinstance(result, convert_lib.Problem):
       if on_error == "fail":
         _raise(result)
       problems.append(str(result))
+      if result.hint and result.hint not in hints:
+        hints.append(result.hint)
     elif isinstance(result, convert_lib.Filtered):
       filtered.append(f"{result.name}: {result.reason}")
     else:
@@ -379,7 +387,7 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
       bar.update(i + 1)
   written = sum(writer.counts)
   return {"written": written, "skipped": len(problems),
-          "filtered": len(filtered), "problems": problems,
+          "filtered": len(filtered), "problems": problems, "hints": hints,
           "filtered_images": filtered, "notes": dict(notes),
           "image_sizes": dict(sizes.most_common()),
           "class_pixels": class_pixels}
@@ -433,6 +441,7 @@ def summary_lines(summary):
     if s["problems"]:
       lines.append(f"{split}: skipped {len(s['problems'])} file(s):")
       lines.extend(f"  {p}" for p in s["problems"])
+      lines.extend(f"{split}: {hint}" for hint in s["hints"])
     if s["filtered"]:
       lines.append(f"{split}: filtered out {s['filtered']} image(s) "
                    f"(first: {s['filtered_images'][0]})")

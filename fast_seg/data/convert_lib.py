@@ -20,6 +20,7 @@ from PIL import Image
 
 from fast_seg.core import registry
 from fast_seg.core import standard_fields as fields
+from fast_seg.utils import image_files
 
 # Formats whose bytes go into the TFRecord unchanged (tf.io.decode_image reads
 # them); anything else is re-encoded as PNG.
@@ -36,12 +37,18 @@ class LayoutError(FileNotFoundError):
 
 
 class ConversionError(ValueError):
-  """A problem with one input file; the message starts with the file's path."""
+  """A problem with one input file; the message starts with the file's path.
 
-  def __init__(self, path, message):
+  `hint` is what to do when it is not "skip the bad file": a setting that
+  every file of the dataset fails without. The CLI prints it under the
+  error line, as a LayoutError's.
+  """
+
+  def __init__(self, path, message, hint=None):
     super().__init__(f"{path}: {message}")
     self.path = path
     self.problem = message
+    self.hint = hint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +87,13 @@ class Filtered:
 
 @dataclasses.dataclass
 class Problem:
-  """A pair that could not be converted, with the file and the reason."""
+  """A pair that could not be converted, with the file and the reason.
+
+  `hint` is the ConversionError's: the fix when skipping is not one.
+  """
   path: str
   message: str
+  hint: str = ""
 
   def __str__(self):
     return f"{self.path}: {self.message}"
@@ -243,7 +254,7 @@ def find_root(input_dir, marker, flag="--input_dir"):
   return nested if os.path.isdir(nested) else input_dir
 
 
-def list_files(directory, extensions=fields.IMAGE_EXTENSIONS, recursive=False):
+def list_files(directory, extensions=image_files.IMAGE_EXTENSIONS, recursive=False):
   """Sorted paths of files with one of `extensions` under `directory`."""
   if not os.path.isdir(directory):
     raise LayoutError(f"missing directory: {directory}")
@@ -576,4 +587,4 @@ def encode_pair(converter, sample):
                        encode_label(label), height, width,
                        class_pixels.astype(np.int64), note)
   except ConversionError as e:
-    return Problem(e.path, e.problem)
+    return Problem(e.path, e.problem, e.hint or "")

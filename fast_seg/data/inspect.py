@@ -82,14 +82,14 @@ def _decode(record):
 
 
 def _preview(image, label, palette, ignore_label, class_names=None):
-  """image | label colours blended over it (ignore pixels solid black),
-  titled, with a legend of the classes present."""
+  """image | label colours blended over it, titled, with a legend of the
+  classes present. Ignore pixels are left uncoloured, as in every overlay
+  (visualization.overlay), so they never read as a black class."""
   blended = visualization.overlay(image, label, palette).numpy()
-  blended[label == ignore_label] = 0
   entries = visualization.legend_entries([label[label != ignore_label]],
                                          palette, class_names)
   if (label == ignore_label).any():
-    entries.append((f"ignore ({ignore_label})", (0, 0, 0)))
+    entries.append((f"ignore ({ignore_label}): not coloured", (255, 255, 255)))
   return visualization.annotate(np.concatenate([image, blended], axis=1),
                                 ["image", "labels"], entries)
 
@@ -291,6 +291,7 @@ class _Tally:
         "class_pixel_counts": [int(c) for c in class_counts],
         "class_pixel_frequency": [float(c) / max(labelled, 1)
                                   for c in class_counts],
+        "classes_without_pixels": np.flatnonzero(class_counts == 0).tolist(),
         "ignore_pixels": ignored,
         "ignore_fraction": ignored / max(total, 1),
         "out_of_range": [
@@ -313,6 +314,31 @@ def _table(header, rows, align):
   return lines
 
 
+def _split_name(report):
+  """'val' when every file is a shard of split val, else the input pattern:
+  what the records are, in the words of the report."""
+  splits = {tf_example.split_of_shard(f["path"]) for f in report["files"]}
+  return (splits.pop() if len(splits) == 1 and None not in splits
+          else report["input_pattern"])
+
+
+def _class_rows(report):
+  """Rows of the class table, and the line that names the classes without
+  a pixel: a model trained on these records cannot learn them, and an
+  evaluation on them cannot score them, which a 0 among many rows hides."""
+  absent = report["classes_without_pixels"]
+  rows = [(i, name, f"{count} (absent)" if i in absent else count,
+           f"{freq:.6f}") for i, (name, count, freq) in
+          enumerate(zip(report["class_names"], report["class_pixel_counts"],
+                        report["class_pixel_frequency"]))]
+  if not absent:
+    return rows, []
+  names = ", ".join(report["class_names"][i] for i in absent)
+  verb = "class has" if len(absent) == 1 else "classes have"
+  return rows, ["", f"{len(absent)} {verb} no pixels in "
+                f"{_split_name(report)}: {names}"]
+
+
 def format_report(report):
   """The report as readable markdown-style text."""
   lines = [f"# {report['input_pattern']}", "",
@@ -328,10 +354,9 @@ def format_report(report):
     lines += _table([column, "images"], report[key].items(), "lr")
   lines += ["", f"## Classes ({report['num_classes']}, ignore label "
             f"{report['ignore_label']})", ""]
-  rows = [(i, name, count, f"{freq:.6f}") for i, (name, count, freq) in
-          enumerate(zip(report["class_names"], report["class_pixel_counts"],
-                        report["class_pixel_frequency"]))]
+  rows, absent_line = _class_rows(report)
   lines += _table(["id", "name", "pixels", "frequency"], rows, "rlrr")
+  lines += absent_line
   lines += ["", f"Ignore pixels: {report['ignore_pixels']} of "
             f"{report['num_pixels']} ({100 * report['ignore_fraction']:.2f}%)"]
   if report["out_of_range"]:

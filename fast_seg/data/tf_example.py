@@ -10,6 +10,7 @@ readers.
 
 import io
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -114,6 +115,13 @@ def shard_path(output_dir, split, shard, num_shards):
   """Returns `output_dir/{split}-{shard:05d}-of-{num_shards:05d}.tfrecord`."""
   return os.path.join(
       output_dir, f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord")
+
+
+def split_of_shard(path):
+  """The split of a file named by `shard_path`, or None for other names."""
+  match = re.fullmatch(r"(.+)-\d{5}-of-\d{5}\.tfrecord",
+                       os.path.basename(path))
+  return match.group(1) if match else None
 
 
 def write_sharded(examples, output_dir, split, num_shards):
@@ -289,7 +297,8 @@ def decode_checked(record, path, num_classes, ignore_label):
   filename = features[_FIELDS.image_filename]
   filename = tf.where(tf.strings.length(filename) > 0, filename,
                       tf.constant(UNNAMED_IMAGE))
-  where = tf.strings.join([path, ": image ", filename])
+  # "image file", so a name such as "2" (LoveDA) reads as a file name.
+  where = tf.strings.join([path, ": image file ", filename])
   # Decoding an empty string fails with an unhelpful message: check first.
   with tf.control_dependencies(checks):
     image = decode_image(features[_FIELDS.image_encoded])

@@ -2,8 +2,8 @@
 
 Behind predict.py. The model is an export dir, a SavedModel, a frozen graph
 (.pb), a .tflite or an .onnx file, opened by export/runtimes.py; every
-runtime is fed by the same pre- and post-processing here, so they differ
-only in how they run a batch.
+runtime is fed by the same pre- and post-processing (predict_geometry.py),
+so they differ only in how they run a batch.
 
 For each image: `<name>_labels.png` (class ids, the image's size, cropped
 rows 255) and `<name>_overlay.png` (colours blended over the image, a legend
@@ -11,10 +11,15 @@ below). A video (read and written by utils/video_io.py with imageio's ffmpeg
 plugin, the optional [video] extra) streams into `<video>_overlay.mp4` at its
 own frame rate, plus a short GIF preview, or into those PNG pairs per frame
 (--video_output).
+
+An image is resized to a fixed-size model's input (or letterboxed into it,
+--fit; predict_geometry.FITS says why resizing is the default) and the
+output resized back, so every output has the image's own size and aspect;
+a line says how the inputs met the model, another where the colours come
+from.
 """
 
 import collections
-import glob
 import os
 import statistics
 import time
@@ -27,6 +32,7 @@ from fast_seg.core import standard_fields
 from fast_seg.data import dataset_info
 from fast_seg.export import runtimes
 from fast_seg.export import serving
+from fast_seg.tools import predict_geometry
 from fast_seg.utils import config_util
 from fast_seg.utils import image_files
 from fast_seg.utils import progress
@@ -52,18 +58,14 @@ def model_home(path):
 
 
 def list_inputs(spec):
-  """('video', path) or ('images', sorted paths) for a dir, glob or video."""
-  if os.path.isdir(spec):
-    paths = sorted(os.path.join(spec, name) for name in os.listdir(spec)
-                   if name.lower().endswith(standard_fields.IMAGE_EXTENSIONS))
-  elif (spec.lower().endswith(video_io.VIDEO_EXTENSIONS)
-        and os.path.isfile(spec)):
+  """('video', path) or ('images', paths in natural order) for a dir, glob
+  or video."""
+  if (not os.path.isdir(spec) and os.path.isfile(spec)
+      and spec.lower().endswith(video_io.VIDEO_EXTENSIONS)):
     return "video", spec
-  else:
-    paths = sorted(p for p in glob.glob(spec)
-                   if os.path.isfile(p) and p.lower().endswith(standard_fields.IMAGE_EXTENSIONS))
+  paths = image_files.list_images(spec)
   if not paths:
-    raise ValueError(f"--input {spec}: no images ({', '.join(standard_fields.IMAGE_EXTENSIONS)})"
+    raise ValueError(f"--input {spec}: no images ({', '.join(image_files.IMAGE_EXTENSIONS)})"
                      " in this directory or glob, and not a video file")
   return "images", paths
 
@@ -92,93 +94,12 @@ def read_inputs(spec):
 
 
 # ----------------------------------------------------------------------------
-# Pre- and post-processing, shared by every runtime.
+# Colours.
 
 
-def parse_crop(text):
-  """--crop -> (rows removed at the top, rows removed at the bottom).
-
-  'top,bottom' counts removed rows; the road project's 'start,-stop' form
-  (a slice, '150,-100': rows 150 up to 100 from the bottom) gives the same
-  crop, so both '150,100' and '150,-100' remove 150 rows above and 100 below.
-  """
-  try:
-    top, bottom = (int(v) for v in text.split(","))
-  except ValueError:
-    top = -1
-  if top < 0:
-    raise ValueError(f"--crop must be top,bottom (rows removed; or the road "
-                     f"project's start,-stop), got {text!r}")
-  return top, abs(bottom)
-
-
-def crop_rows(image, crop):
-  """Removes crop = (top, bottom) rows, as the KITTI road models were fed."""
-  top, bottom = crop or (0, 0)
-  if top + bottom >= image.shape[0]:
-    raise ValueError(f"--crop {top},{bottom} removes all {image.shape[0]} rows")
-  return image[top:image.shape[0] - bottom]
-
-
-def model_size(input_shape, resize=None):
-  """The (H, W) to resize to: the model's, or --resize for a dynamic one."""
-  fixed = tuple(input_shape[1:3])
-  if None not in fixed:
-    if resize and tuple(resize) != fixed:
-      raise ValueError(f"--resize {resize[0]},{resize[1]} does not match the "
-                       f"model's fixed input size {fixed[0]},{fixed[1]}")
-    return fixed
-  return tuple(resize) if resize else None
-
-
-def preprocess(image, size, batch_size, dtype):
-  """The model's input batch: the image resized (bilinear), repeated N times."""
-  if size and tuple(image.shape[:2]) != tuple(size):
-    image = np.asarray(Image.fromarray(image).resize(
-        (size[1], size[0]), Image.BILINEAR))
-  return np.repeat(image[None], batch_size or 1, axis=0).astype(dtype)
-
-
-def _resize_nearest(array, size):
-  """Nearest-neighbour resize of [H, W] ids or [H, W, 3] colours to size."""
-  if tuple(array.shape[:2]) == tuple(size):
-    return array
-  return np.asarray(Image.fromarray(array).resize(
-      (size[1], size[0]), Image.NEAREST))
-
-
-def postprocess(prediction, image_shape, crop=None, threshold=0.5):
-  """One image's output at the original image size.
-
-  Args:
-    prediction: the model's output for one image: int labels [h, w] (or
-      [h, w, 1], the TF1 contract), float probabilities [h, w, C] (arg-maxed here; a binary model's
-      [h, w, 1] sigmoid map is thresholded) or uint8 colours [h, w, 3].
-    image_shape: (H, W) of the original, uncropped image.
-    crop: (top, bottom) rows removed before the model.
-    threshold: foreground probability of a binary probability map.
-
-  Returns:
-    (labels uint8 [H, W] with cropped rows standard_fields.IGNORE_LABEL, or None for a
-    colours model; colours uint8 [H, W, 3] or None).
-  """
-  top, bottom = crop or (0, 0)
-  size = (image_shape[0] - top - bottom, image_shape[1])
-  padding = ((top, bottom), (0, 0))
-  if (prediction.ndim == 3 and prediction.dtype == np.uint8
-      and prediction.shape[-1] == 3):
-    colours = _resize_nearest(prediction, size)
-    return None, np.pad(colours, padding + ((0, 0),))
-  if prediction.ndim == 3 and prediction.dtype.kind in "iu":
-    prediction = prediction[..., 0]  # --contract tf1: [h, w, 1] labels
-  elif prediction.ndim == 3 and prediction.shape[-1] == 1:
-    prediction = (prediction[..., 0] > threshold).astype(np.uint8)
-  elif prediction.ndim == 3:
-    prediction = np.argmax(prediction, axis=-1)
-  if prediction.max(initial=0) > 255 or prediction.min(initial=0) < 0:
-    raise ValueError("label ids outside 0..255 do not fit a label PNG")
-  labels = _resize_nearest(prediction.astype(np.uint8), size)
-  return np.pad(labels, padding, constant_values=standard_fields.IGNORE_LABEL), None
+# --palette's value for visualization.default_palette's distinct hues, with
+# the class names of the dataset_info.json beside the model.
+DISTINCT_PALETTE = "distinct"
 
 
 def load_palette(home, dataset_info_path=None, num_classes=None):
@@ -192,11 +113,18 @@ def load_legend(home, dataset_info_path=None, num_classes=None):
 
   None means the default palette (and class_<id> names). When `home` has the export's
   pipeline.config (or the model reports num_classes), the dataset info is
-  checked against it.
+  checked against it. `dataset_info_path` DISTINCT_PALETTE keeps the names
+  but takes the default palette's hues: a dataset's own colours can be
+  close (CamVid's road, pavement, fence and car are all purple-blues).
 
   Raises:
     ValueError: the dataset info's classes disagree with the model.
   """
+  if dataset_info_path == DISTINCT_PALETTE:
+    palette, names = load_legend(home, None, num_classes)
+    if palette is None:
+      return None, None
+    return visualization.default_palette(len(palette)), names
   path = dataset_info_path
   if not path:
     path = os.path.join(home, standard_fields.DatasetInfoFields.file_name)
@@ -222,6 +150,22 @@ def load_legend(home, dataset_info_path=None, num_classes=None):
                      f"describes "
                      f"{info[standard_fields.DatasetInfoFields.num_classes]}")
   return dataset_info.palette(info), names
+
+
+def palette_source(home, dataset_info_path=None):
+  """The line saying where load_legend's colours come from."""
+  distinct = "a distinct hue per class"
+  if dataset_info_path == DISTINCT_PALETTE:
+    return f"overlay colours: {distinct} (--palette {DISTINCT_PALETTE})"
+  if dataset_info_path:
+    return f"overlay colours: the palette of {dataset_info_path} (--palette)"
+  path = os.path.join(home, standard_fields.DatasetInfoFields.file_name)
+  if os.path.isfile(path):
+    return (f"overlay colours: the dataset's own palette, from {path} "
+            f"(--palette {DISTINCT_PALETTE} gives {distinct})")
+  return (f"overlay colours: {distinct} (no "
+          f"{standard_fields.DatasetInfoFields.file_name} beside the model, "
+          "so the legend names class_<id>)")
 
 
 def overlay(image, labels, colours, palette, alpha, crop=None):
@@ -303,8 +247,8 @@ class _Outputs:
         self._videos.append(writer(self.paths[-1], fps))
 
   def add(self, name, image, prediction, drawing):
-    labels, colours = postprocess(prediction, image.shape[:2], drawing.crop,
-                                  drawing.threshold)
+    labels, colours = predict_geometry.postprocess(
+        prediction, image.shape[:2], drawing.crop, drawing.threshold)
     blended = overlay(image, labels, colours, drawing.palette, drawing.alpha,
                       drawing.crop)
     for video in self._videos:
@@ -325,11 +269,15 @@ class _Outputs:
 # ----------------------------------------------------------------------------
 
 
-def _check_options(alpha, threshold, on_error, video_output, fps, max_frames):
+def _check_options(alpha, threshold, on_error, video_output, fps, max_frames,
+                   fit):
   """ValueErrors naming predict.py's flags for values out of range, raised
   before anything is read or loaded."""
   if on_error not in ("skip", "fail"):
     raise ValueError(f"--on_error must be skip or fail, got {on_error!r}")
+  if fit not in predict_geometry.FITS:
+    raise ValueError(f"--fit must be one of "
+                     f"{', '.join(predict_geometry.FITS)}, got {fit!r}")
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f"--overlay_alpha must be in 0..1, got {alpha}")
   if not 0.0 < threshold < 1.0:
@@ -341,21 +289,44 @@ def _check_options(alpha, threshold, on_error, video_output, fps, max_frames):
     raise ValueError(f"--max_frames must be >= 0 (0: all), got {max_frames}")
 
 
-def _timed_run(predictor, image, crop, size, warm_up):
-  """(the model's output for `image`, milliseconds of the run alone)."""
-  batch = preprocess(crop_rows(image, crop), size, predictor.input_shape[0],
-                     predictor.input_dtype)
+def _timed_run(predictor, image, options, warm_up):
+  """(the model's output for `image`'s part of the input, milliseconds of
+  the run alone, the fit_box used)."""
+  fed = predict_geometry.crop_rows(image, options.crop)
+  box = predict_geometry.fit_box(fed.shape[:2], options.size, options.fit)
+  batch = predict_geometry.preprocess(
+      fed, options.size, predictor.input_shape[0], predictor.input_dtype, box)
   if warm_up:
     predictor(batch)  # Warm-up: tracing and allocation are not latency.
   start = time.perf_counter()
   prediction = predictor(batch)[0]
-  return prediction, (time.perf_counter() - start) * 1000.0
+  latency = (time.perf_counter() - start) * 1000.0
+  return predict_geometry.unbox(prediction, options.size, box), latency, box
 
 
 # What predict() was asked for, handed to the loop in one piece.
 _Options = collections.namedtuple(
     "_Options", ["model", "palette_path", "crop", "size", "threshold", "alpha",
-                 "on_error"])
+                 "on_error", "fit", "unit"])
+# describe_fit lines for at most this many input sizes (a folder of photos
+# may hold as many sizes as files).
+_MAX_FIT_LINES = 3
+
+
+def _say_fit(image, box, options, seen, log):
+  """Logs describe_fit the first time an input size comes, up to
+  _MAX_FIT_LINES sizes."""
+  image_size = image.shape[:2]
+  if image_size in seen or len(seen) >= _MAX_FIT_LINES:
+    return
+  seen.add(image_size)
+  top, bottom = options.crop or (0, 0)
+  line = predict_geometry.describe_fit(options.unit, image_size,
+                      (image_size[0] - top - bottom, image_size[1]),
+                      options.size, box)
+  if line:
+    log(line + ("; other sizes not listed" if len(seen) == _MAX_FIT_LINES
+                else ""))
 
 
 def _run_all(items, predictor, outputs, options, log, bar):
@@ -363,7 +334,7 @@ def _run_all(items, predictor, outputs, options, log, bar):
 
   Returns (names, model latencies in ms, skipped: one message each).
   """
-  names, latencies, skipped, drawing = [], [], [], None
+  names, latencies, skipped, drawing, sizes = [], [], [], None, set()
   for name, image in items:
     if isinstance(image, Exception):
       if options.on_error == "fail":
@@ -371,14 +342,17 @@ def _run_all(items, predictor, outputs, options, log, bar):
       log(f"{name}: skipped, {image}")
       skipped.append(str(image))
       continue
-    prediction, latency = _timed_run(predictor, image, options.crop,
-                                     options.size, warm_up=not latencies)
+    prediction, latency, box = _timed_run(predictor, image, options,
+                                          warm_up=not latencies)
     latencies.append(latency)
+    _say_fit(image, box, options, sizes, log)
     if drawing is None:  # Probabilities tell the number of classes to check.
       num_classes = prediction.shape[-1] if prediction.dtype.kind == "f" else None
+      home = model_home(options.model)
       drawing = _Drawing(options.crop, options.threshold, options.alpha,
-                         *load_legend(model_home(options.model),
-                                      options.palette_path, num_classes))
+                         *load_legend(home, options.palette_path, num_classes))
+      if not predict_geometry.is_colours(prediction):
+        log(palette_source(home, options.palette_path))
     outputs.add(name, image, prediction, drawing)
     names.append(name)
     if bar:
@@ -434,7 +408,8 @@ def _undecodable(video, on_error, log):
 
 def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
             palette_path=None, num_threads=2, threshold=0.5, on_error="skip",
-            log=print, video_output="auto", fps=None, max_frames=0):
+            log=print, video_output="auto", fps=None, max_frames=0,
+            fit="resize"):
   """Predicts every image or frame of `inputs` with `model`; writes overlays.
 
   Args:
@@ -442,13 +417,17 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     inputs: a directory of images, a glob or a video file.
     output_dir: where `<name>_labels.png` and `<name>_overlay.png` go, and a
       video's `<video>_overlay.mp4` / `.gif`.
-    crop, resize, alpha, palette_path, num_threads, threshold: predict.py's
-      --crop (top, bottom), --resize (H, W), --overlay_alpha, --palette,
-      --num_threads and --threshold.
+    crop, resize, alpha, palette_path, num_threads, threshold, fit:
+      predict.py's --crop (top, bottom), --resize (H, W), --overlay_alpha,
+      --palette (a dataset_info.json or DISTINCT_PALETTE), --num_threads,
+      --threshold and --fit (predict_geometry.FITS: how an image of another
+      aspect meets a fixed input).
     on_error: an unreadable image or frame: "skip" reports it and goes on
       (listed in the result's `skipped`), "fail" stops there.
-    log: where the per-image, skip and summary lines go (the progress bar
-      shown instead of per-image lines past 50 inputs prints to stdout).
+    log: where the per-image, skip and summary lines go, and the lines
+      saying how inputs met the model (describe_fit) and where the colours
+      come from (palette_source); the progress bar shown instead of
+      per-image lines past 50 inputs prints to stdout.
     video_output, fps, max_frames: --video_output (see video_outputs),
       --fps (of the written video; None: the input's) and --max_frames (0: all).
 
@@ -457,13 +436,15 @@ def predict(model, inputs, output_dir, crop=None, resize=None, alpha=0.5,
     message each), num_skipped (frames lost inside a video included),
     outputs (video files written), pngs (whether PNG pairs were), summary.
   """
-  _check_options(alpha, threshold, on_error, video_output, fps, max_frames)
+  _check_options(alpha, threshold, on_error, video_output, fps, max_frames,
+                 fit)
   kind, source = list_inputs(inputs)
   video = video_io.Video(source) if kind == "video" else None  # Checked before the model.
   predictor = open_predictor(model, num_threads)
-  options = _Options(model, palette_path, crop,
-                     model_size(predictor.input_shape, resize), threshold,
-                     alpha, on_error)
+  options = _Options(
+      model, palette_path, crop,
+      predict_geometry.model_size(predictor.input_shape, resize), threshold,
+      alpha, on_error, fit, "frame" if video else "image")
   items, total, outputs = _open_outputs(source, video, output_dir, video_output,
                                         fps, max_frames)
   bar = (progress.bar(total, unit_name="frame" if video else "image")

@@ -1,5 +1,13 @@
-"""Loading, overriding and saving pipeline configs (protobuf text format)."""
+"""Loading, overriding and saving pipeline configs (protobuf text format).
 
+A config file's `train_config.fine_tune_checkpoint` may be relative to the
+folder the file is in: compress.py writes its pruned model's config that
+way, so the folder (ckpt-0 and pipeline.config) can be moved or copied as a
+unit. A relative path found nowhere beside the file is read from the working
+directory, as configs/ files have always been.
+"""
+
+import copy
 import os
 
 from absl import logging
@@ -160,6 +168,8 @@ def load_pipeline_config(path, overrides=(), appends=()):
     raise ConfigError(f"{path}: not a text config (byte {e.start} is not "
                       "UTF-8); give a protobuf text-format .config file") from None
   config = parse_pipeline_config(text, source=path)
+  # The file's own paths only: an override's are typed from the shell.
+  _resolve_beside(config, os.path.dirname(path))
   for i, override in enumerate(overrides or ()):
     source = f"--config_override #{i + 1} ({override!r})"
     snippet = pipeline_pb2.PipelineConfig()
@@ -202,10 +212,54 @@ def merge_replacing_lists(source, target):
       setattr(target, field.name, value)
 
 
+def _is_local(*paths):
+  """No URL among `paths` (gs://...): those are never made relative."""
+  return not any("://" in path for path in paths)
+
+
+def _checkpoint_exists(path):
+  """A checkpoint prefix (its .index) or a folder of checkpoints."""
+  return tf.io.gfile.exists(path + ".index") or tf.io.gfile.isdir(path)
+
+
+def _resolve_beside(config, directory):
+  """Reads a relative fine_tune_checkpoint beside the config file, if there.
+
+  The path becomes absolute, so that the loaded config means the same
+  wherever it is saved next (a training run's as-run config).
+  """
+  train = config.train_config
+  path = train.fine_tune_checkpoint
+  if not path or os.path.isabs(path) or not _is_local(path, directory):
+    return
+  beside = os.path.join(directory, path)
+  if _checkpoint_exists(beside):
+    train.fine_tune_checkpoint = os.path.abspath(beside)
+
+
+def _relative_inside(path, directory):
+  """`path` relative to `directory` when it lies inside it, else `path`."""
+  if not path or not _is_local(path, directory):
+    return path
+  relative = os.path.relpath(os.path.abspath(path), os.path.abspath(directory))
+  inside = relative != os.pardir and not relative.startswith(
+      os.pardir + os.sep)
+  return relative if inside else path
+
+
 def save_pipeline_config(config, directory):
-  """Writes `config` as `directory`/pipeline.config and returns the path."""
+  """Writes `config` as `directory`/pipeline.config and returns the path.
+
+  A fine_tune_checkpoint inside `directory` is written relative to it
+  (load_pipeline_config reads it back from there), so the folder can move.
+  """
   tf.io.gfile.makedirs(directory)
   path = os.path.join(directory, PIPELINE_CONFIG_NAME)
+  train = config.train_config
+  relative = _relative_inside(train.fine_tune_checkpoint, directory)
+  if relative != train.fine_tune_checkpoint:
+    config = copy.deepcopy(config)
+    config.train_config.fine_tune_checkpoint = relative
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(text_format.MessageToString(config))
   return path

@@ -2,7 +2,7 @@
 
 Keras' Progbar redraws with carriage returns, which a log file or CI output
 keeps as one long line of overwritten bars. When stdout is not a terminal
-the same calls print one line per quarter of the work instead.
+the same calls print at most one line per quarter of the work instead.
 """
 
 import sys
@@ -25,8 +25,14 @@ def bar(target, unit_name="step", verbose=True):
 
 
 class _Lines:
-  """Prints `done/target unit(s) (percent), elapsed, ETA` at 25, 50, 75 and
-  100% (the ETA assumes the rest goes at the rate so far)."""
+  """Prints `done/target unit(s) (percent), elapsed, ETA` when the count
+  crosses 25, 50, 75 and 100% (the ETA assumes the rest goes at the rate so
+  far).
+
+  One line per update, with the percent of the count it shows: with few
+  units one update can cross several quarters (1 of 2 crosses 25% and 50%),
+  and a line per quarter crossed would print "1/2 (25%)".
+  """
 
   def __init__(self, target, unit_name):
     self.target = target
@@ -37,10 +43,14 @@ class _Lines:
   def update(self, current):
     if not self.target:
       return
-    while self.next_quarter <= 4 and current >= self.target * self.next_quarter / 4:
-      elapsed = time.time() - self.start
-      left = elapsed * (self.target - current) / max(current, 1)
-      print(f"  {current}/{self.target} {self.unit_name}s "
-            f"({25 * self.next_quarter}%), {elapsed:.1f} s, ETA {left:.0f} s",
-            flush=True)
+    first = self.next_quarter
+    while (self.next_quarter <= 4
+           and current >= self.target * self.next_quarter / 4):
       self.next_quarter += 1
+    if self.next_quarter == first:
+      return
+    elapsed = time.time() - self.start
+    left = elapsed * max(self.target - current, 0) / max(current, 1)
+    percent = 100 * min(current, self.target) // self.target
+    print(f"  {current}/{self.target} {self.unit_name}s ({percent}%), "
+          f"{elapsed:.1f} s, ETA {left:.0f} s", flush=True)

@@ -176,8 +176,20 @@ def _even(frame):
   return np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
 
 
+def stored_size(width, height):
+  """(width, height) Mp4Writer stores a frame of this size at: the same,
+  but for an odd side, one more (see _even)."""
+  return width + width % 2, height + height % 2
+
+
 class Mp4Writer:
-  """Frames as an H.264 mp4 at a given frame rate, no audio."""
+  """Frames as an H.264 mp4 at a given frame rate, no audio, at their size.
+
+  imageio's default macro_block_size=16 scales every frame up to sides
+  that are multiples of 16 (480x360 becomes 480x368, stretched, with only
+  a warning on the log); 1 keeps the frames as they are, but for
+  yuv420p's even sides (_even).
+  """
 
   def __init__(self, path, fps):
     self._writer = _imageio().v2.get_writer(
@@ -198,21 +210,25 @@ class GifWriter:
 
   Pillow writes a GIF in one piece when it is closed, so the chosen frames
   wait until then as 8-bit palette images; the caps bound them (150 frames
-  of 480 x 270 are 20 MB) however long the video is.
+  of 480 x 270 are 20 MB) however long the video is. capped=False writes
+  every frame at its own size (frames_to_video's GIF: a few frames).
   """
 
-  def __init__(self, path, fps):
-    self._step = max(1, math.ceil(fps / GIF_MAX_FPS - 1e-6))
-    self._limit = max(1, round(GIF_MAX_SECONDS * fps))
+  def __init__(self, path, fps, capped=True):
+    self._step = max(1, math.ceil(fps / GIF_MAX_FPS - 1e-6)) if capped else 1
+    self._limit = max(1, round(GIF_MAX_SECONDS * fps)) if capped else None
+    self._max_width = GIF_MAX_WIDTH if capped else None
     self._duration_ms = 1000.0 * self._step / fps
     self._file = _imageio().v3.imopen(path, "w", plugin="pillow")
     self._index = 0
 
   def add(self, frame):
-    if self._index < self._limit and self._index % self._step == 0:
+    if ((self._limit is None or self._index < self._limit)
+        and self._index % self._step == 0):
       height, width = frame.shape[:2]
-      if width > GIF_MAX_WIDTH:
-        size = (GIF_MAX_WIDTH, max(1, round(height * GIF_MAX_WIDTH / width)))
+      if self._max_width and width > self._max_width:
+        size = (self._max_width,
+                max(1, round(height * self._max_width / width)))
         frame = np.asarray(Image.fromarray(frame).resize(size, Image.BOX))
       self._file.write(frame, is_batch=False, duration=self._duration_ms,
                        loop=0, bits=8)

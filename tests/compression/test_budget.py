@@ -15,6 +15,7 @@ from fast_seg.builders import model_builder
 from fast_seg.compression import budget
 from fast_seg.compression import compress_lib
 from fast_seg.compression import cost as cost_lib
+from fast_seg.compression import report as report_lib
 from fast_seg.compression import sensitivity
 from fast_seg.evaluation import eval_lib
 from fast_seg.export import latency
@@ -71,6 +72,16 @@ def test_each_row_is_the_config_model_with_one_group_narrowed(
   head = result["rows"][-1]
   assert head["params"] < 0.7 * result["baseline"]["params"]
   assert f"head x0.5: mIoU {head['miou']:.2f}" in "\n".join(lines)
+  # Every model's line says how far the table is, with train.py's ETA.
+  count = len(groups)
+  assert lines[0] == (f"sensitivity: the unpruned model, then {count} pruned "
+                      f"ones ({count} groups x 1 ratios; fewer with --groups "
+                      "/ --ratios)")
+  row_lines = [line for line in lines if " x0.5: " in line]
+  assert [line.split("  [")[1].split(" models")[0] for line in row_lines] == [
+      f"{k}/{count}" for k in range(1, count + 1)]
+  assert row_lines[-1].endswith(f"[{count}/{count} models, ETA 0:00:00]")
+  assert result["groups"] == list(groups)
 
 
 def test_scores_are_eval_figures_of_the_pruned_checkpoint(
@@ -156,6 +167,9 @@ def test_search_bisects_for_the_first_state_within_the_budget():
   measured = _Costs(costs)
   assert budget.search(path, measured, 5.5, 0.0) == 5
   assert len(set(measured.calls)) <= 2 + math.ceil(math.log2(len(costs)))
+  # The table's guess first (estimated 5.0 <= 5.5 at index 3), never the
+  # thinnest state: the search does not start at the path's end.
+  assert measured.calls[:2] == [0, 3] and 10 not in measured.calls
   assert budget.search(path, _Costs(costs), 5.0, 0.1) == 5  # 5 <= 5.5
   assert budget.search(path, _Costs(costs), 4.9, 0.0) == 6
   with pytest.raises(ValueError, match="already meets the budget"):
@@ -164,10 +178,55 @@ def test_search_bisects_for_the_first_state_within_the_budget():
     budget.search(path, _Costs(costs), 0.4, 0.05)
 
 
+def test_search_measures_at_most_its_bound_for_any_budget():
+  costs = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5]
+  path = [{"estimated_cost": c, "ratios": {"a": i}}
+          for i, c in enumerate(costs)]
+  for target in (9.5, 7.2, 5.0, 2.5, 1.0, 0.5):
+    for skew in (0.5, 1.0, 2.0):  # the table low, right, high
+      for state, c in zip(path, costs):
+        state["estimated_cost"] = c * skew
+      measured = _Costs(costs)
+      chosen = budget.search(path, measured, target, 0.0)
+      assert chosen == costs.index(max(c for c in costs if c <= target))
+      assert len(set(measured.calls) - {0}) <= budget.max_measurements(path)
+  with pytest.raises(ValueError, match="thinnest model.*measures 0.500"):
+    budget.search(path, _Costs(costs), 0.3, 0.0)
+
+
+def test_a_ratio_budget_is_a_fraction_of_the_unpruned_cost():
+  ratio = budget.Budget(0.7, ratio=True, flag="--target_latency_ratio")
+  assert ratio.given == "ratio" and ratio.target is None
+  assert ratio.resolve(129.0) == pytest.approx(90.3)
+  absolute = budget.Budget(92.4)
+  assert absolute.resolve(129.0) == 92.4 and absolute.given == "absolute"
+  with pytest.raises(ValueError, match=r"--target_flops_ratio must be in "
+                     r"\(0, 1\), a fraction of the unpruned model's cost, "
+                     "got 1.2"):
+    budget.Budget(1.2, ratio=True, flag="--target_flops_ratio")
+  with pytest.raises(ValueError, match="the budget must be > 0, got -1"):
+    budget.Budget(-1)
+
+
+def test_groups_narrow_the_table_and_the_path(analysis):
+  result, _, _ = analysis
+  groups = [row["group"] for row in result["rows"]]
+  narrowed = sensitivity.only_groups(result, ["head", groups[0]])
+  assert [r["group"] for r in narrowed["rows"]] == [groups[0], "head"]
+  assert narrowed["groups"] == [groups[0], "head"]
+  assert len(result["rows"]) == len(groups)  # the table itself is kept
+  path = budget.greedy_path(narrowed)
+  assert {g for s in path for g, r in s["ratios"].items() if r < 1} <= {
+      groups[0], "head"}
+  with pytest.raises(ValueError, match="--groups must be a comma-separated "
+                     "subset of the width groups .*head, got 'nope'"):
+    sensitivity.only_groups(result, ["nope"])
+
+
 @pytest.fixture(name="budgeted", scope="module")
 def _budgeted(analysis, trained_run, tmp_path_factory):
-  """A FLOPs budget of 0.6x the run's, from the fixture's table, 1 step of
-  fine-tuning."""
+  """A FLOPs budget of 0.6 x the unpruned model's, from the fixture's table,
+  1 step of fine-tuning."""
   config, logdir = trained_run
   result, _, _ = analysis
   output_dir = str(tmp_path_factory.mktemp("budget"))
@@ -175,7 +234,8 @@ def _budgeted(analysis, trained_run, tmp_path_factory):
   target = 0.6 * result["baseline"]["cost"]
   report = budget.prune_to_budget(
       config, logdir, output_dir, cost_lib.Cost(cost_lib.FLOPS, SHAPE),
-      target, finetune_steps=1, log=lines.append, analysis=result)
+      budget.Budget(0.6, ratio=True), finetune_steps=1, log=lines.append,
+      analysis=result)
   return report, output_dir, lines, target
 
 
@@ -198,14 +258,54 @@ def test_budgeted_model_meets_the_budget_and_loads(budgeted, trained_run):
       lines)
 
 
+def test_the_report_says_what_a_ratio_budget_meant(budgeted):
+  report, output_dir, _, target = budgeted
+  before = report["cost_before"]
+  assert report["target"] == pytest.approx(target)
+  assert report["target_given"] == "ratio"
+  assert report["target_ratio"] == pytest.approx(0.6)
+  text = open(os.path.join(output_dir, "budget_report.md"),
+              encoding="utf-8").read()
+  assert (f"budget: 0.6 x the unpruned model's {before:.3f} GFLOPs = "
+          f"{target:.3f} GFLOPs (GFLOPs at 64x64") in text
+  absolute = dict(report, target_given="absolute", target=2.0,
+                  target_ratio=2.0 / before)
+  assert (f"budget: 2 GFLOPs = {2.0 / before:.3f} x the unpruned model's "
+          f"{before:.3f} GFLOPs") in report_lib.budget_markdown(absolute)
+
+
+def test_search_lines_count_measurements_apart_from_path_steps(budgeted):
+  """Bisection visits the path out of order: the lines count measurements,
+  name the path step as a place, and end with the steps in path order."""
+  report, _, lines, target = budgeted
+  searched = [line for line in lines if line.startswith("search ")]
+  most = budget.max_measurements(report["path"])
+  last = len(report["path"]) - 1
+  guess = next(i for i, s in enumerate(report["path"])
+               if s["estimated_cost"] <= target)
+  assert searched[0].startswith(f"search 1 (of at most {most}, ETA at most ")
+  assert f"): path step {guess} of 0..{last} (" in searched[0]
+  assert [line.split(" (of")[0] for line in searched] == [
+      f"search {k}" for k in range(1, len(searched) + 1)]
+  steps = sorted(int(i) for i in report["measured_steps"])
+  summary = next(line for line in lines if line.startswith("measured on"))
+  assert summary == "measured on the path: " + "; ".join(
+      f"step {i} {report['measured_steps'][str(i)]:.3f} GFLOPs"
+      + (" (unpruned)" if i == 0 else
+         " (chosen)" if i == report["chosen_step"] else "") for i in steps)
+
+
 def test_budgeted_model_scores_and_fine_tunes(budgeted, tmp_path):
   report, output_dir, _, _ = budgeted
   written = compress_lib.written_config(output_dir)
   assert report["miou_pruned"] == pytest.approx(_eval_miou(
       written, report["output_checkpoint"], str(tmp_path)), abs=1e-6)
-  # pipeline.config trains on from the fine-tuned weights.
-  assert written.train_config.fine_tune_checkpoint.endswith(
-      os.path.join("train", "ckpt-1"))
+  # pipeline.config trains on from the fine-tuned weights, named relative
+  # to its folder (which can then be moved).
+  assert written.train_config.fine_tune_checkpoint == os.path.join(
+      output_dir, "train", "ckpt-1")
+  assert 'fine_tune_checkpoint: "train/ckpt-1"' in open(
+      os.path.join(output_dir, "pipeline.config"), encoding="utf-8").read()
   assert report["finetune"]["steps"] == 1
   assert 0.0 <= report["miou_finetuned"] <= 100.0
   stored = json.load(open(os.path.join(output_dir, "budget_report.json"),
@@ -281,4 +381,27 @@ def test_cli_budget_from_a_saved_table(analysis, trained_run, tmp_path):
                    "--analyze", "--filter_scale", "0.1")
   assert both.returncode == 2
   assert ("error: pass exactly one of --filter_scale (and/or --group_scales), "
-          "--schedule, --analyze") in both.stderr
+          "--schedule, --analyze, --target_latency_ms, --target_latency_ratio, "
+          "--target_flops and --target_flops_ratio; got --analyze"
+          ) in both.stderr
+
+
+def test_cli_ratio_budget_on_one_group(analysis, trained_run, tmp_path):
+  """--target_flops_ratio with --groups head: only the head is narrowed, to
+  the one ratio that the budget (just above its table cost) allows."""
+  result, paths, _ = analysis
+  _, logdir = trained_run
+  head = result["rows"][-1]
+  ratio = round(head["cost"] / result["baseline"]["cost"] + 0.01, 4)
+  done = _compress("--config_path", os.path.join(logdir, "pipeline.config"),
+                   "--checkpoint", logdir, "--output_dir", str(tmp_path),
+                   "--target_flops_ratio", str(ratio), "--groups", "head",
+                   "--input_shape", "1,64,64,3", "--sensitivity", paths[0],
+                   "--eval_examples", "6")
+  assert done.returncode == 0, done.stderr
+  report = json.load(open(tmp_path / "budget_report.json", encoding="utf-8"))
+  assert report["target"] == pytest.approx(ratio * report["cost_before"])
+  assert {g: r for g, r in report["ratios"].items() if r < 1} == {"head": 0.5}
+  assert (f"budget: {ratio:g} x the unpruned model's "
+          f"{report['cost_before']:.3f} GFLOPs = {report['target']:.3f} "
+          "GFLOPs") in done.stdout

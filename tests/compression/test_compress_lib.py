@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,6 +53,22 @@ def test_pruned_checkpoint_fits_the_smaller_model(pruned):
   assert report["params_before"] == full.keras_model.count_params()
   assert report["flops_after"] < 0.5 * report["flops_before"]
   assert report["input_shape"] == [1, 64, 64, 3]
+
+
+def test_the_pruned_folder_can_be_moved(pruned, tmp_path):
+  """pipeline.config names ckpt-0 relative to itself: a copy of the folder
+  elsewhere fine-tunes from its own ckpt-0."""
+  _, _, output_dir, report = pruned
+  text = open(os.path.join(output_dir, "pipeline.config"),
+              encoding="utf-8").read()
+  assert 'fine_tune_checkpoint: "ckpt-0"' in text
+  moved = tmp_path / "moved"
+  shutil.copytree(output_dir, moved)
+  written = config_util.load_pipeline_config(str(moved / "pipeline.config"))
+  assert written.train_config.fine_tune_checkpoint == str(moved / "ckpt-0")
+  assert report["output_checkpoint"] != str(moved / "ckpt-0")
+  helpers.restore_every_weight(written,
+                               written.train_config.fine_tune_checkpoint)
 
 
 def test_pruned_weights_are_the_kept_filters_of_the_source(pruned):

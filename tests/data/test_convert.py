@@ -147,6 +147,16 @@ def test_bad_input_is_skipped_counted_and_listed(tmp_path, kind):
   assert info["skipped"] == {"train": 1} and info["num_examples"] == {"train": 4}
 
 
+def test_progress_lines_agree_with_their_counts(tmp_path, capsys):
+  # Two images once printed "1/2 images (25%)" and "1/2 images (50%)".
+  _write_pairs(tmp_path / "src", count=2)
+  convert.convert(_converter(tmp_path / "src"), str(tmp_path / "out"),
+                  workers=1, log=lambda line: None)
+  lines = [line.split(",")[0].strip()
+           for line in capsys.readouterr().out.splitlines()]
+  assert lines == ["1/2 images (50%)", "2/2 images (100%)"]
+
+
 def test_label_without_image_is_reported(tmp_path):
   _write_pairs(tmp_path / "src", count=3)
   Image.fromarray(np.zeros((12, 16), np.uint8)).save(

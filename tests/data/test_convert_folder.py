@@ -1,12 +1,15 @@
 """The any-folder converter: index, palette and colour labels, remaps."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
 import pytest
 
 from fast_seg.data import convert
+from fast_seg.data import convert_lib
 from fast_seg.data.converters import folder
 from tests import helpers
 
@@ -93,6 +96,72 @@ def test_bad_options_name_the_flag(tmp_path):
   (tmp_path / "bad.json").write_text('{"a": [1, 2]}')
   with pytest.raises(ValueError, match="'a' must be"):
     folder.FolderConverter(images, labels, color_map=str(tmp_path / "bad.json"))
+
+
+def _one_based_pairs(root, num_classes, count=2):
+  """Images and labels holding ids 1..num_classes, LoveDA's layout."""
+  (root / "images").mkdir(parents=True)
+  (root / "labels").mkdir(parents=True)
+  ids = np.arange(1, num_classes + 1, dtype=np.uint8).reshape(1, -1)
+  for i in range(count):
+    Image.fromarray(np.zeros((1, num_classes, 3), np.uint8)).save(
+        root / "images" / f"{i}.png")
+    Image.fromarray(ids).save(root / "labels" / f"{i}.png")
+
+
+_ONE_BASED_HINT = ("ids 1..7 look 1-based: pass --reduce_zero_label if 0 "
+                   "means unlabelled, as in LoveDA and ISPRS; if 0 is a class "
+                   "too, there are 8 classes")
+
+
+def test_one_based_labels_say_reduce_zero_label_not_skip(tmp_path):
+  # Every file of such a dataset fails: "--on_error skip" would skip them all.
+  _one_based_pairs(tmp_path / "src", num_classes=7)
+  result = subprocess.run(
+      [sys.executable, "-m", "fast_seg.data.convert", "--dataset", "folder",
+       "--images_dir", str(tmp_path / "src/images"), "--labels_dir",
+       str(tmp_path / "src/labels"), "--num_classes", "7", "--output_dir",
+       str(tmp_path / "out"), "--workers", "1", "--noprogress"],
+      capture_output=True, text=True, cwd=helpers.REPO_ROOT, timeout=300,
+      check=False)
+  assert result.returncode == 2, result.stderr
+  label = tmp_path / "src/labels/0.png"
+  assert result.stderr.splitlines()[-2:] == [
+      f"error: {label}: label values [7] out of range (classes 0..6)",
+      f"  {_ONE_BASED_HINT}"]
+  assert "--on_error skip" not in result.stderr
+  # Skipping lists the files, then the fix once.
+  converter = folder.FolderConverter(
+      str(tmp_path / "src/images"), str(tmp_path / "src/labels"),
+      num_classes=7)
+  lines = []
+  convert.convert(converter, str(tmp_path / "skipped"), on_error="skip",
+                  workers=1, progress=False, log=lines.append)
+  assert lines.count(f"train: {_ONE_BASED_HINT}") == 1
+  # The fix it names converts them.
+  converter = folder.FolderConverter(
+      str(tmp_path / "src/images"), str(tmp_path / "src/labels"),
+      num_classes=7, reduce_zero_label=True)
+  _convert(converter, tmp_path / "fixed")
+  label = helpers.read_records(str(tmp_path / "fixed/train-*.tfrecord"))["0"][1]
+  np.testing.assert_array_equal(label, [list(range(7))])
+
+
+def test_other_out_of_range_values_keep_the_skip_hint(tmp_path):
+  # 8 with 7 classes is not a shift by one: a bad file, skipping is the fix.
+  _one_based_pairs(tmp_path, num_classes=7)
+  Image.fromarray(np.array([[0, 1, 2, 3, 4, 5, 8]], np.uint8)).save(
+      tmp_path / "labels/0.png")
+  Image.fromarray(np.array([[0, 1, 2, 3, 4, 5, 6]], np.uint8)).save(
+      tmp_path / "labels/1.png")
+  converter = folder.FolderConverter(
+      str(tmp_path / "images"), str(tmp_path / "labels"), num_classes=7)
+  with pytest.raises(convert_lib.ConversionError) as error:
+    _convert(converter, tmp_path / "out")
+  assert str(error.value) == (
+      f"{tmp_path / 'labels/0.png'}: label values [8] out of range (classes "
+      "0..6) (--on_error skip skips such files and converts the rest)")
+  assert error.value.hint is None
 
 
 @pytest.mark.skipif(not (helpers.SHARED_DATA / "loveda").is_dir(),

@@ -85,6 +85,7 @@ def test_counts_frequencies_and_problems(records):
   for fragment in ("| 1 | road | 30 |", "| 6x8 | 2 |", "| 7 | 1 | 8 | b.jpg |",
                    "c.png", "d.png"):
     assert fragment in text
+  assert report["classes_without_pixels"] == [] and "no pixels" not in text
 
 
 def test_without_dataset_info_names_and_infers_classes(records):
@@ -130,7 +131,8 @@ def test_previews_show_image_and_overlay(records, tmp_path):
   preview = preview[TITLE:TITLE + HEIGHT]
   np.testing.assert_array_equal(preview[:, :WIDTH], _image(0))
   overlay = preview[:, WIDTH:]
-  assert (overlay[LABEL_A == 255] == 0).all()  # ignore pixels black
+  # Ignore pixels are not coloured: the image shows through.
+  np.testing.assert_array_equal(overlay[LABEL_A == 255], _image(0)[LABEL_A == 255])
   car = LABEL_A == 2
   expected = np.round(0.5 * _image(0)[car] + 0.5 * np.array([0, 0, 250]))
   np.testing.assert_allclose(overlay[car], expected, atol=1)
@@ -149,6 +151,32 @@ def test_corrupt_file_is_reported_and_the_rest_read(records, tmp_path):
   assert report["num_decode_errors"] == 2
   assert report["decode_errors"][1]["file"] == str(corrupt)
   assert "corrupt TFRecord file" in report["decode_errors"][1]["error"]
+
+
+def test_classes_without_pixels_are_flagged(tmp_path):
+  # Road and sky only: car is absent, which a 0 among the rows hides.
+  label = tf_example.encode_png(np.repeat([0, 1], 24).reshape(
+      HEIGHT, WIDTH).astype(np.uint8))
+  example = tf_example.make_example(tf_example.encode_png(_image(0)), label,
+                                    "a.png", HEIGHT, WIDTH)
+  tf_example.write_sharded([example], str(tmp_path), "val", 1)
+  report = inspect_lib.inspect_records(str(tmp_path / "val-*.tfrecord"),
+                                       info=INFO)
+  assert report["classes_without_pixels"] == [2]
+  lines = inspect_lib.format_report(report).splitlines()
+  assert "| 2 | car | 0 (absent) | 0.000000 |" in lines
+  assert "| 1 | road | 24 | 0.500000 |" in lines
+  assert "1 class has no pixels in val: car" in lines
+  # Files that are not one split's shards are named by the pattern.
+  other = tmp_path / "mixed.tfrecord"
+  other.write_bytes((tmp_path / "val-00000-of-00001.tfrecord").read_bytes())
+  info = dict(INFO, **{_INFO.num_classes: 4,
+                       _INFO.class_names: ["sky", "road", "car", "bus"],
+                       _INFO.palette: INFO[_INFO.palette] + [[9, 9, 9]]})
+  pattern = f"{tmp_path / 'val-*.tfrecord'},{other}"
+  report = inspect_lib.inspect_records(pattern, info=info)
+  assert (f"2 classes have no pixels in {pattern}: car, bus"
+          in inspect_lib.format_report(report).splitlines())
 
 
 def test_empty_glob_names_it(tmp_path):

@@ -97,6 +97,12 @@ def test_write_sharded_rejects_zero_shards(tmp_path):
     tf_example.write_sharded([], str(tmp_path), "train", 0)
 
 
+def test_split_of_shard_reads_what_shard_path_writes():
+  path = tf_example.shard_path("/data/x", "train_aug", 3, 12)
+  assert tf_example.split_of_shard(path) == "train_aug"
+  assert tf_example.split_of_shard("/data/x/train.record") is None
+
+
 def _record(image, label_png, name="a.png"):
   return tf_example.make_example(
       tf_example.encode_png(image), label_png, name, image.shape[0],
@@ -115,7 +121,7 @@ def test_readers_decode_what_make_example_writes():
   decoded = tf_example.decode_checked(
       tf.constant(record), tf.constant("f.tfrecord"), 4, 255)
   np.testing.assert_array_equal(decoded[1].numpy(), label[..., None])
-  assert decoded[3].numpy() == b"f.tfrecord: image a.png"
+  assert decoded[3].numpy() == b"f.tfrecord: image file a.png"
   assert tf_example.filename_of(record) == "a.png"
   assert tf_example.record_problem(record) is None
 

@@ -99,6 +99,12 @@ def test_ceiling_and_achieved_fraction(report):
   assert good["achieved_fraction_range"][path_timing.KERAS] == pytest.approx(
       [achieved / max(convs), achieved / min(convs)])
   assert "ceiling" not in report["rows"][1]  # the broken one timed nothing
+  # One reading before the run and one after each config, the broken one's
+  # too; the drift is of those readings.
+  readings = report["ceiling_readings"]
+  assert readings[:2] == convs and len(readings) == 3
+  assert report["ceiling_drift"]["readings"] == readings
+  assert good["published"] == {}  # the demo model is not in the docs
 
 
 def test_op_profile_of_the_frozen_graph(report):

@@ -18,6 +18,7 @@ from fast_seg.data import synthetic
 from fast_seg.export import export_lib
 from fast_seg.export import serving
 from fast_seg.tools import predict
+from fast_seg.tools import predict_geometry
 from fast_seg.utils import video_io
 from fast_seg.utils import visualization
 from tests import helpers
@@ -209,9 +210,11 @@ def _expected_overlays(export_dir, clip_path):
   palette = predict.load_palette(str(export_dir))
   overlays = []
   for _, frame in predict.read_inputs(str(clip_path)):
-    batch = predict.preprocess(frame, predict.model_size(predictor.input_shape),
-                               1, predictor.input_dtype)
-    labels, _ = predict.postprocess(predictor(batch)[0], frame.shape[:2])
+    batch = predict_geometry.preprocess(
+        frame, predict_geometry.model_size(predictor.input_shape), 1,
+        predictor.input_dtype)
+    labels, _ = predict_geometry.postprocess(predictor(batch)[0],
+                                             frame.shape[:2])
     overlays.append(predict.overlay(frame, labels, None, palette, 0.5))
   return overlays
 
@@ -367,19 +370,19 @@ def test_a_frame_that_fails_to_read_is_reported_and_skipped():
 def test_postprocess_output_kinds():
   probabilities = np.zeros((4, 5, 3), np.float32)
   probabilities[..., 2] = 1.0
-  labels, colours = predict.postprocess(probabilities, (10, 10), crop=(1, 1))
+  labels, colours = predict_geometry.postprocess(probabilities, (10, 10), crop=(1, 1))
   assert colours is None and labels.shape == (10, 10)
   assert np.all(labels[1:-1] == 2) and np.all(labels[[0, -1]] == 255)
   painted = np.full((4, 5, 3), 9, np.uint8)
-  labels, colours = predict.postprocess(painted, (8, 10))
+  labels, colours = predict_geometry.postprocess(painted, (8, 10))
   assert labels is None and colours.shape == (8, 10, 3) and np.all(colours == 9)
   # uint8 labels (--labels_dtype uint8), with the tf1 contract's channel.
   for ids in (np.full((4, 5), 7, np.uint8), np.full((4, 5, 1), 7, np.uint8)):
-    labels, colours = predict.postprocess(ids, (8, 10))
+    labels, colours = predict_geometry.postprocess(ids, (8, 10))
     assert colours is None and labels.shape == (8, 10) and np.all(labels == 7)
   with pytest.raises(ValueError, match="--resize"):
-    predict.model_size((1, 64, 64, 3), (32, 32))
-  assert predict.model_size((1, None, None, 3), (32, 48)) == (32, 48)
+    predict_geometry.model_size((1, 64, 64, 3), (32, 32))
+  assert predict_geometry.model_size((1, None, None, 3), (32, 48)) == (32, 48)
 
 
 def test_overlay_palette_sources(export_dir, images, reference, tmp_path):
@@ -476,13 +479,13 @@ def test_corrupt_image_is_skipped_and_counted(export_dir, images, tmp_path):
 @pytest.mark.parametrize("text, crop", [("2,0", (2, 0)), ("150,100", (150, 100)),
                                         ("150,-100", (150, 100)), ("0,-7", (0, 7))])
 def test_crop_takes_rows_or_the_road_projects_slice(text, crop):
-  assert predict.parse_crop(text) == crop
+  assert predict_geometry.parse_crop(text) == crop
 
 
 @pytest.mark.parametrize("text", ["-1,5", "5", "a,b", "1,2,3"])
 def test_a_bad_crop_names_the_forms(text):
   with pytest.raises(ValueError, match=r"--crop must be top,bottom .*start,-stop"):
-    predict.parse_crop(text)
+    predict_geometry.parse_crop(text)
 
 
 def test_tf1_contract_exports_give_the_same_labels(trained_run, images, reference,
@@ -498,3 +501,69 @@ def test_tf1_contract_exports_give_the_same_labels(trained_run, images, referenc
                     log=lambda line: None)
     for name, labels in _labels(out).items():
       np.testing.assert_array_equal(labels, reference[name])
+
+
+def test_other_aspects_are_resized_or_letterboxed_and_said(export_dir,
+                                                           tmp_path):
+  # 80x40 (2:1) images into the 64x64 model.
+  folder = tmp_path / "wide"
+  synthetic.write_sample_images(str(folder), 1, size=(40, 80))
+  image = np.asarray(Image.open(folder / "sample_000.png").convert("RGB"))
+  lines = []
+  predict.predict(str(export_dir), str(folder), str(tmp_path / "a"),
+                  log=lines.append)
+  assert lines[:2] == [
+      "images 80x40 resized to the model's 64x64 input (aspect 2.00 -> 1.00;"
+      " --fit letterbox keeps it), the output resized back: overlays at 80x40",
+      f"overlay colours: the dataset's own palette, from {export_dir}/"
+      "dataset_info.json (--palette distinct gives a distinct hue per class)"]
+  lines = []
+  predict.predict(str(export_dir), str(folder), str(tmp_path / "b"),
+                  fit="letterbox", log=lines.append)
+  assert lines[0] == (
+      "images 80x40 letterboxed into the model's 64x64 input (scaled to "
+      "64x32, 16 grey rows above and 16 below), the output resized back: "
+      "overlays at 80x40")
+  # The labels are those of the letterbox's image rows, at the image's size.
+  predictor = predict.open_predictor(str(export_dir))
+  batch = predict_geometry.preprocess(image, (64, 64), 1, np.uint8,
+                                      (16, 0, 32, 64))
+  assert (batch[0, :16] == predict_geometry.PAD_VALUE).all()
+  expected, _ = predict_geometry.postprocess(predictor(batch)[0][16:48],
+                                             (40, 80))
+  labels = np.asarray(Image.open(tmp_path / "b" / "sample_000_labels.png"))
+  np.testing.assert_array_equal(labels, expected)
+  overlay = np.asarray(Image.open(tmp_path / "b" / "sample_000_overlay.png"))
+  assert overlay.shape[1] == 80 and overlay.shape[0] > 40  # legend below
+  with pytest.raises(ValueError, match="--fit must be one of resize, "
+                     "letterbox"):
+    predict.predict(str(export_dir), str(folder), str(tmp_path / "c"),
+                    fit="stretch")
+
+
+def test_palette_distinct_keeps_the_names(export_dir, images, reference,
+                                          tmp_path):
+  lines = []
+  predict.predict(str(export_dir), str(images), str(tmp_path), alpha=1.0,
+                  palette_path="distinct", log=lines.append)
+  assert "overlay colours: a distinct hue per class (--palette distinct)" in lines
+  colours = _overlay_colours(tmp_path, reference["sample_000"])
+  distinct = visualization.default_palette(6)
+  assert colours == {c: tuple(int(v) for v in distinct[c]) for c in colours}
+  palette, names = predict.load_legend(str(export_dir), "distinct")
+  np.testing.assert_array_equal(palette, distinct)
+  assert names == list(synthetic.CLASS_NAMES)
+
+
+def test_mp4_keeps_a_480x360_frame_size(export_dir, tmp_path):
+  # imageio's default writer would store 480x368 (a multiple of 16).
+  iio = pytest.importorskip("imageio.v2")
+  clip = tmp_path / "clip.mp4"
+  with iio.get_writer(str(clip), "ffmpeg", fps=5, codec="libx264",
+                      macro_block_size=1, ffmpeg_log_level="error") as writer:
+    for frame in synthetic.generate_split(3, size=(360, 480), seed=1):
+      writer.append_data(frame[0])
+  result = predict.predict(str(export_dir), str(clip), str(tmp_path / "out"),
+                           video_output="mp4", log=lambda line: None)
+  frames, _, size = _read_video(result["outputs"][0])
+  assert size == (480, 360) and frames[0].shape == (360, 480, 3)

@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from fast_seg.utils import cli
 from fast_seg.utils import progress
 
@@ -15,6 +17,21 @@ def test_progress_off_a_terminal_prints_quarter_lines(capsys):
       "2/8 images (25%)", "4/8 images (50%)", "6/8 images (75%)", "8/8 images (100%)"]
   assert "\r" not in "".join(lines)
   assert lines[-1].endswith("ETA 0 s") and all(", ETA " in line for line in lines)
+
+
+@pytest.mark.parametrize("target, expected", [
+    (2, ["1/2 images (50%)", "2/2 images (100%)"]),
+    (3, ["1/3 images (33%)", "2/3 images (66%)", "3/3 images (100%)"]),
+    (7, ["2/7 images (28%)", "4/7 images (57%)", "6/7 images (85%)",
+         "7/7 images (100%)"])])
+def test_progress_percent_is_the_count_shown(capsys, target, expected):
+  # One update can cross two quarters (1 of 2): one line, its own percent,
+  # not "1/2 images (25%)" then "1/2 images (50%)".
+  bar = progress.bar(target, unit_name="image")
+  for done in range(1, target + 1):
+    bar.update(done)
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split(",")[0].strip() for line in lines] == expected
 
 
 def test_quiet_progress_prints_nothing(capsys):

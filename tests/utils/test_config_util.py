@@ -191,3 +191,48 @@ def test_old_precision_fields_in_overrides_and_appends(tmp_path, caplog):
       str(DEMO_CONFIG), appends=["train_config { mixed_precision: true }"])
   assert config.train_config.precision == TrainConfig.MIXED_FLOAT16
   assert not config.train_config.HasField("mixed_precision")
+
+
+def _fine_tune_config(directory, path):
+  """The demo config with `fine_tune_checkpoint: path`, saved in directory."""
+  config = config_util.load_pipeline_config(str(DEMO_CONFIG))
+  config.train_config.fine_tune_checkpoint = path
+  return config_util.save_pipeline_config(config, str(directory))
+
+
+def test_fine_tune_checkpoint_inside_the_folder_is_written_relative(tmp_path):
+  """compress.py's output folder (ckpt-0 + pipeline.config) can be moved."""
+  folder = tmp_path / "pruned"
+  folder.mkdir()
+  (folder / "train").mkdir()
+  (folder / "train" / "ckpt-1.index").write_text("")
+  path = _fine_tune_config(folder, str(folder / "train" / "ckpt-1"))
+  assert 'fine_tune_checkpoint: "train/ckpt-1"' in open(path).read()
+  moved = tmp_path / "elsewhere"
+  folder.rename(moved)
+  loaded = config_util.load_pipeline_config(str(moved / "pipeline.config"))
+  assert loaded.train_config.fine_tune_checkpoint == str(
+      moved / "train" / "ckpt-1")
+
+
+def test_fine_tune_checkpoint_outside_the_folder_is_kept(tmp_path,
+                                                         monkeypatch):
+  """A path beside nothing in the config's folder keeps its old meaning:
+  the working directory (configs/ name runs/X that way)."""
+  outside = str(tmp_path / "runs" / "ckpt-5")
+  path = _fine_tune_config(tmp_path / "a", outside)
+  assert f'fine_tune_checkpoint: "{outside}"' in open(path).read()
+  monkeypatch.chdir(tmp_path)
+  path = _fine_tune_config(tmp_path / "b", "runs/ckpt-5")
+  loaded = config_util.load_pipeline_config(path)
+  assert loaded.train_config.fine_tune_checkpoint == "runs/ckpt-5"
+  # Beside the file wins over the working directory; an override's path is
+  # the shell's, never read beside the file.
+  (tmp_path / "b" / "runs").mkdir()
+  (tmp_path / "b" / "runs" / "ckpt-5.index").write_text("")
+  assert config_util.load_pipeline_config(
+      path).train_config.fine_tune_checkpoint == str(
+          tmp_path / "b" / "runs" / "ckpt-5")
+  assert config_util.load_pipeline_config(path, [
+      'train_config { fine_tune_checkpoint: "runs/ckpt-5" }'
+  ]).train_config.fine_tune_checkpoint == "runs/ckpt-5"

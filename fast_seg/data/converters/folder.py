@@ -131,6 +131,7 @@ class FolderConverter(convert_lib.Converter):
       raise ValueError(f"at most 255 classes (255 is the ignore label), got "
                        f"{len(class_names)} ({', '.join(given)})")
     self._names = list(class_names)
+    self._reduce_zero_label = reduce_zero_label
     self._table = self._index_table(ignore_value, reduce_zero_label)
 
   def _index_table(self, ignore_value, reduce_zero_label):
@@ -205,5 +206,33 @@ class FolderConverter(convert_lib.Converter):
                                     sample.label_path)
     raw = convert_lib.require_single_channel(
         array, sample.label_path, "pass --color_map for colour labels")
-    return convert_lib.apply_lut(raw.astype(np.int64), self._table,
-                                 sample.label_path, self._meaning)
+    try:
+      return convert_lib.apply_lut(raw.astype(np.int64), self._table,
+                                   sample.label_path, self._meaning)
+    except convert_lib.ConversionError as error:
+      hint = self._one_based_hint(raw)
+      if hint is None:
+        raise
+      raise convert_lib.ConversionError(error.path, error.problem,
+                                        hint) from None
+
+  def _one_based_hint(self, raw):
+    """The fix for ids 1..N read as 0..N-1, or None.
+
+    LoveDA and ISPRS store their N classes as 1..N with 0 = no data; without
+    --reduce_zero_label every file holding class N fails, and the usual
+    advice (skip the bad files) would skip them all. N being the only
+    undefined value is the sign; whether 0 is unlabelled or a class of its
+    own only the user knows, so the hint names both fixes.
+    """
+    if self._reduce_zero_label:
+      return None
+    count = len(self._names)
+    values = np.unique(raw).astype(np.int64)
+    size = self._table.shape[0]
+    defined = (values < size) & (self._table[np.minimum(values, size - 1)] >= 0)
+    if values[~defined].tolist() != [count]:
+      return None
+    return (f"ids 1..{count} look 1-based: pass --reduce_zero_label if 0 "
+            "means unlabelled, as in LoveDA and ISPRS; if 0 is a class too, "
+            f"there are {count + 1} classes")

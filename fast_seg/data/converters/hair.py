@@ -22,6 +22,7 @@ import numpy as np
 
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
+from fast_seg.utils import image_files
 
 LAYOUTS = ("figaro", "lfw", "folder")
 BACKGROUND = "background"
@@ -30,7 +31,7 @@ _FIGARO_ROOT = "Figaro1k"
 _FIGARO_SPLITS = {"train": "Training", "test": "Testing"}
 _LFW_IMAGES = "lfw_funneled"
 _LFW_MASKS = "parts_lfw_funneled_gt_images"
-_MASK_EXTENSIONS = fields.IMAGE_EXTENSIONS + (".pbm", ".pgm", ".gif")
+_MASK_EXTENSIONS = image_files.IMAGE_EXTENSIONS + (".pbm", ".pgm", ".gif")
 # Tried in order when a mask's basename is not an image's basename.
 MASK_SUFFIXES = ("_mask", "-mask", "_gt", "-gt", "_label", "-label", "_seg",
                  "-seg", "_matte", "-matte")

@@ -19,6 +19,7 @@ import numpy as np
 
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
+from fast_seg.utils import image_files
 from fast_seg.utils import visualization
 
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat",
@@ -29,12 +30,12 @@ VOC_SPLITS = ("train", "val", "trainval")
 AUG_SPLIT = "train_aug"
 # The VOC colour map (bit-interleaved ids); index 255, the boundary band, is
 # (224, 224, 192).
-_COLORMAP = visualization.default_palette(256)
+_COLORMAP = visualization.voc_colormap(256)
 PALETTE = tuple(tuple(int(v) for v in c) for c in _COLORMAP[:len(CLASS_NAMES)])
 BOUNDARY_COLOR = tuple(int(v) for v in _COLORMAP[fields.IGNORE_LABEL])
 # Images are JPEG in the release; other formats are accepted after it.
 _IMAGE_EXTENSIONS = (".jpg",) + tuple(
-    e for e in fields.IMAGE_EXTENSIONS if e != ".jpg")
+    e for e in image_files.IMAGE_EXTENSIONS if e != ".jpg")
 _MEANING = "VOC ids are 0..20 and 255 = boundary"
 
 

@@ -8,6 +8,8 @@ The modules, from one path of one model up to the command:
   path_timing     one model timed on every latency path at one batch size
   labels_methods  the labels tails timed run for run against 'resize'
   config_row      one config measured into its report row
+  published       the docs' latencies scaled to this machine's ceiling, and
+                  whether that ceiling moved during the run
   runner          the whole run: the machine, each config, the JSON report
   tables          the report as markdown tables
   cli             the command's flags and main (its usage: cli.py)

@@ -6,7 +6,9 @@ r"""Params, FLOPs, sizes and latency of models built from pipeline configs.
       [--precisions float16,bfloat16] [--runs 5] [--warmup 1] \
       [--train_configs c.config] [--labels_method auto|boundary|resize|nearest] \
       [--trained_checkpoints ckpt_a,ckpt_b --image_glob 'frames/*.png'] \
-      [--compare_labels_methods] --output_json bench_output/benchmark.json
+      [--compare_labels_methods] [--published docs/camvid_zoo.json] \
+      --output_json bench_output/benchmark.json
+  python -m fast_seg.tools.benchmark --ceiling_only
 
 Models get random weights on random pixels unless --trained_checkpoints and
 --image_glob give real ones (nothing is downloaded): the network's speed does
@@ -21,6 +23,14 @@ achieved FLOP/s as a fraction of the conv ceiling; FLOPs count one
 multiply-add as 2. `--train_configs` adds training throughput and peak memory
 (fast_seg.tools.train_benchmark). A path or model that fails gives its error
 in the row, so one failure never hides the other numbers.
+
+Latencies do not transfer between machines; ceilings roughly do. Each row
+whose model the docs publish (--published: a results JSON with the ceiling
+each latency was measured at) prints the docs' figure scaled to the
+ceiling measured around it, beside the measured one, and the run warns when
+the ceiling moved by more than 15% between its readings. --ceiling_only
+measures the ceiling and prints every published latency scaled to it,
+timing no model (a few seconds).
 """
 
 import os
@@ -30,7 +40,9 @@ import tensorflow as tf
 
 from fast_seg.export import full_resolution_labels
 from fast_seg.tools.benchmark import config_row
+from fast_seg.tools.benchmark import machine
 from fast_seg.tools.benchmark import path_timing
+from fast_seg.tools.benchmark import published
 from fast_seg.tools.benchmark import runner
 from fast_seg.tools.benchmark import tables
 from fast_seg.utils import cli
@@ -89,6 +101,14 @@ def _define_flags():
                     "(traced runs) to the JSON and the tables.")
   flags.DEFINE_string("output_json", "bench_output/benchmark.json",
                       "Where the JSON report goes.")
+  flags.DEFINE_list("published", None,
+                    "Results JSONs of the docs' latencies and the ceilings "
+                    "they were measured at; default: "
+                    + ", ".join(runner.DEFAULT_RESULTS)
+                    + " of the repository.")
+  flags.DEFINE_bool("ceiling_only", False,
+                    "Measure the machine's ceiling and print the published "
+                    "latencies scaled to it; time no model.")
 
 
 def _checkpoints(configs, checkpoints):
@@ -102,8 +122,26 @@ def _checkpoints(configs, checkpoints):
   return {c: p for c, p in zip(configs, checkpoints) if p}
 
 
+def _ceiling_only(published_paths):
+  """The ceiling, and what every published latency means at it."""
+  ceiling = machine.measure_ceiling()
+  print(f"Machine ceiling: matmul {ceiling['matmul_gflops']:.1f} GFLOP/s, "
+        f"3x3 conv {ceiling['conv3x3_gflops']:.1f} GFLOP/s.")
+  lines = published.scaled_lines(published.load(published_paths),
+                                 ceiling["conv3x3_gflops"])
+  if lines:
+    print("The docs' figures on this machine (published ms x published "
+          "3x3-conv ceiling / this machine's; first order):")
+    print("\n".join(f"- {line}" for line in lines))
+
+
 def main(argv):
   del argv
+  published_paths = (FLAGS.published if FLAGS.published is not None
+                     else runner.default_results_paths())
+  if FLAGS.ceiling_only:
+    _ceiling_only(published_paths)
+    return
   input_shape = cli.parse_shape(FLAGS.input_shape, 4, "--input_shape")
   if FLAGS.num_classes is not None and FLAGS.num_classes < 1:
     raise ValueError(f"--num_classes must be >= 1, got {FLAGS.num_classes}")
@@ -142,7 +180,8 @@ def main(argv):
                                                       FLAGS.fast_labels),
       image_files=(cli.glob_files(FLAGS.image_glob, "--image_glob")
                    if FLAGS.image_glob else ()),
-      compare_labels_methods=FLAGS.compare_labels_methods)
+      compare_labels_methods=FLAGS.compare_labels_methods,
+      published_paths=published_paths)
   print(tables.format_table(report))
   print(f"Wrote {FLAGS.output_json}")
 

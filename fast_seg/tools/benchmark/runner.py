@@ -2,8 +2,10 @@
 
 The machine's ceiling is measured again after every model, so that each
 row's achieved fractions are against the ceilings just before and after it
-(a shared host drifts during a long run). The JSON report is rewritten
-after every model, so a run that is killed keeps what it measured.
+(a shared host drifts during a long run), each row says what the docs'
+latency for its model means at that ceiling (published.py), and the run
+warns when the readings moved. The JSON report is rewritten after every
+model, so a run that is killed keeps what it measured.
 """
 
 import functools
@@ -17,6 +19,7 @@ import tensorflow as tf
 from fast_seg.tools import train_benchmark
 from fast_seg.tools.benchmark import config_row
 from fast_seg.tools.benchmark import machine
+from fast_seg.tools.benchmark import published
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -31,6 +34,8 @@ DEFAULT_CONFIGS = tuple(
         "mobile_unet_mobilenet_v1_hair_128.config",
         "dilated_fcn_mobilenet_v1_kitti_road_half.config",
     ))
+# Where the docs' latencies live, with the ceilings they were measured at.
+DEFAULT_RESULTS = (os.path.join("docs", "camvid_zoo.json"),)
 
 
 def default_config_paths():
@@ -43,16 +48,27 @@ def default_config_paths():
   return paths
 
 
-def _measure_between_ceilings(report, config_path, measure, before):
+def default_results_paths():
+  """DEFAULT_RESULTS in the repository, those that exist (an installed
+  package has no docs/)."""
+  paths = [os.path.join(_REPO_ROOT, p) for p in DEFAULT_RESULTS]
+  return [p for p in paths if os.path.exists(p)]
+
+
+def _measure_between_ceilings(report, config_path, measure, before,
+                              published_models):
   """Appends the config's row, its fractions against the ceilings measured
-  before and after it; returns the one after (the next row's before)."""
+  before and after it and the docs' figures at them; returns the one after
+  (the next row's before)."""
   start = time.perf_counter()
   row = measure(config_path)
   row["wall_s"] = time.perf_counter() - start
   after = machine.measure_ceiling()
+  report["ceiling_readings"].append(after["conv3x3_gflops"])
   if row["latency_ms"]:
     config_row.interleaved_fractions(row, report["batch_sizes"][0], before,
                                      after)
+    row["published"] = published.compare(row, published_models)
   report["rows"].append(row)
   return after
 
@@ -66,34 +82,9 @@ def _settings(options):
   return settings
 
 
-def run_benchmark(config_paths=None, train_configs=(), train_steps=10,
-                  train_input_path=None, output_json=None, log=print,
-                  checkpoints=None, **options):
-  """Measures the machine and each config in turn; writes the JSON report.
-
-  The ceiling is measured again after every model: each row's achieved
-  fractions are against the mean of the ceilings just before and after it
-  (row['ceiling']), with the range the two allow.
-
-  Args:
-    config_paths: pipeline configs; None: DEFAULT_CONFIGS.
-    train_configs, train_steps: configs whose training throughput and memory
-      are measured (fast_seg.tools.train_benchmark), in that many steps.
-    train_input_path: training TFRecord glob for every train config instead
-      of its own (None: the config's).
-    output_json: where the report goes; None: not written.
-    log: called with a progress line per step (None: silent).
-    checkpoints: {config path: its trained weights}; others random.
-    **options: benchmark_config's keyword arguments (input_shape, runs,
-      paths, labels_method, ...), the same for every config.
-
-  Returns:
-    The report: environment fields, settings, `ceiling`, `rows` and
-    `training` (a list of train_benchmark results).
-  """
-  settings = _settings(options)
-  config_paths = list(config_paths or default_config_paths())
-  log = log or (lambda line: None)
+def _started_report(settings, checkpoints, published_paths, log):
+  """The report of the machine, its ceiling before the first model and the
+  settings."""
   shape = settings["input_shape"]
   report = dict(machine.environment(), input_shape=list(shape),
                 runs=settings["runs"], warmup=settings["warmup"],
@@ -104,9 +95,52 @@ def run_benchmark(config_paths=None, train_configs=(), train_steps=10,
                 precisions=list(settings["precisions"]),
                 labels_method=settings["labels_method"],
                 image_files=len(settings["image_files"]),
-                trained=dict(checkpoints or {}), rows=[], training=[])
+                trained=dict(checkpoints or {}), rows=[], training=[],
+                published=list(published_paths))
   log("measuring the machine's matmul and conv throughput ...")
   report["ceiling"] = machine.measure_ceiling()
+  report["ceiling_readings"] = [report["ceiling"]["conv3x3_gflops"]]
+  report["ceiling_drift"] = published.drift(report["ceiling_readings"])
+  return report
+
+
+def run_benchmark(config_paths=None, train_configs=(), train_steps=10,
+                  train_input_path=None, output_json=None, log=print,
+                  checkpoints=None, published_paths=None, **options):
+  """Measures the machine and each config in turn; writes the JSON report.
+
+  The ceiling is measured again after every model: each row's achieved
+  fractions are against the mean of the ceilings just before and after it
+  (row['ceiling']), with the range the two allow, and so are the docs'
+  figures for it (row['published']); `ceiling_drift` warns when the
+  readings moved during the run (published.drift).
+
+  Args:
+    config_paths: pipeline configs; None: DEFAULT_CONFIGS.
+    train_configs, train_steps: configs whose training throughput and memory
+      are measured (fast_seg.tools.train_benchmark), in that many steps.
+    train_input_path: training TFRecord glob for every train config instead
+      of its own (None: the config's).
+    output_json: where the report goes; None: not written.
+    log: called with a progress line per step (None: silent).
+    checkpoints: {config path: its trained weights}; others random.
+    published_paths: results JSONs of the docs' latencies (None:
+      DEFAULT_RESULTS; () for none).
+    **options: benchmark_config's keyword arguments (input_shape, runs,
+      paths, labels_method, ...), the same for every config.
+
+  Returns:
+    The report: environment fields, settings, `ceiling`, `rows`,
+    `ceiling_readings`, `ceiling_drift`, `training` (train_benchmark's).
+  """
+  settings = _settings(options)
+  if published_paths is None:
+    published_paths = default_results_paths()
+  published_models = published.load(published_paths)
+  config_paths = list(config_paths or default_config_paths())
+  log = log or (lambda line: None)
+  shape = settings["input_shape"]
+  report = _started_report(settings, checkpoints, published_paths, log)
 
   def save():  # After every model, so a killed run keeps what it measured.
     if output_json:
@@ -117,8 +151,12 @@ def run_benchmark(config_paths=None, train_configs=(), train_steps=10,
     log(f"benchmarking {path} at {'x'.join(map(str, shape[1:3]))} ...")
     before = _measure_between_ceilings(report, path, functools.partial(
         config_row.benchmark_config,
-        **{**settings, "checkpoint": report["trained"].get(path)}), before)
+        **{**settings, "checkpoint": report["trained"].get(path)}), before,
+        published_models)
+    report["ceiling_drift"] = published.drift(report["ceiling_readings"])
     save()
+  if report["ceiling_drift"]["warning"]:
+    log(report["ceiling_drift"]["warning"])
   for path in train_configs:
     log(f"training throughput and memory of {path} ...")
     report["training"].append(train_benchmark.measure_all(

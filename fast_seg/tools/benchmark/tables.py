@@ -1,15 +1,18 @@
 """The benchmark report as markdown tables, as printed and pasted in docs.
 
 The JSON report holds every number; these tables are what a reader
-compares: one latency table per batch size, the throughput and how much of
-the machine's ceiling each model uses, the labels tails against each other,
-the most expensive op types, training throughput, and every error in full
-at the end (a table cell only says 'error').
+compares: one latency table per batch size, the docs' figures scaled to
+this machine beside the measured ones, the throughput and how much of the
+machine's ceiling each model uses, the labels tails against each other, the
+most expensive op types, training throughput, and every error in full at
+the end (a table cell only says 'error'). A ceiling that moved during the
+run is said at the top, where the latencies are read from.
 """
 
 from fast_seg.export import full_resolution_labels
 from fast_seg.tools.benchmark import labels_methods
 from fast_seg.tools.benchmark import path_timing
+from fast_seg.tools.benchmark import published
 
 
 def _markdown(header, lines):
@@ -52,8 +55,33 @@ def _setting_lines(report):
   ceiling = report.get("ceiling") or {}
   if ceiling:
     out.append(f"Machine ceiling: matmul {ceiling['matmul_gflops']:.1f} "
-               f"GFLOP/s, 3x3 conv {ceiling['conv3x3_gflops']:.1f} GFLOP/s.")
+               f"GFLOP/s, 3x3 conv {ceiling['conv3x3_gflops']:.1f} GFLOP/s"
+               + _readings_text(report.get("ceiling_drift")) + ".")
+  drift = report.get("ceiling_drift") or {}
+  if drift.get("warning"):
+    out.append(drift["warning"])
   return out
+
+
+def _readings_text(drift):
+  """The 3x3-conv readings' range over the run, when there are several."""
+  if not drift or len(drift["readings"]) < 2:
+    return ""
+  return (f" at the start; {drift['low']:.1f}-{drift['high']:.1f} over the "
+          f"run's {len(drift['readings'])} readings")
+
+
+def _published_lines(report):
+  """Each row's batch-1 latencies beside the docs' figures, scaled."""
+  lines = [published.comparison_text(row["name"], comparison)
+           for row in report["rows"]
+           for comparison in (row.get("published") or {}).values()]
+  if not lines:
+    return []
+  return ["", "The docs' figures on this machine (published ms x published "
+          "3x3-conv ceiling / this machine's, measured around the model; "
+          "first order: memory-bound work scales less):"] + [
+              f"- {line}" for line in lines]
 
 
 def _latency_tables(report):
@@ -192,6 +220,7 @@ def _labels_methods_lines(report):
 def format_table(report):
   """Markdown tables of the report: machine, models, latency, training."""
   return "\n".join(_setting_lines(report) + _latency_tables(report)
+                   + _published_lines(report)
                    + _throughput_table(report) + _labels_methods_lines(report)
                    + _profile_lines(report)
                    + _training_table(report)
