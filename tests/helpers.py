@@ -1,6 +1,8 @@
 """Small configs shared by the tests."""
 
+import contextlib
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +176,25 @@ def summary_tags(directory):
         plugin = value.metadata.plugin_data.plugin_name
         tags[value.tag] = "image" if plugin == "images" else plugin or "scalar"
   return tags
+
+
+class _Records(logging.Handler):
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+
+  def emit(self, record):
+    self.records.append(record)
+
+
+@contextlib.contextmanager
+def log_records(logger):
+  """Yields the list of the records `logger` handles in the body (whatever
+  the level its handlers print), to test what a command would print."""
+  handler = _Records()
+  logger.addHandler(handler)
+  try:
+    yield handler.records
+  finally:
+    logger.removeHandler(handler)

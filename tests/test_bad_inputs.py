@@ -93,7 +93,7 @@ def files(tiny_dataset, trained_run, tmp_path_factory):
 CASES = {
     "train: no model": (
         lambda f: ("train.py", "--config_path", f["no_model"], "--logdir", f["root"] / "r1"),
-        ["no_model.config", "model: no architecture is set", "icnet"]),
+        ["no_model.config", "model: 'model' is not set; set one of: icnet"]),
     "train: config path is a folder": (
         lambda f: ("train.py", "--config_path", f["root"], "--logdir", f["root"] / "r2"),
         ["is a directory"]),

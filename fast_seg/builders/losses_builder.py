@@ -246,11 +246,32 @@ def _class_weights(config, num_classes, binary, field_path):
   if class_weights and config.class_weighting != losses_pb2.Loss.UNIFORM:
     # train.py fills class_weights in for class_weighting and saves them
     # with the run, so a resumed run, eval and export use the same numbers.
-    logging.info("%s: using class_weights %s (class_weighting %s computes "
-                 "them only when class_weights is empty)", field_path,
-                 ", ".join(f"{w:.3f}" for w in class_weights),
-                 losses_pb2.Loss.ClassWeighting.Name(config.class_weighting))
+    weighting = losses_pb2.Loss.ClassWeighting.Name(config.class_weighting)
+    log_class_weights_once(class_weights, lambda text: (
+        f"{field_path}: using class_weights {text} (class_weighting "
+        f"{weighting} computes them only when class_weights is empty)"))
   return class_weights
+
+
+# The class weights this process has logged, as they read. compress.py
+# builds a model from one config for every sensitivity row and search step
+# (25 identical lines in one run), and train.py logs the weights it
+# computes, then builds its model with them.
+_LOGGED_CLASS_WEIGHTS = set()
+
+
+def log_class_weights_once(class_weights, describe):
+  """Logs describe(weights as text), the first time these weights are
+  logged in this process."""
+  text = ", ".join(f"{w:.3f}" for w in class_weights)
+  if text not in _LOGGED_CLASS_WEIGHTS:
+    _LOGGED_CLASS_WEIGHTS.add(text)
+    logging.info("%s", describe(text))
+
+
+# Its line names the file and line that called it (run_settings.py when
+# train.py computes the weights), not this function's.
+logging.ABSLLogger.register_frame_to_skip(__file__, "log_class_weights_once")
 
 
 def _check_enet_constant(config, field_path):

@@ -189,6 +189,12 @@ _BATCH_NORMS = ("FusedBatchNorm", "FusedBatchNormV3")
 _CONVS = ("Conv2D", "DepthwiseConv2dNative")
 
 
+def batch_norms(graph_def):
+  """The names of the graph's batch-norm ops, of any of TensorFlow's kinds:
+  none once every one is folded into its conv."""
+  return [node.name for node in graph_def.node if "BatchNorm" in node.op]
+
+
 def _dilated_conv_batch_norms(graph_def):
   """(BN, conv, filter Const) of every inference batch norm that follows a
   dilated conv: conv -> BatchToSpaceND -> BN, the filter a Const used once."""

@@ -25,6 +25,7 @@ from fast_seg.export import formats
 from fast_seg.export import runtimes
 from fast_seg.export import serving
 from fast_seg.export import size_report
+from fast_seg.utils import native_stderr
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 # Its file in an export folder.
@@ -152,7 +153,8 @@ def convert(saved_model_dir, output_path, quantize="none",
   # float inputs and outputs. Ours are uint8 pixels in (cast inside) and
   # int32 labels or float32 probabilities out (dequantized inside), so an
   # int8 model is a drop-in replacement for the float one.
-  content = converter.convert()
+  with native_stderr.quiet():  # its quantizer prints those types as FLOAT32
+    content = converter.convert()
   directory = os.path.dirname(output_path)
   if directory:
     tf.io.gfile.makedirs(directory)
@@ -178,6 +180,18 @@ def op_counts(path):
   """{op name: count} of a .tflite file's main subgraph, most frequent first."""
   ops = _inspector(path)._get_ops_details()  # pylint: disable=protected-access
   return dict(collections.Counter(op["op_name"] for op in ops).most_common())
+
+
+def interface(path):
+  """'uint8 inputs [1, 360, 480, 3] -> int32 predictions [1, 360, 480]': what
+  a .tflite file takes and gives (one input, one output), read from the file."""
+  interpreter = _inspector(path)
+  (given,), (got,) = (interpreter.get_input_details(),
+                      interpreter.get_output_details())
+  text = lambda detail, name: (f"{np.dtype(detail['dtype']).name} {name} "
+                               f"{detail['shape'].tolist()}")
+  return (f"{text(given, serving.INPUT_NAME)} -> "
+          f"{text(got, serving.OUTPUT_NAME)}")
 
 
 def weight_types(path):
@@ -229,6 +243,9 @@ def write(job):
     result = convert(saved_model_dir, path, quantize=job.quantize,
                      representative_images=(job.calibration if calibrated
                                             else None), qat=qat)
+  # Said once, from the file: the converter's own line called an int8
+  # model's uint8 input FLOAT32 (native_stderr drops it).
+  job.log(f"  {FILE_NAME} ({job.quantize}): {interface(path)}")
   return {"tflite": {**result, **size_report.file_sizes(path),
                      **job.agreement(runtimes.run_once(path, job.check_input))}}
 

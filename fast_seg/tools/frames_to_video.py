@@ -33,13 +33,16 @@ FORMATS = (".mp4", ".gif")
 # Padding of smaller frames: the legend's white.
 PAD_VALUE = 255
 
-flags.DEFINE_string("frames", None,
-                    "Folder or glob of the frames (PNG, JPEG, ...), taken in "
-                    "natural order.")
-flags.DEFINE_string("output", None, "The .mp4 or .gif to write.")
-flags.DEFINE_float("fps", 10.0, "Frames a second of the video.")
-flags.mark_flags_as_required(["frames", "output"])
 FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  flags.DEFINE_string("frames", None,
+                      "Folder or glob of the frames (PNG, JPEG, ...), taken "
+                      "in natural order.")
+  flags.DEFINE_string("output", None, "The .mp4 or .gif to write.")
+  flags.DEFINE_float("fps", 10.0, "Frames a second of the video.")
+  flags.mark_flags_as_required(["frames", "output"])
 
 
 def _check(paths, spec, output, fps):
@@ -123,7 +126,12 @@ def main(argv):
 
 def command():
   """The fast-seg-frames-to-video command, and python -m
-  fast_seg.tools.frames_to_video."""
+  fast_seg.tools.frames_to_video.
+
+  The flags are defined here, not at import, so that importing the module
+  (as tests do) defines no flags that could clash with other tools' (--output).
+  """
+  _define_flags()
   cli.run(main, usage=__doc__)
 
 

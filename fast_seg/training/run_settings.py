@@ -16,6 +16,7 @@ from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
+from fast_seg.builders import losses_builder
 from fast_seg.core import losses as core_losses
 from fast_seg.core import model as core_model
 from fast_seg.data import dataset_info
@@ -166,10 +167,11 @@ def read_dataset_facts(pipeline_config):
     # and eval see the weights this run trains with.
     arch.loss.class_weights[:] = computed_class_weights(
         pipeline_config, info, info_path)
-    logging.info("%s class weights over %s: %s",
-                 losses_pb2.Loss.ClassWeighting.Name(arch.loss.class_weighting),
-                 ", ".join(pipeline_config.train_input_reader.tf_record_input_path),
-                 ", ".join(f"{w:.3f}" for w in arch.loss.class_weights))
+    weighting = losses_pb2.Loss.ClassWeighting.Name(arch.loss.class_weighting)
+    globs = ", ".join(pipeline_config.train_input_reader.tf_record_input_path)
+    losses_builder.log_class_weights_once(
+        arch.loss.class_weights,
+        lambda text: f"{weighting} class weights over {globs}: {text}")
   return DatasetFacts(info_path, examples_per_epoch, palette)
 
 

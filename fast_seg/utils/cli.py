@@ -160,17 +160,47 @@ def short_message(error):
   return message
 
 
+# TensorFlow warnings that are false for fast_seg's graphs, by the start of
+# their message.
+_FALSE_TENSORFLOW_WARNINGS = (
+    # fold_batch_norms (export/inference_graph.py) says this of every batch
+    # norm behind a dilated conv (SpaceToBatchND -> conv -> BatchToSpaceND),
+    # which fold_dilated_batch_norms folds right after it: 12 lines for an
+    # ICNet-MobileNetV2 that read as "folding failed" when nothing is left
+    # (tests/export/test_batch_norm_folding.py). A batch norm that stays is
+    # counted in export's own line (export/graph_formats.py).
+    "Didn't find expected Conv2D or DepthwiseConv2dNative input to ",
+)
+# tf.functions that fast_seg makes anew for each model, by the name that
+# TensorFlow's "N out of the last M calls to <function NAME at 0x..>
+# triggered tf.function retracing" warning gives them. TensorFlow counts the
+# traces of all the tf.functions made from one Python function together, so
+# when models follow each other with few batches each, the one trace that
+# each new model needs reads as retracing: compress.py's sensitivity rows
+# and search steps with --eval_examples 2 gave two such warnings. An
+# input_signature or reduce_retracing cannot help: each function traces
+# once. (Whole-image eval, without eval_config.padded_*, traces once per
+# image size by design.)
+_BUILT_PER_MODEL = ("Evaluator._make_eval_step.<locals>.eval_step",)
+
+
 class _UserFacingTensorFlowLogs(logging_lib.Filter):
   """Drops TensorFlow's Python-side INFO lines (such as "Sharding callback
-  duration" at every checkpoint) and its deprecation notices about its own
-  internals (dozens per TFLite conversion): nothing a user can act on."""
+  duration" at every checkpoint), its deprecation notices about its own
+  internals (dozens per TFLite conversion) and its warnings that are false
+  for our graphs and functions (above): nothing a user can act on."""
 
   def filter(self, record):
     path = record.pathname.replace("\\", "/")
     if "/tensorflow/" not in path and "/tf_keras/" not in path:
       return True  # ours (absl logging from fast_seg) and other libraries'
-    return (record.levelno >= logging_lib.WARNING
-            and "deprecat" not in record.getMessage().lower())
+    message = record.getMessage()
+    if (record.levelno < logging_lib.WARNING
+        or "deprecat" in message.lower()
+        or message.startswith(_FALSE_TENSORFLOW_WARNINGS)):
+      return False
+    return not ("triggered tf.function retracing" in message and any(
+        f"<function {name} at " in message for name in _BUILT_PER_MODEL))
 
 
 EXIT_INTERRUPTED = 130
@@ -197,6 +227,7 @@ def run(main, user_errors=(), usage=None):
   signal.signal(signal.SIGTERM, _interrupt)
   for logger in (tf.get_logger(), logging_lib.getLogger("absl")):
     logger.addFilter(_UserFacingTensorFlowLogs())
+  _print_tensorflow_logs_once()
   errors = (ValueError, FileNotFoundError, tf.errors.InvalidArgumentError,
             tf.errors.NotFoundError) + tuple(user_errors)
 
@@ -215,6 +246,19 @@ def run(main, user_errors=(), usage=None):
       sys.exit(EXIT_INTERRUPTED)
 
   app.run(guarded_main, flags_parser=_parse_flags)
+
+
+def _print_tensorflow_logs_once():
+  """TensorFlow's logger, made before absl's handler was on the root logger,
+  has a stderr handler of its own, and its records reach absl's handler
+  too: each warning was printed twice ("WARNING:tensorflow:..." and absl's
+  "W1207 ..."). absl's handler alone prints them, in the format of ours,
+  as absl.logging.use_absl_handler does for the root logger's handlers."""
+  tf_logger = tf.get_logger()
+  for handler in list(tf_logger.handlers):
+    if (isinstance(handler, logging_lib.StreamHandler)
+        and handler.stream is sys.stderr):
+      tf_logger.removeHandler(handler)
 
 
 def _help_lists_the_flags_of(module_name):
