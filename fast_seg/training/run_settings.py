@@ -158,6 +158,7 @@ def read_dataset_facts(pipeline_config):
       pipeline_config.train_input_reader, pipeline_config.model,
       "train_input_reader")
   examples_per_epoch = resolve_num_steps(pipeline_config, info, info_path)
+  warn_if_crop_exceeds_images(pipeline_config, info, info_path)
   arch = config_util.get_model_config(pipeline_config.model)
   palette = (dataset_info.palette(info) if info is not None
              else visualization.default_palette(arch.num_classes))
@@ -173,6 +174,52 @@ def read_dataset_facts(pipeline_config):
         arch.loss.class_weights,
         lambda text: f"{weighting} class weights over {globs}: {text}")
   return DatasetFacts(info_path, examples_per_epoch, palette)
+
+
+# Steps after which the examples' sizes no longer follow the image files'.
+_RESIZING_STEPS = ("fixed_resize", "resize_with_pad", "fixed_row_crop")
+
+
+def warn_if_crop_exceeds_images(pipeline_config, info, info_path):
+  """Says, before step 1, when random_crop is larger than every training
+  image even at random_scale's largest factor.
+
+  Legal (the crop pads with the ignore label, as mmsegmentation's does), but
+  then most of every batch is padding, which is rarely meant. The sizes are
+  the converter's count in dataset_info.json.
+
+  Returns:
+    The warning text, or None.
+  """
+  if info is None:
+    return None
+  largest = dataset_info.largest_image_size(
+      info, list(pipeline_config.train_input_reader.tf_record_input_path))
+  scale = 1.0
+  for step in pipeline_config.train_config.data_augmentation_options:
+    which = step.WhichOneof("preprocessing_step")
+    if largest is None or which in _RESIZING_STEPS:
+      return None
+    if which == "random_scale":
+      scale *= step.random_scale.max_scale_ratio
+    if which == "random_crop":
+      return _crop_warning(step.random_crop, largest, scale, info_path)
+  return None
+
+
+def _crop_warning(crop, largest, scale, info_path):
+  reach = (round(largest[0] * scale), round(largest[1] * scale))
+  if crop.crop_height <= reach[0] and crop.crop_width <= reach[1]:
+    return None
+  scaled = f", {reach[0]}x{reach[1]} at random_scale's x{scale:g}" if (
+      scale != 1.0) else ""
+  text = (f"train_config.data_augmentation_options: random_crop "
+          f"{crop.crop_height}x{crop.crop_width} is larger than every "
+          f"training image (at most {largest[0]}x{largest[1]} (HxW) per "
+          f"{info_path}{scaled}): each crop is padded with the ignore label; "
+          "lower the crop or raise max_scale_ratio if that is not meant")
+  logging.warning(text)
+  return text
 
 
 def resolve_num_steps(pipeline_config, info, info_path):

@@ -3,6 +3,7 @@
 import logging
 
 from fast_seg.builders import losses_builder
+from fast_seg.data import dataset_info
 from fast_seg.training import run_settings
 from tests import helpers
 
@@ -43,3 +44,43 @@ def test_class_weights_are_logged_once_per_process_and_weights(
   assert len(lines) == 2
   assert lines[1].getMessage().startswith(
       "model.icnet.loss: using class_weights 2.000, ")
+
+
+def _crop_config(tiny_dataset, steps):
+  text = helpers.train_pipeline_text(tiny_dataset)
+  default = ("data_augmentation_options { random_crop { crop_height: 64 "
+             "crop_width: 64 } }")
+  assert default in text
+  return helpers.pipeline_config(text.replace(default, steps))
+
+
+def _facts_warning(config):
+  info_path, info = dataset_info.load_for_reader(
+      config.train_input_reader, config.model, "train_input_reader")
+  return run_settings.warn_if_crop_exceeds_images(config, info, info_path)
+
+
+def test_a_crop_larger_than_every_image_is_said_before_step_one(tiny_dataset):
+  """tiny_dataset's dataset_info.json counts 64x64 training images."""
+  crop = "data_augmentation_options { random_crop { crop_height: 64 crop_width: 96 } }"
+  warning = _facts_warning(_crop_config(tiny_dataset, crop))
+  assert warning == (
+      "train_config.data_augmentation_options: random_crop 64x96 is larger "
+      "than every training image (at most 64x64 (HxW) per "
+      f"{tiny_dataset}/dataset_info.json): each crop is padded with the "
+      "ignore label; lower the crop or raise max_scale_ratio if that is not "
+      "meant")
+  # random_scale up to x1.25 reaches 80x80: still short of 96 wide.
+  scaled = ("data_augmentation_options { random_scale { min_scale_ratio: 0.5 "
+            "max_scale_ratio: 1.25 } } " + crop)
+  assert ", 80x80 at random_scale's x1.25)" in _facts_warning(
+      _crop_config(tiny_dataset, scaled))
+  # Up to x2 reaches 128x128: the crop fits; so does 64x64 unscaled.
+  assert _facts_warning(_crop_config(tiny_dataset, scaled.replace(
+      "max_scale_ratio: 1.25", "max_scale_ratio: 2.0"))) is None
+  assert _facts_warning(_crop_config(tiny_dataset, crop.replace(
+      "crop_width: 96", "crop_width: 64"))) is None
+  # After a resize the files' sizes say nothing: no warning.
+  resized = ("data_augmentation_options { fixed_resize { height: 32 width: 32 "
+             "} } " + crop)
+  assert _facts_warning(_crop_config(tiny_dataset, resized)) is None
