@@ -3,7 +3,10 @@
 import contextlib
 import io
 import logging
+import os
 from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -198,3 +201,25 @@ def log_records(logger):
     yield handler.records
   finally:
     logger.removeHandler(handler)
+
+
+def run_entry_point(*args, timeout=600):
+  """Runs an entry point as a user would (a subprocess from the repo root):
+  `run_entry_point("train.py", "--config_path", path, ...)` or with "-m"."""
+  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT,
+                        env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def assert_one_named_error(result, fragments):
+  """Exit 2, no traceback, exactly one `error:` line holding every fragment
+  (the file, the field, the allowed values); returns that line."""
+  assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines()
+            if line.startswith("error:")]
+  assert len(errors) == 1, result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
+  return errors[0]

@@ -8,8 +8,6 @@ path that lets a raw traceback through fails here.
 
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,14 +15,6 @@ import tensorflow as tf
 
 from fast_seg.data import tf_example
 from tests import helpers
-
-ROOT = helpers.REPO_ROOT
-
-
-def _run(*args):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +150,5 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_ends_in_one_named_error(files, case):
   arguments, fragments = CASES[case]
-  result = _run(*arguments(files))
-  assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
-  assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, result.stderr[-3000:]
-  for fragment in fragments:
-    assert fragment in errors[0], errors[0]
+  result = helpers.run_entry_point(*arguments(files))
+  helpers.assert_one_named_error(result, fragments)
