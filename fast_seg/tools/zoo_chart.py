@@ -145,12 +145,7 @@ def draw(results, latency_key, metric="miou"):
 def _latency_panel(axes, points, front, published, latency_key):
   """The models by latency, the front joined, published mIoUs as dashed
   lines; returns their labels for _place_labels."""
-  labels = []
-  for name, latency, accuracy in points:
-    axes.scatter(latency, 100 * accuracy, s=60, zorder=3,
-                 color=_FRONT if name in front else _OTHER)
-    labels.append(_Label(axes, name, (latency, 100 * accuracy), "data",
-                         _OFFSETS, "black"))
+  labels = _scatter_models(axes, points, front)
   line = sorted((latency, accuracy) for name, latency, accuracy in points
                 if name in front)
   axes.plot([p[0] for p in line], [100 * p[1] for p in line], color=_FRONT,
@@ -175,12 +170,7 @@ def _latency_panel(axes, points, front, published, latency_key):
 def _params_panel(axes, sized, front, published):
   """Every model and published result by parameters (the same on any
   machine); returns the labels for _place_labels."""
-  labels = []
-  for name, millions, accuracy in sized:
-    axes.scatter(millions, 100 * accuracy, s=60, zorder=3,
-                 color=_FRONT if name in front else _OTHER)
-    labels.append(_Label(axes, name, (millions, 100 * accuracy), "data",
-                         _OFFSETS, "black"))
+  labels = _scatter_models(axes, sized, front)
   for entry in published:
     millions, accuracy = entry["params"] / 1e6, 100 * float(entry["miou"])
     axes.scatter(millions, accuracy, s=70, marker="D", zorder=3,
@@ -193,6 +183,18 @@ def _params_panel(axes, sized, front, published):
   axes.set_xlim(min(sizes) / 4.0, max(sizes) * 4.0)
   axes.set_xlabel("parameters (millions), log scale")
   axes.grid(True, which="both", alpha=0.3)
+  return labels
+
+
+def _scatter_models(axes, points, front):
+  """(name, x, accuracy) points, those on the front in the front's colour;
+  returns their labels."""
+  labels = []
+  for name, x, accuracy in points:
+    axes.scatter(x, 100 * accuracy, s=60, zorder=3,
+                 color=_FRONT if name in front else _OTHER)
+    labels.append(_Label(axes, name, (x, 100 * accuracy), "data", _OFFSETS,
+                         "black"))
   return labels
 
 
