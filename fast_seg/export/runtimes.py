@@ -185,8 +185,15 @@ class Onnx(_Runtime):
 
 
 def _open_folder(path, flag):
+  """An export dir's SavedModel (only a complete export's), or a SavedModel."""
   nested = os.path.join(path, serving.SAVED_MODEL_DIR)
   if os.path.isdir(nested):
+    # export.py moves its report in last: without it, the export was
+    # stopped (or killed) before it was complete and checked.
+    if not os.path.isfile(os.path.join(path, serving.REPORT_NAME)):
+      raise ValueError(f"{flag} {path}: an incomplete export (no "
+                       f"{serving.REPORT_NAME}; export.py did not finish); "
+                       "export it again")
     return SavedModel(nested)
   if os.path.isfile(os.path.join(path, serving.SAVED_MODEL_FILE)):
     return SavedModel(path)
