@@ -120,7 +120,7 @@ def test_convert_on_a_full_disk_leaves_no_partial_shard(folder_dataset,
       INJECT, "no_space", f"{output_dir}/train-*.partial",
       *_convert_args(folder_dataset, output_dir))
   helpers.assert_one_named_error(
-      result, [f"no space left on {output_dir}/train-00000-of-00001"])
+      result, [f"no space left on {output_dir}/train-00000-of-00001.tfrecord"])
   assert _files(output_dir) == []
 
 
@@ -175,7 +175,7 @@ def test_export_on_a_full_disk_keeps_the_earlier_export(trained_run,
       "--trained_checkpoint", trained_run[1], "--output_dir", output_dir,
       "--input_shape", "1,64,64,3")
   helpers.assert_one_named_error(
-      result, [f"no space left on {output_dir}/", serving.FROZEN_GRAPH_NAME])
+      result, [f"no space left on {output_dir}/{serving.FROZEN_GRAPH_NAME}"])
   assert _files(output_dir) == before
   assert (output_dir / serving.REPORT_NAME).read_text() == '{"old": true}'
 

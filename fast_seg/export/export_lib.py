@@ -403,10 +403,7 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   request.check_num_classes(model.output_num_classes)
   palette = _output_palette(pipeline_config, model)
   serve = _serving_function(request, model, palette, request.labels_method_of())
-  # Written into a staging folder and moved into output_dir when complete,
-  # export_report.json last: a stopped or failed export leaves an earlier
-  # one as it was, and a folder without the report is refused by
-  # runtimes.open_model as incomplete (a kill -9 skips every cleanup).
+  # A failed export leaves an earlier one as it was (staged_folder).
   tf.io.gfile.makedirs(output_dir)
   with output_files.staged_folder(output_dir, _export_file_names(),
                                   serving.REPORT_NAME) as staging:

@@ -32,10 +32,10 @@ _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 # TensorFlow's file system errors read "<path>; <strerror>", after a
 # "{{function_node ...}}" prefix when an op (SaveV2) raised them.
 _TF_FILE_ERROR = re.compile(r"^(?:\{\{function_node [^}]*\}\}\s*)?(.+?); ([^;\[]+)")
-# The temporary names TensorFlow writes under (a file's .tmp<hex>, a
-# checkpoint's ckpt-N_temp/part-...): the user knows the final one.
-_TF_TEMPORARY_NAME = re.compile(
-    r"(\.tmp[0-9a-f]{32}|\.tempstate\d+|_temp/part-[^/]*)$")
+# The temporary names files are written under (TensorFlow's .tmp<hex> and
+# ckpt-N_temp/part-..., our .partial): the user knows the final one.
+_TEMPORARY_NAME = re.compile(
+    r"(\.tmp[0-9a-f]{32}|\.tempstate\d+|_temp/part-[^/]*|\.partial)$")
 _TF_NO_SPACE = "No space left on device"
 _TF_NOT_WRITABLE = ("Permission denied", "Read-only file system")
 
@@ -66,13 +66,14 @@ def _what_failed(error):
   """(path or None, reason, whether the disk is full) of a write problem;
   (None, None, False) for any other error."""
   if isinstance(error, OSError) and error.errno in _NO_SPACE + _NOT_WRITABLE:
-    return (error.filename, error.strerror or os.strerror(error.errno),
+    where = error.filename and _TEMPORARY_NAME.sub("", error.filename)
+    return (where, error.strerror or os.strerror(error.errno),
             error.errno in _NO_SPACE)
   match = (_TF_FILE_ERROR.match(str(error.message).strip())
            if isinstance(error, tf.errors.OpError) else None)
   reason = match.group(2).strip() if match else ""
   if reason.startswith((_TF_NO_SPACE, *_TF_NOT_WRITABLE)):
-    return (_TF_TEMPORARY_NAME.sub("", match.group(1)), reason,
+    return (_TEMPORARY_NAME.sub("", match.group(1)), reason,
             reason.startswith(_TF_NO_SPACE))
   return None, None, False
 
@@ -85,6 +86,8 @@ def check_writable(path):
   after the work that was to be saved there. A real file is created and
   removed: permission bits alone do not tell (a read-only mount, root).
   """
+  if "://" in path:
+    return  # a remote file system (gs://): no local probe
   folder = os.path.abspath(path)
   while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
     folder = os.path.dirname(folder)
@@ -156,15 +159,21 @@ def staged_folder(output_dir, names, last):
   tf.io.gfile.makedirs(staging)
   try:
     yield staging
-    ordered = [n for n in names if n != last] + [last]
-    for name in reversed(ordered):
-      remove(os.path.join(output_dir, name))
-    for name in ordered:
-      source = os.path.join(staging, name)
-      if tf.io.gfile.exists(source):
-        tf.io.gfile.rename(source, os.path.join(output_dir, name))
-  finally:
+  except BaseException as e:
     remove(staging)
+    problem = write_problem(e)
+    if problem is None:
+      raise
+    # Named where the file was going: the staging folder is gone.
+    raise ValueError(problem.replace(staging, output_dir)) from None
+  ordered = [n for n in names if n != last] + [last]
+  for name in reversed(ordered):
+    remove(os.path.join(output_dir, name))
+  for name in ordered:
+    source = os.path.join(staging, name)
+    if tf.io.gfile.exists(source):
+      tf.io.gfile.rename(source, os.path.join(output_dir, name))
+  remove(staging)
 
 
 def _files_under(directory):
