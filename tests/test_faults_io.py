@@ -211,15 +211,16 @@ def test_export_killed_half_way_is_refused_by_predict(trained_run, tmp_path):
             / "saved_model.pb", process)
   process.kill()  # kill -9: no cleanup runs
   process.communicate()
-  # Only the staging folder is there: nothing predict could take for an
-  # export (a saved_model/ without the report is refused too, below).
+  # Only the staging folder is there, which predict refuses.
   assert _files(output_dir)[0] == "out.partial", _files(output_dir)
   assert not (output_dir / serving.SAVED_MODEL_DIR).exists()
   Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
   result = helpers.run_entry_point(
       "predict.py", "--model", output_dir, "--input", tmp_path / "a.png",
       "--output_dir", tmp_path / "predictions")
-  helpers.assert_one_named_error(result, [f"--model {output_dir}: neither"])
+  helpers.assert_one_named_error(
+      result, [f"--model {output_dir}: an incomplete export",
+               serving.REPORT_NAME])
 
 
 @pytest.mark.slow
