@@ -36,6 +36,7 @@ from fast_seg.compression import sensitivity
 from fast_seg.export import latency
 from fast_seg.training import pipeline_check
 from fast_seg.utils import cli
+from fast_seg.utils import output_files
 
 cli.define_config_flags()
 flags.DEFINE_string("checkpoint", None,
@@ -192,6 +193,14 @@ def main(argv):
   cli.check_output_dir(FLAGS.output_dir, "--output_dir")
   config = cli.load_config(FLAGS.config_path)
   pipeline_check.check(config, "compress")
+  # Ctrl-C, SIGTERM or an error half way: the checkpoints, configs and
+  # reports written so far go again, as cli.run's message says.
+  with output_files.removed_on_failure(FLAGS.output_dir):
+    _compress(mode, config)
+
+
+def _compress(mode, config):
+  """Runs the mode's work, writing into --output_dir."""
   if mode in ("--analyze",) + BUDGETS:
     _analyze_or_budget(mode, config)
     return

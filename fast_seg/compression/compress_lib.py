@@ -173,7 +173,7 @@ def save_checkpoint(model, output_dir):
   """Writes output_dir/ckpt-0 (+ the `checkpoint` index file); returns it."""
   checkpoint = checkpoint_util.make_checkpoint(model.keras_model)
   manager = tf.train.CheckpointManager(checkpoint, output_dir, max_to_keep=1)
-  return manager.save(checkpoint_number=0)
+  return checkpoint_util.save(manager, 0)
 
 
 def _scale_before(pipeline_config, filter_scale, new_group_scales=None):

@@ -12,6 +12,7 @@ done, so an interrupted run never leaves files that look complete.
 """
 
 import collections
+import contextlib
 import math
 import multiprocessing
 import os
@@ -159,6 +160,10 @@ class _SplitWriter:
       writer.close()
 
   def remove_partials(self):
+    """Closes the files (a full disk may fail their flush) and removes them."""
+    for writer in self._writers:
+      with contextlib.suppress(tf.errors.OpError):
+        writer.close()
     for path in self.partial_paths:
       if os.path.exists(path):
         os.remove(path)
@@ -338,7 +343,6 @@ def _write_splits(converter, output_dir, samples, problems, num_shards,
       pool.terminate()
       pool.join()
     for writer in writers.values():
-      writer.close()
       writer.remove_partials()
   return stats
 

@@ -28,6 +28,7 @@ from fast_seg.data import dataset_info
 from fast_seg.data import tf_example
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
+from fast_seg.utils import output_files
 from fast_seg.utils import progress
 from fast_seg.utils import visualization
 
@@ -304,8 +305,10 @@ class Evaluator:
       name = os.path.basename(
           batch[fields.InputFields.filename][i].numpy().decode("utf-8"))
       name = re.sub(r"[^\w.-]", "_", os.path.splitext(name)[0]) or "image"
-      Image.fromarray(panel).save(
-          os.path.join(out_dir, f"{offset + i:04d}_{name}.png"))
+      # Atomic: a full disk leaves no truncated PNG behind.
+      with output_files.write_atomically(
+          os.path.join(out_dir, f"{offset + i:04d}_{name}.png"), "wb") as f:
+        Image.fromarray(panel).save(f, format="PNG")
       if self.eval_config.image_summaries:
         self._image_summary(eval_dir, f"{offset + i:04d}_{name}", panel, step)
 
@@ -323,7 +326,8 @@ class Evaluator:
 
   def _write_results(self, result, eval_dir):
     tf.io.gfile.makedirs(eval_dir)
-    with tf.io.gfile.GFile(os.path.join(eval_dir, METRICS_FILE), "w") as f:
+    with output_files.write_atomically(
+        os.path.join(eval_dir, METRICS_FILE)) as f:
       json.dump(result, f, indent=2)
     history = {k: v for k, v in result.items() if k != "confusion_matrix"}
     with open(os.path.join(eval_dir, HISTORY_FILE), "a", encoding="utf-8") as f:

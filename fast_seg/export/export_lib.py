@@ -45,6 +45,7 @@ from fast_seg.export import size_report
 from fast_seg.model_optimization import tfmot_lib
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import config_util
+from fast_seg.utils import output_files
 from fast_seg.utils import visualization
 
 
@@ -65,7 +66,8 @@ class ExportJob:
       for tflite and onnx: `serve`, or the same with the labels tail that
       runs faster on that runtime (labels_method auto).
     frozen_graph: `serve` frozen, before any folding (GraphDef).
-    output_dir: the export folder.
+    output_dir: the folder the formats are written to: the export's
+      staging folder (output_files.staged_folder).
     input_shape: (N, H, W, 3).
     output: labels, probabilities or colours.
     quantize: the TFLite mode.
@@ -146,6 +148,10 @@ def copy_dataset_info(pipeline_config, output_dir):
 
 def load_model(pipeline_config, trained_checkpoint, random_weights=False):
   """(model to export, float model, technique, checkpoint path or None)."""
+  if random_weights and trained_checkpoint:
+    raise ValueError(f"--random_weights exports untrained weights, so "
+                     f"--trained_checkpoint {trained_checkpoint} would be "
+                     "ignored: give one of the two")
   model = float_model = model_builder.build(pipeline_config.model)
   technique = tfmot_lib.configured_technique(pipeline_config.train_config)
   if random_weights:
@@ -397,20 +403,20 @@ def export(pipeline_config, trained_checkpoint, output_dir, input_shape,
   request.check_num_classes(model.output_num_classes)
   palette = _output_palette(pipeline_config, model)
   serve = _serving_function(request, model, palette, request.labels_method_of())
+  # A failed export leaves an earlier one as it was (staged_folder).
   tf.io.gfile.makedirs(output_dir)
-  # The folder then holds this export alone: no file of an earlier one
-  # stays beside it, and nothing of this one if it fails half-way.
-  with _replacing_export_files(output_dir):
+  with output_files.staged_folder(output_dir, _export_file_names(),
+                                  serving.REPORT_NAME) as staging:
     job, from_eval = _start_job(request, pipeline_config, model, serve,
-                                palette, technique, output_dir, log)
+                                palette, technique, staging, log)
     report = _new_report(request, job, from_eval, palette)
     _write_formats(job, request.formats, report)
     compression, info_path = _finish(job, report, pipeline_config, technique)
     info = export_report.export_info(
         request, job, float_model, checkpoint_path, report, compression,
-        info_path, _flops(request, job, palette))
-    export_report.write_json(info, os.path.join(output_dir, serving.INFO_NAME))
-    return info
+        info_path, _flops(request, job, palette), output_dir)
+    export_report.write_json(info, os.path.join(staging, serving.INFO_NAME))
+  return info
 
 
 def _export_file_names():
@@ -418,23 +424,3 @@ def _export_file_names():
             for name in writer.file_names),
           serving.REPORT_NAME, serving.INFO_NAME,
           config_util.PIPELINE_CONFIG_NAME, fields.DatasetInfoFields.file_name)
-
-
-def _remove_export_files(output_dir):
-  for name in _export_file_names():
-    path = os.path.join(output_dir, name)
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
-
-
-@contextlib.contextmanager
-def _replacing_export_files(output_dir):
-  """Removes an earlier export's files first, and this one's if it fails."""
-  _remove_export_files(output_dir)
-  try:
-    yield
-  except BaseException:
-    _remove_export_files(output_dir)
-    raise

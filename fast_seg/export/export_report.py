@@ -58,8 +58,12 @@ def new_report(request, from_eval, nearest_check=None):
 
 
 def export_info(request, job, float_model, checkpoint_path, report,
-                compression, info_path, flops):
-  """The export_info dict: the source, the interface, the cost, the files."""
+                compression, info_path, flops, output_dir):
+  """The export_info dict: the source, the interface, the cost, the files.
+
+  The files are named where they end up, in `output_dir`, not in the
+  staging folder `job` wrote them to.
+  """
   return {
       "checkpoint": checkpoint_path,
       "random_weights": request.random_weights,
@@ -75,10 +79,11 @@ def export_info(request, job, float_model, checkpoint_path, report,
       "params": int(float_model.inference_model.count_params()),
       "flops": flops[0],
       "flops_input_shape": list(flops[1]),
-      "saved_model": job.saved_model_dir,
-      "frozen_graph": job.frozen_graph_path,
+      "saved_model": os.path.join(output_dir, serving.SAVED_MODEL_DIR),
+      "frozen_graph": os.path.join(output_dir, serving.FROZEN_GRAPH_NAME),
       "formats": list(report["formats"]),
-      "dataset_info": info_path,
+      "dataset_info": (os.path.join(output_dir, os.path.basename(info_path))
+                       if info_path else None),
       "compression": compression,
   }
 

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from fast_seg.export import serving
+from fast_seg.utils import output_files
 
 # The file endings open_model knows, beside a SavedModel / export folder.
 FROZEN_GRAPH_SUFFIX = ".pb"
@@ -185,7 +186,16 @@ class Onnx(_Runtime):
 
 
 def _open_folder(path, flag):
+  """An export dir's SavedModel (only a complete export's), or a SavedModel."""
   nested = os.path.join(path, serving.SAVED_MODEL_DIR)
+  # export.py moves its report in last (output_files.staged_folder):
+  # without it, the export was stopped or killed before it was complete.
+  if ((os.path.isdir(nested)
+       or os.path.isdir(output_files.staging_folder(path)))
+      and not os.path.isfile(os.path.join(path, serving.REPORT_NAME))):
+    raise ValueError(f"{flag} {path}: an incomplete export (no "
+                     f"{serving.REPORT_NAME}; export.py did not finish); "
+                     "export it again")
   if os.path.isdir(nested):
     return SavedModel(nested)
   if os.path.isfile(os.path.join(path, serving.SAVED_MODEL_FILE)):

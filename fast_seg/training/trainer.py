@@ -286,7 +286,7 @@ class Trainer:
     if int(self.nonfinite_losses):
       return None
     self._apply_masks()
-    return self.manager.save(checkpoint_number=self.step)
+    return checkpoint_util.save(self.manager, self.step, CHECKPOINT_NAME)
 
   def _check_finite(self):
     if int(self.nonfinite_losses):

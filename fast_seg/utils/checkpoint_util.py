@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from fast_seg.utils import output_files
+
 MODEL_KEY = "model"
 
 
@@ -244,3 +246,40 @@ def copy_checkpoint(source, prefix):
   """Copies the files of checkpoint `source` to `prefix` (.index, .data-*)."""
   for name in tf.io.gfile.glob(source + ".*"):
     tf.io.gfile.copy(name, prefix + name[len(source):], overwrite=True)
+
+
+def save(manager, number, name="ckpt"):
+  """manager.save(checkpoint_number=number); a failed save leaves no part.
+
+  TensorFlow writes `name`-N_temp/ and then `name`-N.index / .data-*, and
+  the `checkpoint` state file last; a full disk or an unwritable folder
+  stops it half way. Those partial files are removed, so the state file
+  still names the last good checkpoint, which is kept.
+
+  Args:
+    manager: the tf.train.CheckpointManager (made with checkpoint_name
+      `name`).
+    number: the checkpoint's number (a step).
+    name: the manager's checkpoint_name.
+
+  Returns:
+    The saved checkpoint's prefix.
+
+  Raises:
+    ValueError: no space left or the folder not writable, naming the
+      checkpoint and the last good one.
+  """
+  prefix = os.path.join(manager.directory, f"{name}-{int(number)}")
+  try:
+    return manager.save(checkpoint_number=number)
+  except BaseException as e:
+    for path in tf.io.gfile.glob(f"{prefix}_temp*") + tf.io.gfile.glob(
+        f"{prefix}.*"):
+      output_files.remove(path)
+    problem = output_files.write_problem(e, prefix)
+    if problem is None:
+      raise
+    kept = [path for path in manager.checkpoints if path != prefix]
+    raise ValueError(f"{problem}; its partial files were removed, the last "
+                     f"good checkpoint is kept: {kept[-1] if kept else 'none yet'}"
+                     ) from None

@@ -18,6 +18,7 @@ from absl import logging
 import tensorflow as tf
 
 from fast_seg.utils import config_util
+from fast_seg.utils import output_files
 
 FLAGS = flags.FLAGS
 
@@ -58,10 +59,11 @@ def define_input_flags(reader_field):
 
 
 def check_output_dir(path, flag):
-  """Refuses an output folder that is an existing file or lies under one.
+  """Refuses an output folder that is an existing file or lies under one,
+  or that cannot be written (nor made, when it does not exist yet).
 
-  Called before any work, so a typo'd path fails at once and not after an
-  hour of training or a half-written export.
+  Called before any work, so a typo'd path or a read-only folder fails at
+  once and not after an hour of training or a half-written export.
   """
   if not path:
     return
@@ -72,8 +74,13 @@ def check_output_dir(path, flag):
       raise ValueError(f"{flag} {path} {where}; give a folder")
     parent = os.path.dirname(probe)
     if parent == probe:
-      return
+      break
     probe = parent
+  try:
+    output_files.check_writable(path)
+  except OSError as e:
+    raise ValueError(f"{flag} {path}: "
+                     f"{output_files.write_problem(e) or e}") from None
 
 
 def parse_shape(text, rank, flag):
@@ -204,6 +211,12 @@ class _UserFacingTensorFlowLogs(logging_lib.Filter):
 
 
 EXIT_INTERRUPTED = 130
+# A full disk or a folder that cannot be written, wherever it stops a
+# write: one line naming the path (output_files.write_problem); the code
+# that was writing has removed its partial files on the way out.
+_WRITE_ERRORS = (OSError, tf.errors.ResourceExhaustedError,
+                 tf.errors.PermissionDeniedError,
+                 tf.errors.FailedPreconditionError)
 
 
 def _interrupt(signum, frame):
@@ -239,6 +252,13 @@ def run(main, user_errors=(), usage=None):
       print(f"error: {short_message(e)}", file=sys.stderr, flush=True)
       if getattr(e, "hint", None):  # e.g. the folder tree a converter reads
         print(textwrap.indent(e.hint, "  "), file=sys.stderr, flush=True)
+      sys.exit(EXIT_USER_ERROR)
+    except _WRITE_ERRORS as e:  # pylint: disable=catching-non-exception
+      problem = output_files.write_problem(e)
+      if problem is None:
+        raise
+      logging.debug("write error", exc_info=True)
+      print(f"error: {problem}", file=sys.stderr, flush=True)
       sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
       print("interrupted; stopped cleanly (nothing half-written is left)",

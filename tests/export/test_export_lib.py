@@ -129,7 +129,8 @@ def _graph_def(export_dir):
   return graph_def
 
 
-def test_failed_export_leaves_nothing_and_stale_files_go(trained_run, tmp_path):
+def test_failed_export_keeps_the_earlier_one_and_stale_files_go(trained_run,
+                                                               tmp_path):
   config, logdir = trained_run
   out = tmp_path / "export"
   out.mkdir()
@@ -143,7 +144,10 @@ def test_failed_export_leaves_nothing_and_stale_files_go(trained_run, tmp_path):
     export_lib.export(no_eval_data, logdir, str(out), (1, 64, 64, 3),
                       formats=("saved_model", "frozen_graph", "tflite"),
                       quantize="int8", log=lambda line: None)
-  assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+  # Nothing of it is left (its staging folder is gone); the earlier
+  # export's files are as they were.
+  assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "notes.txt"]
+  assert (out / "model.onnx").read_bytes() == b"an earlier, broken export"
   export_lib.export(config, logdir, str(out), (1, 64, 64, 3), log=lambda line: None)
   assert not (out / "model.onnx").exists()  # not this export's: not kept beside it
   assert (out / "saved_model").is_dir() and (out / "notes.txt").exists()
