@@ -173,11 +173,15 @@ def override_globs(reader, reader_field, input_pattern=None, split=None):
 
 
 def describe_globs(file_patterns):
-  """One line per glob: how many files it matches, and examples if known."""
+  """One line per glob: how many files it matches (and how many of them are
+  empty), and the examples dataset_info.json counts for them if known."""
   lines = []
   for pattern in file_patterns:
-    files = len(glob.glob(pattern))
-    line = f"  {pattern}: {files} file{'s' if files != 1 else ''}"
+    files = glob.glob(pattern)
+    line = f"  {pattern}: {len(files)} file{'s' if len(files) != 1 else ''}"
+    empty = sum(os.path.getsize(path) == 0 for path in files)
+    if empty:
+      line += f" ({empty} of them empty)"
     path = find(pattern)
     examples = num_examples_for(load(path), [pattern]) if path else None
     if examples is not None:

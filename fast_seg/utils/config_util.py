@@ -173,28 +173,29 @@ def load_pipeline_config(path, overrides=(), appends=()):
   # The file's own paths only: an override's are typed from the shell.
   _resolve_beside(config, os.path.dirname(path))
   for i, override in enumerate(overrides or ()):
-    source = f"--config_override #{i + 1} ({override!r})"
-    snippet = pipeline_pb2.PipelineConfig()
-    try:
-      text_format.Merge(override, snippet)
-    except text_format.ParseError as e:
-      raise ConfigError(f"{source}: {e}") from None
-    migrate_deprecated_fields(snippet, source, base=config)
-    _clear_replaced_length(snippet, config)
-    merge_replacing_lists(snippet, config)
+    merge_replacing_lists(_snippet(
+        override, f"--config_override #{i + 1} ({override!r})", config), config)
   for i, append in enumerate(appends or ()):
-    source = f"--config_append #{i + 1} ({append!r})"
-    # Parsed apart, like an override, so that its deprecated fields are
-    # migrated before they meet the config's; MergeFrom then appends.
-    snippet = pipeline_pb2.PipelineConfig()
-    try:
-      text_format.Merge(append, snippet)
-    except text_format.ParseError as e:
-      raise ConfigError(f"{source}: {e}") from None
-    migrate_deprecated_fields(snippet, source, base=config)
-    _clear_replaced_length(snippet, config)
-    config.MergeFrom(snippet)
+    # MergeFrom appends to the repeated fields.
+    config.MergeFrom(_snippet(
+        append, f"--config_append #{i + 1} ({append!r})", config))
   return config
+
+
+def _snippet(text, source, config):
+  """An override or append parsed apart, ready to merge onto `config`.
+
+  Apart, so that its deprecated fields are migrated before they meet the
+  config's, and a length it gives can drop the config's other one.
+  """
+  snippet = pipeline_pb2.PipelineConfig()
+  try:
+    text_format.Merge(text, snippet)
+  except text_format.ParseError as e:
+    raise ConfigError(f"{source}: {e}") from None
+  migrate_deprecated_fields(snippet, source, base=config)
+  _clear_replaced_length(snippet, config)
+  return snippet
 
 
 def _clear_replaced_length(snippet, config):
