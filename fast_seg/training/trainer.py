@@ -290,10 +290,9 @@ class Trainer:
     return self.manager.save(checkpoint_number=self.step)
 
   def _check_loss(self):
-    problem = self.loss_guard.problem(int(self.step.numpy()),
-                                      tf.train.latest_checkpoint(self.logdir))
-    if problem:
-      raise TrainingDivergedError(problem)
+    if self.loss_guard.tripped():
+      raise TrainingDivergedError(self.loss_guard.problem(
+          int(self.step.numpy()), tf.train.latest_checkpoint(self.logdir)))
 
   # -- the loop -------------------------------------------------------------
 
