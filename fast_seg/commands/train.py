@@ -4,7 +4,9 @@ r"""Trains a segmentation model from a pipeline config.
       --logdir runs/demo [--num_steps 300] [--strategy one_device|mirrored|multi_worker]
       [--split train_aug | --input_pattern 'data/x/train-*.tfrecord,more/*.tfrecord']
 
-Restarting with the same --logdir resumes from the latest checkpoint.
+Restarting with the same --logdir resumes from the latest checkpoint. A run
+holds <logdir>/train.lock while it runs: a second train.py on that logdir
+refuses; the lock of a run that was killed is taken over.
 
 Multi-worker: start the same command on every worker with --strategy
 multi_worker, the same --logdir (on a filesystem they all see) and each
@@ -27,7 +29,8 @@ from fast_seg.utils import cli
 cli.define_config_flags()
 cli.define_input_flags("train_input_reader")
 flags.DEFINE_string("logdir", None, "Checkpoints, TensorBoard events, as-run config.")
-flags.DEFINE_integer("num_steps", None, "Overrides train_config.num_steps.")
+flags.DEFINE_integer("num_steps", None,
+                     "Overrides train_config.num_steps (and num_epochs); >= 1.")
 flags.DEFINE_enum("strategy", "one_device", list(run_settings.STRATEGIES),
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_bool("image_summaries", False,

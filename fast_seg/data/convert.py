@@ -368,7 +368,7 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
           file=sys.stderr, flush=True)
   results = (pool.imap(_encode, split_samples, chunksize=4) if pool
              else map(_encode, split_samples))
-  class_pixels = 0
+  class_pixels = unlabelled = 0
   sizes = collections.Counter()
   notes = collections.Counter()
   problems, filtered, hints = [], [], []
@@ -384,6 +384,7 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
     else:
       writer.write(result)
       class_pixels = class_pixels + result.class_pixels
+      unlabelled += not result.class_pixels[:-1].any()
       sizes[f"{result.height}x{result.width}"] += 1
       if result.note:
         notes[result.note] += 1
@@ -394,7 +395,7 @@ def _convert_split(split, split_samples, writer, pool, converter, on_error,
           "filtered": len(filtered), "problems": problems, "hints": hints,
           "filtered_images": filtered, "notes": dict(notes),
           "image_sizes": dict(sizes.most_common()),
-          "class_pixels": class_pixels}
+          "class_pixels": class_pixels, "unlabelled": int(unlabelled)}
 
 
 def _dataset_info(converter, stats, previous):
@@ -449,6 +450,11 @@ def summary_lines(summary):
     if s["filtered"]:
       lines.append(f"{split}: filtered out {s['filtered']} image(s) "
                    f"(first: {s['filtered_images'][0]})")
+    if s["unlabelled"]:  # not an error: test splits without public labels
+      whole = ("; no labelled pixel in the split: it cannot be trained on"
+               if s["unlabelled"] == s["written"] else "")
+      lines.append(f"warning: {split}: {s['unlabelled']} of {s['written']} "
+                   f"image(s) have only the ignore label{whole}")
   lines.append(f"wrote {summary['dataset_info']}")
   return lines
 

@@ -173,11 +173,15 @@ def override_globs(reader, reader_field, input_pattern=None, split=None):
 
 
 def describe_globs(file_patterns):
-  """One line per glob: how many files it matches, and examples if known."""
+  """One line per glob: how many files it matches (and how many of them are
+  empty), and the examples dataset_info.json counts for them if known."""
   lines = []
   for pattern in file_patterns:
-    files = len(glob.glob(pattern))
-    line = f"  {pattern}: {files} file{'s' if files != 1 else ''}"
+    files = glob.glob(pattern)
+    line = f"  {pattern}: {len(files)} file{'s' if len(files) != 1 else ''}"
+    empty = sum(os.path.getsize(path) == 0 for path in files)
+    if empty:
+      line += f" ({empty} of them empty)"
     path = find(pattern)
     examples = num_examples_for(load(path), [pattern]) if path else None
     if examples is not None:
@@ -258,6 +262,46 @@ def _short_names(info, limit=6):
   return text + (", ..." if len(names) > limit else "")
 
 
+def _check_files(pattern, field):
+  """Refuses a glob that matches no file, or a 0-byte file among its files.
+
+  A 0-byte TFRecord file reads as a valid, empty one: the run would go on
+  without its records, and with the example count of dataset_info.json
+  (which counts them), so its epochs would be wrong. The converters never
+  write one (they drop empty shards); it is a copy or download that did not
+  finish.
+  """
+  files = glob.glob(pattern)
+  if not files:
+    raise ValueError(f"{field}: glob '{pattern}' matches no file")
+  empty = sorted(path for path in files if os.path.getsize(path) == 0)
+  if empty:
+    more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+    raise ValueError(
+        f"{field}: {empty[0]}{more} is empty (0 bytes, no record) among the "
+        f"{len(files)} files of '{pattern}'; copy or convert it again, or "
+        "remove it")
+
+
+def splits_without_labels(info, file_patterns):
+  """The splits the globs read that hold images but no labelled pixel.
+
+  Every label pixel of such a split is the ignore label (the converter's
+  count: all of its class_pixel_frequency is 0): Cityscapes' test split,
+  or a colour map / label folder that matched nothing. Training on it runs
+  on a zero loss.
+
+  Returns:
+    The split names, [] when the globs are not exactly splits' patterns.
+  """
+  splits = _splits_for(info, file_patterns) or []
+  counts = info.get(_INFO.num_examples, {})
+  frequencies = info.get(_INFO.class_pixel_frequency, {})
+  return [split for split in splits
+          if counts.get(split) and split in frequencies
+          and not any(frequencies[split])]
+
+
 def load_for_reader(reader_config, model_config, field_name="input reader"):
   """The dataset_info.json beside an input reader's TFRecords, checked.
 
@@ -270,9 +314,9 @@ def load_for_reader(reader_config, model_config, field_name="input reader"):
     (path, info), or (None, None) when there is no info file.
 
   Raises:
-    ValueError: no model is configured, a glob matches no file (said first,
-      before anything that reads the data), or the model's num_classes or
-      ignore_label disagree with the info.
+    ValueError: no model is configured, a glob matches no file or a 0-byte
+      file (said first, before anything that reads the data), or the
+      model's num_classes or ignore_label disagree with the info.
   """
   meta_architecture = model_config.WhichOneof("model")
   if meta_architecture is None:
@@ -281,9 +325,8 @@ def load_for_reader(reader_config, model_config, field_name="input reader"):
                      f"{', '.join(f.name for f in choices)} (see configs/)")
   for pattern in reader_config.tf_record_input_path:
     # Local files only (the info file is looked for locally too).
-    if "://" not in pattern and not glob.glob(pattern):
-      raise ValueError(f"{field_name}.tf_record_input_path: glob '{pattern}' "
-                       "matches no file")
+    if "://" not in pattern:
+      _check_files(pattern, f"{field_name}.tf_record_input_path")
   path = find(",".join(reader_config.tf_record_input_path))
   if path is None:
     return None, None

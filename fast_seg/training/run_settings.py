@@ -58,12 +58,17 @@ def build_strategy(name):
 def as_run_config(pipeline_config, num_steps=None):
   """A copy of `pipeline_config` with the command line's length applied.
 
-  A copy: the computed fields written later (num_steps from num_epochs,
-  class weights) must not leak into the caller's message.
+  `num_steps` is --num_steps (None: not given). A copy: the computed
+  fields written later (num_steps from num_epochs, class weights) must not
+  leak into the caller's message.
   """
   config = pipeline_pb2.PipelineConfig()
   config.CopyFrom(pipeline_config)
-  if num_steps:
+  if num_steps is not None:
+    # 0 is a value the user typed, not "unset": training no step is never
+    # what was meant, and silently training the config's length is worse.
+    if num_steps < 1:
+      raise ValueError(f"--num_steps must be >= 1, got {num_steps}")
     # The command line wins over the config's length, in steps or epochs.
     config.train_config.num_steps = num_steps
     config.train_config.ClearField("num_epochs")
@@ -97,6 +102,11 @@ def check_train_config(pipeline_config, strategy):
     raise ValueError(
         "train_config.image_summary_every_n_steps must be >= 0 (0: none), "
         f"got {train_config.image_summary_every_n_steps}")
+  factor = train_config.divergence_factor
+  if not (factor == 0 or factor > 1):  # NaN too
+    raise ValueError(
+        "train_config.divergence_factor must be 0 (off) or > 1, got "
+        f"{factor:g}")
   replicas = strategy.num_replicas_in_sync
   if train_config.batch_size % replicas:
     raise ValueError(
@@ -157,6 +167,7 @@ def read_dataset_facts(pipeline_config):
   info_path, info = dataset_info.load_for_reader(
       pipeline_config.train_input_reader, pipeline_config.model,
       "train_input_reader")
+  check_labelled(pipeline_config, info, info_path)
   examples_per_epoch = resolve_num_steps(pipeline_config, info, info_path)
   warn_if_crop_exceeds_images(pipeline_config, info, info_path)
   arch = config_util.get_model_config(pipeline_config.model)
@@ -174,6 +185,34 @@ def read_dataset_facts(pipeline_config):
         arch.loss.class_weights,
         lambda text: f"{weighting} class weights over {globs}: {text}")
   return DatasetFacts(info_path, examples_per_epoch, palette)
+
+
+def check_labelled(pipeline_config, info, info_path):
+  """Refuses training data without a labelled pixel, as the converter counted.
+
+  Every label pixel the ignore label: the loss is 0 at every step and the
+  run would "train" and report done. A split like that among others (a test
+  split without public labels in a trainval glob) is warned about.
+
+  Returns:
+    The warning text, or None.
+  """
+  if info is None:
+    return None
+  globs = list(pipeline_config.train_input_reader.tf_record_input_path)
+  unlabelled = dataset_info.splits_without_labels(info, globs)
+  if not unlabelled:
+    return None
+  text = (f"train_input_reader: every label pixel of split "
+          f"{', '.join(unlabelled)} is the ignore label (per {info_path}: "
+          "no labelled pixel)")
+  if len(unlabelled) == len(globs):
+    raise ValueError(f"{text}; there is nothing to train on: check the "
+                     "labels or the converter's class mapping, or train on "
+                     "a labelled split")
+  text += "; those images add nothing to the loss"
+  logging.warning(text)
+  return text
 
 
 # Steps after which the examples' sizes no longer follow the image files'.

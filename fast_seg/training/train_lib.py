@@ -14,10 +14,13 @@ learning.train and model_deploy did in TF1), in modules of one job each:
 This module keeps `train`, the one call train.py and compress make.
 """
 
+import contextlib
+
 from fast_seg.training import pipeline_check
 from fast_seg.training import run_settings
 from fast_seg.training import trainer as trainer_lib
 from fast_seg.utils import config_util
+from fast_seg.utils import run_lock
 
 
 def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
@@ -32,16 +35,22 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
 
   Returns:
     dict of the last logged losses and the final step.
+
+  Raises:
+    ValueError: another run holds the logdir (utils/run_lock.py), or a
+      setting or the data cannot be trained on.
   """
   config = run_settings.as_run_config(pipeline_config, num_steps)
   # First: MultiWorkerMirroredStrategy must be created before other TF work.
   strategy = run_settings.build_strategy(strategy)
   pipeline_check.check(config, "train", strategy)
   chief = strategy.extended.should_checkpoint
-  if chief:
-    config_util.save_pipeline_config(config, logdir)
-  trainer = trainer_lib.Trainer(config, logdir, strategy)
-  if chief:
-    # Again: the as-run config has the computed steps and class weights.
-    config_util.save_pipeline_config(trainer.config, logdir)
-  return trainer.train(trainer.config.train_config.num_steps)
+  # One run per logdir: the chief writes it (other workers only read it).
+  with (run_lock.held(logdir) if chief else contextlib.nullcontext()):
+    # Checks the data before anything is written: a run refused here leaves
+    # no new logdir behind (the lock removes the folder it made).
+    trainer = trainer_lib.Trainer(config, logdir, strategy)
+    if chief:
+      # The as-run config: with the computed steps and class weights.
+      config_util.save_pipeline_config(trainer.config, logdir)
+    return trainer.train(trainer.config.train_config.num_steps)

@@ -3,9 +3,9 @@
 What slim's learning.train compiled in TF1, as a custom tf.function:
 gradients of the losses (plus distillation and regularization) with float16
 loss scaling, applied by the optimizer on every replica; the losses reduced
-over the replicas; the step counter, the non-finite loss counter and a
-binary model's foreground counts updated in the graph, so the Python loop
-syncs with the device only when it logs.
+over the replicas; the step counter, the loss guard (loss_guard.py: NaN /
+Inf and divergence) and a binary model's foreground counts updated in the
+graph, so the Python loop syncs with the device only when it logs.
 
 train_config.steps_per_call > 1 runs that many steps inside one compiled
 call (a tf.range loop), so the per-step Python round trip is paid once per
@@ -85,7 +85,7 @@ def gradient_function(model, optimizer, variables, replicas, loss_scaling,
 
 
 def step_functions(strategy, compute_gradients, optimizer, variables, step,
-                   nonfinite_losses, foreground_counts, steps_per_call):
+                   loss_guard, foreground_counts, steps_per_call):
   """The compiled step functions.
 
   Args:
@@ -94,8 +94,8 @@ def step_functions(strategy, compute_gradients, optimizer, variables, step,
     optimizer: applies the gradients to `variables`.
     variables: the trainable variables, in the gradients' order.
     step: the int64 step variable (checkpointed), +1 per step.
-    nonfinite_losses: int64 variable, +1 per step whose total loss is NaN
-      or Inf (the loop stops on it without saving).
+    loss_guard: the run's loss_guard.LossGuard, given every step's total
+      loss (the loop stops on it without saving).
     foreground_counts: a binary model's int64 [3] variable that every step
       adds its (TP, FP, FN) to; None when compute_gradients counts nothing.
     steps_per_call: train_config.steps_per_call.
@@ -105,10 +105,10 @@ def step_functions(strategy, compute_gradients, optimizer, variables, step,
     steps_per_call steps; train_steps(iterator, count) runs `count` (an
     int32 scalar tensor, >= 1; one trace for every count), for the shorter
     last call of a run. Both return the last step's losses (floats reduced
-    over replicas); the non-finite counter and the step count every step.
+    over replicas); the loss guard and the step count every step.
   """
   one_step = _one_step_function(strategy, compute_gradients, optimizer,
-                                variables, step, nonfinite_losses,
+                                variables, step, loss_guard,
                                 foreground_counts)
 
   @tf.function
@@ -132,7 +132,7 @@ def step_functions(strategy, compute_gradients, optimizer, variables, step,
 
 
 def _one_step_function(strategy, compute_gradients, optimizer, variables,
-                       step, nonfinite_losses, foreground_counts):
+                       step, loss_guard, foreground_counts):
   """iterator -> the losses of one global batch, reduced over replicas.
 
   The arguments are step_functions'; the counters are updated in the graph.
@@ -153,9 +153,8 @@ def _one_step_function(strategy, compute_gradients, optimizer, variables,
       # Pixels of the global batch: a sum over the replicas, not a mean.
       foreground_counts.assign_add(strategy.reduce(
           tf.distribute.ReduceOp.SUM, counts["foreground"], axis=None))
-    finite = tf.math.is_finite(losses[fields.LossFields.total])
-    nonfinite_losses.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
     step.assign_add(1)
+    loss_guard.update(losses[fields.LossFields.total], step.read_value())
     return losses
 
   return one_step

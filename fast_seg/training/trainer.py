@@ -1,10 +1,10 @@
 """The Trainer: model, optimizer, checkpoints and the loop of one run.
 
 It checkpoints every n steps with a CheckpointManager, resumes on the same
-logdir with its step counter, and stops on a non-finite loss without
-overwriting the last good checkpoint. The step is train_step.py's; what is
-settled before it run_settings.py's; what the loop says progress.py's; the
-validation during training validation.py's.
+logdir with its step counter, and stops on a NaN / Inf or diverging loss
+(loss_guard.py) without overwriting the last good checkpoint. The step is
+train_step.py's; what is settled before it run_settings.py's; what the loop
+says progress.py's; the validation during training validation.py's.
 
 The checkpoint's object graph (`model`, `optimizer`, `step`, and a tfmot
 run's `compression`; files ckpt-N and the `checkpoint` state file) is what
@@ -35,6 +35,7 @@ from fast_seg.feature_extractors import pretrained
 from fast_seg.model_optimization import tfmot_lib
 from fast_seg.protos import train_pb2
 from fast_seg.training import distillation as distillation_lib
+from fast_seg.training import loss_guard
 from fast_seg.training import progress
 from fast_seg.training import run_settings
 from fast_seg.training import time_profile
@@ -52,7 +53,7 @@ INPUT_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError,
 
 
 class TrainingDivergedError(RuntimeError):
-  """The loss became NaN or Inf; the last good checkpoint is kept."""
+  """The loss became NaN or Inf or diverged; the last good checkpoint is kept."""
 
 
 class Trainer:
@@ -125,7 +126,7 @@ class Trainer:
       else:
         self.checkpoint = checkpoint_util.make_checkpoint(
             self.model.keras_model, optimizer=optimizer, step=self.step)
-    self.nonfinite_losses = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.loss_guard = loss_guard.LossGuard(train_config.divergence_factor)
     # Binary models: foreground (TP, FP, FN) of the steps since the last log
     # line, summed over replicas; not checkpointed (a resumed run restarts).
     self.foreground_counts = (
@@ -174,7 +175,7 @@ class Trainer:
         use_xla=self.train_config.use_xla)
     return train_step.step_functions(
         self.strategy, compute_gradients, self.optimizer,
-        self.trainable_variables, self.step, self.nonfinite_losses,
+        self.trainable_variables, self.step, self.loss_guard,
         self.foreground_counts, self.train_config.steps_per_call)
 
   # -- data -------------------------------------------------------------------
@@ -283,20 +284,15 @@ class Trainer:
         self.compression.apply_masks()
 
   def _save(self):
-    if int(self.nonfinite_losses):
+    if self.loss_guard.tripped():
       return None
     self._apply_masks()
     return checkpoint_util.save(self.manager, self.step, CHECKPOINT_NAME)
 
-  def _check_finite(self):
-    if int(self.nonfinite_losses):
-      last = (tf.train.latest_checkpoint(self.logdir)
-              or "none (no checkpoint was written)")
-      raise TrainingDivergedError(
-          f"the loss became NaN or Inf by step {int(self.step.numpy())}; training "
-          f"stopped. The last good checkpoint is kept: {last}. Lower the "
-          "learning rate, check the labels (train_config / input) or use "
-          "gradient-friendlier settings, then restart on the same logdir.")
+  def _check_loss(self):
+    if self.loss_guard.tripped():
+      raise TrainingDivergedError(self.loss_guard.problem(
+          int(self.step.numpy()), tf.train.latest_checkpoint(self.logdir)))
 
   # -- the loop -------------------------------------------------------------
 
@@ -370,7 +366,7 @@ class Trainer:
       if (progress.crossed(previous, step, self.train_config.log_every_n_steps)
           or step == num_steps):
         with self.time_profile.phase(time_profile.LOGGING):
-          self._check_finite()
+          self._check_loss()
           last_losses = self.progress.log(losses, step)
       self._after_call(previous, step, step == num_steps, summary_batch)
     return last_losses
@@ -394,13 +390,13 @@ class Trainer:
                                self.step)
     if (progress.crossed(previous, step, train_config.checkpoint_every_n_steps)
         or is_last):
-      self._check_finite()
+      self._check_loss()
       with phase(time_profile.CHECKPOINTS):
         self._save()
     if self.validation and (
         progress.crossed(previous, step, train_config.eval_every_n_steps)
         or is_last):
-      self._check_finite()
+      self._check_loss()
       with phase(time_profile.VALIDATION):
         self._apply_masks()
         self.validation.run(step, self.checkpoint.write)

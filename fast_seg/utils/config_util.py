@@ -142,7 +142,9 @@ def load_pipeline_config(path, overrides=(), appends=()):
     overrides: text-format snippets merged on top, e.g.
       "train_config { num_steps: 10 }": a value given replaces the file's,
       a repeated field given replaces the whole list (the Object Detection
-      API's override semantics), messages merge field by field.
+      API's override semantics), messages merge field by field; a length
+      in train_config (num_steps or num_epochs) replaces the file's other
+      one.
     appends: snippets merged after the overrides with protobuf's own Merge:
       repeated fields are appended to (e.g. one more TFRecord glob).
 
@@ -171,26 +173,48 @@ def load_pipeline_config(path, overrides=(), appends=()):
   # The file's own paths only: an override's are typed from the shell.
   _resolve_beside(config, os.path.dirname(path))
   for i, override in enumerate(overrides or ()):
-    source = f"--config_override #{i + 1} ({override!r})"
-    snippet = pipeline_pb2.PipelineConfig()
-    try:
-      text_format.Merge(override, snippet)
-    except text_format.ParseError as e:
-      raise ConfigError(f"{source}: {e}") from None
-    migrate_deprecated_fields(snippet, source, base=config)
-    merge_replacing_lists(snippet, config)
+    merge_replacing_lists(_snippet(
+        override, f"--config_override #{i + 1} ({override!r})", config), config)
   for i, append in enumerate(appends or ()):
-    source = f"--config_append #{i + 1} ({append!r})"
-    # Parsed apart, like an override, so that its deprecated fields are
-    # migrated before they meet the config's; MergeFrom then appends.
-    snippet = pipeline_pb2.PipelineConfig()
-    try:
-      text_format.Merge(append, snippet)
-    except text_format.ParseError as e:
-      raise ConfigError(f"{source}: {e}") from None
-    migrate_deprecated_fields(snippet, source, base=config)
-    config.MergeFrom(snippet)
+    # MergeFrom appends to the repeated fields.
+    config.MergeFrom(_snippet(
+        append, f"--config_append #{i + 1} ({append!r})", config))
   return config
+
+
+def _snippet(text, source, config):
+  """An override or append parsed apart, ready to merge onto `config`.
+
+  Apart, so that its deprecated fields are migrated before they meet the
+  config's, and a length it gives can drop the config's other one.
+  """
+  snippet = pipeline_pb2.PipelineConfig()
+  try:
+    text_format.Merge(text, snippet)
+  except text_format.ParseError as e:
+    raise ConfigError(f"{source}: {e}") from None
+  migrate_deprecated_fields(snippet, source, base=config)
+  _clear_replaced_length(snippet, config)
+  return snippet
+
+
+def _clear_replaced_length(snippet, config):
+  """A snippet giving the run's length in one unit drops the config's other.
+
+  train_config's length is num_steps or num_epochs. `train_config {
+  num_epochs: 30 }` over a config with num_steps means "30 epochs instead"
+  (as --num_steps means "this many steps instead" of num_epochs), not a
+  second length that disagrees with the first. A file, or one snippet, that
+  sets both is still checked by the run (run_settings.resolve_num_steps).
+  num_epochs: 0 ("num_steps decides") replaces nothing.
+  """
+  if not snippet.HasField("train_config"):
+    return
+  given = snippet.train_config
+  if given.HasField("num_steps") and not given.HasField("num_epochs"):
+    config.train_config.ClearField("num_epochs")
+  elif given.num_epochs and not given.HasField("num_steps"):
+    config.train_config.ClearField("num_steps")
 
 
 def merge_replacing_lists(source, target):

@@ -7,6 +7,7 @@ import pytest
 from fast_seg.data import dataset_info
 from fast_seg.data import synthetic
 from fast_seg.protos import input_reader_pb2
+from tests import helpers
 
 
 def _info(**overrides):
@@ -99,3 +100,32 @@ def test_synthetic_data_records_its_image_sizes(tmp_path):
   synthetic.write_dataset(str(tmp_path), num_train=2, num_val=1, size=32)
   info = dataset_info.load(str(tmp_path / "dataset_info.json"))
   assert info["image_sizes"] == {"train": {"32x32": 2}, "val": {"32x32": 1}}
+
+
+def test_splits_without_labels_by_the_converters_counts():
+  info = _info(class_pixel_frequency={"train": [0.7, 0.3], "val": [0.0, 0.0]})
+  assert dataset_info.splits_without_labels(info, ["d/val-*.tfrecord"]) == ["val"]
+  assert dataset_info.splits_without_labels(
+      info, ["d/train-*.tfrecord", "d/val-*.tfrecord"]) == ["val"]
+  assert dataset_info.splits_without_labels(info, ["d/train-*.tfrecord"]) == []
+  # Unknown: a custom glob, or no frequencies (an older converter).
+  assert dataset_info.splits_without_labels(info, ["d/val-0*.tfrecord"]) == []
+  assert dataset_info.splits_without_labels(_info(), ["d/val-*.tfrecord"]) == []
+
+
+def test_a_zero_byte_file_among_the_shards_is_named(tmp_path):
+  synthetic.write_dataset(str(tmp_path), num_train=3, num_val=2, size=16,
+                          num_shards=1)
+  empty = tmp_path / "train-00001-of-00001.tfrecord"
+  empty.write_bytes(b"")
+  glob = f"{tmp_path}/train-*.tfrecord"
+  assert dataset_info.describe_globs([glob]) == [
+      f"  {glob}: 2 files (1 of them empty), 3 examples"]
+  reader = input_reader_pb2.InputReader(tf_record_input_path=[glob])
+  with pytest.raises(ValueError) as error:
+    dataset_info.load_for_reader(reader, helpers.model_config(num_classes=6),
+                                 "train_input_reader")
+  assert str(error.value) == (
+      f"train_input_reader.tf_record_input_path: {empty} is empty (0 bytes, "
+      f"no record) among the 2 files of '{glob}'; copy or convert it again, "
+      "or remove it")

@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from fast_seg.builders import losses_builder
 from fast_seg.data import dataset_info
 from fast_seg.training import run_settings
@@ -84,3 +86,47 @@ def test_a_crop_larger_than_every_image_is_said_before_step_one(tiny_dataset):
   resized = ("data_augmentation_options { fixed_resize { height: 32 width: 32 "
              "} } " + crop)
   assert _facts_warning(_crop_config(tiny_dataset, resized)) is None
+
+
+def test_num_steps_zero_is_an_error_not_unset(tiny_dataset):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset))
+  with pytest.raises(ValueError, match=r"^--num_steps must be >= 1, got 0$"):
+    run_settings.as_run_config(config, 0)
+  assert run_settings.as_run_config(config, None).train_config.num_steps == 4
+  assert run_settings.as_run_config(config, 3).train_config.num_steps == 3
+
+
+@pytest.mark.parametrize("factor, ok", [
+    (0, True), (1000, True), (1.5, True), (1, False), (0.5, False),
+    (-3, False), (float("nan"), False)])
+def test_divergence_factor_is_off_or_over_one(tiny_dataset, factor, ok):
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset))
+  assert config.train_config.divergence_factor == 1000  # the default
+  config.train_config.divergence_factor = factor
+  strategy = run_settings.build_strategy("one_device")
+  if ok:
+    run_settings.check_train_config(config, strategy)
+  else:
+    with pytest.raises(ValueError, match=r"train_config\.divergence_factor "
+                       r"must be 0 \(off\) or > 1"):
+      run_settings.check_train_config(config, strategy)
+
+
+def test_training_refuses_a_split_without_labels_and_warns_of_one(
+    tiny_dataset, tmp_path, caplog):
+  info = dataset_info.load(str(tiny_dataset))
+  info["class_pixel_frequency"]["val"] = [0.0] * 6
+  path = dataset_info.write(str(tmp_path), info)
+  config = helpers.pipeline_config(helpers.train_pipeline_text(tiny_dataset))
+  globs = config.train_input_reader.tf_record_input_path
+  globs[:] = [str(tmp_path / "val-*.tfrecord")]
+  with pytest.raises(ValueError) as error:
+    run_settings.check_labelled(config, info, path)
+  assert str(error.value).startswith(
+      "train_input_reader: every label pixel of split val is the ignore "
+      f"label (per {path}: no labelled pixel); there is nothing to train on")
+  globs.insert(0, str(tmp_path / "train-*.tfrecord"))
+  caplog.set_level(logging.WARNING, logger="absl")
+  assert run_settings.check_labelled(config, info, path).endswith(
+      "; those images add nothing to the loss")
+  assert run_settings.check_labelled(config, None, None) is None

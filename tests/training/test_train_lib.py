@@ -328,7 +328,7 @@ def test_train_function_counts_every_step_of_a_call(tiny_dataset, tmp_path):
   losses = trainer.train_function(trainer.distribute(dataset))
   assert not np.isfinite(float(losses[fields.LossFields.total]))
   assert int(trainer.step.numpy()) == 2
-  assert int(trainer.nonfinite_losses.numpy()) == 2
+  assert int(trainer.loss_guard.nonfinite_steps.numpy()) == 2
 
 
 def test_memory_saving_trains(tiny_dataset, tmp_path):

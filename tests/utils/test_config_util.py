@@ -236,3 +236,33 @@ def test_fine_tune_checkpoint_outside_the_folder_is_kept(tmp_path,
   assert config_util.load_pipeline_config(path, [
       'train_config { fine_tune_checkpoint: "runs/ckpt-5" }'
   ]).train_config.fine_tune_checkpoint == "runs/ckpt-5"
+
+
+# -- the run's length ----------------------------------------------------------
+
+
+def _length(train_fields, overrides=(), appends=(), tmp_path=None):
+  path = tmp_path / "length.config"
+  path.write_text(DEMO_CONFIG.read_text().replace(
+      "train_config {", "train_config {\n  " + train_fields, 1))
+  train = config_util.load_pipeline_config(str(path), overrides, appends).train_config
+  return (train.num_steps if train.HasField("num_steps") else None,
+          train.num_epochs if train.HasField("num_epochs") else None)
+
+
+def test_an_override_in_one_unit_replaces_the_files_other(tmp_path):
+  assert "num_steps" in DEMO_CONFIG.read_text()  # the file gives steps
+  epochs = "train_config { num_epochs: 30 }"
+  assert _length("", [epochs], tmp_path=tmp_path) == (None, 30.0)
+  assert _length("", appends=[epochs], tmp_path=tmp_path) == (None, 30.0)
+  # Steps over epochs likewise; both in one snippet are kept for the check.
+  assert _length("num_epochs: 3", ["train_config { num_steps: 9 }"],
+                 tmp_path=tmp_path) == (9, None)
+  assert _length("", ["train_config { num_steps: 9 num_epochs: 3 }"],
+                 tmp_path=tmp_path) == (9, 3.0)
+  # num_epochs: 0 means "num_steps decides": it replaces nothing.
+  steps, _ = _length("", ["train_config { num_epochs: 0 }"], tmp_path=tmp_path)
+  assert steps is not None
+  # A file with both keeps both (the run refuses them if they disagree).
+  assert _length("num_epochs: 3", tmp_path=tmp_path)[1] == 3.0
+  assert _length("num_epochs: 3", tmp_path=tmp_path)[0] is not None
