@@ -37,11 +37,11 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   # First: MultiWorkerMirroredStrategy must be created before other TF work.
   strategy = run_settings.build_strategy(strategy)
   pipeline_check.check(config, "train", strategy)
-  chief = strategy.extended.should_checkpoint
-  if chief:
-    config_util.save_pipeline_config(config, logdir)
   trainer = trainer_lib.Trainer(config, logdir, strategy)
-  if chief:
-    # Again: the as-run config has the computed steps and class weights.
+  # Saved once the Trainer stands: a run that cannot start leaves no config
+  # in a new logdir, nor its own over the one that a resumed logdir's
+  # checkpoints were trained with (the Trainer checks that they fit). The
+  # as-run config has the computed steps and class weights.
+  if strategy.extended.should_checkpoint:
     config_util.save_pipeline_config(trainer.config, logdir)
   return trainer.train(trainer.config.train_config.num_steps)
