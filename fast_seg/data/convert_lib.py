@@ -228,7 +228,8 @@ class Converter:
     # A dataset's root may be the archive's folder inside --input_dir.
     given = (("--images_dir", getattr(self, "images_dir", None)),
              ("--input_dir", getattr(self, "root", None)))
-    return ", ".join(f"{flag} {path}" for flag, path in given if path)
+    return (", ".join(f"{flag} {path}" for flag, path in given if path)
+            or "its input folders")
 
   def filter_reason(self, label):  # pylint: disable=useless-return
     """Why a valid pair is left out (e.g. too few whitelisted classes), or None."""
