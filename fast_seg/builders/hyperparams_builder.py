@@ -69,22 +69,27 @@ def _build_initializer(config):
   return keras.initializers.GlorotUniform()
 
 
-def _build_regularizer(config):
+def _build_regularizer(config, field_path):
   which = config.WhichOneof("regularizer_oneof")
   if which is None:
     return None
+  weight = getattr(config, which).weight
+  if weight < 0:  # Keras takes it, and the penalty then rewards large weights
+    raise ValueError(f"{field_path}.{which}.weight must be >= 0, got {weight}")
   if which == "l2_regularizer":
     # Keras l2 adds weight * sum(w^2); slim's l2 added weight * sum(w^2) / 2.
-    return keras.regularizers.L2(config.l2_regularizer.weight)
-  return keras.regularizers.L1(config.l1_regularizer.weight)
+    return keras.regularizers.L2(weight)
+  return keras.regularizers.L1(weight)
 
 
-def build(config):
+def build(config, field_path="hyperparams"):
   """Builds a ConvHyperparams from a Hyperparams proto.
 
   Args:
     config: hyperparams_pb2.Hyperparams. Unset parts use He initialisation,
       no regularizer and the BatchNorm defaults.
+    field_path: where `config` sits in the pipeline, for error messages
+      (e.g. 'model.icnet.hyperparams').
 
   Returns:
     ConvHyperparams.
@@ -92,15 +97,16 @@ def build(config):
   Raises:
     ValueError: config is not a Hyperparams proto or a value is out of range.
   """
-  config_util.check_type(config, hyperparams_pb2.Hyperparams, "hyperparams")
+  config_util.check_type(config, hyperparams_pb2.Hyperparams, field_path)
   bn = config.batch_norm
   if not 0.0 <= bn.decay < 1.0:
     raise ValueError(
-        f"hyperparams.batch_norm.decay must be in [0, 1), got {bn.decay}")
+        f"{field_path}.batch_norm.decay must be in [0, 1), got {bn.decay}")
   if bn.epsilon <= 0.0:
     raise ValueError(
-        f"hyperparams.batch_norm.epsilon must be > 0, got {bn.epsilon}")
+        f"{field_path}.batch_norm.epsilon must be > 0, got {bn.epsilon}")
   return ConvHyperparams(
       initializer_config=config.initializer,
-      regularizer=_build_regularizer(config.regularizer),
+      regularizer=_build_regularizer(config.regularizer,
+                                     f"{field_path}.regularizer"),
       bn_decay=bn.decay, bn_epsilon=bn.epsilon, bn_train=bn.train)

@@ -29,6 +29,7 @@ from fast_seg.data import tf_example
 from fast_seg.protos import input_reader_pb2
 from fast_seg.protos import preprocessor_pb2
 from fast_seg.utils import config_util
+from fast_seg.utils import memory
 
 _IN = standard_fields.InputFields
 
@@ -170,6 +171,10 @@ def _check_training_batch(config, batch_size, augmentations, padded_size,
         "all have one size: add a random_crop or fixed_resize step to "
         "train_config.data_augmentation_options (after any random_scale), "
         "or use batch_size 1")
+  size, source = preprocessor_builder.fixed_size_and_source(augmentations)
+  if size is not None:
+    memory.check_batch_fits(batch_size, size,
+                            f"train_config.batch_size x {source}")
 
 
 def _check_eval_batch(batch_size, augmentations, padded_size, field_name):
@@ -183,12 +188,20 @@ def _check_eval_batch(batch_size, augmentations, padded_size, field_name):
         "eval_config.padded_height/padded_width to batch padded images, or "
         "resize them to one size with eval_config.preprocessing")
   if padded_size is None:
+    size, source = preprocessor_builder.fixed_size_and_source(
+        augmentations, "eval_config.preprocessing")
+    if size is not None:
+      memory.check_batch_fits(batch_size, size,
+                              f"{field_name}.batch_size x {source}")
     return None
   padded_size = tuple(int(v) for v in padded_size)
   if len(padded_size) != 2 or min(padded_size) < 1:
     raise ValueError(
         "eval_config.padded_height/padded_width must both be >= 1, got "
         f"{padded_size}")
+  memory.check_batch_fits(
+      batch_size, padded_size,
+      f"{field_name}.batch_size x eval_config.padded_height/padded_width")
   return padded_size
 
 

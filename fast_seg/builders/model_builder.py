@@ -33,9 +33,6 @@ def build_binary_output(arch, path):
   if bad:
     raise ValueError(f"{field}.foreground_class_ids {bad} are not class ids "
                      f"(0..{arch.num_classes - 1})")
-  if arch.num_classes < 2:
-    raise ValueError(f"{path}.num_classes must be >= 2 for a binary model "
-                     "(background and foreground)")
   if not 0.0 < config.threshold < 1.0:
     raise ValueError(
         f"{field}.threshold must be in (0, 1), got {config.threshold}")
@@ -43,9 +40,21 @@ def build_binary_output(arch, path):
 
 
 def _check_required_fields(arch, path):
-  """num_classes and feature_extractor are set; ignore_label is no class."""
+  """num_classes (>= 2) and feature_extractor are set; ignore_label is no
+  class.
+
+  One class is refused: a softmax over one class predicts class 0 at every
+  pixel whatever its weights, so such a model trains, evaluates and exports
+  without error and is useless. One foreground class is two classes.
+  """
   if not arch.HasField("num_classes") or arch.num_classes < 1:
-    raise ValueError(f"{path}.num_classes must be set to a value >= 1")
+    raise ValueError(f"{path}.num_classes must be set to a value >= 2")
+  if arch.num_classes < 2:
+    raise ValueError(
+        f"{path}.num_classes is {arch.num_classes}, but a model needs >= 2 "
+        "classes (a softmax over one class can only predict it); for one "
+        "class against the rest set num_classes: 2 (background and the "
+        f"class), and {path}.binary_output {{}} for one sigmoid channel")
   if 0 <= arch.ignore_label < arch.num_classes:
     raise ValueError(
         f"{path}.ignore_label ({arch.ignore_label}) is a class id "
@@ -76,7 +85,8 @@ def _shared_arguments(arch, path, default_aux_weights):
     dict of the keyword arguments every SegmentationModel takes.
   """
   binary_output = build_binary_output(arch, path)
-  conv_hyperparams = hyperparams_builder.build(arch.hyperparams)
+  conv_hyperparams = hyperparams_builder.build(arch.hyperparams,
+                                              f"{path}.hyperparams")
   extractor = feature_extractor_builder.build(
       arch.feature_extractor, conv_hyperparams, f"{path}.feature_extractor")
   loss = losses_builder.build(

@@ -26,6 +26,7 @@ def build(config, num_steps, field_path="train_config.optimizer"):
   c = getattr(config, which)
   schedule = learning_rate_builder.build(
       c.learning_rate, num_steps, f"{field_path}.{which}.learning_rate")
+  _check_values(c, f"{field_path}.{which}")
   if which == "momentum_optimizer":
     optimizer = keras.optimizers.SGD(
         learning_rate=schedule, momentum=c.momentum, nesterov=c.use_nesterov)
@@ -40,3 +41,27 @@ def build(config, num_steps, field_path="train_config.optimizer"):
   else:
     optimizer = keras.optimizers.SGD(learning_rate=schedule)
   return optimizer, schedule
+
+
+
+# The allowed values of the optimizers' own fields. Keras checks only SGD's
+# momentum, without naming the field; Adam's bias correction divides by
+# 1 - beta**t, so a beta of 1 trains to NaN.
+_ALLOWED = {
+    "momentum": ("in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+    "beta_1": ("in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "beta_2": ("in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "epsilon": ("> 0", lambda v: v > 0.0),
+    "weight_decay": (">= 0", lambda v: v >= 0.0),
+}
+
+
+def _check_values(config, field_path):
+  """Raises a ValueError naming the first optimizer field out of range."""
+  for field in config.DESCRIPTOR.fields:
+    if field.name in _ALLOWED:
+      allowed, is_allowed = _ALLOWED[field.name]
+      value = getattr(config, field.name)
+      if not is_allowed(value):
+        raise ValueError(
+            f"{field_path}.{field.name} must be {allowed}, got {value:g}")

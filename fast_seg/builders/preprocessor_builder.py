@@ -294,7 +294,14 @@ def fixed_output_size(step_configs, field_path=DEFAULT_FIELD_PATH):
   Raises:
     ValueError: a fixed_row_crop removes every row of the fixed size.
   """
-  size = None
+  return fixed_size_and_source(step_configs, field_path)[0]
+
+
+def fixed_size_and_source(step_configs, field_path=DEFAULT_FIELD_PATH):
+  """fixed_output_size, and the field of the step that set it (e.g.
+  'train_config.data_augmentation_options[0].random_crop'), or (None, None).
+  """
+  size, source = None, None
   for i, config in enumerate(step_configs):
     which = config.WhichOneof(_ONEOF)
     if which == "random_crop":
@@ -310,9 +317,14 @@ def fixed_output_size(step_configs, field_path=DEFAULT_FIELD_PATH):
                f"removes {crop.top} + {crop.bottom} rows but the height at "
                f"that point is {size[0]}")
       size = (size[0] - crop.top - crop.bottom, size[1])
+      continue
     elif which in _VARIABLE_SIZE_STEPS:
-      size = None
-  return size
+      size, source = None, None
+      continue
+    else:
+      continue
+    source = f"{field_path}[{i}].{which}"
+  return size, source
 
 
 def ends_with_fixed_size(step_configs):

@@ -296,8 +296,9 @@ def _check_listing(converter, samples, problems, on_error):
         _raise(problems[split][0])
   for split in samples:
     if not samples[split] and not problems[split]:
-      raise ValueError(f"no {split} images found for {converter.name} under "
-                       f"the input directory")
+      raise convert_lib.LayoutError(
+          f"no {split} images found for --dataset {converter.name} in "
+          f"{converter.source_text(split)}")
 
 
 def _start_workers(converter, workers):

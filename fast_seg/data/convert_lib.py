@@ -221,6 +221,16 @@ class Converter:
     """
     raise NotImplementedError
 
+  def source_text(self, split):
+    """Where `split`'s images were looked for, as the flags that name the
+    folders ('--images_dir photos'), for the message when there are none."""
+    del split  # the folder converter's list files are per split
+    # A dataset's root may be the archive's folder inside --input_dir.
+    given = (("--images_dir", getattr(self, "images_dir", None)),
+             ("--input_dir", getattr(self, "root", None)))
+    return (", ".join(f"{flag} {path}" for flag, path in given if path)
+            or "its input folders")
+
   def filter_reason(self, label):  # pylint: disable=useless-return
     """Why a valid pair is left out (e.g. too few whitelisted classes), or None."""
     del label

@@ -24,6 +24,7 @@ from fast_seg.export import tflite_format
 from fast_seg.export import onnx_format  # pylint: disable=unused-import
 from fast_seg.export import coreml_format  # pylint: disable=unused-import
 from fast_seg.export import serving
+from fast_seg.utils import memory
 
 # Always written: the converters start from the SavedModel.
 DEFAULT_FORMATS = ("saved_model", "frozen_graph")
@@ -136,8 +137,11 @@ class ExportRequest:
                        f"{dtype.max}; the model has {num_classes} classes")
 
   def _check_input_shape(self):
-    """Only some formats take an input of rank 3 or of dynamic size."""
+    """Only some formats take an input of rank 3 or of dynamic size; a
+    static one must fit in memory (the export runs the model on it)."""
     if not self.flexible_input:
+      batch, height, width, _ = self.input_shape
+      memory.check_batch_fits(batch, (height, width), "--input_shape")
       return
     rigid = [f for f in self.formats
              if not export_formats.writer(f).flexible_input]

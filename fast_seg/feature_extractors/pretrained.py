@@ -24,6 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
+from fast_seg.utils import checkpoint_util
 
 WeightsFormat = base.WeightsFormat
 
@@ -115,7 +116,8 @@ def _read_slim(name_map, path, targets):
     if problem:
       problems.append(problem)
       continue
-    assignments.append((var, reader.get_tensor(name)))
+    with checkpoint_util.reading(path):  # a shard failing its checksum
+      assignments.append((var, reader.get_tensor(name)))
   if scale_free:
     logging.info("%s has no BatchNorm/gamma for %d batch norms (slim's "
                  "scale=False); their gamma is set to 1", path,

@@ -170,14 +170,16 @@ def check_state(checkpoint_path, technique):
     raise _no_state_error(path, technique)
 
 
-def _assign(reader, found, missing, problem):
-  """Assigns every found variable its checkpoint value, or names the missing."""
+def _assign(reader, found, missing, problem, path):
+  """Assigns every found variable its value in checkpoint `path`, or names
+  the missing."""
   if missing:
     raise ValueError(
         f"{problem} ({len(missing)} missing or mismatched: "
         f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''})")
-  for variable, key in found:
-    variable.assign(reader.get_tensor(key))
+  with checkpoint_util.reading(path):
+    for variable, key in found:
+      variable.assign(reader.get_tensor(key))
 
 
 def _is_pruning_wrapper(layer):
@@ -284,7 +286,7 @@ class Compression:
     if not found:
       return False
     _assign(reader, found, missing, f"checkpoint {path} holds {self.technique} "
-            "state that does not fit the model")
+            "state that does not fit the model", path)
     return True
 
   def restore(self, checkpoint_path):
@@ -299,7 +301,7 @@ class Compression:
     found, missing = self._restore_group(reader, checkpoint_util.MODEL_KEY,
                                          self.variables)
     _assign(reader, found, missing,
-            f"checkpoint {path} does not fit the model")
+            f"checkpoint {path} does not fit the model", path)
     if not self.restore_state(path):
       raise _no_state_error(path, self.technique)
 

@@ -47,8 +47,10 @@ def train(pipeline_config, logdir, num_steps=None, strategy="one_device"):
   chief = strategy.extended.should_checkpoint
   # One run per logdir: the chief writes it (other workers only read it).
   with (run_lock.held(logdir) if chief else contextlib.nullcontext()):
-    # Checks the data before anything is written: a run refused here leaves
-    # no new logdir behind (the lock removes the folder it made).
+    # Checks the data, and that a resumed logdir's checkpoints fit the
+    # model, before anything is written: a run refused here leaves no new
+    # logdir behind (the lock removes the folder it made), nor its config
+    # over the one the checkpoints were trained with.
     trainer = trainer_lib.Trainer(config, logdir, strategy)
     if chief:
       # The as-run config: with the computed steps and class weights.

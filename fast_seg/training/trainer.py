@@ -80,6 +80,7 @@ class Trainer:
     (self.dataset_info_path, self.examples_per_epoch,
      self.palette) = run_settings.read_dataset_facts(self.config)
     self._build_model_and_optimizer()
+    self._check_resumable()
     self._make_checkpoint_manager()
     self.trainable_variables = self._select_trainable_variables()
     self.train_function, self._train_steps = self._make_train_function()
@@ -209,12 +210,9 @@ class Trainer:
     # into its own temp dir but resumes from the chief's checkpoints.
     latest = tf.train.latest_checkpoint(self.logdir)
     if latest:
-      checkpoint_util.open_reader(latest)  # a damaged one: a named error
-    if latest and self.compression:
-      self._restore_compressed(latest)
-    elif latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-    if latest:
+      # A shard failing its checksum shows only as its tensors are read.
+      with checkpoint_util.reading(latest, self._damaged_advice(latest)):
+        self._restore(latest)
       logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
       return int(self.step.numpy())
     self._load_imagenet_weights()
@@ -223,6 +221,38 @@ class Trainer:
     if self.compression:
       self.compression.load_float_weights()
     return 0
+
+  def _restore(self, latest):
+    if self.compression:
+      self._restore_compressed(latest)
+    else:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+
+  def _check_resumable(self):
+    """The logdir's latest checkpoint can be read and fits this model.
+
+    Checked before train_lib saves this run's config over the one the
+    checkpoint was trained with, so a changed num_classes or filter_scale
+    ends in one line that names both shapes, not TensorFlow's restore error.
+    """
+    latest = tf.train.latest_checkpoint(self.logdir)
+    if not latest:
+      return
+    checkpoint_util.open_reader(latest, self._damaged_advice(latest))
+    if not self.compression:  # a tfmot run's keys are checked on restore
+      checkpoint_util.check_resumable(self.model.keras_model.layers, latest,
+                                      self.logdir)
+
+  def _damaged_advice(self, latest):
+    """What to do about a damaged latest checkpoint of the logdir."""
+    state = tf.train.get_checkpoint_state(self.logdir)
+    name = os.path.basename(latest)
+    earlier = [os.path.basename(p) for p in
+               (state.all_model_checkpoint_paths if state else ())]
+    earlier = [p for p in earlier if p != name]
+    resume = (f"delete {name}.* to resume from {earlier[-1]}, " if earlier
+              else "")
+    return f"; {resume}or train in a new --logdir"
 
   def _load_imagenet_weights(self):
     """The backbone's ImageNet weights, if given; else says it starts cold."""
@@ -243,7 +273,14 @@ class Trainer:
                    extractor_config.weights_path)
 
   def _fine_tune(self):
-    """train_config.fine_tune_checkpoint's layers, by its checkpoint type."""
+    """train_config.fine_tune_checkpoint's layers, by its checkpoint type;
+    a checkpoint that cannot be read or does not fit names the field."""
+    try:
+      self._restore_fine_tune_layers()
+    except ValueError as e:
+      raise ValueError(f"train_config.fine_tune_checkpoint: {e}") from None
+
+  def _restore_fine_tune_layers(self):
     kind = self.train_config.fine_tune_checkpoint_type
     count = checkpoint_util.restore_layers(
         self.model.restore_layers(kind), self.train_config.fine_tune_checkpoint)

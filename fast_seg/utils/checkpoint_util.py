@@ -7,6 +7,7 @@ a 1.0 model -> a pruned one), and a missing or mismatched weight can be
 reported by name.
 """
 
+import contextlib
 import json
 import os
 
@@ -47,20 +48,75 @@ def resolve_checkpoint(path):
   return path
 
 
-def open_reader(path):
+def damaged_error(path, error, advice=""):
+  """The ValueError for checkpoint `path` whose files cannot be read."""
+  reason = (error.message if isinstance(error, tf.errors.OpError)
+            else str(error))
+  reason = (reason.strip().splitlines()[0] if reason.strip()
+            else type(error).__name__)
+  return ValueError(f"checkpoint {path} cannot be read ({reason}); its files "
+                    f"are damaged or not a TensorFlow checkpoint{advice}")
+
+
+@contextlib.contextmanager
+def reading(path, advice=""):
+  """Turns TensorFlow's errors while reading checkpoint `path` into one
+  ValueError naming it, followed by `advice` (what to do instead).
+
+  Opening a checkpoint reads only its index: a data shard with flipped
+  bytes ("Checksum does not match") fails when a tensor is read, so every
+  read is made inside this.
+  """
+  try:
+    yield
+  except tf.errors.OpError as e:
+    raise damaged_error(path, e, advice) from None
+
+
+def open_reader(path, advice=""):
   """tf.train.load_checkpoint, with a readable error for a damaged checkpoint.
 
   Raises:
     ValueError: naming the checkpoint, when its files cannot be read
-      (truncated, overwritten, not a checkpoint at all).
+      (truncated, overwritten, not a checkpoint at all), then `advice`.
   """
   try:
     return tf.train.load_checkpoint(path)
   except (tf.errors.OpError, ValueError) as e:
-    reason = (e.message if isinstance(e, tf.errors.OpError) else str(e))
-    reason = reason.strip().splitlines()[0] if reason.strip() else type(e).__name__
-    raise ValueError(f"checkpoint {path} cannot be read ({reason}); its files "
-                     "are damaged or not a TensorFlow checkpoint") from None
+    raise damaged_error(path, e, advice) from None
+
+
+def _fit_problems(layers, shapes):
+  """(problems, [(weight, key)]): what of `layers` the checkpoint whose
+  variable shapes are `shapes` lacks or holds in another shape."""
+  problems, assignments = [], []
+  for layer in layers:
+    for weight in layer.weights:
+      key = weight_key(layer, weight)
+      if key not in shapes:
+        problems.append(f"missing: {layer.name}/{key.split('/')[2]}")
+      elif tuple(shapes[key]) != tuple(weight.shape):
+        problems.append(
+            f"shape mismatch: {layer.name}/{key.split('/')[2]}: checkpoint "
+            f"{tuple(shapes[key])}, model {tuple(weight.shape)}")
+      else:
+        assignments.append((weight, key))
+  return problems, assignments
+
+
+def check_resumable(layers, path, logdir):
+  """Raises a one-line ValueError when a run's checkpoint does not fit the
+  model that would resume from it (another num_classes, filter_scale or
+  architecture), before TensorFlow's restore says it in its own words
+  with a warning per unmatched variable."""
+  problems, _ = _fit_problems(layers, open_reader(path).get_variable_to_shape_map())
+  if problems:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise ValueError(
+        f"--logdir {logdir}: its checkpoint {os.path.basename(path)} does not "
+        f"fit the model of this config: {problems[0]}{more}; resume with the "
+        f"config it was trained with ({os.path.join(logdir, 'pipeline.config')}) "
+        "or train in a new --logdir")
 
 
 def restore_layers(layers, checkpoint_path):
@@ -79,28 +135,18 @@ def restore_layers(layers, checkpoint_path):
   """
   path = resolve_checkpoint(checkpoint_path)
   reader = open_reader(path)
-  shapes = reader.get_variable_to_shape_map()
-  problems, assignments = [], []
-  for layer in layers:
-    for weight in layer.weights:
-      key = weight_key(layer, weight)
-      if key not in shapes:
-        problems.append(f"missing: {layer.name}/{key.split('/')[2]}")
-      elif tuple(shapes[key]) != tuple(weight.shape):
-        problems.append(
-            f"shape mismatch: {layer.name}/{key.split('/')[2]}: checkpoint "
-            f"{tuple(shapes[key])}, model {tuple(weight.shape)}")
-      else:
-        assignments.append((weight, key))
+  problems, assignments = _fit_problems(
+      layers, reader.get_variable_to_shape_map())
   if problems:
     shown = "\n  ".join(problems[:20])
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
     raise ValueError(
         f"checkpoint {path} does not fit the model ({len(problems)} problems; "
         f"a different architecture, num_classes or filter_scale?):\n  {shown}{more}")
-  for weight, key in assignments:
-    # A weights-only checkpoint may store float16 (model_zoo/): widen it.
-    weight.assign(tf.cast(reader.get_tensor(key), weight.dtype))
+  with reading(path):
+    for weight, key in assignments:
+      # A weights-only checkpoint may store float16 (model_zoo/): widen it.
+      weight.assign(tf.cast(reader.get_tensor(key), weight.dtype))
   return len(assignments)
 
 
@@ -109,7 +155,8 @@ def checkpoint_step(path):
   reader = open_reader(path)
   key = "step/.ATTRIBUTES/VARIABLE_VALUE"
   if reader.has_tensor(key):
-    return int(reader.get_tensor(key))
+    with reading(path):
+      return int(reader.get_tensor(key))
   return int(path.rsplit("-", 1)[-1])
 
 
@@ -122,15 +169,17 @@ def restore_matching_layers(layers, checkpoint_path):
   Returns:
     (names of the restored layers, names of the layers left as they are).
   """
-  reader = open_reader(resolve_checkpoint(checkpoint_path))
+  path = resolve_checkpoint(checkpoint_path)
+  reader = open_reader(path)
   shapes = reader.get_variable_to_shape_map()
   restored, skipped = [], []
   for layer in layers:
     keys = [weight_key(layer, w) for w in layer.weights]
     if all(k in shapes and tuple(shapes[k]) == tuple(w.shape)
            for k, w in zip(keys, layer.weights)):
-      for key, weight in zip(keys, layer.weights):
-        weight.assign(reader.get_tensor(key))
+      with reading(path):
+        for key, weight in zip(keys, layer.weights):
+          weight.assign(reader.get_tensor(key))
       restored.append(layer.name)
     else:
       skipped.append(layer.name)

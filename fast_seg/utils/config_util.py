@@ -8,10 +8,12 @@ directory, as configs/ files have always been.
 """
 
 import copy
+import math
 import os
 
 from absl import logging
 import tensorflow as tf
+from google.protobuf import descriptor
 from google.protobuf import text_format
 
 from fast_seg.protos import pipeline_pb2
@@ -68,7 +70,41 @@ def parse_pipeline_config(text, source="<string>"):
     text_format.Parse(text, config)
   except text_format.ParseError as e:
     raise ConfigError(f"{source}: {e}") from None
+  check_finite(config, source)
   return migrate_deprecated_fields(config, source)
+
+
+_FLOAT_TYPES = (descriptor.FieldDescriptor.TYPE_FLOAT,
+                descriptor.FieldDescriptor.TYPE_DOUBLE)
+
+
+def _float_values(message, prefix=""):
+  """(dotted field path, value) of every float set in `message`, nested
+  messages and lists included ('a.b[1].c')."""
+  for field, value in message.ListFields():
+    name = prefix + field.name
+    values = list(value) if field.is_repeated else [value]
+    for i, item in enumerate(values):
+      path = f"{name}[{i}]" if field.is_repeated else name
+      if field.message_type is not None:
+        yield from _float_values(item, path + ".")
+      elif field.type in _FLOAT_TYPES:
+        yield path, item
+
+
+def check_finite(config, source):
+  """Raises ConfigError naming the first float field of `config` that is
+  nan or inf.
+
+  Text format reads `nan` and `inf` as floats, and no fast_seg field means
+  anything by them; unchecked they reach Keras or TensorFlow, which fail
+  without naming the field (a regularizer) or train to a NaN loss (a
+  learning rate, which `<= 0` checks let through).
+  """
+  for path, value in _float_values(config):
+    if not math.isfinite(value):
+      raise ConfigError(f"{source}: {path} is {value}; it must be a finite "
+                        "number")
 
 
 def _legacy_precision(train_config, base_precision):
@@ -193,6 +229,7 @@ def _snippet(text, source, config):
     text_format.Merge(text, snippet)
   except text_format.ParseError as e:
     raise ConfigError(f"{source}: {e}") from None
+  check_finite(snippet, source)
   migrate_deprecated_fields(snippet, source, base=config)
   _clear_replaced_length(snippet, config)
   return snippet

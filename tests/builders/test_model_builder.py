@@ -127,7 +127,13 @@ _LOSS = "loss { softmax_cross_entropy {} }"
 
 @pytest.mark.parametrize("text, message", [
     ('icnet { feature_extractor { type: "mobilenet_v2" } ' + _LOSS + " }",
-     "model.icnet.num_classes must be set to a value >= 1"),
+     "model.icnet.num_classes must be set to a value >= 2"),
+    ('icnet { num_classes: 1 feature_extractor { type: "mobilenet_v2" } '
+     + _LOSS + " }",
+     "model.icnet.num_classes is 1, but a model needs >= 2 classes"),
+    ('mobile_unet { num_classes: 1 feature_extractor { type: "mobilenet_v1" '
+     "} " + _LOSS + " binary_output {} }",
+     "model.mobile_unet.num_classes is 1, but a model needs >= 2 classes"),
     ("icnet { num_classes: 3 " + _LOSS + " }",
      "model.icnet.feature_extractor is not set"),
     ('pspnet { num_classes: 3 ignore_label: 0 feature_extractor { type: '

@@ -25,6 +25,7 @@ import numpy as np
 
 from fast_seg.core import standard_fields as fields
 from fast_seg.data import convert_lib
+from fast_seg.utils import image_files
 from fast_seg.utils import visualization
 
 IGNORE_KEY = "ignore"
@@ -179,6 +180,13 @@ class FolderConverter(convert_lib.Converter):
         return None  # not a label of this layout
       stem = stem[:-len(suffix)]
     return stem
+
+  def source_text(self, split):
+    text = (f"{super().source_text(split)} (files ending "
+            f"{', '.join(image_files.IMAGE_EXTENSIONS)}, in subfolders too)")
+    if split in self.split_lists:
+      text += f" as listed by --{split}_list {self.split_lists[split]}"
+    return text
 
   def list_pairs(self, split):
     """Every pair, or those the split's list names; without lists there is

@@ -35,6 +35,9 @@ _TOKENS = re.compile(r"""
 """, re.VERBOSE)
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
 _CLOSERS = {"{": "}", "<": ">"}
+# Blocks nested deeper than this are refused: TF1 configs nest about 6 deep,
+# and Python's recursion limit would end the parse in a RecursionError.
+MAX_DEPTH = 100
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
@@ -62,6 +65,7 @@ class _Parser:
 
   def __init__(self, tokens, source):
     self._tokens, self._pos, self._source = tokens, 0, source
+    self._depth = 0
 
   def _peek(self, text=None):
     token = self._tokens[self._pos] if self._pos < len(self._tokens) else None
@@ -91,6 +95,16 @@ class _Parser:
         return Message(fields, line)
       fields.extend(self._field())
 
+  def _nested(self, opener, line):
+    """The block `opener` starts, within MAX_DEPTH."""
+    if self._depth >= MAX_DEPTH:
+      raise self._error(opener, f"blocks nested deeper than {MAX_DEPTH}")
+    self._depth += 1
+    try:
+      return self.message(_CLOSERS[opener.text], line)
+    finally:
+      self._depth -= 1
+
   def _field(self):
     name = self._take("a field name")
     if name.kind != "word" or not _NAME.match(name.text):
@@ -99,7 +113,7 @@ class _Parser:
     self._pos += colon
     token = self._take(f"a value of {name.text}")
     if token.text in _CLOSERS:
-      values = [self.message(_CLOSERS[token.text], name.line)]
+      values = [self._nested(token, name.line)]
     elif colon and token.text == "[":
       values = self._list(name)
     elif colon and token.kind in ("word", "string"):
@@ -115,7 +129,7 @@ class _Parser:
     while not self._peek("]"):
       token = self._take(f"the end of the list {name.text}")
       if token.text in _CLOSERS:
-        values.append(self.message(_CLOSERS[token.text], token.line))
+        values.append(self._nested(token, token.line))
       elif token.kind in ("word", "string"):
         values.append(self._scalar(token))
       else:
