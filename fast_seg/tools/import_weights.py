@@ -161,7 +161,8 @@ def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
     output_dir: where to write.
 
   Returns:
-    dict: prefix, num_weights, step (or None), source (the checkpoint read).
+    dict: prefix, num_weights, step (or None), source (the checkpoint
+    read) and model (the built SegmentationModel holding the weights).
 
   Raises:
     ValueError: an unknown source, an unreadable checkpoint, a model the map
@@ -205,10 +206,10 @@ def main(argv):
                              FLAGS.output_dir)
   step = "" if result["step"] is None else f" of step {result['step']}"
   print(f"wrote {result['prefix']} ({result['num_weights']} weights{step} "
-        f"from {result['source']}) and pipeline.config, which builds "
-        f"{SOURCES[FLAGS['from'].value].description}'s graph; evaluate it "
-        f"with eval.py --config_path {FLAGS.output_dir}/pipeline.config "
-        f"--checkpoint {result['prefix']}")
+        f"from {result['source']}, {SOURCES[FLAGS['from'].value].description})"
+        f" and pipeline.config, which builds that project's graph; evaluate "
+        f"it with eval.py --config_path {FLAGS.output_dir}/pipeline.config "
+        f"--checkpoint {result['prefix']} --eval_dir EVAL_DIR")
 
 
 def command():
