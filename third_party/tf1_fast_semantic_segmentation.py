@@ -1,5 +1,6 @@
-"""Name map from fast_seg ICNet layers to the TF1 fast-semantic-segmentation
-project's checkpoints (`model.ckpt-N` written by its train.py).
+"""Name maps from fast_seg ICNet / PSPNet layers to the TF1
+fast-semantic-segmentation project's checkpoints (`model.ckpt-N` written by
+its train.py).
 
 Provenance: the variable names below are those that project's ICNet graph
 creates (oandrienko/fast-semantic-segmentation: architectures/
@@ -18,8 +19,15 @@ F_high); the classifier `Predictions/Conv`; the training-only classifiers
 upsampled first CFF output, 1/8). Every conv but the classifiers has a slim
 BatchNorm and no bias.
 
+Its PSPNet50 (architectures/pspnet_architecture.py, the same trunk on the
+full image): the bins' 1x1 convs `PSPModule/Conv`, `Conv_1`, ... in the order
+of its pooling_factors, then the 3x3 fuse conv `PSPModule/Conv_<number of
+bins>`; the classifier `Predictions/Conv`; the training-only classifier
+`AuxPredictions/AuxOutput` (on block2).
+
 Its filter_scale f divides every width by 1/f (integer division), so a 0.5
-model has exactly the widths of fast_seg's filter_scale 0.5 ResNet ICNet.
+model has exactly the widths of fast_seg's filter_scale 0.5 ResNet ICNet
+(its PSPNet keeps the bins' convs at 512 at every scale).
 """
 
 import re
@@ -56,6 +64,18 @@ def is_training_state(variable_name):
   return bool(_TRAINING_STATE.search(variable_name))
 
 
+def _trunk(layer_name, kind):
+  return TRUNK_SCOPE + tf_slim_checkpoints.resnet_v1_50(layer_name, kind)
+
+
+def _head(scopes, layer_name, kind, model):
+  """The variable of a head conv (or its _bn) listed in `scopes`."""
+  conv = layer_name[:-len("_bn")] if layer_name.endswith("_bn") else layer_name
+  if conv not in scopes:
+    raise KeyError(f"no TF1 {model} checkpoint name for layer '{layer_name}'")
+  return f"{scopes[conv]}/{tf_slim_checkpoints.slim_suffix(kind)}"
+
+
 def icnet(layer_name, kind):
   """TF1 checkpoint variable name for weight `kind` of our ICNet layer.
 
@@ -71,8 +91,29 @@ def icnet(layer_name, kind):
     KeyError: the layer or kind has no counterpart in the checkpoint.
   """
   if layer_name.startswith("resnet_v1_50_"):
-    return TRUNK_SCOPE + tf_slim_checkpoints.resnet_v1_50(layer_name, kind)
-  conv = layer_name[:-len("_bn")] if layer_name.endswith("_bn") else layer_name
-  if conv not in _ICNET_HEADS:
-    raise KeyError(f"no TF1 ICNet checkpoint name for layer '{layer_name}'")
-  return f"{_ICNET_HEADS[conv]}/{tf_slim_checkpoints.slim_suffix(kind)}"
+    return _trunk(layer_name, kind)
+  return _head(_ICNET_HEADS, layer_name, kind, "ICNet")
+
+
+def pspnet(pyramid_bins):
+  """The name map of a PSPNet with these bins (its pooling_factors).
+
+  Args:
+    pyramid_bins: the bins in config order, e.g. (1, 2, 3, 6).
+
+  Returns:
+    A map (layer_name, kind) -> variable name, like `icnet`, e.g.
+    'pspnet_pool_3_conv_bn', 'gamma' -> 'PSPModule/Conv_2/BatchNorm/gamma'.
+  """
+  scopes = {"pspnet_classifier": "Predictions/Conv",
+            "pspnet_aux_classifier": "AuxPredictions/AuxOutput",
+            "pspnet_fuse_conv": f"PSPModule/Conv_{len(pyramid_bins)}"}
+  for i, bins in enumerate(pyramid_bins):
+    scopes[f"pspnet_pool_{bins}_conv"] = (
+        "PSPModule/Conv" + (f"_{i}" if i else ""))
+
+  def name_map(layer_name, kind):
+    if layer_name.startswith("resnet_v1_50_"):
+      return _trunk(layer_name, kind)
+    return _head(scopes, layer_name, kind, "PSPNet")
+  return name_map

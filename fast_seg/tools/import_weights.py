@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
+from fast_seg.meta_architectures import pspnet
 from fast_seg.protos import model_pb2
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import cli
@@ -35,33 +36,23 @@ PREFIX = "model"
 # How many names an error lists of each kind before "... and N more".
 _SHOWN = 8
 
-# What importing from one project needs: the checkpoint name of each of our
-# weights, which file variables are training state, and the config fields
-# that make our graph compute theirs.
+# What importing from one project needs: `adapt` sets the config fields that
+# make our graph compute theirs and returns the name map (third_party/) of
+# that model: (our layer name, weight kind) -> the file's variable name;
+# `is_training_state` tells which file variables are not model weights.
 Source = collections.namedtuple(
-    "Source", ["description", "name_map", "is_training_state", "adapt_config"])
+    "Source", ["description", "adapt", "is_training_state"])
+
+_TF1 = "--from tf1_fast_semantic_segmentation"
 
 
-def _adapt_tf1(model_config):
-  """Sets the fields that reproduce the TF1 project's ICNet graph.
-
-  Raises:
-    ValueError: a model the TF1 map does not cover, named.
-  """
-  which = model_config.WhichOneof("model")
-  if which != "icnet":
-    raise ValueError(
-        f"--from tf1_fast_semantic_segmentation imports ICNet; the config's "
-        f"model is '{which}' (its PSPNet50 is not mapped yet)")
-  icnet = model_config.icnet
-  extractor = icnet.feature_extractor
+def _tf1_trunk(extractor, model_name):
+  """The TF1 project's dilated ResNet50: slim padding, rates 4 and 16."""
   if extractor.type != "resnet_v1_50":
     raise ValueError(
-        "--from tf1_fast_semantic_segmentation imports its ICNet on "
-        f"dilated_resnet50 (type resnet_v1_50); '{extractor.type}' is not "
-        "mapped (its dilated_mobilenet ICNet is not verified)")
-  icnet.interpolation = model_pb2.ICNet.TF1_ALIGN_CORNERS
-  icnet.head_activation = model_pb2.ICNet.RELU6
+        f"{_TF1} imports its {model_name} on dilated_resnet50 (type "
+        f"resnet_v1_50); '{extractor.type}' is not mapped (its "
+        "dilated_mobilenet models are not verified)")
   extractor.slim_explicit_padding = True
   del extractor.stage_dilation_multipliers[:]
   for stage, multiplier in (("block3", 2), ("block4", 4)):
@@ -70,10 +61,32 @@ def _adapt_tf1(model_config):
   extractor.ClearField("weights_path")
 
 
+def _adapt_tf1(model_config):
+  """Sets the fields that reproduce the TF1 project's graph; its name map.
+
+  Raises:
+    ValueError: a model the TF1 maps do not cover, named.
+  """
+  which = model_config.WhichOneof("model")
+  if which not in ("icnet", "pspnet"):
+    raise ValueError(f"{_TF1} imports ICNet and PSPNet; the config's model "
+                     f"is '{which}'")
+  arch = getattr(model_config, which)
+  _tf1_trunk(arch.feature_extractor, which)
+  arch.interpolation = model_pb2.ICNet.TF1_ALIGN_CORNERS
+  arch.head_activation = model_pb2.ICNet.RELU6
+  if which == "icnet":
+    return tf1_fss.icnet
+  arch.bin_conv_depth = 512
+  arch.aux_stage = "block2"
+  return tf1_fss.pspnet(tuple(arch.pyramid_bins) or
+                        pspnet.DEFAULT_PYRAMID_BINS)
+
+
 SOURCES = {
     "tf1_fast_semantic_segmentation": Source(
         "a model.ckpt-N of the TF1 fast-semantic-segmentation project",
-        tf1_fss.icnet, tf1_fss.is_training_state, _adapt_tf1),
+        _adapt_tf1, tf1_fss.is_training_state),
 }
 
 cli.define_config_flags()
@@ -101,20 +114,20 @@ def _listing(label, names):
 class _Plan:
   """Which file variable fills which weight, and what does not fit."""
 
-  def __init__(self, source, model, reader):
+  def __init__(self, name_map, is_training_state, model, reader):
     self.assignments, self.missing, self.mismatched = [], [], []
     shapes = reader.get_variable_to_shape_map()
     used = set()
     for layer in model.keras_model.layers:
       for weight in layer.weights:
-        self._plan_weight(source, layer.name, weight, shapes, used)
+        self._plan_weight(name_map, layer.name, weight, shapes, used)
     self.unmapped = sorted(name for name in shapes if name not in used
-                           and not source.is_training_state(name))
+                           and not is_training_state(name))
 
-  def _plan_weight(self, source, layer_name, weight, shapes, used):
+  def _plan_weight(self, name_map, layer_name, weight, shapes, used):
     kind = _weight_kind(weight)
     try:
-      name = source.name_map(layer_name, kind)
+      name = name_map(layer_name, kind)
     except KeyError:
       self.missing.append(f"{layer_name}/{kind} (no name)")
       return
@@ -174,9 +187,9 @@ def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
   source = SOURCES[source_name]
   path = checkpoint_util.resolve_checkpoint(checkpoint)
   reader = checkpoint_util.open_reader(path)
-  source.adapt_config(pipeline_config.model)
+  name_map = source.adapt(pipeline_config.model)
   model = model_builder.build(pipeline_config.model)
-  plan = _Plan(source, model, reader)
+  plan = _Plan(name_map, source.is_training_state, model, reader)
   message = plan.error(path)
   if message:
     raise ValueError(message)
