@@ -114,9 +114,8 @@ def _listing(label, names):
 class _Plan:
   """Which file variable fills which weight, and what does not fit."""
 
-  def __init__(self, name_map, is_training_state, model, reader):
+  def __init__(self, name_map, is_training_state, model, shapes):
     self.assignments, self.missing, self.mismatched = [], [], []
-    shapes = reader.get_variable_to_shape_map()
     used = set()
     for layer in model.keras_model.layers:
       for weight in layer.weights:
@@ -162,6 +161,36 @@ class _Plan:
     return f"{path} does not fit the config's model: " + "; ".join(parts)
 
 
+def plan(source_name, pipeline_config, shapes, path):
+  """Adapts the config, builds the model and maps the file's variables.
+
+  Args:
+    source_name: a key of SOURCES.
+    pipeline_config: the fast_seg pipeline config (its source fields set).
+    shapes: {variable name: shape} of the file.
+    path: the file, for the message.
+
+  Returns:
+    (model, assignments): the built SegmentationModel and (weight, file
+    variable or None for an absent gamma / beta, kind) for every weight.
+
+  Raises:
+    ValueError: an unknown source, a model its maps do not cover, or
+      variables that do not all map (one line naming them).
+  """
+  if source_name not in SOURCES:
+    raise ValueError(f"--from: unknown project '{source_name}'; allowed: "
+                     f"{', '.join(sorted(SOURCES))}")
+  source = SOURCES[source_name]
+  name_map = source.adapt(pipeline_config.model)
+  model = model_builder.build(pipeline_config.model)
+  mapping = _Plan(name_map, source.is_training_state, model, shapes)
+  message = mapping.error(path)
+  if message:
+    raise ValueError(message)
+  return model, mapping.assignments
+
+
 def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
   """Writes output_dir/model.* and pipeline.config from another project's
   checkpoint.
@@ -181,19 +210,11 @@ def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
     ValueError: an unknown source, an unreadable checkpoint, a model the map
       does not cover, or variables that do not all map (one line).
   """
-  if source_name not in SOURCES:
-    raise ValueError(f"--from: unknown project '{source_name}'; allowed: "
-                     f"{', '.join(sorted(SOURCES))}")
-  source = SOURCES[source_name]
   path = checkpoint_util.resolve_checkpoint(checkpoint)
   reader = checkpoint_util.open_reader(path)
-  name_map = source.adapt(pipeline_config.model)
-  model = model_builder.build(pipeline_config.model)
-  plan = _Plan(name_map, source.is_training_state, model, reader)
-  message = plan.error(path)
-  if message:
-    raise ValueError(message)
-  for weight, name, kind in plan.assignments:
+  model, assignments = plan(source_name, pipeline_config,
+                            reader.get_variable_to_shape_map(), path)
+  for weight, name, kind in assignments:
     if name is None:
       value = np.full(weight.shape, 1.0 if kind == "gamma" else 0.0)
     else:

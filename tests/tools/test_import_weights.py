@@ -146,3 +146,30 @@ def test_refuses_models_the_map_does_not_cover(tmp_path):
   config.model.icnet.feature_extractor.type = "mobilenet_v2"
   with pytest.raises(ValueError, match="'mobilenet_v2' is not mapped"):
     import_weights.import_checkpoint(SOURCE, CHECKPOINT, config, str(tmp_path))
+
+
+def _tf1_variables(path):
+  """{name: shape} of a variables.txt ('name [d0, d1]' lines)."""
+  shapes = {}
+  for line in path.read_text().splitlines():
+    name, shape = line.split(" ", 1)
+    shapes[name] = [int(d) for d in shape.strip("[]").split(",") if d.strip()]
+  return shapes
+
+
+def test_tf1_pspnet_maps_every_variable_of_its_checkpoint():
+  """Names and shapes of a 0.125 PSPNet50 checkpoint of the TF1 code (its
+  18 MB are not kept; the logits were verified outside, docs/migrating.md)."""
+  shapes = _tf1_variables(helpers.REPO_ROOT / "tests" / "data" / "tf1_pspnet"
+                          / "variables.txt")
+  config = config_util.load_pipeline_config(
+      str(helpers.REPO_ROOT / "configs" / "pspnet50_1.0_cityscapes_713.config"),
+      overrides=["model { pspnet { feature_extractor { filter_scale: 0.125 } } }"])
+  model, assignments = import_weights.plan(SOURCE, config, shapes, "psp")
+  names = {name for _, name, _ in assignments}
+  assert names == {n for n in shapes if not n.endswith("/Momentum")
+                   and n != "global_step"}
+  assert len(assignments) == sum(len(layer.weights)
+                                 for layer in model.keras_model.layers)
+  pspnet = config.model.pspnet
+  assert (pspnet.bin_conv_depth, pspnet.aux_stage) == (512, "block2")
