@@ -3,6 +3,7 @@
 tests/data/tf1_icnet/model.ckpt (written by that project's code) -> import
 -> eval.py -> export.py (int8 TFLite) -> predict.py, as a user runs them;
 predict.py's label maps are compared with the TF1 project's own logits.
+Then compress.py and fine-tuning (train.py) start from the import.
 """
 
 import json
@@ -88,3 +89,15 @@ def test_tf1_checkpoint_to_eval_export_and_predict(tmp_path):
     assert labels.shape == (256, 512)
     agreement = np.mean(labels == expected)
     assert agreement >= least, (model.name, agreement)
+
+  pruned = tmp_path / "pruned"
+  _run("compress.py", "--config_path", config, "--checkpoint", imported,
+       "--output_dir", pruned, "--filter_scale", "0.0625")
+  assert "TF1_ALIGN_CORNERS" in (pruned / "pipeline.config").read_text()
+  stdout = _run("train.py", "--config_path", config, "--logdir",
+                tmp_path / "finetune", "--num_steps", "1", "--input_pattern",
+                records, "--config_override",
+                f'train_config {{ batch_size: 1 fine_tune_checkpoint: '
+                f'"{imported / "model"}" fine_tune_checkpoint_type: '
+                'SEGMENTATION }')
+  assert "Training done at step 1" in stdout
