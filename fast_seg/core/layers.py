@@ -203,3 +203,14 @@ class WindowAveragePool(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "bins": self.bins}
+
+
+def pyramid_pooling_layers(tf1_windows):
+  """(pool layer class, ResizeLike mode) of a pyramid pooling module.
+
+  fast_seg's: exact bins (AdaptiveAveragePool), half-pixel resizes back.
+  tf1_windows: the TF1 project's WindowAveragePool and align-corners resizes.
+  """
+  if tf1_windows:
+    return WindowAveragePool, ALIGN_CORNERS
+  return AdaptiveAveragePool, HALF_PIXEL

@@ -26,7 +26,6 @@ from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import base
 from fast_seg.meta_architectures import config_checks
-from fast_seg.protos import model_pb2
 
 AUX_1_8 = "aux_1_8"
 AUX_1_16 = "aux_1_16"
@@ -44,21 +43,23 @@ class ICNet(model.SegmentationModel):
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
                conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
-               binary_output=None, tf1_interpolation=False, relu6_heads=False):
+               binary_output=None, tf1_interpolation=False,
+               head_relu_max=None):
     """See model.SegmentationModel; besides:
 
     Args:
       pyramid_bins: bins of the pyramid pooling.
       tf1_interpolation: the TF1 project's resizes, CFF order and pyramid
         windows (ICNet.Interpolation TF1_ALIGN_CORNERS).
-      relu6_heads: ReLU6 after the pyramid conv and full-res branch convs.
+      head_relu_max: cap of the ReLU after the pyramid conv and the full-res
+        branch convs (6.0: the TF1 project's ReLU6); None: plain ReLU.
     """
     super().__init__(num_classes, ignore_label, feature_extractor,
                      conv_hyperparams, loss, name="icnet",
                      binary_output=binary_output)
     self.pyramid_bins = tuple(pyramid_bins)
     self.tf1_interpolation = tf1_interpolation
-    self.relu6_heads = relu6_heads
+    self.head_relu_max = head_relu_max
 
   @classmethod
   def kwargs_from_config(cls, config, field_path):
@@ -67,20 +68,11 @@ class ICNet(model.SegmentationModel):
         "ICNet (its trunk is split at stride 8 of the half-resolution input)")
     return {"pyramid_bins": config_checks.pyramid_bins(
         config, field_path, DEFAULT_PYRAMID_BINS),
-            "tf1_interpolation": config.interpolation
-                                 == model_pb2.ICNet.TF1_ALIGN_CORNERS,
-            "relu6_heads": config.head_activation == model_pb2.ICNet.RELU6}
+            **config_checks.tf1_graph_kwargs(config)}
 
   def _resize(self, x, factor, name):
     return layers.ResizeByFactor(factor, align_corners=self.tf1_interpolation,
                                  name=name)(x)
-
-  def _head_conv_bn(self, x, filters, kernel_size, name, strides=1):
-    """conv -> BN -> ReLU, or ReLU6 (relu6_heads), for the non-CFF heads."""
-    x = self.conv_bn(x, filters, kernel_size, name=name, strides=strides,
-                     relu=False)
-    return keras.layers.ReLU(max_value=6.0 if self.relu6_heads else None,
-                             name=f"{name}_relu")(x)
 
   def _width(self, depth):
     # The trunk's own rule: the heads shrink like the trunk they sit on.
@@ -102,15 +94,14 @@ class ICNet(model.SegmentationModel):
   def _pyramid_pooling(self, x):
     """ICNet flavour: pool to each bin size, upsample, sum with the input."""
     pooled = [x]
-    pool, mode = layers.AdaptiveAveragePool, layers.HALF_PIXEL
-    if self.tf1_interpolation:
-      pool, mode = layers.WindowAveragePool, layers.ALIGN_CORNERS
+    pool, mode = layers.pyramid_pooling_layers(self.tf1_interpolation)
     for bins in self.pyramid_bins:
       p = pool(bins, name=f"icnet_psp_pool_{bins}")(x)
       pooled.append(layers.ResizeLike(
           mode, name=f"icnet_psp_upsample_{bins}")([p, x]))
     x = keras.layers.Add(name="icnet_psp_sum")(pooled)
-    return self._head_conv_bn(x, self._width(512), 1, name="icnet_psp_conv")
+    return self.conv_bn(x, self._width(512), 1, name="icnet_psp_conv",
+                        relu_max=self.head_relu_max)
 
   def _cascade_feature_fusion(self, f_low, f_high, name):
     """CFF unit; returns the fused feature and the upsampled F_low.
@@ -145,9 +136,9 @@ class ICNet(model.SegmentationModel):
 
     f_full = images
     for i, (depth, stride) in enumerate(((64, 2), (64, 2), (128, 2), (256, 1))):
-      f_full = self._head_conv_bn(f_full, self._width(depth), 3,
-                                  name=f"icnet_full_res_conv{i + 1}",
-                                  strides=stride)
+      f_full = self.conv_bn(f_full, self._width(depth), 3,
+                            name=f"icnet_full_res_conv{i + 1}", strides=stride,
+                            relu_max=self.head_relu_max)
 
     cff1, psp_up = self._cascade_feature_fusion(psp, f_half, "icnet_cff1")
     cff2, cff1_up = self._cascade_feature_fusion(cff1, f_full, "icnet_cff2")

@@ -17,7 +17,6 @@ from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import base
 from fast_seg.meta_architectures import config_checks
-from fast_seg.protos import model_pb2
 
 AUX = "aux"
 DEFAULT_PYRAMID_BINS = (1, 2, 3, 6)
@@ -31,14 +30,15 @@ class PSPNet(model.SegmentationModel):
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
                conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
-               binary_output=None, tf1_interpolation=False, relu6_heads=False,
-               bin_conv_depth=0, aux_stage=None):
+               binary_output=None, tf1_interpolation=False,
+               head_relu_max=None, bin_conv_depth=0, aux_stage=None):
     """See model.SegmentationModel; besides:
 
     Args:
       pyramid_bins: bins of the pyramid pooling.
       tf1_interpolation: the TF1 project's pyramid windows and resizes.
-      relu6_heads: ReLU6 after the bin convs and the fuse conv.
+      head_relu_max: cap of the ReLU after the bin convs and the fuse conv
+        (6.0: the TF1 project's ReLU6); None: plain ReLU.
       bin_conv_depth: width of the bin convs; 0: 512 at filter_scale.
       aux_stage: trunk stage of the aux classifier; None: second-to-last.
     """
@@ -47,7 +47,7 @@ class PSPNet(model.SegmentationModel):
                      binary_output=binary_output)
     self.pyramid_bins = tuple(pyramid_bins)
     self.tf1_interpolation = tf1_interpolation
-    self.relu6_heads = relu6_heads
+    self.head_relu_max = head_relu_max
     self.bin_conv_depth = bin_conv_depth
     self.aux_stage = aux_stage or feature_extractor.stage_names[-2]
 
@@ -58,17 +58,9 @@ class PSPNet(model.SegmentationModel):
                        f"{config.bin_conv_depth}")
     return {"pyramid_bins": config_checks.pyramid_bins(
         config, field_path, DEFAULT_PYRAMID_BINS),
-            "tf1_interpolation": config.interpolation
-                                 == model_pb2.ICNet.TF1_ALIGN_CORNERS,
-            "relu6_heads": config.head_activation == model_pb2.ICNet.RELU6,
+            **config_checks.tf1_graph_kwargs(config),
             "bin_conv_depth": config.bin_conv_depth,
             "aux_stage": config.aux_stage or None}
-
-  def _head_conv_bn(self, x, filters, kernel_size, name):
-    """conv -> BN -> ReLU, or ReLU6 (relu6_heads)."""
-    x = self.conv_bn(x, filters, kernel_size, name=name, relu=False)
-    return keras.layers.ReLU(max_value=6.0 if self.relu6_heads else None,
-                             name=f"{name}_relu")(x)
 
   def _check_aux_stage(self):
     stages = self.feature_extractor.stage_names
@@ -85,18 +77,18 @@ class PSPNet(model.SegmentationModel):
     deep = endpoints[extractor.stage_names[-1]]
     middle = endpoints[self.aux_stage]
     width = extractor.width(512, base.Rounding.BACKBONE)
-    pool, mode = layers.AdaptiveAveragePool, layers.HALF_PIXEL
-    if self.tf1_interpolation:
-      pool, mode = layers.WindowAveragePool, layers.ALIGN_CORNERS
+    pool, mode = layers.pyramid_pooling_layers(self.tf1_interpolation)
     branches = [deep]
     for bins in self.pyramid_bins:
       p = pool(bins, name=f"pspnet_pool_{bins}")(deep)
-      p = self._head_conv_bn(p, self.bin_conv_depth or width, 1,
-                             name=f"pspnet_pool_{bins}_conv")
+      p = self.conv_bn(p, self.bin_conv_depth or width, 1,
+                       name=f"pspnet_pool_{bins}_conv",
+                       relu_max=self.head_relu_max)
       branches.append(layers.ResizeLike(
           mode, name=f"pspnet_pool_{bins}_upsample")([p, deep]))
     x = keras.layers.Concatenate(name="pspnet_concat")(branches)
-    x = self._head_conv_bn(x, width, 3, name="pspnet_fuse_conv")
+    x = self.conv_bn(x, width, 3, name="pspnet_fuse_conv",
+                     relu_max=self.head_relu_max)
     return x, {
         fields.PredictionFields.logits: self.classifier("pspnet_classifier")(x),
         AUX: self.classifier("pspnet_aux_classifier")(middle),
