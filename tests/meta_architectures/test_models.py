@@ -143,9 +143,12 @@ def test_restore_layers_by_fine_tune_type():
      r"model.icnet.loss.enet_weighting_constant applies to class_weighting ENET only; this loss has class_weighting MEDIAN_FREQUENCY"),
     ('icnet { num_classes: 3 ignore_label: 2 feature_extractor { type: "mobilenet_v2" } loss { softmax_cross_entropy {} } }',
      r"ignore_label \(2\) is a class id"),
-    ('pspnet { num_classes: 3 aux_stage: "block4" feature_extractor { type: "resnet_v1_50" filter_scale: 0.125 } loss { softmax_cross_entropy {} } }',
-     r"model.pspnet.aux_stage: 'block4' is not a stage before the last of resnet_v1_50; allowed: stem, block1, block2, block3"),
-    ('pspnet { num_classes: 3 bin_conv_depth: -1 feature_extractor { type: "resnet_v1_50" } loss { softmax_cross_entropy {} } }',
+    ('pspnet { num_classes: 3 aux_stage: "block4" feature_extractor { '
+     'type: "resnet_v1_50" filter_scale: 0.125 } loss { softmax_cross_entropy {} } }',
+     r"model.pspnet.aux_stage: 'block4' is not a stage before the last of "
+     r"resnet_v1_50; allowed: stem, block1, block2, block3"),
+    ('pspnet { num_classes: 3 bin_conv_depth: -1 feature_extractor { '
+     'type: "resnet_v1_50" } loss { softmax_cross_entropy {} } }',
      r"model.pspnet.bin_conv_depth must be >= 0, got -1"),
 ])
 def test_model_builder_errors(text, match):
