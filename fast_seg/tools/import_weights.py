@@ -5,6 +5,7 @@ r"""Imports a model trained by another project as a fast_seg checkpoint.
       --config_path configs/icnet_resnet50_0.5_cityscapes_1024.config \
       --output_dir imported/icnet_0.5
 
+(its PSPNet50 likewise, with configs/pspnet50_1.0_cityscapes_713.config).
 The output folder gets `model.index` / `model.data-*` (every weight of the
 model under its checkpoint key, no optimizer state), a `checkpoint` index and
 the `pipeline.config` that reproduces the other project's graph: eval.py,
