@@ -52,8 +52,10 @@ def _tf1_trunk(extractor, model_name):
   if extractor.type != "resnet_v1_50":
     raise ValueError(
         f"{_TF1} imports its {model_name} on dilated_resnet50 (type "
-        f"resnet_v1_50); '{extractor.type}' is not mapped (its "
-        "dilated_mobilenet models are not verified)")
+        f"resnet_v1_50); '{extractor.type}' is not mapped: its "
+        "dilated_mobilenet trunk is split after expanded_conv_3, ends at "
+        "expanded_conv_15 and keeps Conv and expanded_conv at full width, "
+        "unlike fast_seg's mobilenet_v2 (docs/migrating.md)")
   extractor.slim_explicit_padding = True
   del extractor.stage_dilation_multipliers[:]
   for stage, multiplier in (("block3", 2), ("block4", 4)):
