@@ -144,7 +144,8 @@ def test_refuses_a_config_of_another_model(tmp_path, override, fragment):
 def test_refuses_models_the_map_does_not_cover(tmp_path):
   config = narrow_config()
   config.model.icnet.feature_extractor.type = "mobilenet_v2"
-  with pytest.raises(ValueError, match="'mobilenet_v2' is not mapped: its dilated_mobilenet trunk is split after expanded_conv_3"):
+  with pytest.raises(ValueError, match="'mobilenet_v2' is not mapped: its "
+                     "dilated_mobilenet trunk is split after expanded_conv_3"):
     import_weights.import_checkpoint(SOURCE, CHECKPOINT, config, str(tmp_path))
 
 
