@@ -39,7 +39,9 @@ _MOBILENET_UNIT = re.compile(
     r"^mobilenet_v2_(expanded_conv(?:_\d+)?)_(expand|depthwise|project)(_bn)?$")
 
 
-def _suffix(kind):
+def slim_suffix(kind):
+  """slim's variable suffix of a Keras weight kind: 'gamma' ->
+  'BatchNorm/gamma' (the scope of the conv it follows comes first)."""
   if kind not in _SLIM_SUFFIX:
     raise KeyError(f"unknown weight kind '{kind}'")
   return _SLIM_SUFFIX[kind]
@@ -60,12 +62,12 @@ def resnet_v1_50(layer_name, kind):
   """
   match = _RESNET_STEM.match(layer_name)
   if match:
-    return f"resnet_v1_50/conv1/{_suffix(kind)}"
+    return f"resnet_v1_50/conv1/{slim_suffix(kind)}"
   match = _RESNET_UNIT.match(layer_name)
   if match:
     block, unit, conv, _ = match.groups()
     return (f"resnet_v1_50/block{block}/unit_{unit}/bottleneck_v1/{conv}/"
-            f"{_suffix(kind)}")
+            f"{slim_suffix(kind)}")
   raise KeyError(f"no resnet_v1_50 checkpoint name for layer '{layer_name}'")
 
 
@@ -84,11 +86,11 @@ def mobilenet_v2(layer_name, kind):
   """
   match = _MOBILENET_STEM.match(layer_name)
   if match:
-    return f"MobilenetV2/Conv/{_suffix(kind)}"
+    return f"MobilenetV2/Conv/{slim_suffix(kind)}"
   match = _MOBILENET_UNIT.match(layer_name)
   if match:
     unit, op, _ = match.groups()
-    return f"MobilenetV2/{unit}/{op}/{_suffix(kind)}"
+    return f"MobilenetV2/{unit}/{op}/{slim_suffix(kind)}"
   raise KeyError(f"no MobilenetV2 checkpoint name for layer '{layer_name}'")
 
 
@@ -111,5 +113,5 @@ def mobilenet_v1(layer_name, kind):
   match = _MOBILENET_V1.match(layer_name)
   if match:
     scope, _ = match.groups()
-    return f"MobilenetV1/{scope}/{_suffix(kind)}"
+    return f"MobilenetV1/{scope}/{slim_suffix(kind)}"
   raise KeyError(f"no MobilenetV1 checkpoint name for layer '{layer_name}'")

@@ -38,9 +38,26 @@ def build(config, conv_hyperparams, field_path="feature_extractor"):
                                      for w in config.group_widths]
                     } if config.group_widths else {}
     return extractor_class(conv_hyperparams, filter_scale=config.filter_scale,
-                           output_stride=config.output_stride, **group_scales)
+                           output_stride=config.output_stride, **group_scales,
+                           **_slim_layout(config, extractor_class))
   except ValueError as e:
     raise ValueError(_at(field_path, str(e))) from None
+
+
+def _slim_layout(config, extractor_class):
+  """The TF1-layout keyword arguments, only when set (and honoured)."""
+  kwargs = {}
+  if config.slim_explicit_padding:
+    kwargs["slim_explicit_padding"] = True
+  if config.stage_dilation_multipliers:
+    kwargs["dilation_multipliers"] = {
+        d.stage: d.multiplier for d in config.stage_dilation_multipliers}
+  if kwargs and not getattr(extractor_class, "supports_slim_layout", False):
+    field = ("slim_explicit_padding" if config.slim_explicit_padding
+             else "stage_dilation_multipliers")
+    raise ValueError(f"{_OWN_PATH}{field} is not supported by "
+                     f"{config.type}; only resnet_v1_50 honours it")
+  return kwargs
 
 
 def _at(field_path, message):

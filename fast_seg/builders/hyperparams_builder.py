@@ -28,11 +28,12 @@ class ConvHyperparams:
     return _build_initializer(self._initializer_config)
 
   def conv2d(self, filters, kernel_size, name, strides=1, dilation_rate=1,
-             use_bias=False, activation=None):
-    """A 'same'-padded Conv2D; bias only where no batch norm follows."""
+             use_bias=False, activation=None, padding="same"):
+    """A Conv2D ('same'-padded unless told); bias only where no batch norm
+    follows."""
     return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
-        padding="same", use_bias=use_bias, activation=activation,
+        padding=padding, use_bias=use_bias, activation=activation,
         kernel_initializer=self.initializer(),
         kernel_regularizer=self.regularizer, name=name)
 

@@ -28,20 +28,57 @@ def _resize_bilinear(images, size):
   return tf.cast(resized, images.dtype)
 
 
+# Resize conventions (ResizeLike.mode): tf.image.resize's half-pixel centres;
+# TF1's align_corners=True; TF1's default (neither), which maps output pixel
+# i to input i * in / out.
+HALF_PIXEL = "half_pixel"
+ALIGN_CORNERS = "align_corners"
+ASYMMETRIC = "asymmetric"
+_RESIZE_MODES = (HALF_PIXEL, ALIGN_CORNERS, ASYMMETRIC)
+
+
+def _resize_with(images, size, mode):
+  """Bilinear resize by convention `mode` (float32 inside, as above)."""
+  if mode == HALF_PIXEL:
+    return _resize_bilinear(images, size)
+  resized = tf.raw_ops.ResizeBilinear(
+      images=tf.cast(images, tf.float32), size=tf.cast(size, tf.int32),
+      align_corners=mode == ALIGN_CORNERS, half_pixel_centers=False)
+  return tf.cast(resized, images.dtype)
+
+
+def _checked_mode(mode):
+  if mode not in _RESIZE_MODES:
+    raise ValueError(f"resize mode must be one of {', '.join(_RESIZE_MODES)}, "
+                     f"got '{mode}'")
+  return mode
+
+
 class ResizeByFactor(keras.layers.Layer):
   """Bilinear resize by a constant factor (0.5: half, 2.0: double).
 
-  Output sizes round up, so odd sizes keep every input pixel covered.
+  Output sizes round up, so odd sizes keep every input pixel covered. With
+  align_corners (the TF1 project's "Interp") the corner pixels stay corners
+  and a size s becomes int((s - 1) * factor + 1): 2s - 1 when doubling.
   """
   # Output channel c is input channel c (for the filter pruner).
   channel_input = 0
 
-  def __init__(self, factor, **kwargs):
+  def __init__(self, factor, align_corners=False, **kwargs):
     super().__init__(**kwargs)
     self.factor = factor
+    self.align_corners = align_corners
 
   def call(self, inputs):
     height, width = _spatial_size(inputs)
+    if self.align_corners:
+      if isinstance(height, int) and isinstance(width, int):
+        size = (int((height - 1) * self.factor + 1),
+                int((width - 1) * self.factor + 1))
+      else:
+        size = tf.cast((tf.cast(tf.stack([height, width]), tf.float64) - 1.0)
+                       * self.factor + 1.0, tf.int32)
+      return _resize_with(inputs, size, ALIGN_CORNERS)
     if isinstance(height, int) and isinstance(width, int):
       size = (math.ceil(height * self.factor), math.ceil(width * self.factor))
     else:
@@ -50,17 +87,32 @@ class ResizeByFactor(keras.layers.Layer):
     return _resize_bilinear(inputs, size)
 
   def get_config(self):
-    return {**super().get_config(), "factor": self.factor}
+    return {**super().get_config(), "factor": self.factor,
+            "align_corners": self.align_corners}
 
 
 class ResizeLike(keras.layers.Layer):
-  """Bilinear resize of inputs[0] to the spatial size of inputs[1]."""
+  """Bilinear resize of inputs[0] to the spatial size of inputs[1].
+
+  `mode` is the resize convention: HALF_PIXEL (tf.image.resize), or the TF1
+  ones, ALIGN_CORNERS and ASYMMETRIC, for models trained by TF1 code.
+  """
   # Output channel c is inputs[0]'s channel c (for the filter pruner).
   channel_input = 0
 
+  def __init__(self, mode=HALF_PIXEL, **kwargs):
+    super().__init__(**kwargs)
+    self.mode = _checked_mode(mode)
+
   def call(self, inputs):
     x, reference = inputs
-    return _resize_bilinear(x, _spatial_size(reference))
+    size = _spatial_size(reference)
+    if self.mode != HALF_PIXEL:
+      size = tf.stack(size)
+    return _resize_with(x, size, self.mode)
+
+  def get_config(self):
+    return {**super().get_config(), "mode": self.mode}
 
 
 class AdaptiveAveragePool(keras.layers.Layer):
@@ -115,3 +167,50 @@ class AdaptiveAveragePool(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "bins": self.bins}
+
+
+class WindowAveragePool(keras.layers.Layer):
+  """The TF1 project's pyramid pooling: unpadded windows of floor(size / bins).
+
+  Window and stride are both floor(size / bins) (at least 1) on each axis, so
+  the output has floor(size / window) cells, which is `bins` only when
+  `bins` divides the size (a size of 8 pooled to 3 bins gives 4 cells of 2).
+  A model imported from that project needs this; AdaptiveAveragePool is the
+  exact bins x bins pooling.
+  """
+  # Output channel c is input channel c (for the filter pruner).
+  channel_input = 0
+
+  def __init__(self, bins, **kwargs):
+    super().__init__(**kwargs)
+    self.bins = bins
+
+  def call(self, inputs):
+    height, width = _spatial_size(inputs)
+    if isinstance(height, int) and isinstance(width, int):
+      window = (max(1, height // self.bins), max(1, width // self.bins))
+      return tf.nn.avg_pool2d(inputs, ksize=window, strides=window,
+                              padding="VALID")
+    # Unknown size: crop to whole windows and average each by a reshape.
+    rows = tf.maximum(1, height // self.bins)
+    cols = tf.maximum(1, width // self.bins)
+    num_rows, num_cols = height // rows, width // cols
+    cropped = inputs[:, :num_rows * rows, :num_cols * cols]
+    cells = tf.reshape(cropped, tf.stack(
+        [tf.shape(inputs)[0], num_rows, rows, num_cols, cols,
+         tf.shape(inputs)[3]]))
+    return tf.reduce_mean(cells, axis=[2, 4])
+
+  def get_config(self):
+    return {**super().get_config(), "bins": self.bins}
+
+
+def pyramid_pooling_layers(tf1_windows):
+  """(pool layer class, ResizeLike mode) of a pyramid pooling module.
+
+  fast_seg's: exact bins (AdaptiveAveragePool), half-pixel resizes back.
+  tf1_windows: the TF1 project's WindowAveragePool and align-corners resizes.
+  """
+  if tf1_windows:
+    return WindowAveragePool, ALIGN_CORNERS
+  return AdaptiveAveragePool, HALF_PIXEL

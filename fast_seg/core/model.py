@@ -380,12 +380,13 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
     return self.conv_bn(x, filters, 1, name=f"{name}_pointwise")
 
   def conv_bn(self, x, filters, kernel_size, name, strides=1, dilation_rate=1,
-              relu=True):
-    """conv -> batch norm (-> ReLU) with the model's hyperparams."""
+              relu=True, relu_max=None):
+    """conv -> batch norm (-> ReLU, capped at relu_max if given: 6.0 is
+    ReLU6) with the model's hyperparams."""
     x = self.conv_hyperparams.conv2d(filters, kernel_size, name=name,
                                      strides=strides,
                                      dilation_rate=dilation_rate)(x)
     x = self.conv_hyperparams.batch_norm(name=f"{name}_bn")(x)
     if relu:
-      x = keras.layers.ReLU(name=f"{name}_relu")(x)
+      x = keras.layers.ReLU(max_value=relu_max, name=f"{name}_relu")(x)
     return x

@@ -36,11 +36,23 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
 
   stage_names = ("stem", "block1", "block2", "block3", "block4")
   allowed_output_strides = (8, 16, 32)
+  # Honours feature_extractor.slim_explicit_padding and
+  # stage_dilation_multipliers (the feature extractor builder asks).
+  supports_slim_layout = True
 
   def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8,
-               group_scales=None):
+               group_scales=None, slim_explicit_padding=False,
+               dilation_multipliers=None):
+    """See base.FeatureExtractor; besides:
+
+    Args:
+      slim_explicit_padding: strided convs pad as slim's conv2d_same.
+      dilation_multipliers: {stage: int >= 1} multiplying that block's rates.
+    """
     super().__init__(conv_hyperparams, filter_scale, output_stride,
                      group_scales)
+    self._slim_padding = bool(slim_explicit_padding)
+    multipliers = self._checked_multipliers(dilation_multipliers)
     # The whole (stride, rate) schedule is fixed here from the nominal
     # strides, so a stage built on its own gets the same dilations as in a
     # full build.
@@ -49,8 +61,23 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
     self._stage_strides = {"stem": tracker.current_stride}
     self._unit_schedule = {}
     for block_name, _, _, strides in _BLOCKS:
-      self._unit_schedule[block_name] = tuple(tracker.step(s) for s in strides)
+      self._unit_schedule[block_name] = tuple(
+          (stride, rate * multipliers.get(block_name, 1))
+          for stride, rate in (tracker.step(s) for s in strides))
       self._stage_strides[block_name] = tracker.current_stride
+
+  def _checked_multipliers(self, multipliers):
+    """{block: multiplier}, refused (naming the field) when invalid."""
+    checked = {}
+    for stage, multiplier in dict(multipliers or {}).items():
+      field = f"feature_extractor.stage_dilation_multipliers['{stage}']"
+      if stage not in _BLOCK_DEPTHS:
+        raise ValueError(f"{field}: not a block of {self.name}; allowed: "
+                         f"{', '.join(_BLOCK_DEPTHS)}")
+      if multiplier < 1:
+        raise ValueError(f"{field}.multiplier must be >= 1, got {multiplier}")
+      checked[stage] = int(multiplier)
+    return checked
 
   def preprocess(self, images):
     """Subtracts the ImageNet RGB means from float RGB images in [0, 255]."""
@@ -61,9 +88,16 @@ class ResNetV1_50(base.FeatureExtractor):  # pylint: disable=invalid-name
                relu=True):
     """Conv (no bias) + batch norm (+ ReLU), the slim conv2d of resnet."""
     hp = self.conv_hyperparams
+    padding = "same"
+    if self._slim_padding and strides > 1 and kernel_size > 1:
+      # slim's conv2d_same: the whole padding explicit, the extra row after.
+      total = (kernel_size - 1) * rate
+      net = self._track(keras.layers.ZeroPadding2D(
+          ((total // 2, total - total // 2),) * 2, name=name + "_pad"))(net)
+      padding = "valid"
     net = self._track(hp.conv2d(
         depth, kernel_size, name=name, strides=strides,
-        dilation_rate=rate))(net)
+        dilation_rate=rate, padding=padding))(net)
     net = self._track(hp.batch_norm(name=name + "_bn"))(net)
     if relu:
       net = self._track(keras.layers.ReLU(name=name + "_relu"))(net)

@@ -4,6 +4,8 @@ Each raises a ValueError that names the field by its path in the pipeline
 config, e.g. 'model.icnet.pyramid_bins must all be >= 1, got [0, 2]'.
 """
 
+from fast_seg.protos import model_pb2
+
 
 def require_output_stride(config, field_path, allowed, why):
   """Checks feature_extractor.output_stride against what the model needs.
@@ -20,6 +22,15 @@ def require_output_stride(config, field_path, allowed, why):
     raise ValueError(
         f"{field_path}.feature_extractor.output_stride must be {values} "
         f"for {why}, got {stride}")
+
+
+def tf1_graph_kwargs(config):
+  """Constructor arguments of the TF1 graph fields (interpolation,
+  head_activation) that ICNet and PSPNet share."""
+  return {"tf1_interpolation":
+              config.interpolation == model_pb2.ICNet.TF1_ALIGN_CORNERS,
+          "head_relu_max":
+              6.0 if config.head_activation == model_pb2.ICNet.RELU6 else None}
 
 
 def pyramid_bins(config, field_path, default_bins):

@@ -11,6 +11,12 @@ label):
 
 Cascade label guidance: 1x1 classifiers on the upsampled low-res input of each
 CFF unit (1/16 and 1/8), training only.
+
+A model trained by the TF1 project runs here unchanged with
+`interpolation: TF1_ALIGN_CORNERS` and `head_activation: RELU6` (and the
+trunk's slim layout fields): its resize sizes and conventions, its CFF order
+(dilated conv before the resize to F_high) and its pyramid windows.
+fast_seg.tools.import_weights sets them.
 """
 
 import tf_keras as keras
@@ -37,11 +43,23 @@ class ICNet(model.SegmentationModel):
 
   def __init__(self, num_classes, ignore_label, feature_extractor,
                conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
-               binary_output=None):
+               binary_output=None, tf1_interpolation=False,
+               head_relu_max=None):
+    """See model.SegmentationModel; besides:
+
+    Args:
+      pyramid_bins: bins of the pyramid pooling.
+      tf1_interpolation: the TF1 project's resizes, CFF order and pyramid
+        windows (ICNet.Interpolation TF1_ALIGN_CORNERS).
+      head_relu_max: cap of the ReLU after the pyramid conv and the full-res
+        branch convs (6.0: the TF1 project's ReLU6); None: plain ReLU.
+    """
     super().__init__(num_classes, ignore_label, feature_extractor,
                      conv_hyperparams, loss, name="icnet",
                      binary_output=binary_output)
     self.pyramid_bins = tuple(pyramid_bins)
+    self.tf1_interpolation = tf1_interpolation
+    self.head_relu_max = head_relu_max
 
   @classmethod
   def kwargs_from_config(cls, config, field_path):
@@ -49,7 +67,12 @@ class ICNet(model.SegmentationModel):
         config, field_path, (TRUNK_SPLIT_STRIDE,),
         "ICNet (its trunk is split at stride 8 of the half-resolution input)")
     return {"pyramid_bins": config_checks.pyramid_bins(
-        config, field_path, DEFAULT_PYRAMID_BINS)}
+        config, field_path, DEFAULT_PYRAMID_BINS),
+            **config_checks.tf1_graph_kwargs(config)}
+
+  def _resize(self, x, factor, name):
+    return layers.ResizeByFactor(factor, align_corners=self.tf1_interpolation,
+                                 name=name)(x)
 
   def _width(self, depth):
     # The trunk's own rule: the heads shrink like the trunk they sit on.
@@ -71,17 +94,30 @@ class ICNet(model.SegmentationModel):
   def _pyramid_pooling(self, x):
     """ICNet flavour: pool to each bin size, upsample, sum with the input."""
     pooled = [x]
+    pool, mode = layers.pyramid_pooling_layers(self.tf1_interpolation)
     for bins in self.pyramid_bins:
-      p = layers.AdaptiveAveragePool(bins, name=f"icnet_psp_pool_{bins}")(x)
-      pooled.append(layers.ResizeLike(name=f"icnet_psp_upsample_{bins}")([p, x]))
+      p = pool(bins, name=f"icnet_psp_pool_{bins}")(x)
+      pooled.append(layers.ResizeLike(
+          mode, name=f"icnet_psp_upsample_{bins}")([p, x]))
     x = keras.layers.Add(name="icnet_psp_sum")(pooled)
-    return self.conv_bn(x, self._width(512), 1, name="icnet_psp_conv")
+    return self.conv_bn(x, self._width(512), 1, name="icnet_psp_conv",
+                        relu_max=self.head_relu_max)
 
   def _cascade_feature_fusion(self, f_low, f_high, name):
-    """CFF unit; returns the fused feature and the upsampled F_low."""
-    f_low = layers.ResizeLike(name=f"{name}_upsample")([f_low, f_high])
+    """CFF unit; returns the fused feature and the upsampled F_low.
+
+    TF1 order: F_low doubled (align corners, 2s - 1), the dilated conv on
+    that, then resized to F_high's size; else F_low resized to F_high's size.
+    """
+    if self.tf1_interpolation:
+      f_low = self._resize(f_low, 2.0, f"{name}_upsample")
+    else:
+      f_low = layers.ResizeLike(name=f"{name}_upsample")([f_low, f_high])
     low = self.conv_bn(f_low, self._width(256), 3, name=f"{name}_low_conv",
                        dilation_rate=2, relu=False)
+    if self.tf1_interpolation:
+      low = layers.ResizeLike(layers.ASYMMETRIC,
+                              name=f"{name}_low_resize")([low, f_high])
     high = self.conv_bn(f_high, self._width(256), 1, name=f"{name}_high_conv",
                         relu=False)
     fused = keras.layers.Add(name=f"{name}_sum")([low, high])
@@ -92,20 +128,21 @@ class ICNet(model.SegmentationModel):
     split = self._split_stage()
     after_split = extractor.stage_names[extractor.stage_names.index(split) + 1]
 
-    half_input = layers.ResizeByFactor(0.5, name="icnet_half_input")(images)
+    half_input = self._resize(images, 0.5, "icnet_half_input")
     f_half = extractor.build(half_input, last_stage=split)[split]
-    quarter = layers.ResizeByFactor(0.5, name="icnet_quarter_features")(f_half)
+    quarter = self._resize(f_half, 0.5, "icnet_quarter_features")
     deep = extractor.build(quarter, first_stage=after_split)
     psp = self._pyramid_pooling(deep[extractor.stage_names[-1]])
 
     f_full = images
     for i, (depth, stride) in enumerate(((64, 2), (64, 2), (128, 2), (256, 1))):
       f_full = self.conv_bn(f_full, self._width(depth), 3,
-                            name=f"icnet_full_res_conv{i + 1}", strides=stride)
+                            name=f"icnet_full_res_conv{i + 1}", strides=stride,
+                            relu_max=self.head_relu_max)
 
     cff1, psp_up = self._cascade_feature_fusion(psp, f_half, "icnet_cff1")
     cff2, cff1_up = self._cascade_feature_fusion(cff1, f_full, "icnet_cff2")
-    quarter_res = layers.ResizeByFactor(2.0, name="icnet_final_upsample")(cff2)
+    quarter_res = self._resize(cff2, 2.0, "icnet_final_upsample")
     return quarter_res, {
         fields.PredictionFields.logits:
             self.classifier("icnet_classifier")(quarter_res),

@@ -14,7 +14,7 @@ from fast_seg.core import layers as seg_layers
 
 # fast_seg's own layers, annotated with PassThroughQuantizeConfig.
 CUSTOM_LAYERS = (seg_layers.ResizeByFactor, seg_layers.ResizeLike,
-                 seg_layers.AdaptiveAveragePool)
+                 seg_layers.AdaptiveAveragePool, seg_layers.WindowAveragePool)
 
 
 class PassThroughQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):

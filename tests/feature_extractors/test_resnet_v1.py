@@ -3,6 +3,7 @@
 The checks every backbone passes are in test_backbones.py.
 """
 
+import pytest
 import tf_keras as keras
 
 from fast_seg.builders import hyperparams_builder
@@ -136,3 +137,35 @@ def test_build_in_two_parts_keeps_the_dilations():
   assert tuple(late["block4"].shape) == (None, 4, 4, 2048)
   assert _conv2(extractor, "block3", 1).dilation_rate == (2, 2)
   assert _conv2(extractor, "block4", 1).dilation_rate == (4, 4)
+
+
+def test_tf1_layout_multiplies_rates_and_pads_like_slim():
+  extractor = resnet_v1.ResNetV1_50(
+      _hyperparams(), slim_explicit_padding=True,
+      dilation_multipliers={"block3": 2, "block4": 4})
+  inputs = keras.Input((64, 64, 3))
+  endpoints = extractor.build(inputs)
+  assert _conv2(extractor, "block3", 1).dilation_rate == (4, 4)
+  assert _conv2(extractor, "block4", 3).dilation_rate == (16, 16)
+  assert _conv2(extractor, "block2", 4).dilation_rate == (1, 1)
+  # Strided kxk convs: (k-1)//2 before and k//2 after, then unpadded.
+  assert _layer(extractor, "resnet_v1_50_conv1_pad").padding == ((3, 3), (3, 3))
+  pad = _layer(extractor, "resnet_v1_50_block1_unit_3_conv2_pad")
+  assert pad.padding == ((1, 1), (1, 1))
+  assert _conv2(extractor, "block1", 3).padding == "valid"
+  assert endpoints["block4"].shape[1:3] == (8, 8)
+
+
+def test_tf1_layout_fields_are_refused_where_not_honoured():
+  from fast_seg.builders import feature_extractor_builder  # pylint: disable=import-outside-toplevel
+  from fast_seg.protos import feature_extractor_pb2  # pylint: disable=import-outside-toplevel
+  config = feature_extractor_pb2.FeatureExtractor(
+      type="mobilenet_v2", slim_explicit_padding=True)
+  with pytest.raises(ValueError, match="model.icnet.feature_extractor."
+                     "slim_explicit_padding is not supported by mobilenet_v2"):
+    feature_extractor_builder.build(config, _hyperparams(),
+                                    "model.icnet.feature_extractor")
+  config = feature_extractor_pb2.FeatureExtractor(type="resnet_v1_50")
+  config.stage_dilation_multipliers.add(stage="stem", multiplier=2)
+  with pytest.raises(ValueError, match="not a block of resnet_v1_50"):
+    feature_extractor_builder.build(config, _hyperparams())

@@ -143,8 +143,28 @@ def test_restore_layers_by_fine_tune_type():
      r"model.icnet.loss.enet_weighting_constant applies to class_weighting ENET only; this loss has class_weighting MEDIAN_FREQUENCY"),
     ('icnet { num_classes: 3 ignore_label: 2 feature_extractor { type: "mobilenet_v2" } loss { softmax_cross_entropy {} } }',
      r"ignore_label \(2\) is a class id"),
+    ('pspnet { num_classes: 3 aux_stage: "block4" feature_extractor { '
+     'type: "resnet_v1_50" filter_scale: 0.125 } loss { softmax_cross_entropy {} } }',
+     r"model.pspnet.aux_stage: 'block4' is not a stage before the last of "
+     r"resnet_v1_50; allowed: stem, block1, block2, block3"),
+    ('pspnet { num_classes: 3 bin_conv_depth: -1 feature_extractor { '
+     'type: "resnet_v1_50" } loss { softmax_cross_entropy {} } }',
+     r"model.pspnet.bin_conv_depth must be >= 0, got -1"),
 ])
 def test_model_builder_errors(text, match):
   config = helpers.pipeline_config(f"model {{ {text} }}").model
   with pytest.raises(ValueError, match=match):
     model_builder.build(config)
+
+
+def test_pspnet_tf1_widths_and_aux_stage():
+  """bin_conv_depth keeps the bins' convs at 512; aux_stage moves the aux
+  classifier (the TF1 project's PSPNet)."""
+  model = _build(arch="pspnet", extractor="resnet_v1_50", filter_scale=0.125,
+                 extra='bin_conv_depth: 512 aux_stage: "block2" '
+                       "head_activation: RELU6")
+  layers = {layer.name: layer for layer in model.keras_model.layers}
+  assert layers["pspnet_pool_6_conv"].filters == 512
+  assert layers["pspnet_fuse_conv"].filters == 64
+  assert layers["pspnet_aux_classifier"].kernel.shape[2] == 64  # block2
+  assert layers["pspnet_fuse_conv_relu"].max_value == 6.0
