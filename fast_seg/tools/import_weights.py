@@ -92,15 +92,18 @@ SOURCES = {
         _adapt_tf1, tf1_fss.is_training_state),
 }
 
-cli.define_config_flags()
-flags.DEFINE_enum("from", None, sorted(SOURCES), "The project that trained "
-                  "the model.")
-flags.DEFINE_string("input", None, "Its checkpoint (prefix, or a directory: "
-                    "its latest).")
-flags.DEFINE_string("output_dir", None, "Folder for model.* and "
-                    "pipeline.config.")
-flags.mark_flags_as_required(["from", "input", "output_dir"])
 FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  cli.define_config_flags()
+  flags.DEFINE_enum("from", None, sorted(SOURCES), "The project that "
+                    "trained the model.")
+  flags.DEFINE_string("input", None, "Its checkpoint (prefix, or a "
+                      "directory: its latest).")
+  flags.DEFINE_string("output_dir", None, "Folder for model.* and "
+                      "pipeline.config.")
+  flags.mark_flags_as_required(["from", "input", "output_dir"])
 
 
 def _weight_kind(weight):
@@ -251,7 +254,13 @@ def main(argv):
 
 def command():
   """The fast-seg-import-weights command, and python -m
-  fast_seg.tools.import_weights."""
+  fast_seg.tools.import_weights.
+
+  The flags are defined here, not at import, so that importing the module
+  (as tests do) defines no flags that clash with other tools' (--config_path,
+  --output_dir).
+  """
+  _define_flags()
   cli.run(main, usage=__doc__)
 
 

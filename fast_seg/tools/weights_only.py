@@ -27,12 +27,18 @@ from fast_seg.utils import config_util
 PREFIX = "model"
 DTYPES = {"float16": tf.float16, "float32": tf.float32}
 
-cli.define_config_flags()
-flags.DEFINE_string("checkpoint", None, "Checkpoint prefix or directory (its latest).")
-flags.DEFINE_string("output_dir", None, "Folder for model.* and pipeline.config.")
-flags.DEFINE_enum("dtype", "float16", list(DTYPES), "Storage type of float weights.")
-flags.mark_flags_as_required(["checkpoint", "output_dir"])
 FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  cli.define_config_flags()
+  flags.DEFINE_string("checkpoint", None,
+                      "Checkpoint prefix or directory (its latest).")
+  flags.DEFINE_string("output_dir", None,
+                      "Folder for model.* and pipeline.config.")
+  flags.DEFINE_enum("dtype", "float16", list(DTYPES),
+                    "Storage type of float weights.")
+  flags.mark_flags_as_required(["checkpoint", "output_dir"])
 
 
 def _weighted_layers(model):
@@ -93,7 +99,12 @@ def main(argv):
 
 
 def command():
-  """The fast-seg-weights-only command, and python -m fast_seg.tools.weights_only."""
+  """The fast-seg-weights-only command, and python -m
+  fast_seg.tools.weights_only.
+
+  The flags are defined here, not at import (see import_weights.command).
+  """
+  _define_flags()
   cli.run(main, usage=__doc__)
 
 

@@ -318,7 +318,10 @@ def save(manager, number, name="ckpt"):
     ValueError: no space left or the folder not writable, naming the
       checkpoint and the last good one.
   """
-  prefix = os.path.join(manager.directory, f"{name}-{int(number)}")
+  # A step variable of a distribution strategy (MirroredVariable) has no
+  # __int__; its tensor has.
+  prefix = os.path.join(manager.directory,
+                        f"{name}-{int(tf.convert_to_tensor(number))}")
   try:
     return manager.save(checkpoint_number=number)
   except BaseException as e:
