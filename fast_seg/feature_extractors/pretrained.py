@@ -18,13 +18,13 @@ checkpoints do carry gamma; checkpoints trained with other arg scopes may not).
 import os
 
 from absl import logging
-import h5py
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
 from fast_seg.utils import checkpoint_util
+from fast_seg.utils import keras_h5
 
 WeightsFormat = base.WeightsFormat
 
@@ -133,56 +133,10 @@ def _has_beta(name_map, layer_name, shapes):
     return False
 
 
-def _strip_index(weight_name):
-  """'conv1_conv/kernel:0' -> 'kernel': files differ in prefix and suffix."""
-  last = weight_name.rsplit("/", 1)[-1]
-  return last.split(":", 1)[0]
-
-
-class _H5Layers:
-  """Finds weight datasets by (layer, weight) in a Keras .h5 weight file."""
-
-  def __init__(self, h5_file):
-    # Whole-model files keep the weights under 'model_weights'.
-    if "model_weights" in h5_file:
-      self._root = h5_file["model_weights"]
-    else:
-      self._root = h5_file
-    self._cache = {}
-
-  def _datasets(self, layer):
-    if layer not in self._cache:
-      found = {}
-      group = self._root.get(layer)
-      if isinstance(group, h5py.Group):
-        names = [n.decode("utf8") if isinstance(n, bytes) else str(n)
-                 for n in group.attrs.get("weight_names", ())]
-        if names:
-          for name in names:
-            if name in group:
-              found[_strip_index(name)] = group[name]
-        else:
-          def visit(name, item):
-            if isinstance(item, h5py.Dataset):
-              found.setdefault(_strip_index(name), item)
-          group.visititems(visit)
-      self._cache[layer] = found
-    return self._cache[layer]
-
-  def get(self, layer, weight):
-    """The dataset of `weight` in `layer`, or None."""
-    return self._datasets(layer).get(_strip_index(weight))
-
-
 def _read_h5(name_map, path, targets):
   """Returns ([(variable, value)], [problem]) from a Keras .h5 weight file."""
-  try:
-    h5_file = h5py.File(path, "r")
-  except OSError as e:
-    raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
   assignments, problems = [], []
-  with h5_file:
-    layers = _H5Layers(h5_file)
+  with keras_h5.KerasH5Weights(path) as layers:
     for layer_name, kind, var in targets:
       try:
         spec = name_map(layer_name, kind)

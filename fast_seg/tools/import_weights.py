@@ -31,6 +31,7 @@ from fast_seg.protos import model_pb2
 from fast_seg.utils import checkpoint_util
 from fast_seg.utils import cli
 from fast_seg.utils import config_util
+from fast_seg.utils import keras_h5
 from third_party import tf1_fast_semantic_segmentation as tf1_fss
 
 PREFIX = "model"
@@ -197,6 +198,33 @@ def plan(source_name, pipeline_config, shapes, path):
   return model, mapping.assignments
 
 
+class _CheckpointWeights:
+  """A TF checkpoint read like a KerasH5Weights (path, context manager)."""
+
+  def __init__(self, checkpoint):
+    self.path = checkpoint_util.resolve_checkpoint(checkpoint)
+    self._reader = checkpoint_util.open_reader(self.path)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *unused):
+    pass
+
+  def __getattr__(self, name):
+    return getattr(self._reader, name)
+
+
+def open_weights(path):
+  """A reader of the trained model's file: a Keras .h5 / .hdf5 file, or a
+  TF checkpoint (prefix or directory)."""
+  if str(path).lower().endswith((".h5", ".hdf5")):
+    if not os.path.isfile(path):
+      raise ValueError(f"--input: {path} does not exist")
+    return keras_h5.KerasH5Weights(path)
+  return _CheckpointWeights(path)
+
+
 def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
   """Writes output_dir/model.* and pipeline.config from another project's
   checkpoint.
@@ -216,18 +244,18 @@ def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
     ValueError: an unknown source, an unreadable checkpoint, a model the map
       does not cover, or variables that do not all map (one line).
   """
-  path = checkpoint_util.resolve_checkpoint(checkpoint)
-  reader = checkpoint_util.open_reader(path)
-  model, assignments = plan(source_name, pipeline_config,
-                            reader.get_variable_to_shape_map(), path)
-  for weight, name, kind in assignments:
-    if name is None:
-      value = np.full(weight.shape, 1.0 if kind == "gamma" else 0.0)
-    else:
-      value = reader.get_tensor(name)
-    weight.assign(np.asarray(value, weight.dtype.as_numpy_dtype))
-  step = (int(reader.get_tensor("global_step"))
-          if reader.has_tensor("global_step") else None)
+  with open_weights(checkpoint) as reader:
+    model, assignments = plan(source_name, pipeline_config,
+                              reader.get_variable_to_shape_map(), reader.path)
+    for weight, name, kind in assignments:
+      if name is None:
+        value = np.full(weight.shape, 1.0 if kind == "gamma" else 0.0)
+      else:
+        with checkpoint_util.reading(reader.path):
+          value = reader.get_tensor(name)
+      weight.assign(np.asarray(value, weight.dtype.as_numpy_dtype))
+    step = (int(reader.get_tensor("global_step"))
+            if reader.has_tensor("global_step") else None)
   layers = [layer for layer in model.keras_model.layers if layer.weights]
   prefix = os.path.join(output_dir, PREFIX)
   count = checkpoint_util.write_weights_only(layers, prefix, tf.float32,
@@ -235,7 +263,7 @@ def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
   checkpoint_util.write_checkpoint_index(output_dir, PREFIX)
   config_util.save_pipeline_config(pipeline_config, output_dir)
   return {"prefix": prefix, "num_weights": count, "step": step,
-          "source": path, "model": model}
+          "source": reader.path, "model": model}
 
 
 def main(argv):
