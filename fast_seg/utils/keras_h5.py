@@ -9,7 +9,7 @@ layers' weights in its own group ('block_1_expand/kernel:0').
 
 One home for that layout: ImageNet .h5 loading (feature_extractors/
 pretrained.py) and the import of other projects' trained .h5 files
-(tools/import_weights.py) both read through `KerasH5Weights`.
+(tools/import_weights/) both read through `KerasH5Weights`.
 """
 
 import h5py

@@ -1,110 +1,21 @@
-r"""Imports a model trained by another project as a fast_seg checkpoint.
+"""Maps a file's variables onto a fast_seg model and writes its checkpoint."""
 
-  python -m fast_seg.tools.import_weights --from tf1_fast_semantic_segmentation \
-      --input old/train/model.ckpt-200000 \
-      --config_path configs/icnet_resnet50_0.5_cityscapes_1024.config \
-      --output_dir imported/icnet_0.5
-
-(its PSPNet50 likewise, with configs/pspnet50_1.0_cityscapes_713.config).
-The output folder gets `model.index` / `model.data-*` (every weight of the
-model under its checkpoint key, no optimizer state), a `checkpoint` index and
-the `pipeline.config` that reproduces the other project's graph: eval.py,
-export.py, compress.py, predict.py and fine-tuning (fine_tune_checkpoint)
-read it like any fast_seg checkpoint.
-
-Every weight the model needs is looked up by a name map (third_party/) and
-its shape checked; every variable of the file must be used, except training
-state (step, optimizer slots). Anything else stops the import with one line
-naming the variables, before anything is written.
-"""
-
-import collections
 import os
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from fast_seg.builders import model_builder
-from fast_seg.meta_architectures import pspnet
-from fast_seg.protos import model_pb2
+from fast_seg.tools.import_weights import projects  # registers the projects
+from fast_seg.tools.import_weights.source import SOURCES
 from fast_seg.utils import checkpoint_util
-from fast_seg.utils import cli
 from fast_seg.utils import config_util
 from fast_seg.utils import keras_h5
-from third_party import tf1_fast_semantic_segmentation as tf1_fss
 
+del projects
 PREFIX = "model"
 # How many names an error lists of each kind before "... and N more".
 _SHOWN = 8
-
-# What importing from one project needs: `adapt` sets the config fields that
-# make our graph compute theirs and returns the name map (third_party/) of
-# that model: (our layer name, weight kind) -> the file's variable name;
-# `is_training_state` tells which file variables are not model weights.
-Source = collections.namedtuple(
-    "Source", ["description", "adapt", "is_training_state"])
-
-_TF1 = "--from tf1_fast_semantic_segmentation"
-
-
-def _tf1_trunk(extractor, model_name):
-  """The TF1 project's dilated ResNet50: slim padding, rates 4 and 16."""
-  if extractor.type != "resnet_v1_50":
-    raise ValueError(
-        f"{_TF1} imports its {model_name} on dilated_resnet50 (type "
-        f"resnet_v1_50); '{extractor.type}' is not mapped: its "
-        "dilated_mobilenet trunk is split after expanded_conv_3, ends at "
-        "expanded_conv_15 and keeps Conv and expanded_conv at full width, "
-        "unlike fast_seg's mobilenet_v2 (docs/migrating.md)")
-  extractor.slim_explicit_padding = True
-  del extractor.stage_dilation_multipliers[:]
-  for stage, multiplier in (("block3", 2), ("block4", 4)):
-    extractor.stage_dilation_multipliers.add(stage=stage,
-                                             multiplier=multiplier)
-  extractor.ClearField("weights_path")
-
-
-def _adapt_tf1(model_config):
-  """Sets the fields that reproduce the TF1 project's graph; its name map.
-
-  Raises:
-    ValueError: a model the TF1 maps do not cover, named.
-  """
-  which = model_config.WhichOneof("model")
-  if which not in ("icnet", "pspnet"):
-    raise ValueError(f"{_TF1} imports ICNet and PSPNet; the config's model "
-                     f"is '{which}'")
-  arch = getattr(model_config, which)
-  _tf1_trunk(arch.feature_extractor, which)
-  arch.interpolation = model_pb2.ICNet.TF1_ALIGN_CORNERS
-  arch.head_activation = model_pb2.ICNet.RELU6
-  if which == "icnet":
-    return tf1_fss.icnet
-  arch.bin_conv_depth = 512
-  arch.aux_stage = "block2"
-  return tf1_fss.pspnet(tuple(arch.pyramid_bins) or
-                        pspnet.DEFAULT_PYRAMID_BINS)
-
-
-SOURCES = {
-    "tf1_fast_semantic_segmentation": Source(
-        "a model.ckpt-N of the TF1 fast-semantic-segmentation project",
-        _adapt_tf1, tf1_fss.is_training_state),
-}
-
-FLAGS = flags.FLAGS
-
-
-def _define_flags():
-  cli.define_config_flags()
-  flags.DEFINE_enum("from", None, sorted(SOURCES), "The project that "
-                    "trained the model.")
-  flags.DEFINE_string("input", None, "Its checkpoint (prefix, or a "
-                      "directory: its latest).")
-  flags.DEFINE_string("output_dir", None, "Folder for model.* and "
-                      "pipeline.config.")
-  flags.mark_flags_as_required(["from", "input", "output_dir"])
 
 
 def _weight_kind(weight):
@@ -185,10 +96,7 @@ def plan(source_name, pipeline_config, shapes, path):
     ValueError: an unknown source, a model its maps do not cover, or
       variables that do not all map (one line naming them).
   """
-  if source_name not in SOURCES:
-    raise ValueError(f"--from: unknown project '{source_name}'; allowed: "
-                     f"{', '.join(sorted(SOURCES))}")
-  source = SOURCES[source_name]
+  source = SOURCES.get(source_name)
   name_map = source.adapt(pipeline_config.model)
   model = model_builder.build(pipeline_config.model)
   mapping = _Plan(name_map, source.is_training_state, model, shapes)
@@ -264,33 +172,3 @@ def import_checkpoint(source_name, checkpoint, pipeline_config, output_dir):
   config_util.save_pipeline_config(pipeline_config, output_dir)
   return {"prefix": prefix, "num_weights": count, "step": step,
           "source": reader.path, "model": model}
-
-
-def main(argv):
-  del argv
-  cli.check_output_dir(FLAGS.output_dir, "--output_dir")
-  config = cli.load_config(FLAGS.config_path)
-  result = import_checkpoint(FLAGS["from"].value, FLAGS.input, config,
-                             FLAGS.output_dir)
-  step = "" if result["step"] is None else f" of step {result['step']}"
-  print(f"wrote {result['prefix']} ({result['num_weights']} weights{step} "
-        f"from {result['source']}, {SOURCES[FLAGS['from'].value].description})"
-        f" and pipeline.config, which builds that project's graph; evaluate "
-        f"it with eval.py --config_path {FLAGS.output_dir}/pipeline.config "
-        f"--checkpoint {result['prefix']} --eval_dir EVAL_DIR")
-
-
-def command():
-  """The fast-seg-import-weights command, and python -m
-  fast_seg.tools.import_weights.
-
-  The flags are defined here, not at import, so that importing the module
-  (as tests do) defines no flags that clash with other tools' (--config_path,
-  --output_dir).
-  """
-  _define_flags()
-  cli.run(main, usage=__doc__)
-
-
-if __name__ == "__main__":
-  command()
