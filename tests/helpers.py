@@ -124,6 +124,24 @@ def randomize_batch_norms(model, seed=0):
                          rng.uniform(0.5, 1.5, shape).astype(np.float32)])
 
 
+
+def seeded_checkpoint(config, directory, seed=0):
+  """A weights-only checkpoint of config's model with every weight drawn
+  from `seed`: labels that vary over an image on every run, where the 4-step
+  trained_run fixture sometimes predicts one class everywhere (a test
+  comparing two label maps then proves nothing)."""
+  model = model_builder.build(config.model)
+  rng = np.random.default_rng(seed)
+  layers = [l for l in model.keras_model.layers if l.weights]
+  for layer in layers:
+    layer.set_weights([rng.normal(0.0, 0.2, w.shape).astype(np.float32)
+                       for w in layer.get_weights()])
+  randomize_batch_norms(model.keras_model, seed)
+  prefix = str(directory / "seeded" / "model")
+  checkpoint_util.write_weights_only(layers, prefix)
+  return prefix
+
+
 def check_pruning_keeps_outputs(full, half, image_shape, max_param_ratio):
   """Soft-prunes `full` to `half`'s widths, hard-prunes it into `half`, and
   asserts both give the same outputs (so pruning removed exactly the zeroed

@@ -55,27 +55,10 @@ def _val_image(tiny_dataset, height, width):
   return image[None, :height, :width]
 
 
-def _seeded_weights(config, directory, seed=0):
-  """A weights-only checkpoint of config's model with every weight drawn
-  from `seed`: labels that vary over an image on every run, where the
-  4-step trained_run sometimes predicts one class everywhere (and then a
-  grey padding could not be told from a zero one)."""
-  model = model_builder.build(config.model)
-  rng = np.random.default_rng(seed)
-  layers = [l for l in model.keras_model.layers if l.weights]
-  for layer in layers:
-    layer.set_weights([rng.normal(0.0, 0.2, w.shape).astype(np.float32)
-                       for w in layer.get_weights()])
-  helpers.randomize_batch_norms(model.keras_model, seed)
-  prefix = str(directory / "seeded" / "model")
-  checkpoint_util.write_weights_only(layers, prefix)
-  return prefix
-
-
 def test_tf1_contract_int64_labels_with_a_channel_and_zero_padding(trained_run, tiny_dataset,
                                                                   tmp_path):
   config = trained_run[0]
-  logdir = _seeded_weights(config, tmp_path)
+  logdir = helpers.seeded_checkpoint(config, tmp_path)
   out = tmp_path / "tf1"
   info = export_lib.export(config, logdir, str(out), (1, 50, 60, 3),
                            pad_to_shape=(64, 64), formats=("frozen_graph", "onnx"),

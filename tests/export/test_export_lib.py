@@ -40,7 +40,8 @@ def _run_frozen_graph(path, images):
 
 
 def test_frozen_graph_and_saved_model_match_keras(trained_run, tmp_path):
-  config, logdir = trained_run
+  config = trained_run[0]
+  logdir = helpers.seeded_checkpoint(config, tmp_path)
   out = tmp_path / "export"
   info = export_lib.export(config, logdir, str(out), (2, 64, 80, 3))
   assert (out / "pipeline.config").exists()
