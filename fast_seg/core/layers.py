@@ -64,10 +64,13 @@ class ResizeByFactor(keras.layers.Layer):
   # Output channel c is input channel c (for the filter pruner).
   channel_input = 0
 
-  def __init__(self, factor, align_corners=False, **kwargs):
+  def __init__(self, factor, align_corners=False, asymmetric=False, **kwargs):
+    """asymmetric: TF1's default convention (Keras 2.2's UpSampling2D), size
+    rounding as without align_corners."""
     super().__init__(**kwargs)
     self.factor = factor
     self.align_corners = align_corners
+    self.asymmetric = asymmetric
 
   def call(self, inputs):
     height, width = _spatial_size(inputs)
@@ -84,11 +87,16 @@ class ResizeByFactor(keras.layers.Layer):
     else:
       size = tf.cast(tf.math.ceil(
           tf.cast(tf.stack([height, width]), tf.float32) * self.factor), tf.int32)
+    if self.asymmetric:
+      return _resize_with(inputs, size, ASYMMETRIC)
     return _resize_bilinear(inputs, size)
 
   def get_config(self):
-    return {**super().get_config(), "factor": self.factor,
-            "align_corners": self.align_corners}
+    config = {**super().get_config(), "factor": self.factor,
+              "align_corners": self.align_corners}
+    if self.asymmetric:  # Older saved configs stay as they were.
+      config["asymmetric"] = True
+    return config
 
 
 class ResizeLike(keras.layers.Layer):
@@ -205,12 +213,13 @@ class WindowAveragePool(keras.layers.Layer):
     return {**super().get_config(), "bins": self.bins}
 
 
-def pyramid_pooling_layers(tf1_windows):
+def pyramid_pooling_layers(tf1_windows, resize_mode=ALIGN_CORNERS):
   """(pool layer class, ResizeLike mode) of a pyramid pooling module.
 
   fast_seg's: exact bins (AdaptiveAveragePool), half-pixel resizes back.
-  tf1_windows: the TF1 project's WindowAveragePool and align-corners resizes.
+  tf1_windows: the TF1 project's WindowAveragePool, resized back by
+  `resize_mode` (align corners there; asymmetric in the fritz Keras ICNet).
   """
   if tf1_windows:
-    return WindowAveragePool, ALIGN_CORNERS
+    return WindowAveragePool, _checked_mode(resize_mode)
   return AdaptiveAveragePool, HALF_PIXEL

@@ -380,12 +380,16 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
     return self.conv_bn(x, filters, 1, name=f"{name}_pointwise")
 
   def conv_bn(self, x, filters, kernel_size, name, strides=1, dilation_rate=1,
-              relu=True, relu_max=None):
+              relu=True, relu_max=None, relu_before_bn=False, use_bias=False):
     """conv -> batch norm (-> ReLU, capped at relu_max if given: 6.0 is
-    ReLU6) with the model's hyperparams."""
+    ReLU6) with the model's hyperparams; relu_before_bn: conv -> ReLU ->
+    batch norm, as Keras models that give the conv the activation."""
     x = self.conv_hyperparams.conv2d(filters, kernel_size, name=name,
-                                     strides=strides,
+                                     strides=strides, use_bias=use_bias,
                                      dilation_rate=dilation_rate)(x)
+    if relu and relu_before_bn:
+      x = keras.layers.ReLU(max_value=relu_max, name=f"{name}_relu")(x)
+      return self.conv_hyperparams.batch_norm(name=f"{name}_bn")(x)
     x = self.conv_hyperparams.batch_norm(name=f"{name}_bn")(x)
     if relu:
       x = keras.layers.ReLU(max_value=relu_max, name=f"{name}_relu")(x)

@@ -24,9 +24,23 @@ def require_output_stride(config, field_path, allowed, why):
         f"for {why}, got {stride}")
 
 
-def tf1_graph_kwargs(config):
+# Values of the shared enums that only ICNet builds (the fritz Keras ICNet).
+_ICNET_ONLY = {
+    "interpolation": model_pb2.ICNet.KERAS_ASYMMETRIC,
+    "head_activation": model_pb2.ICNet.RELU_BEFORE_BATCH_NORM,
+}
+
+
+def tf1_graph_kwargs(config, field_path, icnet=False):
   """Constructor arguments of the TF1 graph fields (interpolation,
-  head_activation) that ICNet and PSPNet share."""
+  head_activation) that ICNet and PSPNet share; ICNet (`icnet`) reads their
+  Keras values itself, any other model refuses them."""
+  for field, value in _ICNET_ONLY.items():
+    if getattr(config, field) == value and not icnet:
+      enum = config.DESCRIPTOR.fields_by_name[field].enum_type
+      raise ValueError(f"{field_path}.{field}: "
+                       f"{enum.values_by_number[value].name} is built by ICNet "
+                       "only (the fritz Keras ICNet)")
   return {"tf1_interpolation":
               config.interpolation == model_pb2.ICNet.TF1_ALIGN_CORNERS,
           "head_relu_max":

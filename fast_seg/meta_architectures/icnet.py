@@ -17,11 +17,17 @@ A model trained by the TF1 project runs here unchanged with
 trunk's slim layout fields): its resize sizes and conventions, its CFF order
 (dilated conv before the resize to F_high) and its pyramid windows.
 fast_seg.tools.import_weights sets them.
+
+A model trained by the fritz-image-segmentation Keras ICNet runs with
+`interpolation: KERAS_ASYMMETRIC` (2x2 average pools down, Keras 2.2's
+bilinear upsampling), `head_activation: RELU_BEFORE_BATCH_NORM`,
+`full_res_projection: true` and its trunk, resnet50_keras_icnet.
 """
 
 import tf_keras as keras
 
 from fast_seg.core import layers
+from fast_seg.protos import model_pb2
 from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import base
@@ -44,7 +50,8 @@ class ICNet(model.SegmentationModel):
   def __init__(self, num_classes, ignore_label, feature_extractor,
                conv_hyperparams, loss, pyramid_bins=DEFAULT_PYRAMID_BINS,
                binary_output=None, tf1_interpolation=False,
-               head_relu_max=None):
+               head_relu_max=None, keras_interpolation=False,
+               relu_before_bn=False, full_res_projection=False):
     """See model.SegmentationModel; besides:
 
     Args:
@@ -53,6 +60,11 @@ class ICNet(model.SegmentationModel):
         windows (ICNet.Interpolation TF1_ALIGN_CORNERS).
       head_relu_max: cap of the ReLU after the pyramid conv and the full-res
         branch convs (6.0: the TF1 project's ReLU6); None: plain ReLU.
+      keras_interpolation: the fritz Keras ICNet's average-pool halvings
+        and asymmetric upsamplings (Interpolation KERAS_ASYMMETRIC).
+      relu_before_bn: conv -> ReLU -> BN in those convs.
+      full_res_projection: the full-res branch ends in a 1x1 conv with
+        bias + BN that is the second CFF's F_high (ICNet.full_res_projection).
     """
     super().__init__(num_classes, ignore_label, feature_extractor,
                      conv_hyperparams, loss, name="icnet",
@@ -60,6 +72,9 @@ class ICNet(model.SegmentationModel):
     self.pyramid_bins = tuple(pyramid_bins)
     self.tf1_interpolation = tf1_interpolation
     self.head_relu_max = head_relu_max
+    self.keras_interpolation = keras_interpolation
+    self.relu_before_bn = relu_before_bn
+    self.full_res_projection = full_res_projection
 
   @classmethod
   def kwargs_from_config(cls, config, field_path):
@@ -68,11 +83,29 @@ class ICNet(model.SegmentationModel):
         "ICNet (its trunk is split at stride 8 of the half-resolution input)")
     return {"pyramid_bins": config_checks.pyramid_bins(
         config, field_path, DEFAULT_PYRAMID_BINS),
-            **config_checks.tf1_graph_kwargs(config)}
+            **config_checks.tf1_graph_kwargs(config, field_path, icnet=True),
+            "keras_interpolation":
+                config.interpolation == model_pb2.ICNet.KERAS_ASYMMETRIC,
+            "relu_before_bn": config.head_activation ==
+                              model_pb2.ICNet.RELU_BEFORE_BATCH_NORM,
+            "full_res_projection": config.full_res_projection}
 
   def _resize(self, x, factor, name):
+    if self.keras_interpolation and factor == 0.5:
+      return keras.layers.AveragePooling2D(2, name=name)(x)
     return layers.ResizeByFactor(factor, align_corners=self.tf1_interpolation,
+                                 asymmetric=self.keras_interpolation,
                                  name=name)(x)
+
+  def _resize_like(self, x, reference, name):
+    mode = layers.ASYMMETRIC if self.keras_interpolation else layers.HALF_PIXEL
+    return layers.ResizeLike(mode, name=name)([x, reference])
+
+  def _head_conv(self, x, depth, kernel_size, name, strides=1):
+    """A pyramid or full-res branch conv with the head activation."""
+    return self.conv_bn(x, self._width(depth), kernel_size, name=name,
+                        strides=strides, relu_max=self.head_relu_max,
+                        relu_before_bn=self.relu_before_bn)
 
   def _width(self, depth):
     # The trunk's own rule: the heads shrink like the trunk they sit on.
@@ -94,14 +127,16 @@ class ICNet(model.SegmentationModel):
   def _pyramid_pooling(self, x):
     """ICNet flavour: pool to each bin size, upsample, sum with the input."""
     pooled = [x]
-    pool, mode = layers.pyramid_pooling_layers(self.tf1_interpolation)
+    pool, mode = layers.pyramid_pooling_layers(
+        self.tf1_interpolation or self.keras_interpolation,
+        layers.ASYMMETRIC if self.keras_interpolation else
+        layers.ALIGN_CORNERS)
     for bins in self.pyramid_bins:
       p = pool(bins, name=f"icnet_psp_pool_{bins}")(x)
       pooled.append(layers.ResizeLike(
           mode, name=f"icnet_psp_upsample_{bins}")([p, x]))
     x = keras.layers.Add(name="icnet_psp_sum")(pooled)
-    return self.conv_bn(x, self._width(512), 1, name="icnet_psp_conv",
-                        relu_max=self.head_relu_max)
+    return self._head_conv(x, 512, 1, "icnet_psp_conv")
 
   def _cascade_feature_fusion(self, f_low, f_high, name):
     """CFF unit; returns the fused feature and the upsampled F_low.
@@ -112,16 +147,31 @@ class ICNet(model.SegmentationModel):
     if self.tf1_interpolation:
       f_low = self._resize(f_low, 2.0, f"{name}_upsample")
     else:
-      f_low = layers.ResizeLike(name=f"{name}_upsample")([f_low, f_high])
+      f_low = self._resize_like(f_low, f_high, f"{name}_upsample")
     low = self.conv_bn(f_low, self._width(256), 3, name=f"{name}_low_conv",
                        dilation_rate=2, relu=False)
     if self.tf1_interpolation:
       low = layers.ResizeLike(layers.ASYMMETRIC,
                               name=f"{name}_low_resize")([low, f_high])
-    high = self.conv_bn(f_high, self._width(256), 1, name=f"{name}_high_conv",
-                        relu=False)
+    if self.full_res_projection and name == "icnet_cff2":
+      high = f_high  # Already the projection of the full-res branch.
+    else:
+      high = self.conv_bn(f_high, self._width(256), 1,
+                          name=f"{name}_high_conv", relu=False)
     fused = keras.layers.Add(name=f"{name}_sum")([low, high])
     return keras.layers.ReLU(name=f"{name}_relu")(fused), f_low
+
+  def _full_res_branch(self, images):
+    """Three strided 3x3 convs, then a 3x3 conv (or the 1x1 projection)."""
+    f_full = images
+    for i, depth in enumerate((64, 64, 128)):
+      f_full = self._head_conv(f_full, depth, 3, f"icnet_full_res_conv{i + 1}",
+                               strides=2)
+    if self.full_res_projection:
+      return self.conv_bn(f_full, self._width(256), 1,
+                          name="icnet_full_res_projection", relu=False,
+                          use_bias=True)
+    return self._head_conv(f_full, 256, 3, "icnet_full_res_conv4")
 
   def _build_heads(self, images):
     extractor = self.feature_extractor
@@ -134,11 +184,7 @@ class ICNet(model.SegmentationModel):
     deep = extractor.build(quarter, first_stage=after_split)
     psp = self._pyramid_pooling(deep[extractor.stage_names[-1]])
 
-    f_full = images
-    for i, (depth, stride) in enumerate(((64, 2), (64, 2), (128, 2), (256, 1))):
-      f_full = self.conv_bn(f_full, self._width(depth), 3,
-                            name=f"icnet_full_res_conv{i + 1}", strides=stride,
-                            relu_max=self.head_relu_max)
+    f_full = self._full_res_branch(images)
 
     cff1, psp_up = self._cascade_feature_fusion(psp, f_half, "icnet_cff1")
     cff2, cff1_up = self._cascade_feature_fusion(cff1, f_full, "icnet_cff2")

@@ -58,7 +58,7 @@ class PSPNet(model.SegmentationModel):
                        f"{config.bin_conv_depth}")
     return {"pyramid_bins": config_checks.pyramid_bins(
         config, field_path, DEFAULT_PYRAMID_BINS),
-            **config_checks.tf1_graph_kwargs(config),
+            **config_checks.tf1_graph_kwargs(config, field_path),
             "bin_conv_depth": config.bin_conv_depth,
             "aux_stage": config.aux_stage or None}
 

@@ -18,6 +18,7 @@ from fast_seg.builders import hyperparams_builder
 from fast_seg.feature_extractors import base
 from fast_seg.feature_extractors import mobilenet_v1
 from fast_seg.feature_extractors import mobilenet_v2
+from fast_seg.feature_extractors import resnet50_keras_icnet
 from fast_seg.feature_extractors import resnet_v1
 from fast_seg.feature_extractors import pretrained
 from fast_seg.protos import hyperparams_pb2
@@ -35,7 +36,10 @@ Backbone = collections.namedtuple("Backbone", [
     # (filter_scale, last early stage, halve between the parts, late output
     # shape) of a two-part build of a 64x64 input.
     "two_part",
-])
+    # {stage: side} of a 64x64 input where it is not 64 // stride (an
+    # unpadded pool); None: none.
+    "sides",
+], defaults=(None,))
 
 # Trunk parameters (output stride 32, batch norms included) were counted
 # before the width rules moved into FeatureExtractor.width; checkpoints
@@ -81,6 +85,23 @@ BACKBONES = [
         [([123.68, 116.78, 103.94], [0.0, 0.0, 0.0]),
          ([0.0, 255.0, 10.0], [-123.68, 138.22, -93.94])],
         (1.0, "block1", True, (None, 4, 4, 2048))),
+    # The fritz Keras ICNet's trunk: its unpadded 3x3/2 max-pool turns the
+    # 32x32 stem output into 15x15.
+    Backbone(
+        "resnet50_keras_icnet", resnet50_keras_icnet.ResNet50KerasICNet,
+        {"stem": 128, "conv2": 256, "conv3_1": 512, "conv3": 512,
+         "conv4": 1024, "conv5": 2048},
+        {8: {"stem": 4, "conv2": 4, "conv3_1": 8, "conv3": 8, "conv4": 8,
+             "conv5": 8},
+         16: {"stem": 4, "conv2": 4, "conv3_1": 8, "conv3": 8, "conv4": 16,
+              "conv5": 16},
+         32: {"stem": 4, "conv2": 4, "conv3_1": 8, "conv3": 8, "conv4": 16,
+              "conv5": 32}},
+        {1.0: 23_685_312, 0.5: 5_948_512, 0.35: 2_928_371, 0.25: 1_500_720},
+        set(),
+        [([0.0, 127.5, 255.0], [-0.5, 0.0, 0.5])],
+        (0.5, "conv3_1", True, (None, 4, 4, 1024)),
+        {"stem": 15, "conv2": 15}),
 ]
 
 
@@ -110,11 +131,12 @@ def test_registered(backbone):
   assert backbone.name in feature_extractors.registered_names()
 
 
-def test_the_project_registers_exactly_four_backbones():
+def test_the_project_registers_exactly_five_backbones():
   # A test may register a toy backbone of its own; only ours are counted.
   ours = [name for name in feature_extractors.registered_names()
           if feature_extractors.get(name).__module__.startswith("fast_seg.")]
-  assert ours == ["cgnet", "mobilenet_v1", "mobilenet_v2", "resnet_v1_50"]
+  assert ours == ["cgnet", "mobilenet_v1", "mobilenet_v2",
+                  "resnet50_keras_icnet", "resnet_v1_50"]
 
 
 def test_unknown_type_lists_allowed():
@@ -147,7 +169,7 @@ def test_endpoint_shapes(backbone, output_stride):
   assert list(endpoints) == list(extractor.stage_names)
   assert extractor.stage_strides == strides
   for stage, tensor in endpoints.items():
-    size = 64 // strides[stage]
+    size = (backbone.sides or {}).get(stage, 64 // strides[stage])
     assert tuple(tensor.shape) == (None, size, size,
                                    backbone.stage_depths[stage]), stage
 
