@@ -37,9 +37,13 @@ def build(config, conv_hyperparams, field_path="feature_extractor"):
     group_scales = {"group_scales": [(w.group, w.scale)
                                      for w in config.group_widths]
                     } if config.group_widths else {}
-    return extractor_class(conv_hyperparams, filter_scale=config.filter_scale,
-                           output_stride=config.output_stride, **group_scales,
-                           **_slim_layout(config, extractor_class))
+    extractor = extractor_class(
+        conv_hyperparams, filter_scale=config.filter_scale,
+        output_stride=config.output_stride, **group_scales,
+        **_slim_layout(config, extractor_class))
+    if config.input_mean or config.input_std:
+      extractor.set_input_normalization(config.input_mean, config.input_std)
+    return extractor
   except ValueError as e:
     raise ValueError(_at(field_path, str(e))) from None
 

@@ -123,6 +123,27 @@ class ResizeLike(keras.layers.Layer):
     return {**super().get_config(), "mode": self.mode}
 
 
+class ChannelScale(keras.layers.Layer):
+  """Multiplies each channel by a constant (no weights).
+
+  The per-channel part of an input normalization (x - mean) / std_c kept in
+  the network, so that preprocessing is one scale for all channels, as a
+  Core ML image input requires.
+  """
+  # Output channel c is input channel c (for the filter pruner).
+  channel_input = 0
+
+  def __init__(self, scales, **kwargs):
+    super().__init__(**kwargs)
+    self.scales = [float(s) for s in scales]
+
+  def call(self, inputs):
+    return inputs * tf.constant(self.scales, inputs.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "scales": self.scales}
+
+
 class AdaptiveAveragePool(keras.layers.Layer):
   """Average-pools a feature map to `bins` x `bins` cells.
 

@@ -210,7 +210,8 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
     if self.keras_model is not None:
       raise ValueError(f"{self.name} is already built")
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_inputs")
-    heads = self._heads_with_aux_target(inputs)
+    heads = self._heads_with_aux_target(
+        self.feature_extractor.scale_input_channels(inputs))
     outputs = {head: keras.layers.Activation("linear", dtype="float32",
                                              name=f"{head}_float32")(t)
                for head, t in heads.items()}
@@ -233,7 +234,7 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
 
   def preprocess(self, images):
     """uint8 or float RGB images in 0..255 -> the feature extractor's input."""
-    return self.feature_extractor.preprocess(tf.cast(images, tf.float32))
+    return self.feature_extractor.normalize_input(tf.cast(images, tf.float32))
 
   def predict(self, preprocessed_images, training=False):
     """Returns {head: logits}; only the main head unless training."""
@@ -370,14 +371,17 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
     """A 1x1 conv with bias: num_classes logits, or 1 if the model is binary."""
     return self._classifier(name, 1 if self.is_binary else self.num_classes)
 
-  def separable_conv_bn(self, x, filters, name, dilation_rate=1):
+  def separable_conv_bn(self, x, filters, name, dilation_rate=1,
+                        relu_max=None):
     """Depthwise 3x3 (dilated) + BN + ReLU, then 1x1 conv to `filters` + BN +
-    ReLU: the mobile models' cheap 3x3 conv, split so each half is prunable."""
+    ReLU: the mobile models' cheap 3x3 conv, split so each half is prunable.
+    Both ReLUs are capped at relu_max if given (6.0: ReLU6)."""
     x = self.conv_hyperparams.depthwise_conv2d(
         3, name=f"{name}_depthwise", dilation_rate=dilation_rate)(x)
     x = self.conv_hyperparams.batch_norm(name=f"{name}_depthwise_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_depthwise_relu")(x)
-    return self.conv_bn(x, filters, 1, name=f"{name}_pointwise")
+    x = keras.layers.ReLU(max_value=relu_max, name=f"{name}_depthwise_relu")(x)
+    return self.conv_bn(x, filters, 1, name=f"{name}_pointwise",
+                        relu_max=relu_max)
 
   def conv_bn(self, x, filters, kernel_size, name, strides=1, dilation_rate=1,
               relu=True, relu_max=None, relu_before_bn=False, use_bias=False):

@@ -18,6 +18,7 @@ import enum
 
 import tensorflow as tf
 
+from fast_seg.core import layers as core_layers
 from fast_seg.core import registry
 from fast_seg.protos import feature_extractor_pb2
 
@@ -215,6 +216,10 @@ class FeatureExtractor(abc.ABC):
     self._built_stages = set()
     # StageIO of every built stage, in build order (memory saving reads it).
     self.stage_io = []
+    # set_input_normalization's (mean, std) of preprocessing, both float32
+    # per channel, and the channel scales the network applies (or None).
+    self._input_normalization = None
+    self._channel_scales = None
 
   @property
   def conv_hyperparams(self):
@@ -316,6 +321,54 @@ class FeatureExtractor(abc.ABC):
   @abc.abstractmethod
   def preprocess(self, images):
     """Maps float32 RGB images in [0, 255] to what the backbone expects."""
+
+  def set_input_normalization(self, mean, std):
+    """Feeds (pixel - mean) / std instead of `preprocess`'s output.
+
+    For weights another project trained on its own normalization (the
+    config's input_mean / input_std); the trunk's layers do not change.
+
+    Stds that differ by channel are split: preprocessing divides by their
+    mean (one scale, as a Core ML image input needs) and the network's
+    first layer (`scale_input_channels`) multiplies channel c by
+    mean / std[c].
+
+    Args:
+      mean, std: one value for all channels, or one per RGB channel.
+
+    Raises:
+      ValueError: not 1 or 3 values each, or a std <= 0.
+    """
+    for field, values in (("input_mean", mean), ("input_std", std)):
+      if len(values) not in (1, 3):
+        raise ValueError(f"feature_extractor.{field} needs 1 value or 3 (R, "
+                         f"G, B), got {len(values)}")
+    if min(std) <= 0.0:
+      raise ValueError(f"feature_extractor.input_std must be > 0, got "
+                       f"{list(std)}")
+    scale = sum(std) / len(std)
+    self._input_normalization = (
+        tf.constant(list(mean) * (3 // len(mean)), tf.float32),
+        tf.constant(scale, tf.float32))
+    if len(set(std)) > 1:
+      self._channel_scales = [scale / s for s in std]
+
+  def scale_input_channels(self, images):
+    """The network's first layer on preprocessed `images`: the per-channel
+    part of the input normalization if it has one, else `images`."""
+    if self._channel_scales is None:
+      return images
+    return core_layers.ChannelScale(
+        self._channel_scales, name=f"{self.name}_input_channel_scale")(images)
+
+  def normalize_input(self, images):
+    """RGB images in [0, 255] -> the network's input: (pixel - mean) / the
+    stds' mean if an input normalization is set (scale_input_channels does
+    the rest), else the trunk's own `preprocess`."""
+    if self._input_normalization is None:
+      return self.preprocess(images)
+    mean, std = self._input_normalization
+    return (tf.cast(images, tf.float32) - mean) / std
 
   @abc.abstractmethod
   def _build_stage(self, stage_name, net):

@@ -98,6 +98,8 @@ def plan(source_name, pipeline_config, shapes, path):
   """
   source = SOURCES.get(source_name)
   name_map = source.adapt(pipeline_config.model)
+  if source.bind_to_file is not None:
+    name_map = source.bind_to_file(name_map, sorted(shapes))
   model = model_builder.build(pipeline_config.model)
   mapping = _Plan(name_map, source.is_training_state, model, shapes)
   message = mapping.error(path)

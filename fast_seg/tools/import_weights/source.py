@@ -8,9 +8,13 @@ from fast_seg.core import registry
 # config fields that make fast_seg's graph compute that project's and
 # returns the name map (third_party/) of the model: (our layer name, weight
 # kind) -> the file's variable name; `is_training_state(name)` tells which
-# file variables are not model weights (step, optimizer slots).
+# file variables are not model weights (step, optimizer slots);
+# `bind_to_file(name_map, variable names)`, optional, returns the map for
+# one file, for projects whose files differ in names their code does not
+# fix (layers that Keras numbers when the model is built).
 Source = collections.namedtuple(
-    "Source", ["description", "adapt", "is_training_state"])
+    "Source", ["description", "adapt", "is_training_state", "bind_to_file"],
+    defaults=(None,))
 
 # One module per project in projects/ registers its Source here, under the
 # name --from takes.
