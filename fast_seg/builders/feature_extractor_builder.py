@@ -40,7 +40,8 @@ def build(config, conv_hyperparams, field_path="feature_extractor"):
     extractor = extractor_class(
         conv_hyperparams, filter_scale=config.filter_scale,
         output_stride=config.output_stride, **group_scales,
-        **_slim_layout(config, extractor_class))
+        **_slim_layout(config, extractor_class),
+        **_keras_padding(config, extractor_class))
     if config.input_mean or config.input_std:
       extractor.set_input_normalization(config.input_mean, config.input_std)
     return extractor
@@ -62,6 +63,16 @@ def _slim_layout(config, extractor_class):
     raise ValueError(f"{_OWN_PATH}{field} is not supported by "
                      f"{config.type}; only resnet_v1_50 honours it")
   return kwargs
+
+
+def _keras_padding(config, extractor_class):
+  """keras_padding as a keyword argument, only when set (and honoured)."""
+  if config.keras_padding == feature_extractor_pb2.FeatureExtractor.SAME:
+    return {}
+  if not getattr(extractor_class, "supports_keras_padding", False):
+    raise ValueError(f"{_OWN_PATH}keras_padding is not supported by "
+                     f"{config.type}; only mobilenet_v2 honours it")
+  return {"keras_padding": config.keras_padding}
 
 
 def _at(field_path, message):

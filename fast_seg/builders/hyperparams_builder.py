@@ -37,11 +37,13 @@ class ConvHyperparams:
         kernel_initializer=self.initializer(),
         kernel_regularizer=self.regularizer, name=name)
 
-  def depthwise_conv2d(self, kernel_size, name, strides=1, dilation_rate=1):
-    """A 'same'-padded DepthwiseConv2D without bias (batch norm follows)."""
+  def depthwise_conv2d(self, kernel_size, name, strides=1, dilation_rate=1,
+                       padding="same"):
+    """A DepthwiseConv2D ('same'-padded unless told) without bias (batch
+    norm follows)."""
     return keras.layers.DepthwiseConv2D(
         kernel_size, strides=strides, dilation_rate=dilation_rate,
-        padding="same", use_bias=False,
+        padding=padding, use_bias=False,
         depthwise_initializer=self.initializer(),
         depthwise_regularizer=self.regularizer, name=name)
 

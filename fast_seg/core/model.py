@@ -360,16 +360,19 @@ class SegmentationModel(metaclass=_BuiltAfterInit):
                     if layer.name not in self.classifier_layer_names]
     return [layer for layer in candidates if layer.weights]
 
-  def _classifier(self, name, width):
+  def _classifier(self, name, width, kernel_size=1, use_bias=True):
     self.classifier_layer_names.add(name)
     return keras.layers.Conv2D(
-        width, 1, use_bias=True, name=name,
+        width, kernel_size, padding="same" if kernel_size > 1 else "valid",
+        use_bias=use_bias, name=name,
         kernel_initializer=self.conv_hyperparams.initializer(),
         kernel_regularizer=self.conv_hyperparams.regularizer)
 
-  def classifier(self, name):
-    """A 1x1 conv with bias: num_classes logits, or 1 if the model is binary."""
-    return self._classifier(name, 1 if self.is_binary else self.num_classes)
+  def classifier(self, name, kernel_size=1, use_bias=True):
+    """A conv (1x1 with bias unless told): num_classes logits, or 1 if the
+    model is binary."""
+    return self._classifier(name, 1 if self.is_binary else self.num_classes,
+                            kernel_size, use_bias)
 
   def separable_conv_bn(self, x, filters, name, dilation_rate=1,
                         relu_max=None):

@@ -10,6 +10,7 @@ the same rounding to multiples of 8.
 import tf_keras as keras
 
 from fast_seg.feature_extractors import base
+from fast_seg.protos import feature_extractor_pb2
 from third_party import keras_applications_h5
 from third_party import tf_slim_checkpoints
 
@@ -23,6 +24,12 @@ _GROUPS = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
+
+_KERAS_PADDING = feature_extractor_pb2.FeatureExtractor.KerasPadding
+# Which convs pad after only, per feature_extractor.keras_padding.
+_PAD_AFTER_CONV1 = (_KERAS_PADDING.Value("CONV1_AND_DEPTHWISE_AFTER"),)
+_PAD_AFTER_DEPTHWISE = (_KERAS_PADDING.Value("DEPTHWISE_AFTER"),
+                        _KERAS_PADDING.Value("CONV1_AND_DEPTHWISE_AFTER"))
 
 # Index of the last expanded_conv_i of each stage after the stem.
 _STAGE_LAST_UNIT = (("stage2", 2), ("stage3", 5), ("stage4", 12),
@@ -47,11 +54,23 @@ class MobileNetV2(base.FeatureExtractor):
 
   stage_names = ("stem", "stage2", "stage3", "stage4", "stage5")
   allowed_output_strides = (8, 16, 32)
+  # Honours feature_extractor.keras_padding (the feature extractor builder
+  # asks).
+  supports_keras_padding = True
 
   def __init__(self, conv_hyperparams, filter_scale=1.0, output_stride=8,
-               group_scales=None):
+               group_scales=None, keras_padding=0):
+    """See base.FeatureExtractor; besides:
+
+    Args:
+      keras_padding: a FeatureExtractor.KerasPadding value: which stride-2
+        convs pad one row and column after only, as Keras-applications does
+        for an input of unknown size (SAME: none).
+    """
     super().__init__(conv_hyperparams, filter_scale, output_stride,
                      group_scales)
+    self._pad_after = {"conv1": keras_padding in _PAD_AFTER_CONV1,
+                       "depthwise": keras_padding in _PAD_AFTER_DEPTHWISE}
     # Fixed from the nominal strides so a stage built on its own gets the
     # same dilations as in a full build.
     tracker = base.StrideTracker(self.output_stride)
@@ -83,9 +102,19 @@ class MobileNetV2(base.FeatureExtractor):
           net)
     return net
 
+  def _padding(self, net, which, stride, name):
+    """(net, padding) of a conv: Keras-applications' one row and column
+    after, explicit, and then 'valid', where keras_padding asks for it."""
+    if stride == 1 or not self._pad_after[which]:
+      return net, "same"
+    pad = self._track(keras.layers.ZeroPadding2D(((0, 1), (0, 1)),
+                                                 name=name + "_pad"))
+    return pad(net), "valid"
+
   def _conv(self, net, depth, kernel_size, name, strides=1, relu=True):
+    net, padding = self._padding(net, "conv1", strides, name)
     net = self._track(self.conv_hyperparams.conv2d(
-        depth, kernel_size, name=name, strides=strides))(net)
+        depth, kernel_size, name=name, strides=strides, padding=padding))(net)
     return self._bn_relu6(net, name, relu)
 
   def _inverted_residual(self, net, name, expansion, depth, stride, rate,
@@ -101,8 +130,10 @@ class MobileNetV2(base.FeatureExtractor):
     if expansion > 1:
       x = self._conv(x, base.make_divisible(in_depth * expansion, 8), 1,
                      name + "_expand")
+    x, padding = self._padding(x, "depthwise", stride, name + "_depthwise")
     x = self._track(self.conv_hyperparams.depthwise_conv2d(
-        3, name=name + "_depthwise", strides=stride, dilation_rate=rate))(x)
+        3, name=name + "_depthwise", strides=stride, dilation_rate=rate,
+        padding=padding))(x)
     x = self._bn_relu6(x, name + "_depthwise", relu=True)
     x = self._conv(x, out_depth, 1, name + "_project", relu=False)
     # slim decides on the layer's actual stride, after output_stride.

@@ -12,9 +12,15 @@ Dense Image Prediction"): a list of separable convs, each reading the trunk
 output or an earlier op's output. decoder_depth 0 drops the decoder (plain
 DeepLabV3: the classifier reads the encoder output).
 
+The fields encoder_stage, classifier_kernel_size / classifier_bias and the
+cell's op_form / projection_depth default to the graph above; the Keras
+DeepLabV3+ project's graph (tools/import_weights) sets them otherwise.
+
 Every head width is scaled by the extractor's filter_scale, so a model
 pruned by compress.py loads into the same config built at the smaller scale.
 """
+
+import collections
 
 import tf_keras as keras
 
@@ -23,6 +29,7 @@ from fast_seg.core import model
 from fast_seg.core import standard_fields as fields
 from fast_seg.feature_extractors import base
 from fast_seg.meta_architectures import config_checks
+from fast_seg.protos import model_pb2
 
 # The published Cityscapes cell, DeepLab's
 # core/dense_prediction_cell_branch5_top1_cityscapes.json:
@@ -36,6 +43,16 @@ DEFAULT_CELL_OPS = (
     (3, (1, 1), 0),
     (3, (6, 21), 0),
 )
+
+# Where the graph departs from DeepLab's (the Keras DeepLabV3+ project's):
+# encoder_stage, the trunk stage the encoder reads (None: the last; the trunk
+# is built up to it); the classifier's kernel size and bias; the form of the
+# cell's 3x3 ops (a DensePredictionCell.OpForm name); the nominal width of
+# the cell's projection (None: encoder_depth).
+HeadLayout = collections.namedtuple(
+    "HeadLayout", ["encoder_stage", "classifier_kernel_size",
+                   "classifier_bias", "cell_op_form", "projection_depth"],
+    defaults=[None, 1, True, "DEPTHWISE_BN_POINTWISE", None])
 
 # The low-level feature of the decoder comes from the trunk stage at this
 # stride of the image.
@@ -89,6 +106,23 @@ def _dense_prediction_cell_kwargs(cell, cell_path, output_stride):
                                                   f"{cell_path}.depth")}
 
 
+def _head_layout(config, field_path):
+  """The HeadLayout of a DeepLabV3Plus config, checked."""
+  if config.classifier_kernel_size not in (1, 3):
+    raise ValueError(f"{field_path}.classifier_kernel_size must be 1 or 3, "
+                     f"got {config.classifier_kernel_size}")
+  cell = config.dense_prediction_cell
+  if cell.projection_depth < 0:
+    raise ValueError(f"{field_path}.dense_prediction_cell.projection_depth "
+                     f"must be >= 0 (0: depth), got {cell.projection_depth}")
+  return HeadLayout(
+      encoder_stage=config.encoder_stage or None,
+      classifier_kernel_size=config.classifier_kernel_size,
+      classifier_bias=config.classifier_bias,
+      cell_op_form=model_pb2.DensePredictionCell.OpForm.Name(cell.op_form),
+      projection_depth=cell.projection_depth or None)
+
+
 def _aspp_kwargs(aspp, aspp_path, output_stride):
   """Constructor arguments of an ASPP encoder head."""
   rates = list(aspp.atrous_rates) or default_atrous_rates(output_stride)
@@ -99,6 +133,24 @@ def _aspp_kwargs(aspp, aspp_path, output_stride):
                                                   f"{aspp_path}.depth"),
           "image_pooling": aspp.image_pooling,
           "separable_conv": aspp.separable_conv}
+
+
+def _encoder_stage(extractor, encoder_stage, low_level_stage):
+  """The trunk stage the encoder head reads: `encoder_stage`, else the last;
+  not before the decoder's `low_level_stage` (None: no decoder)."""
+  stages = extractor.stage_names
+  if not encoder_stage:
+    return stages[-1]
+  field = "model.deeplab_v3_plus.encoder_stage"
+  if encoder_stage not in stages:
+    raise ValueError(f"{field}: unknown stage '{encoder_stage}' of "
+                     f"{extractor.name}; allowed: {', '.join(stages)}")
+  if low_level_stage and (stages.index(low_level_stage) >
+                          stages.index(encoder_stage)):
+    raise ValueError(f"{field}: the decoder reads '{low_level_stage}', after "
+                     f"'{encoder_stage}'; use a later stage or "
+                     "decoder_depth: 0")
+  return encoder_stage
 
 
 def _low_level_stage(extractor, decoder_depth):
@@ -120,7 +172,8 @@ class DeepLabV3Plus(model.SegmentationModel):
                conv_hyperparams, loss, binary_output=None, low_level_depth=48,
                decoder_depth=256, dropout_rate=0.1, encoder="aspp",
                encoder_depth=256, atrous_rates=None, image_pooling=True,
-               separable_conv=True, cell_ops=DEFAULT_CELL_OPS):
+               separable_conv=True, cell_ops=DEFAULT_CELL_OPS,
+               layout=HeadLayout()):
     """Stores the head settings; the base class then builds the models.
 
     Args:
@@ -136,9 +189,11 @@ class DeepLabV3Plus(model.SegmentationModel):
       separable_conv: ASPP atrous convs as depthwise + pointwise convs.
       cell_ops: dense prediction cell ops, (kernel_size, (rate_h, rate_w),
         input_index) each.
+      layout: a HeadLayout; the default is DeepLab's graph.
 
     Raises:
-      ValueError: an unknown encoder, or the trunk has no stride-4 stage.
+      ValueError: an unknown encoder or encoder_stage, or the trunk has no
+        stride-4 stage.
     """
     if encoder not in ("aspp", "dense_prediction_cell"):
       raise ValueError(f"model.deeplab_v3_plus: unknown encoder '{encoder}'; "
@@ -159,6 +214,12 @@ class DeepLabV3Plus(model.SegmentationModel):
     self.separable_conv = separable_conv
     self.cell_ops = tuple((kernel, tuple(rate), index)
                           for kernel, rate, index in cell_ops)
+    self.encoder_stage = _encoder_stage(
+        feature_extractor, layout.encoder_stage, self.low_level_stage)
+    self.classifier_kernel_size = layout.classifier_kernel_size
+    self.classifier_bias = layout.classifier_bias
+    self.cell_op_form = layout.cell_op_form
+    self.projection_depth = layout.projection_depth or encoder_depth
 
   @classmethod
   def kwargs_from_config(cls, config, field_path):
@@ -169,6 +230,7 @@ class DeepLabV3Plus(model.SegmentationModel):
             config.low_level_depth, f"{field_path}.low_level_depth"),
         "decoder_depth": config.decoder_depth,
         "dropout_rate": config.dropout_rate,
+        "layout": _head_layout(config, field_path),
     }
     if config.decoder_depth < 0:
       raise ValueError(f"{field_path}.decoder_depth must be >= 0 (0: no "
@@ -210,6 +272,15 @@ class DeepLabV3Plus(model.SegmentationModel):
     x = keras.layers.Concatenate(name=f"{name}_concat")(branches)
     return self.conv_bn(x, depth, 1, name=f"{name}_projection")
 
+  def _separable_then_1x1(self, x, depth, name, rate):
+    """Keras' SeparableConv2D (depthwise then pointwise, nothing between) +
+    BN + ReLU, then a 1x1 conv + BN + ReLU (cell op_form SEPARABLE_THEN_1X1);
+    the depthwise and pointwise halves are separate layers, so prunable."""
+    x = self.conv_hyperparams.depthwise_conv2d(
+        3, name=f"{name}_depthwise", dilation_rate=rate)(x)
+    x = self.conv_bn(x, depth, 1, name=f"{name}_pointwise")
+    return self.conv_bn(x, depth, 1, name=f"{name}_conv1x1")
+
   def _dense_prediction_cell(self, x):
     depth = self._width(self.encoder_depth)
     name = f"{_PREFIX}_dpc"
@@ -219,13 +290,17 @@ class DeepLabV3Plus(model.SegmentationModel):
       op_name = f"{name}_op{i}"
       if kernel == 1:
         outputs.append(self.conv_bn(op_input, depth, 1, name=op_name))
+      elif self.cell_op_form == "SEPARABLE_THEN_1X1":
+        outputs.append(self._separable_then_1x1(op_input, depth, op_name,
+                                                rate))
       else:
         outputs.append(self.separable_conv_bn(op_input, depth, op_name, rate))
     if len(outputs) > 1:
       x = keras.layers.Concatenate(name=f"{name}_concat")(outputs)
     else:
       x = outputs[0]
-    return self.conv_bn(x, depth, 1, name=f"{name}_projection")
+    return self.conv_bn(x, self._width(self.projection_depth), 1,
+                        name=f"{name}_projection")
 
   def _decoder(self, x, low_level):
     name = f"{_PREFIX}_decoder"
@@ -239,8 +314,8 @@ class DeepLabV3Plus(model.SegmentationModel):
 
   def _build_heads(self, images):
     extractor = self.feature_extractor
-    endpoints = extractor.build(images)
-    x = endpoints[extractor.stage_names[-1]]
+    endpoints = extractor.build(images, last_stage=self.encoder_stage)
+    x = endpoints[self.encoder_stage]
     if self.encoder == "aspp":
       x = self._aspp(x)
     else:
@@ -250,5 +325,6 @@ class DeepLabV3Plus(model.SegmentationModel):
                                name=f"{_PREFIX}_encoder_dropout")(x)
     if self.decoder_depth > 0:
       x = self._decoder(x, endpoints[self.low_level_stage])
-    return x, {fields.PredictionFields.logits:
-               self.classifier("deeplab_v3_plus_classifier")(x)}
+    return x, {fields.PredictionFields.logits: self.classifier(
+        "deeplab_v3_plus_classifier", self.classifier_kernel_size,
+        self.classifier_bias)(x)}

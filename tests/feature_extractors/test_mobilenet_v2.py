@@ -138,3 +138,23 @@ def test_two_part_build_keeps_the_dilations():
   half = keras.layers.AveragePooling2D(2)(early["stage3"])
   extractor.build(half, first_stage="stage4")
   assert _depthwise(extractor, 14) == (1, 4)
+
+
+@pytest.mark.parametrize("keras_padding, size, expected", [
+    # 'same': ceil(n / 2) at each stride 2; after only: floor(n / 2).
+    (0, 65, (33, 17, 9)),
+    (1, 65, (33, 16, 8)),     # DEPTHWISE_AFTER: Conv1 'same'
+    (2, 65, (32, 16, 8)),     # CONV1_AND_DEPTHWISE_AFTER
+    (2, 64, (32, 16, 8)),     # even sizes pad alike
+])
+def test_keras_padding_of_the_stride_2_convs(keras_padding, size, expected):
+  extractor = mobilenet_v2.MobileNetV2(
+      hyperparams_builder.build(hyperparams_pb2.Hyperparams()),
+      keras_padding=keras_padding)
+  endpoints = extractor.build(keras.Input((size, size, 3)),
+                              last_stage="stage3")
+  sizes = tuple(endpoints[s].shape[1] for s in ("stem", "stage2", "stage3"))
+  assert sizes == expected
+  padded = {l.name for l in extractor.layers if l.name.endswith("_pad")}
+  assert bool(padded) == (keras_padding > 0)
+  assert ("mobilenet_v2_Conv_pad" in padded) == (keras_padding == 2)

@@ -248,3 +248,48 @@ def test_pruning_full_to_half_keeps_the_outputs(extra):
   projection = "deeplab_dpc_projection" if extra else "deeplab_aspp_projection"
   assert graph.layer_outputs["deeplab_encoder_dropout"] == (
       graph.layer_outputs[projection])
+
+
+def test_keras_project_layout_fields():
+  """encoder_stage, the 3x3 classifier without bias and the
+  SEPARABLE_THEN_1X1 cell (tools/import_weights sets them)."""
+  model = _build(
+      filter_scale=1.0,
+      extra="encoder_stage: 'stage3' decoder_depth: 0 "
+            "classifier_kernel_size: 3 classifier_bias: false "
+            "dense_prediction_cell { depth: 16 projection_depth: 24 "
+            "op_form: SEPARABLE_THEN_1X1 "
+            "ops { kernel_size: 3 rate: [1, 2] } ops { kernel_size: 1 } }")
+  names = _names(model)
+  assert not any(n.startswith("mobilenet_v2_expanded_conv_6") for n in names)
+  assert _inbound(model, "deeplab_dpc_op0_depthwise").startswith(
+      "mobilenet_v2_expanded_conv_5")
+  # Nothing between the depthwise and the pointwise conv.
+  assert _inbound(model, "deeplab_dpc_op0_pointwise") == \
+      "deeplab_dpc_op0_depthwise"
+  assert _inbound(model, "deeplab_dpc_op0_conv1x1") == \
+      "deeplab_dpc_op0_pointwise_relu"
+  assert _layer(model, "deeplab_dpc_projection").filters == 24
+  classifier = _layer(model, "deeplab_v3_plus_classifier")
+  assert classifier.kernel_size == (3, 3) and not classifier.use_bias
+  logits = model.predict(tf.zeros([1, 64, 64, 3]))[LOGITS]
+  assert logits.shape == (1, 8, 8, 5)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("encoder_stage: 'block9'", "encoder_stage: unknown stage 'block9'"),
+    ("encoder_stage: 'stem'", "the decoder reads 'stage2', after 'stem'"),
+    ("classifier_kernel_size: 5", "classifier_kernel_size must be 1 or 3"),
+])
+def test_keras_project_layout_errors(extra, message):
+  with pytest.raises(ValueError, match=message):
+    _build(extra=extra)
+
+
+def test_keras_padding_is_mobilenet_v2_only():
+  config = helpers.model_config(arch="deeplab_v3_plus",
+                                extractor="resnet_v1_50")
+  config.deeplab_v3_plus.feature_extractor.keras_padding = 1
+  with pytest.raises(ValueError, match="feature_extractor.keras_padding is "
+                     "not supported by resnet_v1_50"):
+    model_builder.build(config)
