@@ -115,6 +115,17 @@ class ResizeLike(keras.layers.Layer):
     return {**super().get_config(), "mode": self.mode}
 
 
+class LogitDifference(keras.layers.Layer):
+  """[..., 2] logits -> [..., 1]: the second minus the first.
+
+  sigmoid(l1 - l0) is softmax(l0, l1)'s second probability, so a two-logit
+  softmax head trained elsewhere serves as a binary (sigmoid) model.
+  """
+
+  def call(self, inputs):
+    return inputs[..., 1:2] - inputs[..., 0:1]
+
+
 class AdaptiveAveragePool(keras.layers.Layer):
   """Average-pools a feature map to `bins` x `bins` cells.
 
