@@ -93,10 +93,13 @@ def plan(source_name, pipeline_config, shapes, path):
     variable or None for an absent gamma / beta, kind) for every weight.
 
   Raises:
-    ValueError: an unknown source, a model its maps do not cover, or
-      variables that do not all map (one line naming them).
+    ValueError: an unknown source, a file or model its maps do not cover,
+      or variables that do not all map (one line naming them).
   """
   source = SOURCES.get(source_name)
+  refusal = source.refuse_file and source.refuse_file(shapes)
+  if refusal:
+    raise ValueError(f"{path}: {refusal}")
   name_map = source.adapt(pipeline_config.model)
   model = model_builder.build(pipeline_config.model)
   mapping = _Plan(name_map, source.is_training_state, model, shapes)

@@ -8,9 +8,12 @@ from fast_seg.core import registry
 # config fields that make fast_seg's graph compute that project's and
 # returns the name map (third_party/) of the model: (our layer name, weight
 # kind) -> the file's variable name; `is_training_state(name)` tells which
-# file variables are not model weights (step, optimizer slots).
+# file variables are not model weights (step, optimizer slots);
+# `refuse_file(shapes)`, if given, returns why a file of that project cannot
+# import (another of its models, named) or None, before anything is built.
 Source = collections.namedtuple(
-    "Source", ["description", "adapt", "is_training_state"])
+    "Source", ["description", "adapt", "is_training_state", "refuse_file"],
+    defaults=(None,))
 
 # One module per project in projects/ registers its Source here, under the
 # name --from takes.
