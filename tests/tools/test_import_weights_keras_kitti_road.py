@@ -123,15 +123,16 @@ def test_unmapped_layer_is_named(tmp_path):
   assert not out.exists()
 
 
-def test_the_mobilenet_v2_fpn_release_is_refused_by_name(tmp_path):
+def test_an_fpn_file_with_this_config_names_the_fpn_config(tmp_path):
   fpn = tmp_path / "best-ep-38-val_iou-0.898-val_loss-0.064.hdf5"
   with h5py.File(fpn, "w") as f:
     f.attrs["layer_names"] = [b"Conv1"]
     group = f.create_group("Conv1")
     group.attrs["weight_names"] = [b"Conv1/kernel:0"]
     group.create_dataset("Conv1/kernel:0", data=np.zeros((3, 3, 3, 32)))
-  with pytest.raises(ValueError, match="MobileNetV2 FPN .* does not import: "
-                     "fast_seg has no FPN head"):
+  with pytest.raises(ValueError, match=r"MobileNetV2 FPN .* imports into fpn "
+                     r"\(configs/fpn_mobilenet_v2_kitti_road_160.config\); "
+                     "the config's model is 'dilated_fcn'"):
     import_weights.import_checkpoint(SOURCE, str(fpn), road_config(),
                                      str(tmp_path / "out"))
 

@@ -97,10 +97,10 @@ def plan(source_name, pipeline_config, shapes, path):
       or variables that do not all map (one line naming them).
   """
   source = SOURCES.get(source_name)
-  refusal = source.refuse_file and source.refuse_file(shapes)
-  if refusal:
-    raise ValueError(f"{path}: {refusal}")
-  name_map = source.adapt(pipeline_config.model)
+  try:
+    name_map = source.adapt(pipeline_config.model, shapes)
+  except ValueError as error:
+    raise ValueError(f"{path}: {error}") from None
   model = model_builder.build(pipeline_config.model)
   mapping = _Plan(name_map, source.is_training_state, model, shapes)
   message = mapping.error(path)
