@@ -39,7 +39,11 @@ _RESNET_UNIT = re.compile(
 # Our bottleneck convs -> the digit Keras uses in `conv{s}_block{u}_{i}_conv`.
 _RESNET_CONV_INDEX = {"shortcut": 0, "conv1": 1, "conv2": 2, "conv3": 3}
 
-_MOBILENET_STEM = re.compile(r"^mobilenet_v2_Conv(_bn)?$")
+# Conv (the stem, Keras' Conv1) and Conv_1 (the 1x1 conv to 1280 after the
+# last unit, Keras' Conv_1 / Conv_1_bn).
+_MOBILENET_STEM = re.compile(r"^mobilenet_v2_(Conv|Conv_1)(_bn)?$")
+_MOBILENET_KERAS_CONV = {"Conv": ("Conv1", "bn_Conv1"),
+                         "Conv_1": ("Conv_1", "Conv_1_bn")}
 _MOBILENET_UNIT = re.compile(
     r"^mobilenet_v2_expanded_conv(?:_(\d+))?_(expand|depthwise|project)(_bn)?$")
 
@@ -100,8 +104,8 @@ def mobilenet_v2(layer_name, kind):
   """
   match = _MOBILENET_STEM.match(layer_name)
   if match:
-    layer = "bn_Conv1" if match.group(1) else "Conv1"
-    return H5Weight(layer, _weight(kind), None)
+    conv, bn = _MOBILENET_KERAS_CONV[match.group(1)]
+    return H5Weight(bn if match.group(2) else conv, _weight(kind), None)
   match = _MOBILENET_UNIT.match(layer_name)
   if match:
     index, op, bn = match.groups()

@@ -34,7 +34,8 @@ _RESNET_UNIT = re.compile(
     r"^resnet_v1_50_block(\d)_unit_(\d+)_(conv1|conv2|conv3|shortcut)(_bn)?$")
 _MOBILENET_V1 = re.compile(
     r"^mobilenet_v1_(Conv2d_0|Conv2d_\d+_(?:depthwise|pointwise))(_bn)?$")
-_MOBILENET_STEM = re.compile(r"^mobilenet_v2_Conv(_bn)?$")
+# Conv (the stem) and Conv_1 (the 1x1 conv to 1280 after the last unit).
+_MOBILENET_STEM = re.compile(r"^mobilenet_v2_(Conv|Conv_1)(_bn)?$")
 _MOBILENET_UNIT = re.compile(
     r"^mobilenet_v2_(expanded_conv(?:_\d+)?)_(expand|depthwise|project)(_bn)?$")
 
@@ -86,7 +87,7 @@ def mobilenet_v2(layer_name, kind):
   """
   match = _MOBILENET_STEM.match(layer_name)
   if match:
-    return f"MobilenetV2/Conv/{slim_suffix(kind)}"
+    return f"MobilenetV2/{match.group(1)}/{slim_suffix(kind)}"
   match = _MOBILENET_UNIT.match(layer_name)
   if match:
     unit, op, _ = match.groups()

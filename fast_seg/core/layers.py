@@ -30,17 +30,22 @@ def _resize_bilinear(images, size):
 
 # Resize conventions (ResizeLike.mode): tf.image.resize's half-pixel centres;
 # TF1's align_corners=True; TF1's default (neither), which maps output pixel
-# i to input i * in / out.
+# i to input i * in / out. NEAREST is nearest-neighbour (tf.image.resize's,
+# half-pixel centres): at an integer factor f, output pixel i is input i // f
+# in every convention (Keras' UpSampling2D).
 HALF_PIXEL = "half_pixel"
 ALIGN_CORNERS = "align_corners"
 ASYMMETRIC = "asymmetric"
-_RESIZE_MODES = (HALF_PIXEL, ALIGN_CORNERS, ASYMMETRIC)
+NEAREST = "nearest"
+_RESIZE_MODES = (HALF_PIXEL, ALIGN_CORNERS, ASYMMETRIC, NEAREST)
 
 
 def _resize_with(images, size, mode):
-  """Bilinear resize by convention `mode` (float32 inside, as above)."""
+  """Resize by convention `mode`; bilinear ones in float32 inside, as above."""
   if mode == HALF_PIXEL:
     return _resize_bilinear(images, size)
+  if mode == NEAREST:
+    return tf.image.resize(images, size, method="nearest")
   resized = tf.raw_ops.ResizeBilinear(
       images=tf.cast(images, tf.float32), size=tf.cast(size, tf.int32),
       align_corners=mode == ALIGN_CORNERS, half_pixel_centers=False)
@@ -100,10 +105,11 @@ class ResizeByFactor(keras.layers.Layer):
 
 
 class ResizeLike(keras.layers.Layer):
-  """Bilinear resize of inputs[0] to the spatial size of inputs[1].
+  """Resize of inputs[0] to the spatial size of inputs[1].
 
-  `mode` is the resize convention: HALF_PIXEL (tf.image.resize), or the TF1
-  ones, ALIGN_CORNERS and ASYMMETRIC, for models trained by TF1 code.
+  `mode` is the resize convention: HALF_PIXEL (tf.image.resize, bilinear),
+  the TF1 ones, ALIGN_CORNERS and ASYMMETRIC, for models trained by TF1 code,
+  or NEAREST (nearest-neighbour).
   """
   # Output channel c is inputs[0]'s channel c (for the filter pruner).
   channel_input = 0
@@ -115,7 +121,7 @@ class ResizeLike(keras.layers.Layer):
   def call(self, inputs):
     x, reference = inputs
     size = _spatial_size(reference)
-    if self.mode != HALF_PIXEL:
+    if self.mode not in (HALF_PIXEL, NEAREST):
       size = tf.stack(size)
     return _resize_with(x, size, self.mode)
 
@@ -142,6 +148,17 @@ class ChannelScale(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "scales": self.scales}
+
+
+class LogitDifference(keras.layers.Layer):
+  """[..., 2] logits -> [..., 1]: the second minus the first.
+
+  sigmoid(l1 - l0) is softmax(l0, l1)'s second probability, so a two-logit
+  softmax head trained elsewhere serves as a binary (sigmoid) model.
+  """
+
+  def call(self, inputs):
+    return inputs[..., 1:2] - inputs[..., 0:1]
 
 
 class AdaptiveAveragePool(keras.layers.Layer):

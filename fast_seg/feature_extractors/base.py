@@ -435,3 +435,20 @@ class FeatureExtractor(abc.ABC):
           tuple(layer.name for layer in self._layers[first_layer:])))
       endpoints[stage] = net
     return endpoints
+
+  def build_pyramid(self, inputs):
+    """Builds every stage and returns the feature pyramid of FPN-like heads.
+
+    By default a level is the output of the last stage of its stride; a
+    backbone whose customary FPN taps are elsewhere (mobilenet_v2's
+    expansion outputs) overrides this.
+
+    Args:
+      inputs: the preprocessed image (KerasTensor).
+
+    Returns:
+      dict stride -> feature map, for every stride a stage ends at.
+    """
+    endpoints = self.build(inputs)
+    return {self.stage_strides[stage]: endpoints[stage]
+            for stage in self.stage_names}

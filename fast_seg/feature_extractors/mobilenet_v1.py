@@ -57,6 +57,27 @@ class MobileNetV1(base.FeatureExtractor):
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
 
+  def dilate_units(self, first_unit, rates):
+    """Gives Conv2d_<first_unit>.. one dilation rate each in place of the
+    schedule's: the KITTI road project's SegMobileNet dilates Conv2d_7..11
+    by 1, 1, 2, 4, 4 at stride 16, where slim's rule would give them 1.
+    Call before those units are built.
+
+    Raises:
+      ValueError: a unit past Conv2d_13, or one whose depthwise conv strides
+        (a dilated conv cannot).
+    """
+    for index, rate in enumerate(rates, start=first_unit):
+      if index not in self._unit_schedule:
+        raise ValueError(f"{self.name} has units Conv2d_1..{len(_UNITS)}; "
+                         f"no Conv2d_{index} to dilate")
+      stride, _ = self._unit_schedule[index]
+      if stride != 1:
+        raise ValueError(f"{self.name} Conv2d_{index} has stride {stride} "
+                         f"at output_stride {self.output_stride}; only a "
+                         "stride-1 unit can be dilated")
+      self._unit_schedule[index] = (1, int(rate))
+
   def _backbone_width(self, nominal, scale):
     """slim's V1 rule: max(int(nominal * multiplier), 8), truncating."""
     return max(int(nominal * scale), MIN_DEPTH)

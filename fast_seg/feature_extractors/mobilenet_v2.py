@@ -2,7 +2,10 @@
 
 The layers are those of slim's MobilenetV2 (Conv, expanded_conv,
 expanded_conv_1..16) without the final 1x1 conv to 1280 and the classifier, so
-the model-zoo checkpoint loads by a plain name map. `filter_scale` (or a
+the model-zoo checkpoint loads by a plain name map. `build_pyramid` (FPN
+heads) adds that conv, Conv_1, and taps the expansion outputs that feed the
+strided units, as Keras users (block_<i>_expand_relu, out_relu) and TF OD
+API's FPN (layer_<i>/expansion_output, layer_19) do. `filter_scale` (or a
 stage's group_widths scale) plays the role of slim's depth multiplier, with
 the same rounding to multiples of 8.
 """
@@ -34,6 +37,11 @@ _PAD_AFTER_DEPTHWISE = (_KERAS_PADDING.Value("DEPTHWISE_AFTER"),
 # Index of the last expanded_conv_i of each stage after the stem.
 _STAGE_LAST_UNIT = (("stage2", 2), ("stage3", 5), ("stage4", 12),
                     ("stage5", 16))
+
+# Width of Conv_1, the 1x1 conv after the last unit. Kept at every
+# filter_scale <= 1, as Keras applications (alpha <= 1) and slim's
+# finegrain_classification_mode do.
+_CONV_1_DEPTH = 1280
 
 
 def _unit_specs():
@@ -86,6 +94,8 @@ class MobileNetV2(base.FeatureExtractor):
         self._unit_schedule[unit_name] = tracker.step(stride)
       self._stage_strides[stage_name] = tracker.current_stride
       first = last + 1
+    # Expansion output of each unit, by unit name (build_pyramid reads them).
+    self._expansions = {}
 
   def _backbone_width(self, nominal, scale):
     """nominal * scale rounded to a multiple of 8, as slim does."""
@@ -130,6 +140,7 @@ class MobileNetV2(base.FeatureExtractor):
     if expansion > 1:
       x = self._conv(x, base.make_divisible(in_depth * expansion, 8), 1,
                      name + "_expand")
+      self._expansions[name] = x
     x, padding = self._padding(x, "depthwise", stride, name + "_depthwise")
     x = self._track(self.conv_hyperparams.depthwise_conv2d(
         3, name=name + "_depthwise", strides=stride, dilation_rate=rate,
@@ -154,3 +165,28 @@ class MobileNetV2(base.FeatureExtractor):
                                     depth, stride, rate, new_width)
       new_width = False
     return net
+
+  def build_pyramid(self, inputs):
+    """Strides 4, 8, 16: the expansion output of stage3's, stage4's and
+    stage5's first (strided) unit; 32: Conv_1 (1x1 to 1280, batch norm,
+    ReLU6) on the last stage. Needs output_stride 32.
+
+    Raises:
+      ValueError: output_stride is not 32.
+    """
+    if self.output_stride != 32:
+      raise ValueError(f"{self.name}.build_pyramid needs output_stride 32, "
+                       f"got {self.output_stride}")
+    endpoints = self.build(inputs)
+    pyramid = {}
+    for previous, stage in zip(self.stage_names[1:-1], self.stage_names[2:]):
+      unit = f"{self.name}_{self._stage_units[stage][0][0]}"
+      pyramid[self.stage_strides[previous]] = self._expansions[unit]
+    last = self.stage_names[-1]
+    self._building_stage = last
+    try:
+      pyramid[self.stage_strides[last]] = self._conv(
+          endpoints[last], _CONV_1_DEPTH, 1, f"{self.name}_Conv_1")
+    finally:
+      self._building_stage = None
+    return pyramid

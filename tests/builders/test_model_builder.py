@@ -57,7 +57,7 @@ def _config(text):
 
 @pytest.mark.parametrize("arch, output_stride", [
     ("dilated_fcn", 8), ("deeplab_v3_plus", 16), ("mobile_unet", 32),
-    ("icnet", 8), ("pspnet", 8)])
+    ("icnet", 8), ("pspnet", 8), ("fpn", 32)])
 def test_a_backbone_registered_in_a_test_builds_every_architecture(
     arch, output_stride):
   model = model_builder.build(helpers.model_config(

@@ -72,4 +72,4 @@ def test_asymmetric_resize_is_tf1s_default():
   np.testing.assert_allclose(got.numpy().ravel(),
                              [0, .5, 1, 1.5, 2, 2.5, 3, 3])
   with pytest.raises(ValueError, match="resize mode"):
-    layers.ResizeLike("nearest")
+    layers.ResizeLike("bicubic")

@@ -44,10 +44,11 @@ def camvid_eval_records(tmp_path_factory):
   return str(out / "val-*.tfrecord")
 
 
-def _config(arch, extractor, eval_pattern):
+def _config(arch, extractor, eval_pattern, output_stride=8):
   text = helpers.train_pipeline_text(
       "unused", model=helpers.model_text(arch=arch, extractor=extractor,
-                                         num_classes=11, filter_scale=0.25))
+                                         num_classes=11, filter_scale=0.25,
+                                         output_stride=output_stride))
   config = helpers.pipeline_config(text)
   del config.eval_input_reader.tf_record_input_path[:]
   config.eval_input_reader.tf_record_input_path.append(eval_pattern)
@@ -83,14 +84,15 @@ def _float_agreement(report):
     assert entry["max_abs_diff"] < 1e-4, (name, entry)
 
 
-@pytest.mark.parametrize("arch, extractor", [
-    ("icnet", "mobilenet_v2"),
-    ("cgnet", "cgnet"),
-    pytest.param("icnet", "resnet_v1_50", marks=pytest.mark.slow),
-    pytest.param("pspnet", "resnet_v1_50", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("arch, extractor, output_stride", [
+    ("icnet", "mobilenet_v2", 8),
+    ("cgnet", "cgnet", 8),
+    ("fpn", "mobilenet_v2", 32),
+    pytest.param("icnet", "resnet_v1_50", 8, marks=pytest.mark.slow),
+    pytest.param("pspnet", "resnet_v1_50", 8, marks=pytest.mark.slow)])
 def test_float_exports_match_on_a_real_image(camvid_eval_records, tmp_path,
-                                             arch, extractor):
-  config = _config(arch, extractor, camvid_eval_records)
+                                             arch, extractor, output_stride):
+  config = _config(arch, extractor, camvid_eval_records, output_stride)
   checkpoint = _calibrated_checkpoint(
       config, export_lib.eval_images(config, (64, 64), 2),
       str(tmp_path / "checkpoint"))

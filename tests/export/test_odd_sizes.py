@@ -43,6 +43,7 @@ def test_icnet_at_camvid_size_exports_to_onnx(tmp_path):
     ("deeplab_v3_plus", "mobilenet_v2", 16),
     ("mobile_unet", "mobilenet_v1", 32),
     ("dilated_fcn", "mobilenet_v1", 8),
+    ("fpn", "mobilenet_v2", 32),
 ])
 def test_every_architecture_exports_at_an_odd_size(arch, extractor, output_stride, tmp_path):
   tf.keras.utils.set_random_seed(1)

@@ -293,6 +293,24 @@ def test_slim_mobilenet_full_map(tmp_path):
   assert used == set(arrays)
 
 
+def test_slim_mobilenet_loads_conv_1_where_the_pyramid_builds_it(tmp_path):
+  # build_pyramid (FPN) adds Conv_1, the checkpoint's 1x1 conv to 1280.
+  shapes = _mobilenet_slim_shapes()
+  _slim_conv_bn(shapes, "MobilenetV2/Conv_1", (1, 1, 320, 1280))
+  arrays = _random_arrays(shapes, seed=5)
+  prefix = _write_slim_checkpoint(str(tmp_path / "mobilenet_v2_1.0_224.ckpt"),
+                                  arrays)
+  extractor = mobilenet_v2.MobileNetV2(_hyperparams(), output_stride=32)
+  extractor.build_pyramid(keras.Input((64, 64, 3)))
+  assert pretrained.load_imagenet_weights(extractor, prefix) == len(arrays)
+  np.testing.assert_array_equal(
+      _layer(extractor, "mobilenet_v2_Conv_1").kernel.numpy(),
+      arrays["MobilenetV2/Conv_1/weights"])
+  np.testing.assert_array_equal(
+      _layer(extractor, "mobilenet_v2_Conv_1_bn").gamma.numpy(),
+      arrays["MobilenetV2/Conv_1/BatchNorm/gamma"])
+
+
 @pytest.fixture(scope="module")
 def mobilenet_v1_slim(tmp_path_factory):
   """A full-size fake mobilenet_v1_1.0_224.ckpt with ignored extras."""

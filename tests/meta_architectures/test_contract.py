@@ -82,7 +82,7 @@ def test_every_model_oneof_field_has_a_registered_architecture():
 
 def test_unknown_architecture_names_the_registered_ones():
   with pytest.raises(ValueError, match=r"model: unknown 'segnet'; allowed: "
-                     r"cgnet, deeplab_v3_plus, dilated_fcn, icnet"):
+                     r"cgnet, deeplab_v3_plus, dilated_fcn, fpn, icnet"):
     model_lib.get("segnet")
 
 

@@ -93,13 +93,14 @@ def plan(source_name, pipeline_config, shapes, path):
     variable or None for an absent gamma / beta, kind) for every weight.
 
   Raises:
-    ValueError: an unknown source, a model its maps do not cover, or
-      variables that do not all map (one line naming them).
+    ValueError: an unknown source, a file or model its maps do not cover,
+      or variables that do not all map (one line naming them).
   """
   source = SOURCES.get(source_name)
-  name_map = source.adapt(pipeline_config.model)
-  if source.bind_to_file is not None:
-    name_map = source.bind_to_file(name_map, sorted(shapes))
+  try:
+    name_map = source.adapt(pipeline_config.model, shapes)
+  except ValueError as error:
+    raise ValueError(f"{path}: {error}") from None
   model = model_builder.build(pipeline_config.model)
   mapping = _Plan(name_map, source.is_training_state, model, shapes)
   message = mapping.error(path)

@@ -4,17 +4,17 @@ import collections
 
 from fast_seg.core import registry
 
-# `description` names the file in messages; `adapt(model_config)` sets the
-# config fields that make fast_seg's graph compute that project's and
-# returns the name map (third_party/) of the model: (our layer name, weight
-# kind) -> the file's variable name; `is_training_state(name)` tells which
-# file variables are not model weights (step, optimizer slots);
-# `bind_to_file(name_map, variable names)`, optional, returns the map for
-# one file, for projects whose files differ in names their code does not
-# fix (layers that Keras numbers when the model is built).
+# `description` names the file in messages; `adapt(model_config, shapes)`
+# sets the config fields that make fast_seg's graph compute that project's
+# and returns the name map (third_party/) of the model: (our layer name,
+# weight kind) -> the file's variable name. `shapes` ({variable: shape} of
+# the file) tells which of the project's models the file holds and how it
+# numbers unnamed layers; adapt raises ValueError, naming the model and the
+# config to use, when the file and the config's model do not go together.
+# `is_training_state(name)` tells which file variables are not model weights
+# (step, optimizer slots).
 Source = collections.namedtuple(
-    "Source", ["description", "adapt", "is_training_state", "bind_to_file"],
-    defaults=(None,))
+    "Source", ["description", "adapt", "is_training_state"])
 
 # One module per project in projects/ registers its Source here, under the
 # name --from takes.

@@ -48,7 +48,7 @@ def _check(model_config):
   return arch
 
 
-def _adapt(model_config):
+def _adapt(model_config, unused_shapes):
   """Sets the fields that reproduce that project's graph; its name map.
 
   Raises:

@@ -15,7 +15,7 @@ _FRITZ = "--from keras_fritz_icnet"
 _KERAS_BN_EPSILON = 1e-3
 
 
-def _adapt_fritz(model_config):
+def _adapt_fritz(model_config, unused_shapes):
   """Sets the fields that reproduce its graph; its name map.
 
   Raises:

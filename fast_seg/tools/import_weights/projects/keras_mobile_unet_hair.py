@@ -23,8 +23,9 @@ _INPUT_STD = (69.8833313, 63.37436676, 61.38568878)
 _BN_EPSILON = 1e-3
 
 
-def _adapt(model_config):
-  """Sets the fields that reproduce the hair project's graph; its name map.
+def _adapt(model_config, shapes):
+  """Sets the fields that reproduce the hair project's graph; its name map,
+  numbered as the file's unnamed layers are (shapes: the file's variables).
 
   Raises:
     ValueError: a model the map does not cover, named.
@@ -48,10 +49,11 @@ def _adapt(model_config):
   del extractor.input_mean[:], extractor.input_std[:]
   extractor.input_mean.extend(_INPUT_MEAN)
   extractor.input_std.extend(_INPUT_STD)
-  return keras_mobile_unet_hair.mobile_unet
+  return keras_mobile_unet_hair.renumbered(keras_mobile_unet_hair.mobile_unet,
+                                          sorted(shapes))
 
 
 source.SOURCES.add("keras_mobile_unet_hair", source.Source(
     "an .h5 of the Keras hair project's MobileUNet "
     "(akirasosa/mobile-semantic-segmentation)",
-    _adapt, source.no_training_state, keras_mobile_unet_hair.renumbered))
+    _adapt, source.no_training_state))

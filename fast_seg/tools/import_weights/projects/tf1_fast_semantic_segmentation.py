@@ -30,7 +30,7 @@ def _tf1_trunk(extractor, model_name):
   extractor.ClearField("weights_path")
 
 
-def _adapt_tf1(model_config):
+def _adapt_tf1(model_config, unused_shapes):
   """Sets the fields that reproduce the TF1 project's graph; its name map.
 
   Raises:
