@@ -13,8 +13,9 @@ Its model holds two nested models, so every weight is under one of them:
 `encoder` (the Keras-applications MobileNetV2 cut at `block_5_add`, whose
 layer names it keeps, then its encoder_middle_conf ops and the 1x1 conv on
 their concatenation) and `decoder` (the 3x3 classifier). Its own layers are
-unnamed, so Keras numbers them per class in creation order, from a fresh
-process: `separable_conv2d`, `separable_conv2d_1`, ...; `conv2d`,
+unnamed, so Keras numbers them per class in creation order; the map names
+them as a fresh process does (keras_layer_numbering moves them onto a file's
+own numbers): `separable_conv2d`, `separable_conv2d_1`, ...; `conv2d`,
 `conv2d_1`, ...; `batch_normalization`, `batch_normalization_1`, .... Each
 3x3 op creates a SeparableConv2D (`depthwise_kernel`, `pointwise_kernel`), a
 batch norm, a 1x1 Conv2D and a batch norm; a 1x1 op a Conv2D and a batch
@@ -24,6 +25,8 @@ Conv2D. No conv has a bias.
 
 from third_party import keras_applications_h5
 
+# The layer classes Keras numbers in its head (third_party/keras_layer_numbering).
+NUMBERED_LAYERS = ("separable_conv2d", "conv2d", "batch_normalization")
 ENCODER = "encoder/"
 DECODER = "decoder/"
 _PREFIX = "deeplab_dpc_"

@@ -24,6 +24,7 @@ Keras. `V2_FPN_LAYER` tells its files apart; `mobilenet_v2_fpn` maps them.
 import re
 
 from third_party import keras_applications_h5
+from third_party import keras_layer_numbering
 
 _STEM = re.compile(r"^mobilenet_v1_Conv2d_0(_bn)?$")
 _UNIT = re.compile(r"^mobilenet_v1_Conv2d_(\d+)_(depthwise|pointwise)(_bn)?$")
@@ -33,7 +34,6 @@ _UNIT_PREFIX = {"depthwise": "conv_dw", "pointwise": "conv_pw"}
 # A layer only the v0.1.0 MobileNetV2 FPN model's files have.
 V2_FPN_LAYER = re.compile(r"^(Conv1|bn_Conv1|block_\d+_\w+|expanded_conv_\w+)/")
 # Its FPN head's layers: Keras' automatic Conv2D names.
-_FPN_CONV = re.compile(r"^(conv2d(?:_(\d+))?)/")
 # fast_seg's FPN layers (fast_seg/meta_architectures/fpn.py) in the order
 # model.py creates its Conv2Ds: create_pyramid_features' 1x1 laterals on
 # out_relu, block_13, block_6, block_3 (strides 32, 16, 8, 4); network_head's
@@ -81,12 +81,7 @@ def fpn_conv_layers(names):
   Returns:
     list of layer names, e.g. ['conv2d_1', ..., 'conv2d_13'].
   """
-  layers = {}
-  for name in names:
-    match = _FPN_CONV.match(name)
-    if match:
-      layers[match.group(1)] = int(match.group(2) or 0)
-  return sorted(layers, key=layers.get)
+  return keras_layer_numbering.numbered_layers(names, "conv2d")
 
 
 def mobilenet_v2_fpn(names):

@@ -27,6 +27,8 @@ keras_h5.py), and neither holds optimizer state among its layers.
 
 import re
 
+from third_party import keras_layer_numbering
+
 _ENCODER = re.compile(
     r"^mobilenet_v1_Conv2d_(\d+)(?:_(depthwise|pointwise))?(_bn)?$")
 _DECODER_STEP = re.compile(
@@ -40,10 +42,6 @@ _OTHERS = {"mobile_unet_up1_conv": "conv_18", "mobile_unet_up1_conv_bn":
            "conv_18_bn", "mobile_unet_classifier": "conv2d"}
 _OP_PREFIX = {"depthwise": "conv_dw", "pointwise": "conv_pw"}
 # Layers whose names Keras numbered at build time.
-_NUMBERED = {prefix: re.compile(rf"^{prefix}(?:_(\d+))?$")
-             for prefix in ("conv2d_transpose", "conv2d")}
-
-
 def _layer(layer_name):
   """The hair project's layer for one of ours, or None."""
   if layer_name in _OTHERS:
@@ -86,16 +84,6 @@ def mobile_unet(layer_name, kind):
   return f"{layer}/{kind}"
 
 
-def _numbered_layers(variable_names, pattern):
-  """The file's layers that `pattern` matches, in numbering order."""
-  found = {}
-  for name in variable_names:
-    match = pattern.match(name.split("/", 1)[0])
-    if match:
-      found[name.split("/", 1)[0]] = int(match.group(1) or 0)
-  return sorted(found, key=found.get)
-
-
 def renumbered(name_map, variable_names):
   """`name_map` with Keras' build-time numbers taken from one file.
 
@@ -110,13 +98,5 @@ def renumbered(name_map, variable_names):
     file numbered from 4. A file with fewer such layers leaves the rest as
     they are, so the import names them as missing.
   """
-  renames = {}
-  for prefix, pattern in _NUMBERED.items():
-    found = _numbered_layers(variable_names, pattern)
-    ours = [prefix] + [f"{prefix}_{i}" for i in range(1, len(found))]
-    renames.update(zip(ours, found))
-
-  def file_name(layer_name, kind):
-    layer, _, weight = name_map(layer_name, kind).partition("/")
-    return f"{renames.get(layer, layer)}/{weight}"
-  return file_name
+  return keras_layer_numbering.renumber(
+      name_map, variable_names, ("conv2d_transpose", "conv2d"))

@@ -173,4 +173,5 @@ def test_unknown_type_names_the_field_and_the_registered_types():
         + _LOSS + " }"))
   assert str(e.value).startswith(
       "model.icnet.feature_extractor.type: unknown 'vgg16'; allowed: "
-      "cgnet, mobilenet_v1, mobilenet_v2, resnet_v1_50")
+      "cgnet, mobilenet_v1, mobilenet_v2, resnet50_keras_icnet, resnet_v1_50, "
+      f"{_TOY}")  # this file's toy backbone is registered while it runs

@@ -7,6 +7,7 @@ Keras-applications MobileNetV2 and by Keras 2.15's; its README says how.
 """
 
 import hashlib
+import re
 import shutil
 
 import h5py
@@ -173,3 +174,40 @@ def test_refuses_configs_its_code_cannot_have_built(tmp_path, override,
     import_weights.import_checkpoint(SOURCE, str(H5), narrow_config(override),
                                      str(tmp_path))
   assert fragment in str(error.value)
+
+
+def _shift_numbers(path, shift):
+  """Renumbers every automatically named head layer by `shift`
+  (conv2d_5 -> conv2d_8), as a process that had built other layers first
+  would have named them; the nested models keep their own groups."""
+  pattern = r"^(separable_conv2d|conv2d|batch_normalization)(?:_(\d+))?$"
+  with h5py.File(path, "a") as f:
+    for nested in ("encoder", "decoder"):
+      group = f["model_weights"][nested]
+      weight_names = [w.decode() if isinstance(w, bytes) else str(w)
+                      for w in group.attrs["weight_names"]]
+      matches = [(layer, re.match(pattern, layer)) for layer in list(group)]
+      renames = {layer: f"{m.group(1)}_{int(m.group(2) or 0) + shift}"
+                 for layer, m in matches if m}
+      for layer in sorted(renames, key=lambda l: -int(renames[l].rsplit("_", 1)[1])):
+        group.move(layer, renames[layer])
+      group.attrs["weight_names"] = [
+          "/".join([renames.get(w.split("/")[0], w.split("/")[0])] +
+                   w.split("/")[1:]).encode() for w in weight_names]
+      assert renames, f"no numbered layer in {nested}"
+
+
+def test_a_file_numbered_from_further_on_imports_the_same(tmp_path):
+  """Keras numbers unnamed layers per process: the map follows the file's
+  order, not its numbers (third_party/keras_layer_numbering.py)."""
+  image, data = reference()
+  shifted = tmp_path / "shifted.h5"
+  shutil.copy(H5, shifted)
+  _shift_numbers(shifted, 3)
+  with h5py.File(shifted, "r") as f:
+    assert "conv2d_9" in f["model_weights"]["decoder"]  # decoder/conv2d_6 + 3
+  result = import_weights.import_checkpoint(
+      SOURCE, str(shifted), narrow_config(), str(tmp_path / "out"))
+  relative, labels_equal = agreement(_logits(result["model"], image),
+                                     data["logits"])
+  assert relative < 1e-4 and labels_equal >= 0.999, (relative, labels_equal)

@@ -11,6 +11,7 @@ from fast_seg.protos import feature_extractor_pb2
 from fast_seg.protos import model_pb2
 from fast_seg.tools.import_weights import source
 from third_party import deeplabv3plus_keras
+from third_party import keras_layer_numbering
 
 _FROM = "--from deeplabv3plus_keras"
 _PADDING = feature_extractor_pb2.FeatureExtractor
@@ -48,7 +49,7 @@ def _check(model_config):
   return arch
 
 
-def _adapt(model_config, unused_shapes):
+def _adapt(model_config, shapes):
   """Sets the fields that reproduce that project's graph; its name map.
 
   Raises:
@@ -70,7 +71,9 @@ def _adapt(model_config, unused_shapes):
   cell.op_form = model_pb2.DensePredictionCell.SEPARABLE_THEN_1X1
   kernels = ([op.kernel_size for op in cell.ops] or
              [kernel for kernel, _, _ in deeplab_v3_plus.DEFAULT_CELL_OPS])
-  return deeplabv3plus_keras.deeplab_v3_plus(kernels)
+  return keras_layer_numbering.renumber(
+      deeplabv3plus_keras.deeplab_v3_plus(kernels), sorted(shapes),
+      deeplabv3plus_keras.NUMBERED_LAYERS)
 
 
 source.SOURCES.add("deeplabv3plus_keras", source.Source(
