@@ -39,6 +39,7 @@ def _evaluate(name, camvid_test, tmp_path):
 
 @pytest.mark.parametrize("name", [
     "icnet_mobilenet_v2_0.25_camvid_360",
+    "icnet_mobilenet_v2_0.25_camvid_trainval_360",
     pytest.param("icnet_mobilenet_v2_1.0_camvid_360", marks=pytest.mark.slow),
 ])
 def test_zoo_weights_reproduce_the_documented_test_miou(name, camvid_test, tmp_path):

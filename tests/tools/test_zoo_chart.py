@@ -93,8 +93,8 @@ def test_names_overlap_nothing_and_stay_inside(zoo_figure):
       assert (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
               and box.y1 <= frame.y1), text.get_text()
       boxes.append((text.get_text(), box))
-  # 6 models and 4 anchors in each panel.
-  assert len(boxes) == 20
+  # 7 models and 4 anchors in each panel.
+  assert len(boxes) == 22
   for i, (name, box) in enumerate(boxes):
     for other, other_box in boxes[i + 1:]:
       assert not box.overlaps(other_box), (name, other)
