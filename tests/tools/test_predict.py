@@ -91,7 +91,10 @@ def test_saved_model_and_frozen_graph_agree(export_dir, images, reference,
                              export_dir / serving.FROZEN_GRAPH_NAME]):
     labels = _predict(model, images, tmp_path / str(i))
     for name in _NAMES:
-      np.testing.assert_array_equal(labels[name], reference[name])
+      # The frozen graph folds batch norms (float sums reordered): a
+      # near-tied pixel may flip, as export_report allows (>= 99.9%).
+      assert labels[name].shape == reference[name].shape
+      assert np.mean(labels[name] != reference[name]) <= 0.001
 
 
 def test_tflite_and_onnx_agree_with_saved_model(export_dir, images, reference,
@@ -500,7 +503,8 @@ def test_tf1_contract_exports_give_the_same_labels(trained_run, images, referenc
     predict.predict(str(export / serving.FROZEN_GRAPH_NAME), str(images), str(out),
                     log=lambda line: None)
     for name, labels in _labels(out).items():
-      np.testing.assert_array_equal(labels, reference[name])
+      assert labels.shape == reference[name].shape
+      assert np.mean(labels != reference[name]) <= 0.001  # folded BNs
 
 
 def test_other_aspects_are_resized_or_letterboxed_and_said(export_dir,
