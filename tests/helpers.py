@@ -125,6 +125,13 @@ def randomize_batch_norms(model, seed=0):
 
 
 
+def logit_agreement(got, expected):
+  """(max |difference| / max |expected|, fraction of equal arg-max labels):
+  how imports and exports are compared with a reference's logits."""
+  relative = np.abs(got - expected).max() / np.abs(expected).max()
+  return relative, np.mean(got.argmax(-1) == expected.argmax(-1))
+
+
 def seeded_checkpoint(config, directory, seed=0):
   """A weights-only checkpoint of config's model with every weight drawn
   from `seed`: labels that vary over an image on every run, where the 4-step

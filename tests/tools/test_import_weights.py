@@ -45,10 +45,7 @@ def reference_image():
   return image, reference["logits"]
 
 
-def agreement(got, expected):
-  """(max |difference| / max |expected|, fraction of equal arg-max labels)."""
-  relative = np.abs(got - expected).max() / np.abs(expected).max()
-  return relative, np.mean(got.argmax(-1) == expected.argmax(-1))
+agreement = helpers.logit_agreement
 
 
 def test_imported_icnet_computes_the_tf1_logits(tmp_path):

@@ -55,10 +55,7 @@ def reference():
   return image, data
 
 
-def agreement(got, expected):
-  """(max |difference| / max |expected|, fraction of equal arg-max labels)."""
-  relative = np.abs(got - expected).max() / np.abs(expected).max()
-  return relative, np.mean(got.argmax(-1) == expected.argmax(-1))
+agreement = helpers.logit_agreement
 
 
 def _logits(model, image):

@@ -44,10 +44,7 @@ def reference_image():
   return image, reference
 
 
-def agreement(got, expected):
-  """(max |difference| / max |expected|, fraction of equal arg-max labels)."""
-  relative = np.abs(got - expected).max() / np.abs(expected).max()
-  return relative, np.mean(got.argmax(-1) == expected.argmax(-1))
+agreement = helpers.logit_agreement
 
 
 def _outputs(model, image):
