@@ -47,6 +47,8 @@ def environment():
       "date": datetime.datetime.now().astimezone().isoformat(
           timespec="seconds"),
       "flops": FLOPS_CONVENTION,
+      # oneDNN's kernels or Eigen's: a different speed on the same CPU.
+      "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""),
   }
 
 
