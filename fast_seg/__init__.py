@@ -20,14 +20,6 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TF_CPU_ALLOCATOR_USE_BFC=false to go back to malloc.
 _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512
-# VNNI / BF16 or AMX; elsewhere (an AVX2 CPU) it runs its Eigen kernels. On
-# this project's 2-core AVX2 host, oneDNN trained ICNet-MobileNetV2 0.25
-# 34-49% faster and CGNet 8-13% faster (docs/training_eval.md "Training
-# speed on a CPU"). TensorFlow ignores it where it is built without oneDNN.
-# Export TF_ENABLE_ONEDNN_OPTS=0 for the Eigen kernels.
-_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
 
 def _import_tensorflow_quietly():
   """Imports TensorFlow (and lets it probe for GPUs) with stderr filtered:
